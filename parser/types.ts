@@ -1,0 +1,76 @@
+// The contract between server/ and parser/: plain data in, plain data out.
+// parser/ never touches sockets, timers or global state; server/ owns the cache instance.
+
+/** Facts about the backend's schema that decide how a table is treated. Keys are "schema.table", unquoted, as stored in pg_class/pg_namespace. */
+export interface SchemaFacts {
+  /** Tenant tables: "schema.table" → name of its tenant column. */
+  tenantTables: ReadonlyMap<string, string>
+  /** Shared tables every tenant may read (never written by tenant sessions). */
+  referenceTables: ReadonlySet<string>
+  /** Every relation known in the database (tables, views, matviews, foreign tables, incl. the two sets above), "schema.table". */
+  knownRelations: ReadonlySet<string>
+  /** What to do with a relation that is in none of the sets: reject it (42501) or pass it through unrestricted. */
+  unknown: 'reject' | 'allow'
+}
+
+export interface RewriteContext {
+  /** The session tenant, or null when none is set. */
+  tenant: string | null
+  /** The session variable clients use to set the tenant, e.g. "app.tenant". */
+  setting: string
+  /** Schemas an unqualified name is looked up in, in order ("$user" already expanded; pg_catalog is implicit first). */
+  searchPath: readonly string[]
+  facts: SchemaFacts
+}
+
+/** A statement the proxy answers itself instead of sending it to the backend. */
+export type TenantCommand =
+  /** SET/RESET app.tenant, SET … TO DEFAULT, RESET ALL (value null = clear). Answered with CommandComplete "SET"/"RESET". */
+  | { op: 'set'; value: string | null; local: boolean; tag: 'SET' | 'RESET' }
+  /** SHOW app.tenant: answered with a one-row, one-column result named after the setting. */
+  | { op: 'show' }
+  /** SELECT set_config('app.tenant', v, is_local) alone: answered with a one-row result, column "set_config". */
+  | { op: 'set_config'; value: string | null; local: boolean }
+
+export type Sqlstate =
+  | '42501' // insufficient_privilege: a tenant violation
+  | '42601' // syntax_error: the statement does not parse
+  | '0A000' // feature_not_supported
+  | '42P01' // undefined_table
+  | '25001' // active_sql_transaction (tenant change inside a transaction; decided by server/)
+  | '3D000'
+
+export interface Refusal {
+  kind: 'refuse'
+  sqlstate: Sqlstate
+  /** Says what was refused and why, e.g. `table "public.orders" is a tenant table and no tenant is set`. */
+  message: string
+  hint?: string
+}
+
+/** One statement of the client's text. */
+export type StatementPlan =
+  | {
+      kind: 'forward'
+      /** The SQL to send: the client's text with tenant restrictions spliced in (or unchanged). */
+      sql: string
+      /** Upper-cased first keyword, e.g. "SELECT", "INSERT", "BEGIN", "SET", "LISTEN", "PREPARE". */
+      command: string
+      /** Did the statement reference a tenant table (so it needs a tenant, and routes by it)? */
+      touchesTenant: boolean
+      /** Resolved "schema.table" names the statement references (for routing, metrics, EXPLAIN REWRITE). */
+      relations: string[]
+    }
+  | { kind: 'tenant'; command: TenantCommand }
+  | Refusal
+
+/** The outcome for one client message (a simple Query may hold several statements). */
+export interface RewriteResult {
+  /** If any statement is refused, the whole message is refused: `refusal` is set and nothing is sent. */
+  refusal?: Refusal
+  statements: StatementPlan[]
+  /** The whole text to send when every statement is `forward` (statements' sql joined, with the client's separators). */
+  sql?: string
+  /** How the plan was obtained, for metrics: exact text hit, literal-normalised hit, or a cold parse. */
+  cache: 'exact' | 'normalized' | 'cold' | 'none'
+}

@@ -1,0 +1,83 @@
+// The validated, normalised configuration (see DESIGN.md "Configuration" and README).
+// server/config.ts turns YAML text into this; everything else reads only this shape.
+
+export interface HostPort {
+  host: string
+  port: number
+}
+
+export interface UserConfig {
+  /** Plain password, or a SCRAM verifier "SCRAM-SHA-256$<iter>:<salt>$<StoredKey>:<ServerKey>", or an md5 hash "md5<32 hex>". */
+  password: string
+  /** Tenant pinned by login: the user cannot change it. */
+  tenant?: string
+  /** No rewriting (migrations, ops). */
+  bypass: boolean
+  /** May use the admin console (database "pgtenant"). */
+  admin: boolean
+}
+
+export interface BackendUrl {
+  host: string
+  port: number
+  database: string
+  /** Absent: connect as the client's own user with its password from `users`. */
+  user?: string
+  password?: string
+  /** libpq sslmode: disable | allow | prefer | require | verify-ca | verify-full. Default prefer. */
+  sslmode: 'disable' | 'allow' | 'prefer' | 'require' | 'verify-ca' | 'verify-full'
+  /** Raw URL (with `{tenant}` placeholders kept), for logs with the password masked. */
+  raw: string
+  /** True when `{tenant}` appears in the URL: one database per tenant. */
+  perTenant: boolean
+}
+
+export interface BackendConfig {
+  name: string
+  url: BackendUrl
+  /** Max server connections per pool (one pool per backend, database and user). */
+  pool: number
+  citus: boolean
+}
+
+export interface TenantConfig {
+  setting: string
+  column: string
+  tables: Record<string, string>
+  reference: string[]
+  unknown: 'reject' | 'allow'
+  /** Valid tenant values (a tenant is put into database URLs). */
+  pattern: string
+}
+
+export interface PoolConfig {
+  mode: 'transaction' | 'session'
+  max_client_connections: number
+  /** A client waiting longer than this for a server connection gets 53300/57014-style error. */
+  wait_timeout_ms: number
+  connect_timeout_ms: number
+  /** Idle server connections are closed after this. */
+  idle_timeout_ms: number
+  /** A client must finish startup+auth within this. */
+  login_timeout_ms: number
+  /** Idle clients (no transaction open) are disconnected after this; 0 = never. */
+  client_idle_timeout_ms: number
+  /** On SIGTERM, running transactions get this long before connections are closed. */
+  shutdown_timeout_ms: number
+  /** Global cap on backend connections across all pools. */
+  max_server_connections: number
+}
+
+export interface Config {
+  listen: HostPort
+  metrics?: HostPort
+  tls?: { cert: string; key: string; certPath: string; keyPath: string }
+  /** How clients authenticate: scram-sha-256 (default) or md5 (md5 needs plain passwords in `users`). */
+  auth: 'scram-sha-256' | 'md5'
+  users: Record<string, UserConfig>
+  tenant?: TenantConfig
+  backends: Record<string, BackendConfig>
+  placement: { default: string; tenants: Record<string, string> }
+  pool: PoolConfig
+  log_level: 'trace' | 'debug' | 'info' | 'warn' | 'error' | 'fatal' | 'silent'
+}
