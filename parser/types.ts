@@ -13,7 +13,22 @@ export interface SchemaFacts {
   unknown: 'reject' | 'allow'
 }
 
+/** Session-state changes the pooler tracks so a client keeps its session under transaction pooling. */
+export type SessionEffect =
+  /** SET [SESSION] name = value / TO value: `valueSql` is the exact text after = / TO, to replay verbatim. */
+  | { kind: 'set'; name: string; valueSql: string }
+  /** SET LOCAL …: lasts until the transaction ends, nothing to replay. */
+  | { kind: 'set_local'; name: string }
+  | { kind: 'reset'; name: string }
+  | { kind: 'reset_all' }
+  | { kind: 'discard_all' }
+  | { kind: 'listen'; channel: string }
+  | { kind: 'prepare'; name: string }
+  | { kind: 'deallocate'; name: string | null }
+
 export interface RewriteContext {
+  /** 'tenant' rewrites and enforces; 'bypass' only classifies (bypass users, or no `tenant:` config): sql unchanged, no refusals except none. */
+  mode: 'tenant' | 'bypass'
   /** The session tenant, or null when none is set. */
   tenant: string | null
   /** The session variable clients use to set the tenant, e.g. "app.tenant". */
@@ -60,6 +75,8 @@ export type StatementPlan =
       touchesTenant: boolean
       /** Resolved "schema.table" names the statement references (for routing, metrics, EXPLAIN REWRITE). */
       relations: string[]
+      /** What the statement does to session state the pooler must track (SET replay, LISTEN refusal, prepared names). */
+      effect?: SessionEffect
     }
   | { kind: 'tenant'; command: TenantCommand }
   | Refusal
