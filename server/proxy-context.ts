@@ -1,0 +1,39 @@
+// What a client session needs from the proxy around it (kept as an interface so the
+// session can be read on its own).
+import type { Logger } from 'pino'
+import type { Config, UserConfig } from './config-types.js'
+import type { Planner } from './planner.js'
+import type { BackendConnection } from './backend/connection.js'
+import type { Pool } from './backend/pool.js'
+import type { ClientSession } from './session.js'
+import type { Refusal, RewriteResult } from '../parser/types.js'
+
+export interface SessionMetrics {
+  rewriteObserved(result: RewriteResult | null, seconds: number): void
+  refused(session: ClientSession, refusal: Refusal): void
+  backendError(session: ClientSession, sqlstate: string): void
+  transactionDone(session: ClientSession, ms: number): void
+}
+
+export interface ProxyContext {
+  readonly config: Config
+  readonly log: Logger
+  readonly planner: Planner
+  readonly metrics?: SessionMetrics
+  readonly maxMessageBytes: number
+  readonly tlsEnabled: boolean
+  /** SSLRequest with TLS configured: answer S and hand the session a TLS socket. */
+  startTls(session: ClientSession): void
+  cancel(pid: number, secret: number): void
+  /** Checks made once the startup packet is read (connection limits, reserved databases). */
+  admitClient(session: ClientSession): { code: string; message: string } | null
+  findUser(name: string): UserConfig | undefined
+  sessionClosed(session: ClientSession): void
+  tenantChanged(session: ClientSession): void
+  /** ParameterStatus values to report at login. */
+  serverParams(session: ClientSession): Promise<Map<string, string>>
+  /** A server connection for the session's next transaction. */
+  acquire(session: ClientSession): Promise<{ conn: BackendConnection; pool: Pool }>
+  /** Server-side name for a named prepared statement with this text and parameter types. */
+  statementName(sql: string, paramTypes: Buffer): string
+}

@@ -1,0 +1,1108 @@
+// One client connection: startup, authentication, tenant and session state, and the
+// relay to whichever backend connection serves its current transaction.
+//
+// Responses reach the client in protocol order through one queue of expected
+// responses (`queue`): backend-bound messages push entries that the backend's replies
+// complete, and answers the proxy makes itself (refusals, tenant commands, a
+// ParseComplete for a statement already prepared on that connection) push synthetic
+// entries that are emitted when they reach the head.
+import type { Socket } from 'node:net'
+import { randomBytes, randomInt } from 'node:crypto'
+import type { Logger } from 'pino'
+import { FrameReader, ProtocolViolation, type Frame } from './protocol/frame-reader.js'
+import * as fe from './protocol/frontend.js'
+import * as be from './protocol/backend.js'
+import { BackendScanner, type ScannerSink } from './protocol/backend-scanner.js'
+import { BatchedWriter } from './protocol/output.js'
+import { BackendConnection, BackendError } from './backend/connection.js'
+import type { Pool } from './backend/pool.js'
+import type { Config, UserConfig } from './config-types.js'
+import type { RewriteResult, SessionEffect, StatementPlan, TenantCommand, Refusal } from '../parser/types.js'
+import { quoteLiteral, quoteIdent } from './planner.js'
+import { authenticate } from './client-auth.js'
+import type { ProxyContext } from './proxy-context.js'
+
+type TxStatus = be.TxStatus
+
+type Entry =
+  | { kind: 'query'; effects: SessionEffect[]; failed: boolean }
+  | { kind: 'internal' }
+  | { kind: 'parse'; serverName: string | null; swallow: boolean }
+  | { kind: 'bind' | 'describe' | 'close' }
+  | { kind: 'execute'; effects: SessionEffect[]; failed: boolean }
+  | { kind: 'sync' }
+  | { kind: 'function' }
+  | { kind: 'synthetic'; bytes: Buffer[] }
+
+/** A statement the client prepared with Parse. */
+interface ClientStatement {
+  /** The SQL the client sent, kept to rewrite again if the tenant changes. */
+  originalSql: string
+  paramTypes: Buffer
+  tenant: string | null
+  /** What to send: rewritten SQL and its name on the servers ('' for the unnamed statement). */
+  sql: string
+  serverName: string
+  /** Set when the proxy answers this statement itself (SET app.tenant through the extended protocol). */
+  local: TenantCommand | null
+  effect: SessionEffect | undefined
+}
+
+const TRANSACTION_END = new Set(['COMMIT', 'ROLLBACK'])
+
+export class ClientSession {
+  readonly id: number
+  readonly pid: number
+  readonly secret: number
+  readonly connectedAt = Date.now()
+  user = ''
+  database = ''
+  userConfig: UserConfig | null = null
+  log: Logger
+  state: 'startup' | 'auth' | 'ready' | 'closed' = 'startup'
+
+  tenant: string | null = null
+  /** SET LOCAL tenant: overrides `tenant` until the transaction ends. */
+  private localTenant: string | null | undefined = undefined
+  private readonly settings = new Map<string, string>()
+  private stateKeyCache: string | null = null
+  private readonly reader: FrameReader
+  private readonly out: BatchedWriter
+  private readonly scanner: BackendScanner
+  private readonly queue: Entry[] = []
+  private txStatus: TxStatus = 'I'
+  private txTouchedTenant = false
+  backend: BackendConnection | null = null
+  private pool: Pool | null = null
+  private acquiring = false
+  private stalled: Frame | null = null
+  private skipUntilSync = false
+  private pinned = false
+  private readonly statements = new Map<string, ClientStatement>()
+  private readonly localPortals = new Map<string, ClientStatement>()
+  private unnamedToken: object | null = null
+  private toBackend: Buffer[] = []
+  private pendingEffects: SessionEffect[] = []
+  private sawRollback = false
+  private loginTimer: NodeJS.Timeout | null = null
+  private idleTimer: NodeJS.Timeout | null = null
+  private authStep: ((frame: Frame) => void) | null = null
+  private currentQueryStart = 0
+  /** Holds the raw socket (possibly TLS-wrapped after SSLRequest). */
+  socket: Socket
+
+  constructor(
+    socket: Socket,
+    private readonly ctx: ProxyContext,
+    id: number,
+  ) {
+    this.socket = socket
+    this.id = id
+    this.pid = randomInt(1, 0x7fffffff)
+    this.secret = randomBytes(4).readInt32BE(0)
+    this.log = ctx.log.child({ session: id, client: `${socket.remoteAddress}:${socket.remotePort}` })
+    this.reader = new FrameReader(ctx.maxMessageBytes)
+    this.out = new BatchedWriter(socket, () => this.backend?.socket.pause())
+    this.scanner = new BackendScanner(this.sink)
+    this.attachSocket(socket)
+    this.loginTimer = setTimeout(() => this.fatal('08006', 'login timed out: the client did not finish startup and authentication in time'), ctx.config.pool.login_timeout_ms)
+  }
+
+  // ---------------------------------------------------------------- sockets
+
+  private attachSocket(socket: Socket): void {
+    this.socket = socket
+    socket.setNoDelay(true)
+    socket.on('data', this.onClientData)
+    socket.on('drain', () => this.backend?.socket.resume())
+    socket.on('error', (err) => this.log.debug({ err: err.message }, 'client socket error'))
+    socket.on('close', () => this.onClientClose())
+  }
+
+  private readonly onClientData = (chunk: Buffer): void => {
+    this.reader.push(chunk)
+    try {
+      this.processInput()
+    } catch (err) {
+      this.onInputError(err as Error)
+    }
+  }
+
+  private onInputError(err: Error): void {
+    if (err instanceof ProtocolViolation) this.fatal('08P01', `protocol violation: ${err.message}`)
+    else {
+      this.log.error({ err }, 'internal error while handling client message')
+      this.fatal('XX000', `internal proxy error: ${err.message}`)
+    }
+  }
+
+  private onClientClose(): void {
+    if (this.state === 'closed') return
+    this.state = 'closed'
+    this.clearTimers()
+    this.ctx.sessionClosed(this)
+    if (this.backend) {
+      const conn = this.backend
+      const pool = this.pool
+      this.backend = null
+      this.pool = null
+      conn.detach()
+      // A connection in the middle of something is not safe to hand to someone else.
+      const idle = this.queue.length === 0
+      if (!idle || !pool) {
+        pool?.release(conn, false) // mid-query: nobody else may inherit its state
+      } else if (this.txStatus === 'I' && !this.pinned && this.ctx.config.pool.mode === 'transaction') {
+        pool.release(conn, true)
+      } else this.resetAndRelease(conn, pool, this.txStatus !== 'I')
+    }
+    this.log.info('client disconnected')
+  }
+
+  /** Session pooling (or a dirty connection): DISCARD ALL before anyone else gets it. */
+  private resetAndRelease(conn: BackendConnection, pool: Pool, inTransaction: boolean): void {
+    if (conn.closed) return pool.release(conn, false)
+    let buf = Buffer.alloc(0)
+    const timer = setTimeout(() => {
+      conn.detach()
+      pool.release(conn, false)
+    }, 5000)
+    conn.attach({
+      onData: (chunk) => {
+        // Swallow everything up to the ReadyForQuery that follows DISCARD ALL.
+        buf = Buffer.concat([buf, chunk])
+        const z = findReadyForQuery(buf, inTransaction ? 2 : 1)
+        if (z) {
+          clearTimeout(timer)
+          conn.detach()
+          conn.prepared.clear()
+          conn.unnamedOwner = null
+          conn.stateKey = ''
+          pool.release(conn, z === 'I')
+        }
+      },
+      onClose: () => {
+        clearTimeout(timer)
+        pool.release(conn, false)
+      },
+    })
+    if (inTransaction) conn.write(fe.encodeQuery('ROLLBACK'))
+    conn.write(fe.encodeQuery('DISCARD ALL'))
+  }
+
+  private clearTimers(): void {
+    if (this.loginTimer) clearTimeout(this.loginTimer)
+    if (this.idleTimer) clearTimeout(this.idleTimer)
+    this.loginTimer = this.idleTimer = null
+  }
+
+  /** Send a FATAL error and close the connection. */
+  fatal(code: string, message: string): void {
+    if (this.state === 'closed') return
+    this.out.push(be.errorResponse({ severity: 'FATAL', code, message }))
+    this.out.flush()
+    this.socket.end()
+    this.onClientClose()
+  }
+
+  /** Cancel whatever this client is running (CancelRequest with our key). */
+  cancelRunning(): void {
+    if (this.backend && this.queue.length > 0) this.backend.cancel()
+  }
+
+  // ---------------------------------------------------------------- input
+
+  private processInput(): void {
+    if (this.state === 'startup') return this.processStartup()
+    if (this.state === 'auth') {
+      const frame = this.reader.next()
+      if (frame) this.authStep?.(frame)
+      return
+    }
+    if (this.state !== 'ready') return
+    this.armIdleTimer()
+    while (this.state === 'ready') {
+      const frame = this.stalled ?? this.reader.next()
+      if (!frame) break
+      this.stalled = null
+      if (!this.handleMessage(frame)) {
+        this.stalled = frame // needs a backend connection: resume when one is attached
+        this.socket.pause()
+        break
+      }
+    }
+    this.flushBackend()
+    this.out.flush()
+  }
+
+  private processStartup(): void {
+    const frame = this.reader.nextUntyped()
+    if (!frame) return
+    const packet = fe.decodeStartup(frame)
+    switch (packet.kind) {
+      case 'ssl': {
+        if (!this.ctx.tlsEnabled) {
+          this.socket.write('N')
+          return this.processStartup()
+        }
+        // Bytes sent before the TLS handshake could be injected by a man in the middle: refuse them.
+        if (this.reader.buffered > 0) return this.fatal('08P01', 'received unencrypted data after SSL request')
+        return this.ctx.startTls(this)
+      }
+      case 'gssenc':
+        this.socket.write('N')
+        return this.processStartup()
+      case 'cancel':
+        this.ctx.cancel(packet.pid, packet.secret)
+        this.socket.end()
+        return this.onClientClose()
+      case 'unsupported':
+        return this.fatal('0A000', `unsupported frontend protocol ${packet.version >> 16}.${packet.version & 0xffff}: pgtenant speaks protocol 3.0`)
+      case 'startup':
+        return this.startLogin(packet.params)
+    }
+  }
+
+  /** Called by the proxy after the TLS handshake: the startup packet comes next, encrypted. */
+  resumeAfterTls(tlsSocket: Socket): void {
+    this.socket.removeAllListeners('data')
+    this.socket.removeAllListeners('drain')
+    this.socket.removeAllListeners('close')
+    this.attachSocket(tlsSocket)
+    this.out.setSocket(tlsSocket)
+  }
+
+  private startLogin(params: Record<string, string>): void {
+    this.user = params.user ?? ''
+    this.database = params.database || this.user
+    this.log = this.log.child({ user: this.user, database: this.database })
+    if (!this.user) return this.fatal('28000', 'no PostgreSQL user name specified in startup packet')
+    if (params.replication && params.replication !== 'false') return this.fatal('0A000', 'replication connections are not supported by pgtenant')
+    const refusal = this.ctx.admitClient(this)
+    if (refusal) return this.fatal(refusal.code, refusal.message)
+    this.state = 'auth'
+    authenticate(this, this.ctx, {
+      send: (buf) => this.socket.write(buf),
+      onMessage: (fn) => {
+        this.authStep = fn
+      },
+      done: (user) => this.finishLogin(user, params),
+      fail: (code, message) => this.fatal(code, message),
+    })
+    this.processInput()
+  }
+
+  private finishLogin(user: UserConfig, params: Record<string, string>): void {
+    this.userConfig = user
+    this.authStep = null
+    this.applyStartupParams(params)
+    if (user.tenant !== undefined) this.tenant = user.tenant
+    this.ctx
+      .serverParams(this)
+      .then((serverParams) => {
+        if (this.state === 'closed') return
+        this.socket.write(be.authenticationOk())
+        const reported = new Map(serverParams)
+        for (const [k, v] of Object.entries(params)) if (reported.has(k) || k === 'application_name') reported.set(k, v)
+        const parts: Buffer[] = []
+        for (const [k, v] of reported) parts.push(be.parameterStatus(k, v))
+        parts.push(be.backendKeyData(this.pid, this.secret), be.readyForQuery('I'))
+        this.socket.write(Buffer.concat(parts))
+        if (this.loginTimer) clearTimeout(this.loginTimer)
+        this.loginTimer = null
+        this.state = 'ready'
+        this.log.info({ tenant: this.tenant }, 'client logged in')
+        this.processInput()
+      })
+      .catch((err: Error) => {
+        const code = err instanceof BackendError ? err.sqlstate : '08006'
+        this.fatal(code, `pgtenant could not reach the server: ${err.message}`)
+      })
+  }
+
+  private applyStartupParams(params: Record<string, string>): void {
+    for (const [key, value] of Object.entries(params)) {
+      if (key === 'user' || key === 'database' || key === 'replication') continue
+      if (key === 'options') {
+        for (const [name, val] of parseOptions(value)) this.applyStartupSetting(name, val)
+      } else this.applyStartupSetting(key, value)
+    }
+  }
+
+  private applyStartupSetting(name: string, value: string): void {
+    if (name.toLowerCase() === this.ctx.planner.setting && this.ctx.planner.tenantMode) {
+      if (this.userConfig?.tenant === undefined) this.tenant = value === '' ? null : value
+      return
+    }
+    this.settings.set(name.toLowerCase(), quoteLiteral(value))
+  }
+
+  private armIdleTimer(): void {
+    const ms = this.ctx.config.pool.client_idle_timeout_ms
+    if (!ms) return
+    if (this.idleTimer) clearTimeout(this.idleTimer)
+    this.idleTimer = setTimeout(() => {
+      if (this.backend) return this.armIdleTimer()
+      this.fatal('57P05', `terminating connection: client idle for longer than ${ms} ms (pool.client_idle_timeout_ms)`)
+    }, ms)
+  }
+
+  // ---------------------------------------------------------------- messages
+
+  /** Handle one client message. Returns false when it needs a backend connection not yet attached. */
+  private handleMessage(frame: Frame): boolean {
+    const type = String.fromCharCode(frame.type)
+    if (this.skipUntilSync && type !== 'S' && 'PBDECH'.includes(type)) return true
+    switch (type) {
+      case 'Q':
+        return this.handleQuery(frame)
+      case 'P':
+        return this.handleParse(frame)
+      case 'B':
+        return this.handleBind(frame)
+      case 'D':
+        return this.handleDescribe(frame)
+      case 'E':
+        return this.handleExecute(frame)
+      case 'C':
+        return this.handleClose(frame)
+      case 'S':
+        return this.handleSync(frame)
+      case 'H':
+        if (this.backend) this.send(frame.raw)
+        return true
+      case 'd':
+      case 'c':
+      case 'f':
+        if (this.backend) this.send(frame.raw) // outside COPY the server ignores these too
+        return true
+      case 'F':
+        if (!this.ensureBackend()) return false
+        this.send(frame.raw)
+        this.queue.push({ kind: 'function' })
+        return true
+      case 'X':
+        this.socket.end()
+        this.onClientClose()
+        return true
+      default:
+        throw new ProtocolViolation(`unexpected message type "${type}" (0x${frame.type.toString(16)})`)
+    }
+  }
+
+  private get effectiveTenant(): string | null {
+    return this.localTenant !== undefined ? this.localTenant : this.tenant
+  }
+
+  private plan(sql: string): RewriteResult | null {
+    const start = process.hrtime.bigint()
+    const result = this.ctx.planner.plan({
+      sql,
+      tenant: this.effectiveTenant,
+      bypass: this.userConfig?.bypass ?? false,
+      searchPath: this.searchPath(),
+    })
+    this.ctx.metrics?.rewriteObserved(result, Number(process.hrtime.bigint() - start) / 1e9)
+    return result
+  }
+
+  private searchPath(): string[] {
+    const raw = this.settings.get('search_path')
+    if (!raw) return ['public']
+    return raw
+      .split(',')
+      .map((s) => s.trim().replace(/^'+|'+$/g, ''))
+      .map((s) => (s.startsWith('"') ? s.slice(1, -1).replace(/""/g, '"') : s.toLowerCase()))
+      .map((s) => (s === '$user' ? this.user : s))
+      .filter((s) => s.length > 0)
+  }
+
+  private handleQuery(frame: Frame): boolean {
+    const sql = fe.decodeQuery(frame)
+    this.currentQueryStart = Date.now()
+    const plan = this.plan(sql)
+    if (plan === null) {
+      if (!this.ensureBackend()) return false
+      this.send(frame.raw)
+      this.queue.push({ kind: 'query', effects: [], failed: false })
+      return true
+    }
+    if (plan.refusal) {
+      this.refuse(plan.refusal, false)
+      return true
+    }
+    const tenantCommands = plan.statements.filter((s): s is Extract<StatementPlan, { kind: 'tenant' }> => s.kind === 'tenant')
+    if (tenantCommands.length > 0) {
+      if (plan.statements.length > 1)
+        this.refuse({ kind: 'refuse', sqlstate: '0A000', message: `${this.ctx.planner.setting} must be set in a statement of its own, not together with other statements` }, false)
+      else this.answerTenantCommand(tenantCommands[0].command, 'simple')
+      return true
+    }
+    const effects: SessionEffect[] = []
+    for (const st of plan.statements) {
+      if (st.kind !== 'forward') continue
+      if (st.effect) {
+        const blocked = this.checkEffect(st.effect)
+        if (blocked) {
+          this.refuse(blocked, false)
+          return true
+        }
+        effects.push(st.effect)
+      }
+      if (st.touchesTenant) this.txTouchedTenant = true
+    }
+    if (!this.ensureBackend()) return false
+    this.send(plan.sql !== undefined && plan.sql !== sql ? fe.encodeQuery(plan.sql) : frame.raw)
+    this.queue.push({ kind: 'query', effects, failed: false })
+    this.applyImmediateEffects(effects)
+    return true
+  }
+
+  /** Effects the pooler cannot carry across connections: refuse them, or pin the session. */
+  private checkEffect(effect: SessionEffect): Refusal | null {
+    if (this.ctx.config.pool.mode !== 'transaction') return null
+    if (effect.kind === 'listen')
+      return {
+        kind: 'refuse',
+        sqlstate: '0A000',
+        message: 'LISTEN is not supported under transaction pooling: notifications would reach whichever client next uses the server connection',
+        hint: 'Use a backend with pool.mode: session for listeners.',
+      }
+    if (effect.kind === 'prepare') this.pinned = true // SQL-level PREPARE lives on one server connection: keep it
+    return null
+  }
+
+  /** Effects that change how the proxy itself behaves right away (not replayed settings). */
+  private applyImmediateEffects(effects: SessionEffect[]): void {
+    for (const e of effects) {
+      if (e.kind === 'reset_all' && this.userConfig?.tenant === undefined && this.ctx.planner.tenantMode) {
+        this.tenant = null
+        this.invalidateState()
+      }
+      if ((e.kind === 'discard_all' || (e.kind === 'deallocate' && e.name === null)) && this.backend) {
+        this.backend.prepared.clear()
+        this.backend.unnamedOwner = null
+        if (e.kind === 'discard_all') this.statements.clear()
+      }
+    }
+  }
+
+  private handleParse(frame: Frame): boolean {
+    const msg = fe.decodeParse(frame)
+    if (msg.name !== '' && this.statements.has(msg.name)) {
+      this.extendedError({ kind: 'refuse', sqlstate: '42P05' as Refusal['sqlstate'], message: `prepared statement "${msg.name}" already exists` })
+      return true
+    }
+    const stmt = this.prepareStatement(msg.name, msg.sql, msg.paramTypes)
+    if ('kind' in stmt) {
+      this.extendedError(stmt)
+      return true
+    }
+    if (stmt.local) {
+      this.statements.set(msg.name, stmt)
+      this.answer([be.parseComplete()])
+      return true
+    }
+    if (stmt.effect) {
+      const blocked = this.checkEffect(stmt.effect)
+      if (blocked) {
+        this.extendedError(blocked)
+        return true
+      }
+    }
+    if (!this.ensureBackend()) return false
+    this.statements.set(msg.name, stmt)
+    this.sendParse(stmt, false)
+    return true
+  }
+
+  /** Rewrite a statement for the current tenant (or explain why not). */
+  private prepareStatement(name: string, sql: string, paramTypes: Buffer): ClientStatement | Refusal {
+    const plan = this.plan(sql)
+    const tenant = this.effectiveTenant
+    const base = { originalSql: sql, paramTypes, tenant, local: null, effect: undefined }
+    if (plan === null) return { ...base, sql, serverName: this.serverNameFor(name, sql, paramTypes) }
+    if (plan.refusal) return plan.refusal
+    if (plan.statements.length > 1) return { kind: 'refuse', sqlstate: '42601', message: 'cannot insert multiple commands into a prepared statement' }
+    const st = plan.statements[0]
+    if (!st) return { ...base, sql, serverName: this.serverNameFor(name, sql, paramTypes) }
+    if (st.kind === 'tenant') return { ...base, sql, serverName: '', local: st.command }
+    if (st.kind === 'refuse') return st
+    if (st.touchesTenant) this.txTouchedTenant = true
+    const out = plan.sql ?? st.sql
+    return { ...base, sql: out, serverName: this.serverNameFor(name, out, paramTypes), effect: st.effect }
+  }
+
+  /** Named statements get a server-side name derived from their text, shared by every client. */
+  private serverNameFor(clientName: string, sql: string, paramTypes: Buffer): string {
+    if (clientName === '') return ''
+    return this.ctx.statementName(sql, paramTypes)
+  }
+
+  /** Make sure `stmt` exists on the attached backend (prepare it there if needed). */
+  private sendParse(stmt: ClientStatement, internal: boolean): void {
+    const conn = this.backend as BackendConnection
+    if (stmt.serverName === '') {
+      this.send(fe.encodeParse('', stmt.sql, stmt.paramTypes))
+      this.queue.push({ kind: 'parse', serverName: null, swallow: internal })
+      this.unnamedToken = {}
+      conn.unnamedOwner = this.unnamedToken
+      ;(stmt as { token?: object }).token = this.unnamedToken
+      return
+    }
+    if (conn.prepared.has(stmt.serverName)) {
+      if (!internal) this.answer([be.parseComplete()])
+      return
+    }
+    conn.prepared.add(stmt.serverName) // optimistic; removed again if the server refuses it
+    this.send(fe.encodeParse(stmt.serverName, stmt.sql, stmt.paramTypes))
+    this.queue.push({ kind: 'parse', serverName: stmt.serverName, swallow: internal })
+  }
+
+  /** Find a client statement, re-rewriting it if the tenant changed since it was prepared. */
+  private resolveStatement(name: string): ClientStatement | Refusal {
+    const stmt = this.statements.get(name)
+    if (!stmt) return { kind: 'refuse', sqlstate: '26000' as Refusal['sqlstate'], message: name === '' ? 'unnamed prepared statement does not exist' : `prepared statement "${name}" does not exist` }
+    if (stmt.local || stmt.tenant === this.effectiveTenant) return stmt
+    // Prepared under another tenant: it runs for the current tenant, never for the old one.
+    const again = this.prepareStatement(name, stmt.originalSql, stmt.paramTypes)
+    if ('kind' in again) return again
+    this.statements.set(name, again)
+    return again
+  }
+
+  /** Before Bind/Describe of a statement: prepare it on this connection if it is not there. */
+  private ensurePrepared(stmt: ClientStatement): void {
+    const conn = this.backend as BackendConnection
+    if (stmt.serverName === '') {
+      const token = (stmt as { token?: object }).token
+      if (!token || conn.unnamedOwner !== token) this.sendParse(stmt, true)
+    } else if (!conn.prepared.has(stmt.serverName)) this.sendParse(stmt, true)
+  }
+
+  private handleBind(frame: Frame): boolean {
+    const head = fe.decodeBindHead(frame)
+    const stmt = this.resolveStatement(head.statement)
+    if ('kind' in stmt) {
+      this.extendedError(stmt)
+      return true
+    }
+    if (stmt.local) {
+      this.localPortals.set(head.portal, stmt)
+      this.answer([Buffer.from([0x32, 0, 0, 0, 4])]) // BindComplete
+      return true
+    }
+    this.localPortals.delete(head.portal)
+    if (!this.ensureBackend()) return false
+    this.ensurePrepared(stmt)
+    this.send(stmt.serverName === head.statement ? frame.raw : fe.encodeBind(frame, head, stmt.serverName))
+    this.queue.push({ kind: 'bind' })
+    this.portalEffects.set(head.portal, stmt.effect)
+    return true
+  }
+
+  private readonly portalEffects = new Map<string, SessionEffect | undefined>()
+
+  private handleDescribe(frame: Frame): boolean {
+    const target = fe.decodeTarget(frame)
+    if (target.kind === 'P') {
+      const local = this.localPortals.get(target.name)
+      if (local) {
+        this.answer([this.localRowDescription(local.local as TenantCommand)])
+        return true
+      }
+      if (!this.ensureBackend()) return false
+      this.send(frame.raw)
+      this.queue.push({ kind: 'describe' })
+      return true
+    }
+    const stmt = this.resolveStatement(target.name)
+    if ('kind' in stmt) {
+      this.extendedError(stmt)
+      return true
+    }
+    if (stmt.local) {
+      this.answer([Buffer.from([0x74, 0, 0, 0, 6, 0, 0]), this.localRowDescription(stmt.local)]) // ParameterDescription: none
+      return true
+    }
+    if (!this.ensureBackend()) return false
+    this.ensurePrepared(stmt)
+    this.send(stmt.serverName === target.name ? frame.raw : fe.encodeTarget('D', 'S', stmt.serverName))
+    this.queue.push({ kind: 'describe' })
+    return true
+  }
+
+  private localRowDescription(cmd: TenantCommand): Buffer {
+    if (cmd.op === 'show') return be.rowDescription([this.ctx.planner.setting])
+    if (cmd.op === 'set_config') return be.rowDescription(['set_config'])
+    return be.noData()
+  }
+
+  private handleExecute(frame: Frame): boolean {
+    const portal = new fe.PayloadReader(frame.raw, 5).cstring()
+    const local = this.localPortals.get(portal)
+    if (local) {
+      this.answerTenantCommand(local.local as TenantCommand, 'extended')
+      return true
+    }
+    if (!this.ensureBackend()) return false
+    this.send(frame.raw)
+    const effect = this.portalEffects.get(portal)
+    const effects = effect ? [effect] : []
+    this.queue.push({ kind: 'execute', effects, failed: false })
+    this.applyImmediateEffects(effects)
+    return true
+  }
+
+  private handleClose(frame: Frame): boolean {
+    const target = fe.decodeTarget(frame)
+    if (target.kind === 'S') {
+      // Server-side statements are shared and stay prepared; only the client's name goes.
+      this.statements.delete(target.name)
+      this.answer([be.closeComplete()])
+      return true
+    }
+    this.localPortals.delete(target.name)
+    this.portalEffects.delete(target.name)
+    if (!this.backend) {
+      this.answer([be.closeComplete()])
+      return true
+    }
+    this.send(frame.raw)
+    this.queue.push({ kind: 'close' })
+    return true
+  }
+
+  private handleSync(frame: Frame): boolean {
+    this.skipUntilSync = false
+    if (!this.backend && !this.acquiring) {
+      this.endLocalTransactionState()
+      this.answer([be.readyForQuery(this.txStatus)])
+      return true
+    }
+    if (!this.ensureBackend()) return false
+    this.send(frame.raw)
+    this.queue.push({ kind: 'sync' })
+    return true
+  }
+
+  // ---------------------------------------------------------------- proxy answers
+
+  /** A refusal: ErrorResponse (+ ReadyForQuery for the simple protocol); nothing reaches the server. */
+  private refuse(r: Refusal, extended: boolean): void {
+    this.ctx.metrics?.refused(this, r)
+    this.log.info({ sqlstate: r.sqlstate, reason: r.message }, 'statement refused')
+    const err = be.errorResponse({ severity: 'ERROR', code: r.sqlstate, message: r.message, hint: r.hint })
+    if (extended) this.answer([err])
+    else this.answer([err, be.readyForQuery(this.txStatus)])
+  }
+
+  private extendedError(r: Refusal): void {
+    this.refuse(r, true)
+    this.skipUntilSync = true
+  }
+
+  private answerTenantCommand(cmd: TenantCommand, protocol: 'simple' | 'extended'): void {
+    const tail = protocol === 'simple' ? [be.readyForQuery(this.txStatus)] : []
+    const setting = this.ctx.planner.setting
+    if (cmd.op === 'show') {
+      const rows = [be.dataRow([this.effectiveTenant ?? '']), be.commandComplete('SHOW')]
+      this.answer(protocol === 'simple' ? [be.rowDescription([setting]), ...rows, ...tail] : rows)
+      return
+    }
+    const refusal = this.changeTenant(cmd.value, cmd.local)
+    if (refusal) {
+      if (protocol === 'simple') this.refuse(refusal, false)
+      else this.extendedError(refusal)
+      return
+    }
+    if (cmd.op === 'set_config') {
+      const rows = [be.dataRow([cmd.value ?? '']), be.commandComplete('SELECT 1')]
+      this.answer(protocol === 'simple' ? [be.rowDescription(['set_config']), ...rows, ...tail] : rows)
+      return
+    }
+    this.answer([be.commandComplete(cmd.tag), ...tail])
+  }
+
+  private changeTenant(value: string | null, local: boolean): Refusal | null {
+    const setting = this.ctx.planner.setting
+    if (this.userConfig?.tenant !== undefined) {
+      if (value === this.userConfig.tenant) return null
+      return { kind: 'refuse', sqlstate: '42501', message: `user "${this.user}" is pinned to tenant "${this.userConfig.tenant}" and cannot change ${setting}` }
+    }
+    if (value !== null && value.includes('\0')) return { kind: 'refuse', sqlstate: '42501', message: `invalid ${setting} value: contains a NUL byte` }
+    const inTransaction = this.txStatus !== 'I'
+    if (local) {
+      if (!inTransaction) {
+        this.answerWarning(`SET LOCAL ${setting} can only be used in transaction blocks`)
+        return null
+      }
+    }
+    if (inTransaction && value !== this.effectiveTenant && (this.txTouchedTenant || !local))
+      return {
+        kind: 'refuse',
+        sqlstate: '25001',
+        message: `cannot change ${setting} inside a transaction that has already used tenant data`,
+        hint: 'Set the tenant before BEGIN, or use SET LOCAL right after BEGIN.',
+      }
+    if (local) this.localTenant = value
+    else {
+      this.tenant = value
+      this.localTenant = undefined
+    }
+    this.invalidateState()
+    if (this.backend && inTransaction && this.ctx.planner.tenantMode) {
+      // Keep current_setting() on the server in step for the rest of this transaction.
+      this.send(fe.encodeQuery(`SELECT set_config(${quoteLiteral(setting)}, ${quoteLiteral(value ?? '')}, true)`))
+      this.queue.push({ kind: 'internal' })
+      this.backend.stateKey = ''
+    }
+    this.ctx.tenantChanged(this)
+    return null
+  }
+
+  private answerWarning(message: string): void {
+    this.answer([be.noticeResponse({ severity: 'WARNING', code: '25P01', message })])
+  }
+
+  /** Emit proxy-made messages, after every response still owed by the server. */
+  private answer(bytes: Buffer[]): void {
+    if (this.queue.length === 0) for (const b of bytes) this.out.push(b)
+    else this.queue.push({ kind: 'synthetic', bytes })
+  }
+
+  // ---------------------------------------------------------------- backend
+
+  private send(buf: Buffer): void {
+    this.toBackend.push(buf)
+  }
+
+  private flushBackend(): void {
+    const conn = this.backend
+    if (!conn || this.toBackend.length === 0) return
+    let ok: boolean
+    if (this.toBackend.length === 1) ok = conn.write(this.toBackend[0])
+    else {
+      conn.socket.cork()
+      for (const b of this.toBackend) ok = conn.write(b)
+      conn.socket.uncork()
+      ok = conn.socket.writableLength < conn.socket.writableHighWaterMark
+    }
+    this.toBackend = []
+    if (!ok) {
+      this.socket.pause()
+      conn.socket.once('drain', () => this.socket.resume())
+    }
+  }
+
+  /** True when a backend is attached; otherwise starts getting one and returns false. */
+  private ensureBackend(): boolean {
+    if (this.backend) return true
+    if (this.acquiring) return false
+    this.acquiring = true
+    this.ctx
+      .acquire(this)
+      .then(({ conn, pool }) => this.onAcquired(conn, pool))
+      .catch((err: Error) => this.onAcquireFailed(err))
+    return false
+  }
+
+  private onAcquired(conn: BackendConnection, pool: Pool): void {
+    this.acquiring = false
+    if (this.state === 'closed') {
+      pool.release(conn, true)
+      return
+    }
+    this.backend = conn
+    this.pool = pool
+    conn.attach({ onData: this.onBackendData, onClose: this.onBackendClose })
+    this.syncSessionState(conn)
+    this.socket.resume()
+    try {
+      this.processInput()
+    } catch (err) {
+      this.onInputError(err as Error)
+    }
+  }
+
+  private onAcquireFailed(err: Error): void {
+    this.acquiring = false
+    if (this.state === 'closed') return
+    const code = err instanceof BackendError ? err.sqlstate : '08006'
+    this.log.warn({ err: err.message }, 'could not get a server connection')
+    const frame = this.stalled
+    this.stalled = null
+    const extended = frame !== null && frame.type !== 0x51 /* Q */
+    this.refuse({ kind: 'refuse', sqlstate: code as Refusal['sqlstate'], message: err.message }, extended)
+    if (extended) {
+      this.skipUntilSync = frame?.type !== 0x53
+      if (frame?.type === 0x53) this.answer([be.readyForQuery(this.txStatus)])
+    }
+    this.socket.resume()
+    this.processInput()
+  }
+
+  /** Bring the server connection's session state (settings, tenant) in line with this client's. */
+  private syncSessionState(conn: BackendConnection): void {
+    const key = this.stateKey()
+    if (conn.stateKey === key) return
+    const parts = ['RESET ALL']
+    for (const [name, value] of this.settings) parts.push(`SET ${quoteIdent(name)} TO ${value}`)
+    if (this.ctx.planner.tenantMode) parts.push(`SELECT set_config(${quoteLiteral(this.ctx.planner.setting)}, ${quoteLiteral(this.effectiveTenant ?? '')}, false)`)
+    // Pipelined ahead of the client's own messages; its replies are swallowed.
+    this.toBackend.unshift(fe.encodeQuery(parts.join('; ')))
+    this.queue.unshift({ kind: 'internal' })
+    conn.stateKey = key
+  }
+
+  private stateKey(): string {
+    if (this.stateKeyCache === null) {
+      let key = `${this.effectiveTenant ?? ''}\u0000`
+      for (const [k, v] of this.settings) key += `${k}=${v}\u0000`
+      this.stateKeyCache = key
+    }
+    return this.stateKeyCache
+  }
+
+  private invalidateState(): void {
+    this.stateKeyCache = null
+  }
+
+  private readonly onBackendData = (chunk: Buffer): void => {
+    try {
+      this.scanner.scan(chunk)
+    } catch (err) {
+      this.log.error({ err: (err as Error).message }, 'bad data from server')
+      this.backend?.close()
+      return
+    }
+    if (!this.out.flush()) this.backend?.socket.pause()
+    this.maybeRelease()
+  }
+
+  private readonly onBackendClose = (err: Error | null): void => {
+    const conn = this.backend
+    const pool = this.pool
+    this.backend = null
+    this.pool = null
+    if (conn && pool) pool.release(conn, false)
+    if (this.state !== 'ready') return
+    const owed = this.queue.some((e) => e.kind !== 'synthetic')
+    this.queue.length = 0
+    this.txStatus = 'I'
+    this.localTenant = undefined
+    this.txTouchedTenant = false
+    if (owed || err) {
+      this.log.warn({ err: err?.message }, 'server connection lost')
+      this.out.push(be.errorResponse({ severity: 'ERROR', code: '08006', message: 'server connection lost: the query was interrupted (pgtenant keeps this session open)' }))
+      if (owed) this.out.push(be.readyForQuery('I'))
+      this.out.flush()
+    }
+  }
+
+  /** Under transaction pooling, give the connection back once the transaction is over. */
+  private maybeRelease(): void {
+    const conn = this.backend
+    if (!conn || this.queue.length > 0 || this.txStatus !== 'I' || this.pinned) return
+    if (this.ctx.config.pool.mode !== 'transaction' || this.toBackend.length > 0) return
+    this.backend = null
+    const pool = this.pool as Pool
+    this.pool = null
+    conn.detach()
+    pool.release(conn, true)
+    this.ctx.metrics?.transactionDone(this, Date.now() - this.currentQueryStart)
+  }
+
+  // ---------------------------------------------------------------- server replies
+
+  private head(): Entry | undefined {
+    return this.queue[0]
+  }
+
+  /** Drop the head entry and emit any proxy-made answers now at the head. */
+  private complete(): void {
+    this.queue.shift()
+    while (this.queue.length > 0 && this.queue[0].kind === 'synthetic') {
+      const e = this.queue.shift() as Extract<Entry, { kind: 'synthetic' }>
+      for (const b of e.bytes) this.scanner.inject(b)
+    }
+  }
+
+  private readonly sink: ScannerSink = {
+    forward: (bytes) => this.out.push(bytes),
+    onPassThrough: (type) => {
+      const head = this.head()
+      if (!head) return true // NoticeResponse / NotificationResponse between queries
+      switch (type) {
+        case 0x31: // ParseComplete
+          if (head.kind === 'parse') {
+            this.complete()
+            return !head.swallow
+          }
+          return true
+        case 0x32: // BindComplete
+        case 0x33: // CloseComplete
+          if (head.kind === 'bind' || head.kind === 'close') this.complete()
+          return true
+        case 0x6e: // NoData
+          if (head.kind === 'describe') this.complete()
+          return true
+        case 0x54: // RowDescription
+          if (head.kind === 'describe') {
+            this.complete()
+            return true
+          }
+          return head.kind !== 'internal'
+        case 0x73: // PortalSuspended
+        case 0x49: // EmptyQueryResponse
+          if (head.kind === 'execute') this.complete()
+          return head.kind !== 'internal'
+        default:
+          return head.kind !== 'internal'
+      }
+    },
+    onInspected: (type, raw) => {
+      switch (type) {
+        case 0x5a: // ReadyForQuery
+          return this.onReadyForQuery(raw[5] as unknown as number)
+        case 0x45: // ErrorResponse
+          return this.onErrorResponse(raw)
+        case 0x43: {
+          // CommandComplete
+          const head = this.head()
+          if (head?.kind === 'internal') return false
+          const tag = be.decodeCommandTag(raw)
+          if (TRANSACTION_END.has(tag)) this.sawRollback = tag === 'ROLLBACK'
+          if (head?.kind === 'execute') this.complete()
+          return true
+        }
+        case 0x53: // ParameterStatus
+          return this.head()?.kind !== 'internal'
+        default:
+          return true
+      }
+    },
+  }
+
+  private onReadyForQuery(statusByte: number): boolean {
+    const status = String.fromCharCode(statusByte) as TxStatus
+    // Pop everything up to the entry this ReadyForQuery answers (extended entries skipped after an error go too).
+    let answered: Entry | undefined
+    while (this.queue.length > 0) {
+      const e = this.queue[0]
+      if (e.kind === 'synthetic') {
+        for (const b of e.bytes) this.scanner.inject(b)
+        this.queue.shift()
+        continue
+      }
+      if (e.kind === 'query' || e.kind === 'sync' || e.kind === 'internal' || e.kind === 'function') {
+        answered = e
+        this.complete()
+        break
+      }
+      this.queue.shift()
+    }
+    if (answered?.kind === 'internal') return false
+    if (answered?.kind === 'query' && !answered.failed) this.pendingEffects.push(...answered.effects)
+    this.txStatus = status
+    if (status === 'I') this.transactionEnded()
+    return true
+  }
+
+  private transactionEnded(): void {
+    if (!this.sawRollback) for (const e of this.pendingEffects) this.applySettingEffect(e)
+    this.pendingEffects = []
+    this.sawRollback = false
+    this.txTouchedTenant = false
+    this.endLocalTransactionState()
+  }
+
+  private endLocalTransactionState(): void {
+    if (this.localTenant !== undefined) {
+      this.localTenant = undefined
+      this.invalidateState()
+    }
+  }
+
+  private applySettingEffect(e: SessionEffect): void {
+    switch (e.kind) {
+      case 'set':
+        this.settings.set(e.name.toLowerCase(), e.valueSql)
+        break
+      case 'reset':
+        this.settings.delete(e.name.toLowerCase())
+        break
+      case 'reset_all':
+      case 'discard_all':
+        this.settings.clear()
+        break
+      default:
+        return
+    }
+    this.invalidateState()
+    // The connection already has this state: it ran the statement itself.
+    if (this.backend) this.backend.stateKey = this.stateKey()
+  }
+
+  private onErrorResponse(raw: Buffer): boolean {
+    const head = this.head()
+    if (!head) return true
+    const fields = be.decodeFields(raw)
+    this.ctx.metrics?.backendError(this, fields.C ?? 'XX000')
+    if (head.kind === 'internal') {
+      this.log.warn({ sqlstate: fields.C, message: fields.M }, 'restoring session state on the server failed')
+      return false
+    }
+    if (head.kind === 'query' || head.kind === 'execute') head.failed = true
+    if (head.kind === 'query' || head.kind === 'sync' || head.kind === 'function') return true
+    if (head.kind === 'parse' && head.serverName) this.backend?.prepared.delete(head.serverName)
+    if (head.kind === 'execute' && this.queue.length > 0) this.pendingEffects = []
+    // The server now skips everything up to Sync: so do we (proxy answers in between included).
+    while (this.queue.length > 0 && this.queue[0].kind !== 'sync') {
+      const e = this.queue.shift() as Entry
+      if (e.kind === 'parse' && e.serverName) this.backend?.prepared.delete(e.serverName)
+    }
+    return true
+  }
+}
+
+/** Parse libpq's `options` startup parameter: `-c name=value` and `--name=value`, backslash escapes spaces. */
+export function parseOptions(options: string): [string, string][] {
+  const words: string[] = []
+  let cur = ''
+  let escaped = false
+  for (const ch of options) {
+    if (escaped) {
+      cur += ch
+      escaped = false
+    } else if (ch === '\\') escaped = true
+    else if (/\s/.test(ch)) {
+      if (cur) words.push(cur)
+      cur = ''
+    } else cur += ch
+  }
+  if (cur) words.push(cur)
+  const out: [string, string][] = []
+  for (let i = 0; i < words.length; i++) {
+    let w = words[i]
+    if (w === '-c') w = words[++i] ?? ''
+    else if (w.startsWith('-c')) w = w.slice(2)
+    else if (w.startsWith('--')) w = w.slice(2)
+    else continue
+    const eq = w.indexOf('=')
+    if (eq > 0) out.push([w.slice(0, eq).replace(/-/g, '_'), w.slice(eq + 1)])
+  }
+  return out
+}
+
+/** Finds the status of the n-th ReadyForQuery in a buffer of whole messages, or null. */
+function findReadyForQuery(buf: Buffer, nth: number): TxStatus | null {
+  let pos = 0
+  let seen = 0
+  while (pos + 5 <= buf.length) {
+    const len = buf.readInt32BE(pos + 1)
+    if (pos + 1 + len > buf.length) return null
+    if (buf[pos] === 0x5a && ++seen === nth) return String.fromCharCode(buf[pos + 5]) as TxStatus
+    pos += 1 + len
+  }
+  return null
+}
