@@ -3,6 +3,7 @@
 
 export class ProtocolViolation extends Error {
   readonly sqlstate = '08P01'
+  override readonly name = 'ProtocolViolation'
 }
 
 export interface Frame {
