@@ -1,0 +1,30 @@
+// pgbench through pgtenant in every query mode and both pool modes: every transaction
+// completes, none fails, and the data pgbench wrote is all there.
+import t from 'tap'
+import { join } from 'node:path'
+import { startPostgres, ROLES } from '../helpers/pg-server.js'
+import { startProxy, basicYaml, run } from '../helpers/proxy.js'
+
+const server = await startPostgres()
+t.teardown(() => server.stop())
+const pgbench = join(server.bin, 'pgbench')
+const direct = server.url(ROLES.scram.user, ROLES.scram.password)
+const init = await run(pgbench, ['-i', '-q', '-s', '1', direct])
+if (init.code !== 0) throw new Error(init.stderr)
+
+for (const mode of ['transaction', 'session']) {
+  t.test(`pool mode ${mode}`, async (t) => {
+    const proxy = await startProxy(basicYaml(server, { pool: 4, mode }))
+    t.teardown(() => proxy.stop())
+    for (const protocol of ['simple', 'extended', 'prepared']) {
+      const before = Number(server.sql('SELECT count(*) FROM pgbench_history'))
+      const r = await run(pgbench, ['-n', '-c', '8', '-j', '2', '-t', '60', '-M', protocol, proxy.url('app', 'app_pw')])
+      t.equal(r.code, 0, `${protocol}: exit 0 ${r.stderr.slice(0, 500)}`)
+      t.match(r.stdout, /number of transactions actually processed: 480\/480/, `${protocol}: all 480 transactions`)
+      t.match(r.stdout, /number of failed transactions: 0 /, `${protocol}: none failed`)
+      t.equal(Number(server.sql('SELECT count(*) FROM pgbench_history')) - before, 480, `${protocol}: 480 history rows written`)
+    }
+    const selectOnly = await run(pgbench, ['-n', '-S', '-c', '10', '-j', '2', '-T', '2', '-M', 'prepared', proxy.url('app', 'app_pw')])
+    t.equal(selectOnly.code, 0, selectOnly.stderr.slice(0, 500))
+  })
+}
