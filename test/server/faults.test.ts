@@ -1,6 +1,6 @@
 // Authentication, TLS, limits and bad input: clear errors with real SQLSTATEs, and the
 // proxy keeps serving everyone else.
-import t from 'tap'
+import t, { type Test } from 'tap'
 import net from 'node:net'
 import pg from 'pg'
 import { serialize } from 'pg-protocol'
@@ -21,7 +21,7 @@ const proxy = await startProxy(
 t.teardown(() => proxy.stop())
 const url = proxy.url('app', 'app_pw')
 
-async function stillServing(t: { equal(a: unknown, b: unknown, msg?: string): unknown }): Promise<void> {
+async function stillServing(t: Test): Promise<void> {
   const c = new pg.Client({ connectionString: url })
   await c.connect()
   t.equal((await c.query('SELECT 41 + 1 AS v')).rows[0].v, 42, 'proxy still serves other clients')
