@@ -102,8 +102,8 @@ INSERT INTO pg_dist_partition (logicalrelid, partmethod, partkey, colocationid, 
 -- 32 uniform hash shards per table, each 134217728 wide.
 INSERT INTO pg_dist_shard (logicalrelid, shardid, shardstorage, shardminvalue, shardmaxvalue)
 SELECT t.rel, t.first + i, 't',
-       (-2147483648::bigint + i * 134217728)::text,
-       (-2147483648::bigint + i * 134217728 + 134217727)::text
+       (-2147483648::bigint + i::bigint * 134217728)::text,
+       (-2147483648::bigint + i::bigint * 134217728 + 134217727)::text
   FROM (VALUES ('companies'::regclass, 102008), ('campaigns'::regclass, 102040),
                ('ads'::regclass, 102072), ('tenant_events'::regclass, 102104)) AS t(rel, first),
        generate_series(0, 31) AS i;
@@ -111,7 +111,7 @@ SELECT t.rel, t.first + i, 't',
 INSERT INTO pg_dist_shard VALUES ('countries', 102136, 't', NULL, NULL);
 -- measurements: 4 shards of 2^30.
 INSERT INTO pg_dist_shard (logicalrelid, shardid, shardstorage, shardminvalue, shardmaxvalue)
-SELECT 'measurements', 102137 + i, 't', (-2147483648::bigint + i * 1073741824)::text, (-2147483648::bigint + i * 1073741824 + 1073741823)::text
+SELECT 'measurements', 102137 + i, 't', (-2147483648::bigint + i::bigint * 1073741824)::text, (-2147483648::bigint + i::bigint * 1073741824 + 1073741823)::text
   FROM generate_series(0, 3) AS i;
 
 CREATE SEQUENCE pg_temp.placement_seq;
