@@ -219,6 +219,11 @@ export function hashForType(typeName: string, value: string): number | null {
       return v === null ? null : hashUint32(Number(v))
     }
     case 'int8': {
+      // Fast path: plain decimals that fit in an int32 hash like int4 (no BigInt needed).
+      if (value.length <= 10 && /^-?[0-9]{1,10}$/.test(value)) {
+        const n = Number(value)
+        if (n >= INT32_MIN && n <= INT32_MAX) return hashUint32(n | 0)
+      }
       const v = parseInteger(value, INT64_MIN, INT64_MAX)
       return v === null ? null : hashint8(v)
     }
