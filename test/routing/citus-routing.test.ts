@@ -43,6 +43,17 @@ t.test('Citus-shaped catalog', async (t) => {
     for (const [name, sql] of Object.entries(CITUS_METADATA_SQL)) {
       t.doesNotThrow(() => server.sql(sql, 'uniform'), name)
     }
+    // Without the columns newer Citus versions added (13.2: nodeisclone, nodeprimarynodeid;
+    // 11.0: autoconverted), and with the unused ones gone too, every query still answers.
+    server.sql(`CREATE DATABASE minimal TEMPLATE uniform`)
+    server.sql(`ALTER TABLE pg_dist_node DROP COLUMN nodeisclone, DROP COLUMN nodeprimarynodeid, DROP COLUMN noderack, DROP COLUMN nodecluster;
+                ALTER TABLE pg_dist_partition DROP COLUMN autoconverted;
+                ALTER TABLE pg_dist_shard DROP COLUMN shardstorage;
+                ALTER TABLE pg_dist_placement DROP COLUMN shardlength`, 'minimal')
+    for (const [name, sql] of Object.entries(CITUS_METADATA_SQL)) {
+      t.doesNotThrow(() => server.sql(sql, 'minimal'), `${name} without newer/unused columns`)
+    }
+    t.same(describeCitusMetadata(await metadataVia(server, 'minimal', false)), describeCitusMetadata(await metadataVia(server, 'uniform', false)))
   })
 
   const meta = await metadataVia(server, 'uniform', false)
