@@ -171,7 +171,7 @@ export function decideRoute(input: RouteInput): RouteDecision {
         reason: 'tenant fails tenant.pattern',
       }
     }
-    const sub = (s: string) => s.replace(PLACEHOLDER, tenant)
+    const sub = (s: string) => s.replace(PLACEHOLDER, () => tenant) // a function: `$&` in a tenant stays literal
     target = { host: sub(url.host), port: url.port, database: sub(url.database), sslmode: url.sslmode }
     if (url.user !== undefined) target.user = sub(url.user)
     if (url.password !== undefined) target.password = url.password

@@ -89,6 +89,8 @@ t.test('tenant.pattern is anchored as a whole and configurable', async (t) => {
   const broken = decideRoute(input({ placement: p, tenant: 'abc', tenantPattern: '(' }))
   t.equal(broken.kind, 'refuse')
   if (broken.kind === 'refuse') t.equal(broken.sqlstate, 'XX000')
+  // With a permissive pattern, the tenant is still spliced literally (no `$&` expansion), once.
+  t.equal(ok(decideRoute(input({ placement: p, tenant: "$&$'x{tenant}", tenantPattern: '.*' }))).target.database, "tenant_$&$'x{tenant}")
   // Invalid values are fine where nothing is spliced: a shared backend routes them.
   t.equal(ok(decideRoute(input({ tenant: "O'Brien & Co" }))).kind, 'shared')
 })
