@@ -11,6 +11,12 @@ export interface SchemaFacts {
   knownRelations: ReadonlySet<string>
   /** What to do with a relation that is in none of the sets: reject it (42501) or pass it through unrestricted. */
   unknown: 'reject' | 'allow'
+  /** Optional (added by parser/): "schema.table" → SQL type of its tenant column (format_type), e.g. "integer", "uuid".
+   *  Used to keep the column's type in the execution-time guard of INSERT/UPDATE values; "text" when absent. */
+  tenantColumnTypes?: ReadonlyMap<string, string>
+  /** Optional (added by parser/): "schema.table" → column names in attnum order. Lets `INSERT INTO t VALUES (…)`
+   *  without a column list be rewritten for tenant tables (otherwise it is refused with 0A000). */
+  columns?: ReadonlyMap<string, readonly string[]>
 }
 
 /** Session-state changes the pooler tracks so a client keeps its session under transaction pooling. */
@@ -20,7 +26,10 @@ export type SessionEffect =
   /** SET LOCAL …: lasts until the transaction ends, nothing to replay. */
   | { kind: 'set_local'; name: string }
   | { kind: 'reset'; name: string }
+  /** RESET ALL: forwarded (kind 'forward' with this effect), and server/ also clears the session tenant, as
+   *  RESET ALL resets the tenant setting too. It is NOT returned as a tenant command. */
   | { kind: 'reset_all' }
+  /** DISCARD ALL: forwarded; like RESET ALL it also resets every setting, so server/ clears the session tenant too. */
   | { kind: 'discard_all' }
   | { kind: 'listen'; channel: string }
   | { kind: 'prepare'; name: string }

@@ -1,0 +1,344 @@
+// parser/: pure functions from (SQL text, tenant, schema facts) to a rewritten statement or a refusal.
+//
+//   await initParser()                       // once per process: loads libpg-query's WASM
+//   const cache = new RewriteCache({ maxBytes: 32 << 20 })   // owned by the caller (server/)
+//   const r = rewriteQuery(sql, ctx, cache)  // RewriteResult (see types.ts)
+//
+// Hot path: a plan is cached per (text, context). The context key holds everything a plan depends
+// on except the tenant value: mode, tenant setting name, search_path, the identity of the facts
+// object (pass a NEW SchemaFacts object whenever the schema changes; facts are treated as immutable).
+// Plans are templates with tenant slots, so an exact hit only quotes the tenant and joins strings.
+// Texts that differ only in literal values share one plan through a literal-normalised key (see
+// scan.ts): the new text's literals are spliced into the template. Literals whose value decides
+// something (a tenant column value in INSERT/UPDATE) are re-checked against the tenant on every
+// use; statements where a literal changes the decision itself (SET, SHOW, set_config) are never
+// shared by the normalised key.
+import { loadModule } from 'libpg-query'
+import type { RewriteContext, RewriteResult, StatementPlan, Refusal, SchemaFacts } from './types.js'
+import { analyze, TENANT, type Plan, type Part, type CompiledStmt } from './analyze.js'
+import { normalizeLiterals, decodeSimpleLiteral } from './scan.js'
+import { quoteLiteral } from './quote.js'
+
+export type * from './types.js'
+export { quoteLiteral, quoteIdent } from './quote.js'
+
+let loaded: Promise<void> | null = null
+/** Loads libpg-query's WASM module once; call (and await) before rewriteQuery. */
+export function initParser(): Promise<void> {
+  if (!loaded) loaded = loadModule()
+  return loaded
+}
+
+interface ExactEntry {
+  ctx: string
+  plan: Plan
+  /** whole text split at tenant slots (literals resolved) */
+  whole: string[] | null
+  stmts: (string[] | null)[]
+  /** decoded literal values for plan.checks, in order */
+  checkVals: (string | null)[]
+  bytes: number
+  used: boolean
+  next: ExactEntry | null
+}
+
+interface NormEntry {
+  ctx: string
+  plan: Plan
+  bytes: number
+  used: boolean
+  next: NormEntry | null
+}
+
+/** LRU-ish plan cache bounded in (estimated) bytes. One instance per proxy; not shared state of this module. */
+export class RewriteCache {
+  readonly maxBytes: number
+  bytes = 0
+  readonly exact = new Map<string, ExactEntry>()
+  readonly norm = new Map<string, NormEntry>()
+  private factsIds = new WeakMap<SchemaFacts, number>()
+  private nextFactsId = 1
+  private lastTenant: string | null = null
+  private lastQuoted = ''
+
+  constructor(opts: { maxBytes?: number } = {}) {
+    this.maxBytes = opts.maxBytes ?? 32 * 1024 * 1024
+  }
+
+  get size(): number {
+    return this.exact.size + this.norm.size
+  }
+
+  clear(): void {
+    this.exact.clear()
+    this.norm.clear()
+    this.bytes = 0
+  }
+
+  ctxKey(ctx: RewriteContext): string {
+    let id = this.factsIds.get(ctx.facts)
+    if (id === undefined) {
+      id = this.nextFactsId++
+      this.factsIds.set(ctx.facts, id)
+    }
+    return ctx.mode + '\u0001' + ctx.setting + '\u0001' + ctx.searchPath.join('\u0002') + '\u0001' + id
+  }
+
+  quote(tenant: string): string {
+    if (tenant !== this.lastTenant) {
+      this.lastTenant = tenant
+      this.lastQuoted = quoteLiteral(tenant)
+    }
+    return this.lastQuoted
+  }
+
+  getExact(text: string, ctx: string): ExactEntry | null {
+    for (let e = this.exact.get(text) ?? null; e; e = e.next)
+      if (e.ctx === ctx) {
+        e.used = true
+        return e
+      }
+    return null
+  }
+
+  getNorm(key: string, ctx: string): NormEntry | null {
+    for (let e = this.norm.get(key) ?? null; e; e = e.next)
+      if (e.ctx === ctx) {
+        e.used = true
+        return e
+      }
+    return null
+  }
+
+  putExact(text: string, e: ExactEntry): void {
+    if (e.bytes > this.maxBytes / 4) return
+    const head = this.exact.get(text)
+    if (head) {
+      e.next = head
+      let n = 0
+      for (let x: ExactEntry | null = e; x; x = x.next) if (++n > 4 && x.next) {
+        this.bytes -= x.next.bytes
+        x.next = x.next.next
+      }
+    }
+    this.exact.set(text, e)
+    this.bytes += e.bytes
+    this.evict()
+  }
+
+  putNorm(key: string, e: NormEntry): void {
+    if (e.bytes > this.maxBytes / 4) return
+    const head = this.norm.get(key)
+    if (head) e.next = head
+    this.norm.set(key, e)
+    this.bytes += e.bytes
+    this.evict()
+  }
+
+  private evict(): void {
+    let guard = 0
+    while (this.bytes > this.maxBytes && guard++ < 100000) {
+      const m: Map<string, ExactEntry | NormEntry> = this.exact.size >= this.norm.size ? this.exact : this.norm
+      const it = m.entries().next()
+      if (it.done) break
+      const [k, head] = it.value
+      m.delete(k)
+      if (head.used) {
+        // second chance: move to the young end
+        for (let x: ExactEntry | NormEntry | null = head; x; x = x.next) x.used = false
+        m.set(k, head)
+      } else for (let x: ExactEntry | NormEntry | null = head; x; x = x.next) this.bytes -= x.bytes
+    }
+  }
+}
+
+function splitTenant(tpl: Part[], text: string, spans: number[]): string[] {
+  const chunks: string[] = []
+  let cur = ''
+  for (const p of tpl) {
+    if (typeof p === 'string') cur += p
+    else if (p === TENANT) {
+      chunks.push(cur)
+      cur = ''
+    } else cur += text.slice(spans[2 * p], spans[2 * p + 1])
+  }
+  chunks.push(cur)
+  return chunks
+}
+
+function fill(tpl: Part[], text: string, spans: number[], q: string): string {
+  let out = ''
+  for (let i = 0; i < tpl.length; i++) {
+    const p = tpl[i]
+    if (typeof p === 'string') out += p
+    else if (p === TENANT) out += q
+    else out += text.slice(spans[2 * p], spans[2 * p + 1])
+  }
+  return out
+}
+
+function joinChunks(ch: string[], q: string): string {
+  if (ch.length === 1) return ch[0]
+  let out = ch[0]
+  for (let i = 1; i < ch.length; i++) out += q + ch[i]
+  return out
+}
+
+function tplBytes(t: Part[] | null): number {
+  if (!t) return 0
+  let n = 16
+  for (const p of t) n += typeof p === 'string' ? 2 * p.length + 16 : 8
+  return n
+}
+
+function noTenantRefusal(table: string, ctx: RewriteContext): Refusal {
+  return {
+    kind: 'refuse',
+    sqlstate: '42501',
+    message: `table "${table}" is a tenant table and no tenant is set`,
+    hint: `SET ${ctx.setting} = '<tenant>' first`,
+  }
+}
+
+/** Turn a plan into a result for this text and tenant; `sqlOf(i)` / `wholeSql()` give the spliced SQL. */
+function finish(
+  plan: Plan,
+  ctx: RewriteContext,
+  cache: 'exact' | 'normalized' | 'cold' | 'none',
+  checkVal: (i: number) => string | null,
+  sqlOf: (i: number, q: string) => string,
+  wholeSql: (q: string) => string,
+  quote: (t: string) => string,
+): RewriteResult {
+  if (plan.refusal) {
+    return { refusal: plan.refusal, statements: plan.stmts.map(toPublicNoSql), cache }
+  }
+  const tenant = ctx.tenant
+  const tenantMode = ctx.mode === 'tenant'
+  let failing: Refusal | null = null
+  let failingStmt = -1
+  if (tenantMode && plan.touchesTenant) {
+    if (tenant === null) {
+      const i = plan.stmts.findIndex((s) => s.touchesTenant)
+      failing = noTenantRefusal(plan.stmts[i].firstTenantTable ?? '?', ctx)
+      failingStmt = -2 // every tenant-touching statement
+    } else if (tenant.includes('\0')) {
+      failing = { kind: 'refuse', sqlstate: '42501', message: 'the session tenant contains a NUL character and cannot be used' }
+      failingStmt = -2
+    } else {
+      for (let i = 0; i < plan.checks.length; i++) {
+        if (checkVal(i) !== tenant) {
+          const c = plan.checks[i]
+          failing = { kind: 'refuse', sqlstate: '42501', message: c.message }
+          failingStmt = c.stmt
+          break
+        }
+      }
+    }
+  }
+  if (failing) {
+    return {
+      refusal: failing,
+      statements: plan.stmts.map((s, i) => (failingStmt === i || (failingStmt === -2 && s.touchesTenant) ? failing! : toPublicNoSql(s))),
+      cache,
+    }
+  }
+  const q = tenantMode && tenant !== null ? quote(tenant) : "''"
+  const statements: StatementPlan[] = plan.stmts.map((s, i) => {
+    if (s.kind === 'forward') {
+      const p: StatementPlan = { kind: 'forward', sql: sqlOf(i, q), command: s.command, touchesTenant: s.touchesTenant, relations: s.relations }
+      if (s.effect) p.effect = s.effect
+      return p
+    }
+    return toPublicNoSql(s)
+  })
+  const res: RewriteResult = { statements, cache }
+  if (plan.whole) res.sql = plan.stmts.length === 1 && plan.whole === plan.stmts[0].tpl ? (statements[0] as { sql: string }).sql : wholeSql(q)
+  return res
+}
+
+function toPublicNoSql(s: CompiledStmt): StatementPlan {
+  if (s.kind === 'refuse') return s.refusal!
+  if (s.kind === 'tenant') return { kind: 'tenant', command: s.tenantCommand! }
+  const p: StatementPlan = { kind: 'forward', sql: '', command: s.command, touchesTenant: s.touchesTenant, relations: s.relations }
+  if (s.effect) p.effect = s.effect
+  return p
+}
+
+function decodeCheck(text: string, spans: number[], kinds: number[], lit: number): string | null {
+  return decodeSimpleLiteral(text.slice(spans[2 * lit], spans[2 * lit + 1]), kinds[lit])
+}
+
+/**
+ * Rewrite one client message (one statement, or several for the simple protocol) for ctx.
+ * Never throws for bad SQL: refusals come back in the result. Call initParser() first.
+ */
+export function rewriteQuery(sql: string, ctx: RewriteContext, cache?: RewriteCache): RewriteResult {
+  const quote = cache ? (t: string) => cache.quote(t) : quoteLiteral
+  if (cache) {
+    const ck = cache.ctxKey(ctx)
+    const ex = cache.getExact(sql, ck)
+    if (ex) {
+      const plan = ex.plan
+      return finish(
+        plan,
+        ctx,
+        'exact',
+        (i) => ex.checkVals[i],
+        (i, q) => joinChunks(ex.stmts[i]!, q),
+        (q) => joinChunks(ex.whole!, q),
+        quote,
+      )
+    }
+    const nz = normalizeLiterals(sql)
+    if (nz.key !== null) {
+      const ne = cache.getNorm(nz.key, ck)
+      if (ne) {
+        const plan = ne.plan
+        return finish(
+          plan,
+          ctx,
+          'normalized',
+          (i) => decodeCheck(sql, nz.spans, nz.kinds, plan.checks[i].lit),
+          (i, q) => fill(plan.stmts[i].tpl, sql, nz.spans, q),
+          (q) => fill(plan.whole!, sql, nz.spans, q),
+          quote,
+        )
+      }
+    }
+    const plan = analyze(sql, ctx)
+    const spans = nz.spans
+    const stmts = plan.stmts.map((s) => (s.kind === 'forward' ? splitTenant(s.tpl, sql, spans) : null))
+    const whole = plan.whole ? splitTenant(plan.whole, sql, spans) : null
+    const checkVals = plan.checks.map((c) => decodeCheck(sql, spans, nz.kinds, c.lit))
+    let bytes = 256 + 2 * sql.length
+    for (const s of stmts) if (s) for (const c of s) bytes += 2 * c.length + 16
+    if (whole && !(plan.stmts.length === 1 && plan.whole === plan.stmts[0].tpl)) for (const c of whole) bytes += 2 * c.length + 16
+    cache.putExact(sql, { ctx: ck, plan, whole, stmts, checkVals, bytes, used: false, next: null })
+    if (plan.normalizable && nz.key !== null) {
+      let nb = 256 + 2 * nz.key.length + tplBytes(plan.whole)
+      for (const s of plan.stmts) nb += tplBytes(s.tpl)
+      cache.putNorm(nz.key, { ctx: ck, plan, bytes: nb, used: false, next: null })
+    }
+    return finish(
+      plan,
+      ctx,
+      'cold',
+      (i) => checkVals[i],
+      (i, q) => joinChunks(stmts[i]!, q),
+      (q) => joinChunks(whole!, q),
+      quote,
+    )
+  }
+  const plan = analyze(sql, ctx)
+  const nz = normalizeLiterals(sql)
+  return finish(
+    plan,
+    ctx,
+    'none',
+    (i) => decodeCheck(sql, nz.spans, nz.kinds, plan.checks[i].lit),
+    (i, q) => fill(plan.stmts[i].tpl, sql, nz.spans, q),
+    (q) => fill(plan.whole!, sql, nz.spans, q),
+    quote,
+  )
+}
