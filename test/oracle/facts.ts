@@ -1,0 +1,44 @@
+// The oracle's tenants and the SchemaFacts the rewriter gets for test/oracle/schema.sql,
+// written by hand from the schema (routing/ has no schema discovery yet).
+import type { SchemaFacts } from '../../parser/types.js'
+
+/** The tenants in the seed; one has a hostile name (a quote) on purpose. */
+export const TENANTS = ['acme', 'globex', 'initech', "o'hare"] as const
+export type TenantName = (typeof TENANTS)[number]
+
+/** Database holding only this tenant's rows (+ reference tables). */
+export function onlyDb(tenant: string): string {
+  return 'only_' + tenant.replace(/[^a-z0-9]/g, '')
+}
+export const ALL_DB = 'all_tenants'
+export const TEMPLATE_DB = 'oracle_template'
+
+/** "schema.table" → tenant column. accounts uses `org` (explicit config), billing.payments is outside the search_path. */
+export const TENANT_TABLES: ReadonlyMap<string, string> = new Map([
+  ['public.companies', 'tenant_id'],
+  ['public.users', 'tenant_id'],
+  ['public.projects', 'tenant_id'],
+  ['public.tasks', 'tenant_id'],
+  ['public.comments', 'tenant_id'],
+  ['public.invoices', 'tenant_id'],
+  ['public.invoice_lines', 'tenant_id'],
+  ['public.tags', 'tenant_id'],
+  ['public.events', 'tenant_id'],
+  ['public.categories', 'tenant_id'],
+  ['public.accounts', 'org'],
+  ['billing.payments', 'tenant_id'],
+])
+
+export const REFERENCE_TABLES: ReadonlySet<string> = new Set(['public.countries', 'public.currencies', 'public.plans'])
+
+export function oracleFacts(unknown: 'reject' | 'allow' = 'reject'): SchemaFacts {
+  return {
+    tenantTables: TENANT_TABLES,
+    referenceTables: REFERENCE_TABLES,
+    knownRelations: new Set([...TENANT_TABLES.keys(), ...REFERENCE_TABLES]),
+    unknown,
+  }
+}
+
+/** Column names that carry a tenant in result rows (used to spot leaked rows). */
+export const TENANT_COLUMNS = new Set(['tenant_id', 'org'])
