@@ -1007,7 +1007,7 @@ export class Analyzer {
     const r = this.resolve(rv, null, !!cp.is_from)
     if (r.kind !== 'tenant') return
     if (cp.is_from)
-      throw new Refuse('0A000', `COPY FROM into tenant table "${r.key}" is not supported yet`, 'use INSERT, or a bypass user for bulk loads')
+      throw new Refuse('0A000', `COPY FROM into tenant table "${r.key}" is not supported: use INSERT, or a bypass user for bulk loads`)
     const t = this.toks
     const i = this.tokAt(this.c(rv.location))
     let j = this.nameEnd(i)

@@ -1,0 +1,96 @@
+// Runs every case in test/parser/golden/*.txt through rewriteQuery and compares.
+//
+// File format: cases start with a line "=== name". Optional header lines right after it:
+//   -- tenant: <value>     (default acme; "null" = no tenant set; the value is taken verbatim)
+//   -- mode: bypass
+//   -- unknown: allow
+// then the input SQL, a line "---", and the expectation:
+//   the exact rewritten SQL (the whole message), optionally followed by a line "EFFECT <json>";
+//   or "ERROR <sqlstate> [message substring]";  or "TENANT <json of the TenantCommand>".
+import t from 'tap'
+import { readFileSync, readdirSync } from 'node:fs'
+import { join, dirname } from 'node:path'
+import { fileURLToPath } from 'node:url'
+import { initParser, rewriteQuery, RewriteCache } from '../../parser/index.js'
+import { goldenCtx } from './fixtures.js'
+
+const here = dirname(fileURLToPath(import.meta.url))
+// sources live next to the compiled file's source: dist/test/parser → test/parser/golden
+const dir = join(here, '..', '..', '..', 'test', 'parser', 'golden')
+
+export interface GoldenCase {
+  file: string
+  name: string
+  tenant: string | null
+  mode: 'tenant' | 'bypass'
+  unknown: 'reject' | 'allow'
+  input: string
+  expect: string
+}
+
+export function loadGolden(): GoldenCase[] {
+  const out: GoldenCase[] = []
+  for (const f of readdirSync(dir).filter((x) => x.endsWith('.txt')).sort()) {
+    const text = readFileSync(join(dir, f), 'utf8')
+    const blocks = text.split(/^=== /m).slice(1)
+    for (const b of blocks) {
+      const lines = b.split('\n')
+      const name = lines.shift()!.trim()
+      let tenant: string | null = 'acme'
+      let mode: 'tenant' | 'bypass' = 'tenant'
+      let unknown: 'reject' | 'allow' = 'reject'
+      for (;;) {
+        const m = /^-- (tenant|mode|unknown): (.*)$/.exec(lines[0] ?? '')
+        if (!m) break
+        lines.shift()
+        if (m[1] === 'tenant') tenant = m[2] === 'null' ? null : m[2]
+        else if (m[1] === 'mode') mode = m[2] as 'bypass'
+        else unknown = m[2] as 'allow'
+      }
+      const sep = lines.indexOf('---')
+      if (sep < 0) throw new Error(`${f}: case ${name} has no ---`)
+      const input = lines.slice(0, sep).join('\n')
+      const expect = lines.slice(sep + 1).join('\n').replace(/\n+$/, '')
+      out.push({ file: f, name, tenant, mode, unknown, input, expect })
+    }
+  }
+  return out
+}
+
+export function actual(c: GoldenCase, cache?: RewriteCache): string {
+  const ctx = goldenCtx({ tenant: c.tenant, mode: c.mode })
+  if (c.unknown === 'allow') ctx.facts = { ...ctx.facts, unknown: 'allow' }
+  const r = rewriteQuery(c.input, ctx, cache)
+  if (r.refusal) return `ERROR ${r.refusal.sqlstate} ${r.refusal.message}`
+  if (r.statements.length === 1 && r.statements[0].kind === 'tenant') return `TENANT ${JSON.stringify(r.statements[0].command)}`
+  let s = r.sql ?? `NO SQL ${JSON.stringify(r.statements)}`
+  const effects = r.statements.flatMap((x) => (x.kind === 'forward' && x.effect ? [x.effect] : []))
+  if (effects.length) s += '\nEFFECT ' + effects.map((e) => JSON.stringify(e)).join(' ')
+  return s
+}
+
+function matches(c: GoldenCase, got: string): boolean {
+  const m = /^ERROR (\w{5})(?: (.*))?$/s.exec(c.expect)
+  if (m) return got.startsWith(`ERROR ${m[1]}`) && (!m[2] || got.includes(m[2]))
+  return got === c.expect
+}
+
+if (process.argv[2] === '--print') {
+  // developer aid: node dist/test/parser/golden.test.js --print  → shows every case's actual output
+  await initParser()
+  for (const c of loadGolden()) console.log(`=== ${c.name}\n${c.input}\n---\n${actual(c)}\n`)
+} else {
+  t.test('golden rewrites', async (t) => {
+    await initParser()
+    const cases = loadGolden()
+    t.ok(cases.length > 50, `${cases.length} golden cases`)
+    const cache = new RewriteCache()
+    for (const c of cases) {
+      const got = actual(c)
+      t.ok(matches(c, got), `${c.file}: ${c.name}`, { got, expected: c.expect })
+      // the cache gives the same answer cold, exact-hit and (where shared) normalised
+      t.equal(actual(c, cache), got, `${c.name}: cached cold`)
+      t.equal(actual(c, cache), got, `${c.name}: cached exact`)
+    }
+  })
+}
