@@ -94,6 +94,6 @@ Ctrl-C stops the demo.
 }
 
 main().catch((err) => {
-  console.error(`pgtenant: ${err?.stack ?? err}`)
+  console.error(`pgtenant: ${(err as Error)?.stack ?? err}`)
   process.exit(1)
 })

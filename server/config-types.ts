@@ -48,6 +48,8 @@ export interface TenantConfig {
   unknown: 'reject' | 'allow'
   /** Valid tenant values (a tenant is put into database URLs). */
   pattern: string
+  /** How many of the most active tenants keep their own metrics label (the rest: "_other"); 0 = none. */
+  metrics_top?: number
 }
 
 export interface PoolConfig {
@@ -79,5 +81,7 @@ export interface Config {
   backends: Record<string, BackendConfig>
   placement: { default: string; tenants: Record<string, string> }
   pool: PoolConfig
+  /** Citus metadata refresh period. */
+  citus?: { refresh_interval_ms: number }
   log_level: 'trace' | 'debug' | 'info' | 'warn' | 'error' | 'fatal' | 'silent'
 }

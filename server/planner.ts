@@ -10,8 +10,13 @@ const STATEFUL = new Set(['SET', 'RESET', 'DISCARD', 'LISTEN', 'PREPARE', 'DEALL
 
 const EMPTY_FACTS: SchemaFacts = { tenantTables: new Map(), referenceTables: new Set(), knownRelations: new Set(), unknown: 'allow' }
 
+/** Before discovery has succeeded nothing is known, so every table is refused (fail closed). */
+const UNDISCOVERED: SchemaFacts = { tenantTables: new Map(), referenceTables: new Set(), knownRelations: new Set(), unknown: 'reject' }
+
 export interface PlanInput {
   sql: string
+  /** Facts of the backend the session's tenant is placed on. */
+  facts: SchemaFacts | undefined
   tenant: string | null
   bypass: boolean
   searchPath: readonly string[]
@@ -19,7 +24,6 @@ export interface PlanInput {
 
 export class Planner {
   readonly cache = new RewriteCache({ maxBytes: 32 * 1024 * 1024 })
-  facts: SchemaFacts = EMPTY_FACTS
 
   constructor(private config: Config) {}
 
@@ -44,7 +48,7 @@ export class Planner {
       tenant: input.tenant,
       setting: this.setting,
       searchPath: input.searchPath,
-      facts: bypass ? EMPTY_FACTS : this.facts,
+      facts: bypass ? EMPTY_FACTS : (input.facts ?? UNDISCOVERED),
     }
     return rewriteQuery(input.sql, ctx, this.cache)
   }

@@ -6,13 +6,17 @@ import type { Planner } from './planner.js'
 import type { BackendConnection } from './backend/connection.js'
 import type { Pool } from './backend/pool.js'
 import type { ClientSession } from './session.js'
-import type { Refusal, RewriteResult } from '../parser/types.js'
+import type { Refusal, RewriteResult, SchemaFacts } from '../parser/types.js'
 
 export interface SessionMetrics {
   rewriteObserved(result: RewriteResult | null, seconds: number): void
   refused(session: ClientSession, refusal: Refusal): void
   backendError(session: ClientSession, sqlstate: string): void
-  transactionDone(session: ClientSession, ms: number): void
+  statementSent(session: ClientSession): void
+  queryDone(session: ClientSession, seconds: number, rows: number, bytes: number): void
+  transactionDone(session: ClientSession): void
+  clientAccepted(): void
+  clientRefused(reason: 'auth' | 'limit' | 'shutdown' | 'protocol'): void
 }
 
 export interface ProxyContext {
@@ -34,6 +38,10 @@ export interface ProxyContext {
   serverParams(session: ClientSession): Promise<Map<string, string>>
   /** A server connection for the session's next transaction. */
   acquire(session: ClientSession): Promise<{ conn: BackendConnection; pool: Pool }>
+  /** Schema facts for the session's placement; a promise while they are being discovered for the first time. */
+  factsFor(session: ClientSession): SchemaFacts | Promise<void> | undefined
+  /** A statement named a relation the facts do not know: rediscover (at most every few seconds). */
+  refreshFactsFor(session: ClientSession): Promise<boolean>
   /** Server-side name for a named prepared statement with this text and parameter types. */
   statementName(sql: string, paramTypes: Buffer): string
 }

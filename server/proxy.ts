@@ -8,14 +8,28 @@ import { Planner } from './planner.js'
 import { PoolManager, type Pool } from './backend/pool.js'
 import type { BackendConnection, BackendTarget } from './backend/connection.js'
 import { ClientSession } from './session.js'
-import type { ProxyContext, SessionMetrics } from './proxy-context.js'
+import type { ProxyContext } from './proxy-context.js'
+import { BackendError } from './backend/connection.js'
+import { queryRows } from './backend/query.js'
+import { Metrics } from './metrics.js'
+import { decideRoute, compileTenantPattern, formatRoute, type Route } from '../routing/placement.js'
+import { loadCitusMetadata, type CitusMetadata } from '../routing/citus-metadata.js'
+import { schemaDiscoverySql, buildSchemaFacts, type SchemaRow } from '../routing/schema-facts.js'
+import type { SchemaFacts } from '../parser/types.js'
 
 export class Proxy implements ProxyContext {
   readonly planner: Planner
   readonly pools: PoolManager
   readonly sessions = new Map<number, ClientSession>()
   readonly maxMessageBytes = 256 * 1024 * 1024
-  metrics?: SessionMetrics
+  metrics?: Metrics
+  /** Schema facts per backend name (for per-tenant backends: read from the first tenant database used). */
+  private readonly facts = new Map<string, SchemaFacts>()
+  private readonly factsLoading = new Map<string, Promise<void>>()
+  private readonly citus = new Map<string, CitusMetadata | null>()
+  private readonly citusLoadedAt = new Map<string, number>()
+  private citusTimer: NodeJS.Timeout | null = null
+  private tenantPattern: RegExp
   private readonly byPid = new Map<number, ClientSession>()
   private readonly statementNames = new Map<string, string>()
   private server: net.Server | null = null
@@ -31,6 +45,7 @@ export class Proxy implements ProxyContext {
     this.planner = new Planner(config)
     this.pools = new PoolManager(limitsOf(config))
     this.secureContext = config.tls ? tls.createSecureContext({ cert: config.tls.cert, key: config.tls.key }) : null
+    this.tenantPattern = compileTenantPattern(config.tenant?.pattern)
   }
 
   get tlsEnabled(): boolean {
@@ -49,7 +64,143 @@ export class Proxy implements ProxyContext {
     this.reaper.unref()
     const addr = server.address() as net.AddressInfo
     this.log.info({ host: addr.address, port: addr.port }, 'pgtenant listening')
+    if (this.config.metrics) {
+      this.metrics = new Metrics(this.metricsSource(), this.config.tenant?.metrics_top ?? 100)
+      this.metricsPort = await this.metrics.listen(this.config.metrics.host, this.config.metrics.port, this.log)
+    }
+    await this.loadCatalogs()
     return addr
+  }
+
+  metricsPort = 0
+
+  /** Schema facts and Citus metadata for every backend that has a fixed database. */
+  async loadCatalogs(): Promise<void> {
+    const jobs: Promise<unknown>[] = []
+    for (const backend of Object.values(this.config.backends)) {
+      if (backend.url.perTenant) continue
+      if (this.config.tenant) jobs.push(this.refreshFacts(backend.name, this.catalogTarget(backend)))
+      if (backend.citus) jobs.push(this.refreshCitus(backend.name))
+    }
+    await Promise.all(jobs)
+    const interval = this.config.citus?.refresh_interval_ms ?? 60_000
+    if (!this.citusTimer && Object.values(this.config.backends).some((b) => b.citus)) {
+      this.citusTimer = setInterval(() => {
+        for (const b of Object.values(this.config.backends)) if (b.citus) void this.refreshCitus(b.name)
+      }, interval)
+      this.citusTimer.unref()
+    }
+  }
+
+  /** Where the proxy reads catalogs: the backend URL's user, else the first user with a plain password. */
+  private catalogTarget(backend: BackendConfig, tenant?: string): BackendTarget {
+    const user = backend.url.user ?? Object.keys(this.config.users).find((u) => !isHashed(this.config.users[u].password)) ?? 'postgres'
+    const t = targetFor(backend, user, this.findUser(user))
+    if (tenant !== undefined) {
+      const route = decideRoute({ placement: { default: backend.name, tenants: {} }, backends: this.config.backends, tenant, touchesTenant: true, bypass: false, tenantPattern: this.tenantPattern })
+      if (route.kind !== 'refuse') return { ...t, host: route.target.host, port: route.target.port, database: route.target.database }
+    }
+    return t
+  }
+
+  private async withCatalogConnection<T>(target: BackendTarget, fn: (conn: BackendConnection) => Promise<T>): Promise<T> {
+    const conn = await (await import('./backend/connection.js')).BackendConnection.connect(target, this.config.pool.connect_timeout_ms)
+    try {
+      return await fn(conn)
+    } finally {
+      conn.close()
+    }
+  }
+
+  /** (Re)discover which relations are tenant tables on a backend. */
+  refreshFacts(backendName: string, target: BackendTarget): Promise<void> {
+    const running = this.factsLoading.get(backendName)
+    if (running) return running
+    const tenant = this.config.tenant
+    if (!tenant) return Promise.resolve()
+    const job = this.withCatalogConnection(target, (conn) => queryRows(conn, schemaDiscoverySql(tenant.column)))
+      .then((rows) => {
+        const facts = buildSchemaFacts(rows as unknown as SchemaRow[], tenant)
+        const backend = this.config.backends[backendName]
+        // In a database of its own, a tenant's tables without the tenant column are its own.
+        this.facts.set(backendName, backend?.url.perTenant ? { ...facts, unknown: 'allow' } : facts)
+        this.log.info({ backend: backendName, tenantTables: facts.tenantTables.size, relations: facts.knownRelations.size }, 'schema facts loaded')
+      })
+      .catch((err: Error) => {
+        this.factsFailedAt.set(backendName, Date.now())
+        this.log.warn({ backend: backendName, err: err.message }, 'schema discovery failed')
+      })
+      .finally(() => this.factsLoading.delete(backendName))
+    this.factsLoading.set(backendName, job)
+    return job
+  }
+
+  async refreshCitus(backendName: string): Promise<void> {
+    const backend = this.config.backends[backendName]
+    try {
+      const meta = await this.withCatalogConnection(this.catalogTarget(backend), (conn) =>
+        loadCitusMetadata(async (sql) => queryRows(conn, sql)),
+      )
+      this.citus.set(backendName, meta)
+      this.citusLoadedAt.set(backendName, Date.now())
+      this.log.info({ backend: backendName, tables: meta.tables.size, problems: meta.problems.length }, 'Citus metadata loaded')
+    } catch (err) {
+      this.metrics?.citusRefreshFailed(backendName)
+      this.log.warn({ backend: backendName, err: (err as Error).message }, 'Citus metadata refresh failed; routing to the coordinator')
+    }
+  }
+
+  /** Schema facts for the backend this session's tenant is placed on; a promise while first discovered. */
+  factsFor(session: ClientSession): SchemaFacts | Promise<void> | undefined {
+    if (!this.config.tenant || session.bypass) return undefined
+    const name = this.placementOf(session.effectiveTenant)
+    const facts = this.facts.get(name)
+    if (facts) return facts
+    const backend = this.config.backends[name]
+    if (!backend || this.factsFailedAt.get(name)! > Date.now() - 5000) return undefined
+    if (backend.url.perTenant && session.effectiveTenant === null) return undefined
+    return this.refreshFacts(name, this.catalogTarget(backend, session.effectiveTenant ?? undefined))
+  }
+
+  private readonly factsFailedAt = new Map<string, number>()
+  private readonly factsRefreshedAt = new Map<string, number>()
+
+  async refreshFactsFor(session: ClientSession): Promise<boolean> {
+    const name = this.placementOf(session.effectiveTenant)
+    const backend = this.config.backends[name]
+    const last = this.factsRefreshedAt.get(name) ?? 0
+    if (!backend || Date.now() - last < 2000) return false
+    this.factsRefreshedAt.set(name, Date.now())
+    const before = this.facts.get(name)
+    await this.refreshFacts(name, this.catalogTarget(backend, session.effectiveTenant ?? undefined))
+    return this.facts.get(name) !== before
+  }
+
+  private placementOf(tenant: string | null): string {
+    const p = this.config.placement
+    return tenant !== null && Object.hasOwn(p.tenants, tenant) ? p.tenants[tenant] : p.default
+  }
+
+  private metricsSource() {
+    return {
+      sessions: () => this.sessions.values(),
+      pools: () => this.pools.pools.values(),
+      citusAges: () => [...this.citusLoadedAt].map(([backend, at]) => ({ backend, ageSeconds: (Date.now() - at) / 1000 })),
+      ready: () => this.ready(),
+    }
+  }
+
+  /** Ready: listening, and the default backend answers. */
+  async ready(): Promise<boolean> {
+    if (!this.server?.listening || this.shuttingDown) return false
+    const backend = this.config.backends[this.config.placement.default]
+    if (!backend || backend.url.perTenant) return !!this.server?.listening
+    try {
+      await this.withCatalogConnection(this.catalogTarget(backend), async () => undefined)
+      return true
+    } catch {
+      return false
+    }
   }
 
   private accept(socket: net.Socket): void {
@@ -102,7 +253,9 @@ export class Proxy implements ProxyContext {
   }
 
   async serverParams(session: ClientSession): Promise<Map<string, string>> {
-    const pool = this.poolFor(session)
+    // Reported at login: the values of the backend the session starts on (its default placement).
+    const route = this.route(session, { touchesTenant: false, relations: [] })
+    const pool = this.poolFor(session, route)
     if (!pool.serverParams) {
       const conn = await pool.acquire()
       pool.release(conn, true)
@@ -111,8 +264,51 @@ export class Proxy implements ProxyContext {
   }
 
   async acquire(session: ClientSession): Promise<{ conn: BackendConnection; pool: Pool }> {
-    const pool = this.poolFor(session)
-    return { conn: await pool.acquire(), pool }
+    const route = this.route(session, session.routeHint)
+    this.metrics?.routed(route.kind, route.backend)
+    const pool = this.poolFor(session, route)
+    const started = Date.now()
+    try {
+      const conn = await pool.acquire()
+      this.metrics?.poolWaited(route.backend, (Date.now() - started) / 1000)
+      return { conn, pool }
+    } catch (err) {
+      if (err instanceof BackendError && err.sqlstate.startsWith('08')) this.metrics?.connectFailed(route.backend)
+      if (err instanceof BackendError && err.sqlstate === '3D000' && route.kind === 'dedicated')
+        throw new BackendError(`the database for tenant "${route.tenant}" does not exist (${route.target.database})`, '3D000')
+      throw err
+    }
+  }
+
+  /** Where this session's next transaction goes, or a refusal (thrown as an error with its SQLSTATE). */
+  route(session: ClientSession, hint: { touchesTenant: boolean; relations: readonly string[] }): Route {
+    const decision = decideRoute({
+      placement: this.config.placement,
+      backends: this.config.backends,
+      tenant: session.effectiveTenant,
+      touchesTenant: hint.touchesTenant,
+      bypass: session.bypass,
+      tenantPattern: this.tenantPattern,
+      citus: this.citus,
+      tables: hint.relations,
+    })
+    if (decision.kind === 'refuse') {
+      this.metrics?.routed('refuse', decision.backend ?? 'none')
+      throw new BackendError(decision.message, decision.sqlstate)
+    }
+    if (session.log.isLevelEnabled('debug')) session.log.debug({ route: formatRoute(decision) }, 'routed')
+    return decision
+  }
+
+  /** The pool for a route: one per backend, server address, database and user. */
+  poolFor(session: ClientSession, route: Route): Pool {
+    const backend = this.config.backends[route.backend]
+    const user = route.target.user ?? session.user
+    const configured = this.findUser(session.user)
+    const password = route.target.user !== undefined ? route.target.password : configured && !isHashed(configured.password) ? configured.password : undefined
+    const target: BackendTarget = { host: route.target.host, port: route.target.port, database: route.target.database, user, password, sslmode: route.target.sslmode }
+    const key = route.target.user !== undefined ? route.poolKey : `${route.poolKey}\u0000${user}`
+    return this.pools.pool(key, route.backend, target, backend.pool)
   }
 
   statementName(sql: string, paramTypes: Buffer): string {
@@ -125,14 +321,6 @@ export class Proxy implements ProxyContext {
     return name
   }
 
-  /** The pool serving this session's next transaction. */
-  poolFor(session: ClientSession): Pool {
-    const backend = this.config.backends[this.config.placement.default]
-    const target = targetFor(backend, session.user, this.findUser(session.user))
-    const key = `${backend.name}\u0000${target.host}:${target.port}\u0000${target.database}\u0000${target.user}`
-    return this.pools.pool(key, backend.name, target, backend.pool)
-  }
-
   /** Apply a new config (SIGHUP): users, pool sizes and limits change; connections stay. */
   reload(config: Config): void {
     this.config = config
@@ -143,6 +331,9 @@ export class Proxy implements ProxyContext {
       if (backend) pool.size = backend.pool
     }
     this.secureContext = config.tls ? tls.createSecureContext({ cert: config.tls.cert, key: config.tls.key }) : null
+    this.tenantPattern = compileTenantPattern(config.tenant?.pattern)
+    this.facts.clear()
+    void this.loadCatalogs()
     this.log.info('configuration reloaded')
   }
 
@@ -150,7 +341,9 @@ export class Proxy implements ProxyContext {
   async shutdown(timeoutMs = this.config.pool.shutdown_timeout_ms): Promise<void> {
     this.shuttingDown = true
     this.server?.close()
+    this.metrics?.close()
     if (this.reaper) clearInterval(this.reaper)
+    if (this.citusTimer) clearInterval(this.citusTimer)
     const deadline = Date.now() + timeoutMs
     while (Date.now() < deadline && [...this.sessions.values()].some((s) => s.backend !== null)) {
       await new Promise((r) => setTimeout(r, 50))

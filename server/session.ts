@@ -49,6 +49,7 @@ interface ClientStatement {
 }
 
 const TRANSACTION_END = new Set(['COMMIT', 'ROLLBACK'])
+const NO_HINT = { touchesTenant: false, relations: [] as readonly string[] }
 
 export class ClientSession {
   readonly id: number
@@ -73,7 +74,13 @@ export class ClientSession {
   private txStatus: TxStatus = 'I'
   private txTouchedTenant = false
   backend: BackendConnection | null = null
+  /** Name of the configured backend serving the current transaction (for metrics and logs). */
+  backendName: string | null = null
+  /** What the first statement of the next transaction touches: routing input. */
+  routeHint: { touchesTenant: boolean; relations: readonly string[] } = NO_HINT
   private pool: Pool | null = null
+  private rowsSent = 0
+  private bytesSent = 0
   private acquiring = false
   private stalled: Frame | null = null
   private skipUntilSync = false
@@ -224,6 +231,7 @@ export class ClientSession {
       const frame = this.stalled ?? this.reader.next()
       if (!frame) break
       this.stalled = null
+      if ((frame.type === 0x51 || frame.type === 0x50) && this.waitForFacts(frame)) break
       if (!this.handleMessage(frame)) {
         this.stalled = frame // needs a backend connection: resume when one is attached
         this.socket.pause()
@@ -348,6 +356,39 @@ export class ClientSession {
 
   // ---------------------------------------------------------------- messages
 
+  private retriedFrame: Frame | null = null
+
+  /**
+   * A refusal because a relation is unknown may just mean the table is newer than our schema
+   * facts: rediscover once and plan the same message again (it stays stalled meanwhile).
+   */
+  private refreshedFor(frame: Frame, refusal: Refusal): boolean {
+    if (this.retriedFrame === frame || !/is not known to pgtenant/.test(refusal.message)) return false
+    this.retriedFrame = frame
+    this.ctx.refreshFactsFor(this).finally(() => this.resumeInput())
+    return true
+  }
+
+  /** Schema facts being discovered (first use of a per-tenant database): hold the message until they are. */
+  private waitForFacts(frame: Frame): boolean {
+    const facts = this.ctx.factsFor(this)
+    if (!(facts instanceof Promise)) return false
+    this.stalled = frame
+    this.socket.pause()
+    facts.finally(() => this.resumeInput())
+    return true
+  }
+
+  private resumeInput(): void {
+    if (this.state !== 'ready') return
+    this.socket.resume()
+    try {
+      this.processInput()
+    } catch (err) {
+      this.onInputError(err as Error)
+    }
+  }
+
   /** Handle one client message. Returns false when it needs a backend connection not yet attached. */
   private handleMessage(frame: Frame): boolean {
     const type = String.fromCharCode(frame.type)
@@ -389,14 +430,28 @@ export class ClientSession {
     }
   }
 
-  private get effectiveTenant(): string | null {
+  /** For the client-connections gauge. */
+  get metricState(): 'login' | 'active' | 'idle' | 'idle_in_transaction' | 'waiting' {
+    if (this.state !== 'ready') return 'login'
+    if (this.acquiring) return 'waiting'
+    if (!this.backend) return 'idle'
+    return this.queue.length === 0 && this.txStatus !== 'I' ? 'idle_in_transaction' : 'active'
+  }
+
+  get bypass(): boolean {
+    return this.userConfig?.bypass ?? false
+  }
+
+  get effectiveTenant(): string | null {
     return this.localTenant !== undefined ? this.localTenant : this.tenant
   }
 
   private plan(sql: string): RewriteResult | null {
     const start = process.hrtime.bigint()
+    const facts = this.ctx.factsFor(this)
     const result = this.ctx.planner.plan({
       sql,
+      facts: facts instanceof Promise ? undefined : facts,
       tenant: this.effectiveTenant,
       bypass: this.userConfig?.bypass ?? false,
       searchPath: this.searchPath(),
@@ -421,12 +476,15 @@ export class ClientSession {
     this.currentQueryStart = Date.now()
     const plan = this.plan(sql)
     if (plan === null) {
+      this.routeHint = NO_HINT
       if (!this.ensureBackend()) return false
       this.send(frame.raw)
       this.queue.push({ kind: 'query', effects: [], failed: false })
+      this.ctx.metrics?.statementSent(this)
       return true
     }
     if (plan.refusal) {
+      if (this.refreshedFor(frame, plan.refusal)) return false
       this.refuse(plan.refusal, false)
       return true
     }
@@ -438,6 +496,7 @@ export class ClientSession {
       return true
     }
     const effects: SessionEffect[] = []
+    this.routeHint = hintOf(plan)
     for (const st of plan.statements) {
       if (st.kind !== 'forward') continue
       if (st.effect) {
@@ -453,6 +512,7 @@ export class ClientSession {
     if (!this.ensureBackend()) return false
     this.send(plan.sql !== undefined && plan.sql !== sql ? fe.encodeQuery(plan.sql) : frame.raw)
     this.queue.push({ kind: 'query', effects, failed: false })
+    this.ctx.metrics?.statementSent(this)
     this.applyImmediateEffects(effects)
     return true
   }
@@ -488,12 +548,14 @@ export class ClientSession {
 
   private handleParse(frame: Frame): boolean {
     const msg = fe.decodeParse(frame)
+    if (this.queue.length === 0) this.currentQueryStart = Date.now()
     if (msg.name !== '' && this.statements.has(msg.name)) {
       this.extendedError({ kind: 'refuse', sqlstate: '42P05' as Refusal['sqlstate'], message: `prepared statement "${msg.name}" already exists` })
       return true
     }
     const stmt = this.prepareStatement(msg.name, msg.sql, msg.paramTypes)
     if ('kind' in stmt) {
+      if (this.refreshedFor(frame, stmt)) return false
       this.extendedError(stmt)
       return true
     }
@@ -520,13 +582,17 @@ export class ClientSession {
     const plan = this.plan(sql)
     const tenant = this.effectiveTenant
     const base = { originalSql: sql, paramTypes, tenant, local: null, effect: undefined }
-    if (plan === null) return { ...base, sql, serverName: this.serverNameFor(name, sql, paramTypes) }
+    if (plan === null) {
+      this.routeHint = NO_HINT
+      return { ...base, sql, serverName: this.serverNameFor(name, sql, paramTypes) }
+    }
     if (plan.refusal) return plan.refusal
     if (plan.statements.length > 1) return { kind: 'refuse', sqlstate: '42601', message: 'cannot insert multiple commands into a prepared statement' }
     const st = plan.statements[0]
     if (!st) return { ...base, sql, serverName: this.serverNameFor(name, sql, paramTypes) }
     if (st.kind === 'tenant') return { ...base, sql, serverName: '', local: st.command }
     if (st.kind === 'refuse') return st
+    this.routeHint = { touchesTenant: st.touchesTenant, relations: st.relations }
     if (st.touchesTenant) this.txTouchedTenant = true
     const out = plan.sql ?? st.sql
     return { ...base, sql: out, serverName: this.serverNameFor(name, out, paramTypes), effect: st.effect }
@@ -581,6 +647,7 @@ export class ClientSession {
 
   private handleBind(frame: Frame): boolean {
     const head = fe.decodeBindHead(frame)
+    if (this.queue.length === 0) this.currentQueryStart = Date.now()
     const stmt = this.resolveStatement(head.statement)
     if ('kind' in stmt) {
       this.extendedError(stmt)
@@ -649,6 +716,7 @@ export class ClientSession {
     const effect = this.portalEffects.get(portal)
     const effects = effect ? [effect] : []
     this.queue.push({ kind: 'execute', effects, failed: false })
+    this.ctx.metrics?.statementSent(this)
     this.applyImmediateEffects(effects)
     return true
   }
@@ -814,6 +882,7 @@ export class ClientSession {
     }
     this.backend = conn
     this.pool = pool
+    this.backendName = pool.backendName
     conn.attach({ onData: this.onBackendData, onClose: this.onBackendClose })
     this.syncSessionState(conn)
     this.socket.resume()
@@ -868,6 +937,7 @@ export class ClientSession {
   }
 
   private readonly onBackendData = (chunk: Buffer): void => {
+    this.bytesSent += chunk.length
     try {
       this.scanner.scan(chunk)
     } catch (err) {
@@ -909,7 +979,6 @@ export class ClientSession {
     this.pool = null
     conn.detach()
     pool.release(conn, true)
-    this.ctx.metrics?.transactionDone(this, Date.now() - this.currentQueryStart)
   }
 
   // ---------------------------------------------------------------- server replies
@@ -956,6 +1025,10 @@ export class ClientSession {
         case 0x49: // EmptyQueryResponse
           if (head.kind === 'execute') this.complete()
           return head.kind !== 'internal'
+        case 0x44: // DataRow
+          if (head.kind === 'internal') return false
+          this.rowsSent++
+          return true
         default:
           return head.kind !== 'internal'
       }
@@ -1003,9 +1076,23 @@ export class ClientSession {
     }
     if (answered?.kind === 'internal') return false
     if (answered?.kind === 'query' && !answered.failed) this.pendingEffects.push(...answered.effects)
+    const wasInTransaction = this.txStatus !== 'I'
     this.txStatus = status
-    if (status === 'I') this.transactionEnded()
+    this.reportQuery()
+    if (status === 'I') {
+      this.transactionEnded()
+      this.ctx.metrics?.transactionDone(this)
+    } else if (!wasInTransaction) this.txStartedAt = Date.now()
     return true
+  }
+
+  private txStartedAt = 0
+
+  private reportQuery(): void {
+    const m = this.ctx.metrics
+    if (m && this.currentQueryStart > 0) m.queryDone(this, (Date.now() - this.currentQueryStart) / 1000, this.rowsSent, this.bytesSent)
+    this.rowsSent = 0
+    this.bytesSent = 0
   }
 
   private transactionEnded(): void {
@@ -1105,4 +1192,16 @@ function findReadyForQuery(buf: Buffer, nth: number): TxStatus | null {
     pos += 1 + len
   }
   return null
+}
+
+/** Routing input from a plan: does it touch tenant data, and which relations. */
+function hintOf(plan: RewriteResult): { touchesTenant: boolean; relations: readonly string[] } {
+  let touches = false
+  const relations: string[] = []
+  for (const st of plan.statements) {
+    if (st.kind !== 'forward') continue
+    touches ||= st.touchesTenant
+    relations.push(...st.relations)
+  }
+  return touches || relations.length > 0 ? { touchesTenant: touches, relations } : NO_HINT
 }

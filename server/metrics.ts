@@ -1,0 +1,231 @@
+// Prometheus metrics (one prom-client registry) and the HTTP endpoint serving
+// /metrics, /healthz and /readyz. Hot-path hooks are O(1) counter updates; gauges that
+// describe current state are computed when Prometheus scrapes.
+import http from 'node:http'
+import client from 'prom-client'
+import type { Logger } from 'pino'
+import { METRICS } from './metric-names.js'
+import { TenantLabeler } from './tenant-labels.js'
+import type { RewriteResult, Refusal } from '../parser/types.js'
+import type { ClientSession } from './session.js'
+import type { SessionMetrics } from './proxy-context.js'
+
+export interface MetricsSource {
+  sessions(): Iterable<ClientSession>
+  pools(): Iterable<{ backendName: string; active: number; idle: { length: number }; connecting: number; waiting: number; size: number }>
+  citusAges(): Iterable<{ backend: string; ageSeconds: number }>
+  ready(): Promise<boolean>
+}
+
+const LATENCY_BUCKETS = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30]
+const REWRITE_BUCKETS = [0.000001, 0.0000025, 0.000005, 0.00001, 0.000025, 0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.005]
+
+export class Metrics implements SessionMetrics {
+  readonly registry = new client.Registry()
+  readonly tenants: TenantLabeler
+  private readonly c: ReturnType<typeof makeMetrics>
+  private server: http.Server | null = null
+
+  constructor(
+    private readonly source: MetricsSource,
+    tenantTop: number,
+  ) {
+    this.tenants = new TenantLabeler(tenantTop)
+    this.c = makeMetrics(this.registry, source)
+    client.collectDefaultMetrics({ register: this.registry })
+  }
+
+  label(session: ClientSession): string {
+    return this.tenants.label(session.tenant)
+  }
+
+  // ---- hooks called by sessions, pools and routing
+
+  rewriteObserved(result: RewriteResult | null, seconds: number): void {
+    if (!result) return
+    this.c.rewriteDuration.observe(seconds)
+    if (result.cache !== 'none') this.c.rewriteCache.inc({ kind: result.cache })
+  }
+
+  refused(session: ClientSession, refusal: Refusal): void {
+    const tenant = this.label(session)
+    this.c.refused.inc({ tenant, sqlstate: refusal.sqlstate })
+    this.c.clientErrors.inc({ tenant })
+  }
+
+  backendError(session: ClientSession, sqlstate: string): void {
+    this.c.serverErrors.inc({ backend: session.backendName ?? 'unknown', class: sqlstate.slice(0, 2) })
+    this.c.clientErrors.inc({ tenant: this.label(session) })
+  }
+
+  statementSent(session: ClientSession): void {
+    this.c.statements.inc({ tenant: this.label(session), backend: session.backendName ?? 'unknown' })
+  }
+
+  queryDone(session: ClientSession, seconds: number, rows: number, bytes: number): void {
+    const tenant = this.label(session)
+    this.c.queryDuration.observe({ tenant }, seconds)
+    if (rows > 0) this.c.rowsSent.inc({ tenant }, rows)
+    if (bytes > 0) this.c.bytesSent.inc({ tenant }, bytes)
+  }
+
+  transactionDone(session: ClientSession): void {
+    this.c.transactions.inc({ tenant: this.label(session), backend: session.backendName ?? 'unknown' })
+  }
+
+  poolWaited(backend: string, seconds: number): void {
+    this.c.poolWait.observe({ backend }, seconds)
+  }
+
+  connectFailed(backend: string): void {
+    this.c.connectErrors.inc({ backend })
+  }
+
+  routed(kind: string, backend: string): void {
+    this.c.routing.inc({ kind, backend })
+  }
+
+  citusRefreshFailed(backend: string): void {
+    this.c.citusRefreshErrors.inc({ backend })
+  }
+
+  clientAccepted(): void {
+    this.c.clientAccepted.inc()
+  }
+
+  clientRefused(reason: 'auth' | 'limit' | 'shutdown' | 'protocol'): void {
+    this.c.clientRefused.inc({ reason })
+    if (reason === 'auth') this.c.authFailures.inc()
+  }
+
+  // ---- HTTP endpoint
+
+  async listen(host: string, port: number, log: Logger): Promise<number> {
+    const server = http.createServer((req, res) => {
+      this.handle(req.url ?? '/').then(
+        ({ status, type, body }) => {
+          res.writeHead(status, { 'content-type': type })
+          res.end(body)
+        },
+        (err: Error) => {
+          res.writeHead(500, { 'content-type': 'text/plain' })
+          res.end(`error: ${err.message}\n`)
+        },
+      )
+    })
+    this.server = server
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject)
+      server.listen(port, host, () => resolve())
+    })
+    const actual = (server.address() as { port: number }).port
+    log.info({ host, port: actual }, 'metrics endpoint listening')
+    return actual
+  }
+
+  private async handle(url: string): Promise<{ status: number; type: string; body: string }> {
+    const path = url.split('?')[0]
+    if (path === '/metrics') return { status: 200, type: this.registry.contentType, body: await this.registry.metrics() }
+    if (path === '/healthz') return { status: 200, type: 'text/plain', body: 'ok\n' }
+    if (path === '/readyz') {
+      const ok = await this.source.ready()
+      return { status: ok ? 200 : 503, type: 'text/plain', body: ok ? 'ready\n' : 'not ready: default backend unreachable\n' }
+    }
+    return { status: 404, type: 'text/plain', body: 'not found: try /metrics, /healthz or /readyz\n' }
+  }
+
+  close(): void {
+    this.server?.close()
+    this.server = null
+  }
+}
+
+function makeMetrics(registry: client.Registry, source: MetricsSource) {
+  const m = METRICS
+  const counter = <L extends string>(d: { name: string; help: string; labels: readonly L[] }) =>
+    new client.Counter<L>({ name: d.name, help: d.help, labelNames: d.labels, registers: [registry] })
+  const histogram = <L extends string>(d: { name: string; help: string; labels: readonly L[] }, buckets: number[]) =>
+    new client.Histogram<L>({ name: d.name, help: d.help, labelNames: d.labels, buckets, registers: [registry] })
+  new client.Gauge({
+    name: m.clientConnections.name,
+    help: m.clientConnections.help,
+    labelNames: m.clientConnections.labels,
+    registers: [registry],
+    collect() {
+      const counts: Record<string, number> = { active: 0, idle: 0, idle_in_transaction: 0, waiting: 0, login: 0 }
+      for (const s of source.sessions()) counts[s.metricState]++
+      for (const [state, n] of Object.entries(counts)) this.set({ state }, n)
+    },
+  })
+  new client.Gauge({
+    name: m.serverConnections.name,
+    help: m.serverConnections.help,
+    labelNames: m.serverConnections.labels,
+    registers: [registry],
+    collect() {
+      this.reset()
+      const sums = new Map<string, { active: number; idle: number; connecting: number }>()
+      for (const p of source.pools()) {
+        const s = sums.get(p.backendName) ?? { active: 0, idle: 0, connecting: 0 }
+        s.active += p.active
+        s.idle += p.idle.length
+        s.connecting += p.connecting
+        sums.set(p.backendName, s)
+      }
+      for (const [backend, s] of sums) for (const [state, n] of Object.entries(s)) this.set({ backend, state }, n)
+    },
+  })
+  new client.Gauge({
+    name: m.poolSize.name,
+    help: m.poolSize.help,
+    labelNames: m.poolSize.labels,
+    registers: [registry],
+    collect() {
+      this.reset()
+      const sizes = new Map<string, number>()
+      for (const p of source.pools()) sizes.set(p.backendName, (sizes.get(p.backendName) ?? 0) + p.size)
+      for (const [backend, n] of sizes) this.set({ backend }, n)
+    },
+  })
+  new client.Gauge({
+    name: m.poolWaiting.name,
+    help: m.poolWaiting.help,
+    labelNames: m.poolWaiting.labels,
+    registers: [registry],
+    collect() {
+      this.reset()
+      const w = new Map<string, number>()
+      for (const p of source.pools()) w.set(p.backendName, (w.get(p.backendName) ?? 0) + p.waiting)
+      for (const [backend, n] of w) this.set({ backend }, n)
+    },
+  })
+  new client.Gauge({
+    name: m.citusMetadataAge.name,
+    help: m.citusMetadataAge.help,
+    labelNames: m.citusMetadataAge.labels,
+    registers: [registry],
+    collect() {
+      this.reset()
+      for (const a of source.citusAges()) this.set({ backend: a.backend }, a.ageSeconds)
+    },
+  })
+  return {
+    clientAccepted: counter(m.clientAccepted),
+    clientRefused: counter(m.clientRefused),
+    authFailures: counter(m.authFailures),
+    poolWait: histogram(m.poolWait, LATENCY_BUCKETS),
+    connectErrors: counter(m.connectErrors),
+    serverErrors: counter(m.serverErrors),
+    transactions: counter(m.transactions),
+    statements: counter(m.statements),
+    queryDuration: histogram(m.queryDuration, LATENCY_BUCKETS),
+    rowsSent: counter(m.rowsSent),
+    bytesSent: counter(m.bytesSent),
+    clientErrors: counter(m.clientErrors),
+    rewriteDuration: histogram(m.rewriteDuration, REWRITE_BUCKETS),
+    rewriteCache: counter(m.rewriteCache),
+    refused: counter(m.refused),
+    routing: counter(m.routing),
+    citusRefreshErrors: counter(m.citusRefreshErrors),
+  }
+}
