@@ -40,5 +40,7 @@ export function oracleFacts(unknown: 'reject' | 'allow' = 'reject'): SchemaFacts
   }
 }
 
-/** Column names that carry a tenant in result rows (used to spot leaked rows). */
-export const TENANT_COLUMNS = new Set(['tenant_id', 'org'])
+/** Result column names that carry a tenant (tenant_id, org, "Task_tenant_id", c0_tenant …), used to spot leaked rows. */
+export function isTenantColumn(name: string): boolean {
+  return /(^|_)tenant(_id)?$/i.test(name) || name === 'org' || /(^|\.)tenant_id$/.test(name)
+}

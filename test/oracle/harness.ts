@@ -21,7 +21,7 @@ import { fileURLToPath, pathToFileURL } from 'node:url'
 import YAML from 'yaml'
 import { startPostgres, ROLES, type PgServer } from '../helpers/pg-server.js'
 import type { RewriteContext, RewriteResult, SchemaFacts } from '../../parser/types.js'
-import { TENANTS, TENANT_TABLES, ALL_DB, TEMPLATE_DB, onlyDb, oracleFacts, TENANT_COLUMNS } from './facts.js'
+import { TENANTS, TENANT_TABLES, ALL_DB, TEMPLATE_DB, onlyDb, oracleFacts, isTenantColumn } from './facts.js'
 import { seedSql } from './seed.js'
 
 // ------------------------------------------------------------------ paths
@@ -395,7 +395,7 @@ function listRows(label: string, rows: string[]): string {
 
 /** Values of tenant columns in result rows that are not the session tenant. */
 function foreignTenantValues(out: ExecOk, tenant: string): string[] {
-  const idx = out.fields.map((f, i) => (TENANT_COLUMNS.has(f) ? i : -1)).filter((i) => i >= 0)
+  const idx = out.fields.map((f, i) => (isTenantColumn(f) ? i : -1)).filter((i) => i >= 0)
   const bad = new Set<string>()
   for (const r of out.rows) for (const i of idx) if (r[i] !== null && r[i] !== tenant) bad.add(String(r[i]))
   return [...bad]
@@ -464,7 +464,9 @@ export async function runStatement(
         problems.push(`LEAK: returned rows of tenant(s) ${foreign.join(', ')}`)
       }
     } else if (e.ok && g.ok) {
-      const foreign = foreignTenantValues(g, tenant)
+      // Tenant-named columns may legitimately hold another tenant's name (a literal); only values the original did not return count.
+      const allowed = new Set(foreignTenantValues(e, tenant))
+      const foreign = foreignTenantValues(g, tenant).filter((v) => !allowed.has(v))
       if (foreign.length) {
         leak = true
         problems.push(`LEAK: returned rows of tenant(s) ${foreign.join(', ')}`)

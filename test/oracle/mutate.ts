@@ -1,0 +1,391 @@
+// Seeded, token-level mutations of corpus statements for the oracle fuzzer. Each mutation
+// returns new SQL or null when it does not apply. A mutation may produce invalid SQL; the
+// oracle then only requires that both sides fail (or that the rewriter refuses).
+import { TENANTS, TENANT_TABLES } from './facts.js'
+
+export interface Tok {
+  type: 'word' | 'qident' | 'string' | 'number' | 'param' | 'punct' | 'dollar'
+  text: string
+  start: number
+  end: number
+  /** Parenthesis depth at the token (a '(' has the outer depth). */
+  depth: number
+}
+
+export function tokenize(sql: string): Tok[] {
+  const out: Tok[] = []
+  let i = 0
+  let depth = 0
+  const n = sql.length
+  while (i < n) {
+    const c = sql[i]
+    if (/\s/.test(c)) {
+      i++
+      continue
+    }
+    if (c === '-' && sql[i + 1] === '-') {
+      while (i < n && sql[i] !== '\n') i++
+      continue
+    }
+    if (c === '/' && sql[i + 1] === '*') {
+      let level = 0
+      while (i < n) {
+        if (sql[i] === '/' && sql[i + 1] === '*') {
+          level++
+          i += 2
+        } else if (sql[i] === '*' && sql[i + 1] === '/') {
+          level--
+          i += 2
+          if (level === 0) break
+        } else i++
+      }
+      continue
+    }
+    const start = i
+    if ((c === 'E' || c === 'e') && sql[i + 1] === "'") {
+      i += 2
+      while (i < n && sql[i] !== "'") i += sql[i] === '\\' ? 2 : 1
+      i++
+      out.push({ type: 'string', text: sql.slice(start, i), start, end: i, depth })
+      continue
+    }
+    if (c === "'") {
+      i++
+      while (i < n) {
+        if (sql[i] === "'" && sql[i + 1] === "'") i += 2
+        else if (sql[i] === "'") break
+        else i++
+      }
+      i++
+      out.push({ type: 'string', text: sql.slice(start, i), start, end: i, depth })
+      continue
+    }
+    if (c === '"') {
+      i++
+      while (i < n) {
+        if (sql[i] === '"' && sql[i + 1] === '"') i += 2
+        else if (sql[i] === '"') break
+        else i++
+      }
+      i++
+      out.push({ type: 'qident', text: sql.slice(start, i), start, end: i, depth })
+      continue
+    }
+    if (c === '$') {
+      const m = /^\$(\d+)/.exec(sql.slice(i))
+      if (m) {
+        i += m[0].length
+        out.push({ type: 'param', text: m[0], start, end: i, depth })
+        continue
+      }
+      const d = /^\$([A-Za-z_][A-Za-z0-9_]*)?\$/.exec(sql.slice(i))
+      if (d) {
+        const close = sql.indexOf(d[0], i + d[0].length)
+        i = close < 0 ? n : close + d[0].length
+        out.push({ type: 'dollar', text: sql.slice(start, i), start, end: i, depth })
+        continue
+      }
+    }
+    if (/[0-9]/.test(c) || (c === '.' && /[0-9]/.test(sql[i + 1] ?? ''))) {
+      while (i < n && /[0-9.eE]/.test(sql[i])) i++
+      out.push({ type: 'number', text: sql.slice(start, i), start, end: i, depth })
+      continue
+    }
+    if (/[A-Za-z_\u0080-\uffff]/.test(c)) {
+      while (i < n && /[A-Za-z0-9_$\u0080-\uffff]/.test(sql[i])) i++
+      out.push({ type: 'word', text: sql.slice(start, i), start, end: i, depth })
+      continue
+    }
+    if (c === '(') {
+      out.push({ type: 'punct', text: c, start, end: i + 1, depth })
+      depth++
+      i++
+      continue
+    }
+    if (c === ')') {
+      depth--
+      out.push({ type: 'punct', text: c, start, end: i + 1, depth })
+      i++
+      continue
+    }
+    out.push({ type: 'punct', text: c, start, end: i + 1, depth })
+    i++
+  }
+  return out
+}
+
+const up = (t: Tok | undefined) => (t && t.type === 'word' ? t.text.toUpperCase() : '')
+
+export type Rng = () => number
+export function mulberry32(seed: number): Rng {
+  let a = seed >>> 0
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0
+    let t = a
+    t = Math.imul(t ^ (t >>> 15), t | 1)
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61)
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296
+  }
+}
+export const pick = <T>(rng: Rng, xs: readonly T[]): T => xs[Math.floor(rng() * xs.length)]
+
+function splice(sql: string, start: number, end: number, text: string): string {
+  return sql.slice(0, start) + text + sql.slice(end)
+}
+
+const CLAUSE_END = new Set(['GROUP', 'ORDER', 'LIMIT', 'OFFSET', 'HAVING', 'WINDOW', 'RETURNING', 'FOR', 'UNION', 'INTERSECT', 'EXCEPT', 'FETCH'])
+
+/** [start, end) of the condition after each WHERE keyword. */
+function whereClauses(sql: string, toks: Tok[]): { kw: Tok; start: number; end: number }[] {
+  const out: { kw: Tok; start: number; end: number }[] = []
+  toks.forEach((t, i) => {
+    if (up(t) !== 'WHERE') return
+    let j = i + 1
+    while (j < toks.length) {
+      const u = toks[j]
+      if (u.depth < t.depth) break
+      if (u.depth === t.depth && (CLAUSE_END.has(up(u)) || u.text === ';' || (u.text === ')' && u.depth < t.depth))) break
+      if (u.depth === t.depth && up(u) === 'DO' && up(toks[j + 1]) !== '') break
+      j++
+    }
+    if (j === i + 1) return
+    const end = toks[j - 1].end
+    out.push({ kw: t, start: toks[i + 1].start, end })
+  })
+  return out
+}
+
+export function isReadOnly(toks: Tok[]): boolean {
+  const first = up(toks[0]) || toks[0]?.text
+  if (!['SELECT', 'WITH', 'TABLE', 'VALUES', '('].includes(first)) return false
+  return !toks.some((t) => ['INSERT', 'UPDATE', 'DELETE', 'MERGE'].includes(up(t)) && !(up(t) === 'UPDATE' && ['FOR', 'NO', 'KEY', 'DO'].includes(up(toks[toks.indexOf(t) - 1]))))
+}
+
+export function hasReturning(toks: Tok[]): boolean {
+  return toks.some((t) => up(t) === 'RETURNING' && t.depth === 0)
+}
+
+/** Could the result be order- or plan-dependent once rows change (LIMIT etc.)? Then a non-leak mismatch is inconclusive. */
+export function mayBeNondeterministic(sql: string): boolean {
+  return /\b(LIMIT|OFFSET|FETCH|DISTINCT\s+ON|row_number|rank|lag|lead|first_value|ntile|percent_rank|SKIP\s+LOCKED|string_agg|array_agg|jsonb_agg)\b/i.test(sql)
+}
+
+/** The first table in FROM / UPDATE / DELETE FROM / INSERT INTO and the name to qualify its columns with. */
+function firstTenantTable(toks: Tok[]): { qualifier: string; column: string } | null {
+  for (let i = 0; i < toks.length; i++) {
+    const k = up(toks[i])
+    if (!['FROM', 'UPDATE', 'INTO', 'JOIN'].includes(k)) continue
+    let j = i + 1
+    if (up(toks[j]) === 'ONLY') j++
+    const parts: string[] = []
+    while (toks[j] && (toks[j].type === 'word' || toks[j].type === 'qident')) {
+      parts.push(toks[j].type === 'qident' ? toks[j].text.slice(1, -1) : toks[j].text.toLowerCase())
+      if (toks[j + 1]?.text === '.') j += 2
+      else {
+        j++
+        break
+      }
+    }
+    if (parts.length === 0) continue
+    const key = parts.length === 1 ? `public.${parts[0]}` : parts.join('.')
+    const column = TENANT_TABLES.get(key)
+    if (!column) continue
+    let alias: string | undefined
+    if (up(toks[j]) === 'AS') j++
+    const a = toks[j]
+    if (a && (a.type === 'qident' || (a.type === 'word' && !['WHERE', 'SET', 'JOIN', 'LEFT', 'RIGHT', 'FULL', 'INNER', 'CROSS', 'NATURAL', 'ON', 'USING', 'GROUP', 'ORDER', 'LIMIT', 'VALUES', 'SELECT', 'DEFAULT', 'FOR', 'WINDOW', 'HAVING', 'OFFSET', 'UNION', 'EXCEPT', 'INTERSECT', 'RETURNING', 'FETCH'].includes(up(a)))))
+      alias = a.text
+    if (k === 'INTO') return null // INSERT: no WHERE over the target
+    return { qualifier: alias ?? (parts.length === 1 ? toks[i + 1 + (up(toks[i + 1]) === 'ONLY' ? 1 : 0)].text : parts.map((p) => `"${p}"`).join('.')), column }
+  }
+  return null
+}
+
+export interface MutationCtx {
+  rng: Rng
+  tenant: string
+  /** Another param-less, read-only statement with the same result column types, for UNION ALL. */
+  unionPartner?: () => string | null
+}
+
+export type Mutation = { name: string; apply: (sql: string, toks: Tok[], ctx: MutationCtx) => string | null }
+
+function otherTenant(ctx: MutationCtx): string {
+  return pick(ctx.rng, TENANTS.filter((t) => t !== ctx.tenant))
+}
+const q = (s: string) => `'${s.replace(/'/g, "''")}'`
+
+export const MUTATIONS: Mutation[] = [
+  {
+    name: 'drop-where',
+    apply(sql, toks, { rng }) {
+      const ws = whereClauses(sql, toks)
+      if (!ws.length) return null
+      const w = pick(rng, ws)
+      return splice(sql, w.kw.start, w.end, '')
+    },
+  },
+  {
+    name: 'duplicate-where',
+    apply(sql, toks, { rng }) {
+      const ws = whereClauses(sql, toks)
+      if (!ws.length) return null
+      const w = pick(rng, ws)
+      const cond = sql.slice(w.start, w.end)
+      return splice(sql, w.start, w.end, `(${cond}) AND (${cond})`)
+    },
+  },
+  {
+    name: 'or-true',
+    apply(sql, toks, { rng }) {
+      const ws = whereClauses(sql, toks)
+      if (!ws.length) return null
+      const w = pick(rng, ws)
+      return splice(sql, w.start, w.end, `${sql.slice(w.start, w.end)} OR true`)
+    },
+  },
+  {
+    name: 'or-other-tenant',
+    apply(sql, toks, ctx) {
+      const ws = whereClauses(sql, toks).filter((w) => w.kw.depth === 0)
+      const ft = firstTenantTable(toks)
+      if (!ws.length || !ft) return null
+      const w = ws[0]
+      return splice(sql, w.start, w.end, `${sql.slice(w.start, w.end)} OR ${ft.qualifier}.${ft.column} = ${q(otherTenant(ctx))}`)
+    },
+  },
+  {
+    name: 'and-other-tenant',
+    apply(sql, toks, ctx) {
+      const ws = whereClauses(sql, toks).filter((w) => w.kw.depth === 0)
+      const ft = firstTenantTable(toks)
+      if (!ws.length || !ft) return null
+      const w = ws[0]
+      return splice(sql, w.start, w.end, `(${sql.slice(w.start, w.end)}) AND ${ft.qualifier}.${ft.column} IN (${q(otherTenant(ctx))}, ${q(ctx.tenant)})`)
+    },
+  },
+  {
+    name: 'swap-join',
+    apply(sql, toks, { rng }) {
+      const joins = toks.map((t, i) => ({ t, i })).filter(({ t, i }) => up(t) === 'JOIN' && !['CROSS', 'NATURAL'].includes(up(toks[i - 1])) && up(toks[i + 1]) !== 'LATERAL')
+      if (!joins.length) return null
+      const { i } = pick(rng, joins)
+      let s = i
+      while (s > 0 && ['LEFT', 'RIGHT', 'FULL', 'INNER', 'OUTER'].includes(up(toks[s - 1]))) s--
+      return splice(sql, toks[s].start, toks[i].end, pick(rng, ['JOIN', 'LEFT JOIN', 'RIGHT JOIN', 'FULL JOIN', 'LEFT OUTER JOIN']))
+    },
+  },
+  {
+    name: 'wrap-subquery',
+    apply(sql, toks) {
+      return isReadOnly(toks) ? `SELECT * FROM (${sql}) AS fz_sub` : null
+    },
+  },
+  {
+    name: 'wrap-cte',
+    apply(sql, toks) {
+      if (isReadOnly(toks)) return `WITH fz_cte AS (${sql}) SELECT * FROM fz_cte`
+      if (up(toks[0]) === 'WITH') return null
+      return hasReturning(toks) ? `WITH fz_cte AS (${sql}) SELECT * FROM fz_cte` : `WITH fz_cte AS (${sql}) SELECT 1 AS done`
+    },
+  },
+  {
+    name: 'scalar-count',
+    apply(sql, toks) {
+      return isReadOnly(toks) ? `SELECT (SELECT count(*) FROM (${sql}) s) AS n, (SELECT count(*) FROM tasks) AS all_tasks` : null
+    },
+  },
+  {
+    name: 'lateral-over-companies',
+    apply(sql, toks) {
+      return isReadOnly(toks) ? `SELECT c0.tenant_id AS c0_tenant, c0.id AS c0_id, fz.* FROM companies c0 CROSS JOIN LATERAL (${sql}) fz WHERE c0.id <= 2` : null
+    },
+  },
+  {
+    name: 'left-join-foreign-rows',
+    apply(sql, toks) {
+      return isReadOnly(toks) ? `SELECT fz.*, u0.tenant_id AS u0_tenant FROM (${sql}) fz LEFT JOIN users u0 ON u0.id = 1` : null
+    },
+  },
+  {
+    name: 'union-all',
+    apply(sql, toks, ctx) {
+      if (!isReadOnly(toks) || !ctx.unionPartner) return null
+      const other = ctx.unionPartner()
+      return other ? `(${sql}) UNION ALL (${other})` : null
+    },
+  },
+  {
+    name: 'exists-gate',
+    apply(sql, toks) {
+      return isReadOnly(toks) ? `SELECT t0.id, t0.tenant_id FROM tasks t0 WHERE EXISTS (${sql}) AND t0.id <= 3` : null
+    },
+  },
+  {
+    name: 'tenant-literal-swap',
+    apply(sql, toks, ctx) {
+      const other = otherTenant(ctx)
+      const lits = toks.filter((t) => t.type === 'string' && TENANTS.some((tn) => t.text.toLowerCase().includes(tn.replace(/'/g, "''")) || t.text.toLowerCase().includes(tn.replace(/[^a-z]/g, ''))))
+      if (lits.length) {
+        const l = pick(ctx.rng, lits)
+        let text = l.text
+        for (const tn of TENANTS) {
+          text = text.split(tn.replace(/'/g, "''")).join(other.replace(/'/g, "''")).split(tn.replace(/[^a-z]/g, '')).join(other.replace(/[^a-z]/g, ''))
+        }
+        return splice(sql, l.start, l.end, text)
+      }
+      const cs = toks.findIndex((t) => up(t) === 'CURRENT_SETTING')
+      if (cs >= 0) {
+        let j = cs + 1
+        while (j < toks.length && !(toks[j].text === ')' && toks[j].depth === toks[cs].depth)) j++
+        return splice(sql, toks[cs].start, toks[j].end, q(other))
+      }
+      return null
+    },
+  },
+  {
+    name: 'select-star',
+    apply(sql, toks) {
+      if (up(toks[0]) !== 'SELECT' || toks.some((t) => t.depth === 0 && ['GROUP', 'UNION', 'INTERSECT', 'EXCEPT', 'DISTINCT', 'HAVING'].includes(up(t)))) return null
+      const from = toks.findIndex((t) => t.depth === 0 && up(t) === 'FROM')
+      if (from < 2) return null
+      return splice(sql, toks[1].start, toks[from - 1].end, '*')
+    },
+  },
+  {
+    name: 'requalify-table',
+    apply(sql, toks, { rng }) {
+      const cands = toks
+        .map((t, i) => ({ t, i }))
+        .filter(({ t, i }) => ['FROM', 'JOIN', 'UPDATE', 'INTO'].includes(up(toks[i - 1])) && t.type === 'word' && TENANT_TABLES.has(`public.${t.text.toLowerCase()}`) && toks[i + 1]?.text !== '.')
+      if (!cands.length) return null
+      const { t, i } = pick(rng, cands)
+      const name = t.text.toLowerCase()
+      const canOnly = ['FROM', 'JOIN', 'UPDATE'].includes(up(toks[i - 1])) && up(toks[i - 2]) !== 'DELETE'
+      const forms = [`public.${name}`, `"public"."${name}"`, `"${name}"`, `PUBLIC.${name.toUpperCase()}`, ...(canOnly ? [`ONLY ${name}`, `ONLY public.${name}`] : [])]
+      // public.tasks, "public"."tasks", PUBLIC.TASKS and ONLY tasks all keep the range name tasks, so tasks.id stays valid.
+      return splice(sql, t.start, t.end, pick(rng, forms))
+    },
+  },
+]
+
+export function mutate(sql: string, ctx: MutationCtx, count: number): { sql: string; names: string[] } | null {
+  let cur = sql
+  const names: string[] = []
+  for (let k = 0; k < count; k++) {
+    const toks = tokenize(cur)
+    const order = [...MUTATIONS].sort(() => ctx.rng() - 0.5)
+    let done = false
+    for (const m of order) {
+      const next = m.apply(cur, toks, ctx)
+      if (next && next !== cur) {
+        cur = next
+        names.push(m.name)
+        done = true
+        break
+      }
+    }
+    if (!done) break
+  }
+  return names.length ? { sql: cur, names } : null
+}
