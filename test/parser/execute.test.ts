@@ -1,0 +1,277 @@
+// Executes rewritten statements on a real PostgreSQL and checks the specification directly:
+// for tenant T, the rewritten statement on the all-tenant database returns (and changes) exactly
+// what the original returns (and changes) on a database holding only T's rows plus reference tables.
+import t from 'tap'
+import pg from 'pg'
+import { startPostgres } from '../helpers/pg-server.js'
+import { initParser, rewriteQuery, RewriteCache } from '../../parser/index.js'
+import type { RewriteContext, SchemaFacts } from '../../parser/types.js'
+import { SCHEMA_DISCOVERY_SQL, buildSchemaFacts, type SchemaRow } from '../../routing/schema-facts.js'
+
+const SCHEMA = `
+CREATE TABLE companies (id int PRIMARY KEY, name text NOT NULL);
+CREATE TABLE countries (code text PRIMARY KEY, name text NOT NULL);
+CREATE TABLE campaigns (company_id int NOT NULL, id int NOT NULL, name text, budget numeric, PRIMARY KEY (company_id, id));
+CREATE TABLE ads (company_id int NOT NULL, id int NOT NULL, campaign_id int, title text, country text, PRIMARY KEY (company_id, id));
+CREATE TABLE clicks (company_id int NOT NULL, id int NOT NULL, ad_id int, amount int, PRIMARY KEY (company_id, id));
+CREATE TABLE "Notes" (tenant_id text NOT NULL, id serial, body text);
+CREATE VIEW ad_titles AS SELECT company_id, id, title FROM ads;
+CREATE SCHEMA app;
+CREATE TABLE app.users (company_id int NOT NULL, id int NOT NULL, "Name" text, PRIMARY KEY (company_id, id));
+INSERT INTO countries VALUES ('FR', 'France'), ('DE', 'Germany'), ('JP', 'Japan');
+`
+
+function data(tenants: number[]): string {
+  const out: string[] = []
+  for (const c of tenants) {
+    out.push(`INSERT INTO companies VALUES (${c}, 'company ${c} é')`)
+    for (let i = 1; i <= 3; i++) out.push(`INSERT INTO campaigns VALUES (${c}, ${i}, 'camp ${c}.${i}', ${c * 10 + i})`)
+    for (let i = 1; i <= 6; i++)
+      out.push(`INSERT INTO ads VALUES (${c}, ${i}, ${((i + c) % 4) + 1}, 'ad ${c}.${i}', ${i % 3 === 0 ? 'NULL' : `'${['FR', 'DE', 'JP'][(i + c) % 3]}'`})`)
+    for (let i = 1; i <= 8; i++) out.push(`INSERT INTO clicks VALUES (${c}, ${i}, ${((i * c) % 7) + 1}, ${i * c})`)
+    out.push(`INSERT INTO "Notes" (tenant_id, id, body) VALUES ('${c}', ${c}, 'note ${c}')`)
+    for (let i = 1; i <= 2; i++) out.push(`INSERT INTO app.users VALUES (${c}, ${i}, 'user ${c}.${i}')`)
+  }
+  return out.join(';\n') + ';'
+}
+
+const READS: string[] = [
+  'SELECT * FROM ads',
+  'SELECT id, title FROM ads WHERE id > 2 OR title LIKE $$%1%$$',
+  'SELECT a.id, c.name FROM ads a JOIN campaigns c ON c.id = a.campaign_id',
+  'SELECT a.id, c.name FROM ads a LEFT JOIN campaigns c ON c.id = a.campaign_id',
+  'SELECT c.id, a.id FROM ads a RIGHT JOIN campaigns c ON c.id = a.campaign_id',
+  'SELECT a.id, c.id FROM ads a FULL JOIN campaigns c ON c.id = a.campaign_id',
+  'SELECT * FROM campaigns LEFT JOIN ads USING (id)',
+  'SELECT * FROM ads NATURAL JOIN clicks',
+  'SELECT co.name, c.id, a.id FROM companies co LEFT JOIN (campaigns c JOIN ads a ON a.campaign_id = c.id) ON c.company_id = co.id',
+  'SELECT * FROM (ads a JOIN campaigns c ON a.campaign_id = c.id) AS j',
+  'SELECT a.id, k.name FROM ads a LEFT JOIN countries k ON k.code = a.country',
+  'SELECT k.code, count(a.id) FROM countries k LEFT JOIN ads a ON a.country = k.code GROUP BY k.code',
+  'SELECT campaign_id, count(*), sum(id) FROM ads GROUP BY campaign_id HAVING count(*) > 1',
+  'SELECT id, row_number() OVER (PARTITION BY campaign_id ORDER BY id), rank() OVER w FROM ads WINDOW w AS (ORDER BY title)',
+  'SELECT campaign_id, country, count(*) FROM ads GROUP BY GROUPING SETS ((campaign_id), (country), ())',
+  'SELECT DISTINCT ON (campaign_id) campaign_id, id FROM ads ORDER BY campaign_id, id DESC',
+  'SELECT id FROM ads UNION SELECT id FROM campaigns EXCEPT SELECT ad_id FROM clicks',
+  'SELECT * FROM campaigns c WHERE EXISTS (SELECT 1 FROM ads a WHERE a.campaign_id = c.id)',
+  'SELECT * FROM campaigns WHERE id NOT IN (SELECT campaign_id FROM ads WHERE campaign_id IS NOT NULL)',
+  'SELECT c.id, (SELECT count(*) FROM ads a WHERE a.campaign_id = c.id) FROM campaigns c',
+  'SELECT (SELECT max(amount) FROM clicks), (SELECT count(*) FROM companies)',
+  'SELECT * FROM countries WHERE code = ANY (SELECT country FROM ads)',
+  'WITH RECURSIVE r(n) AS (SELECT min(id) FROM ads UNION ALL SELECT n + 1 FROM r WHERE n < (SELECT max(id) FROM clicks)) SELECT * FROM r',
+  'WITH ads AS (SELECT 42 AS id) SELECT * FROM ads',
+  'WITH x AS (SELECT * FROM ads) SELECT x.id, y.id FROM x JOIN x y ON x.campaign_id = y.campaign_id',
+  'SELECT * FROM campaigns c, LATERAL (SELECT a.id FROM ads a WHERE a.campaign_id = c.id ORDER BY a.id LIMIT 1) x',
+  'SELECT * FROM campaigns c LEFT JOIN LATERAL (SELECT a.id FROM ads a WHERE a.campaign_id = c.id) x ON true',
+  'TABLE ads',
+  'SELECT * FROM ONLY ads a',
+  'SELECT x, y FROM ads AS a(x, y)',
+  'SELECT count(*) FILTER (WHERE id > (SELECT min(id) FROM campaigns)) FROM clicks',
+  'SELECT * FROM ad_titles',
+  'SELECT * FROM "Notes"',
+  'SELECT "Name" FROM app.users u',
+  'SELECT * FROM users',
+  'SELECT ads.* FROM ads, companies WHERE companies.id = ads.company_id',
+  "SELECT 'é—ü', title FROM ads WHERE title <> 'ça'",
+  'SELECT id FROM ads ORDER BY (SELECT count(*) FROM clicks WHERE clicks.ad_id = ads.id), id',
+  'VALUES (1), (2)',
+  'SELECT count(*) FROM pg_class WHERE relname = $$ads$$',
+  'SELECT * FROM ads WHERE id = 3 FOR UPDATE',
+  'SELECT * FROM ads a JOIN campaigns c ON c.id = a.campaign_id FOR UPDATE OF a',
+  'SELECT * FROM (SELECT * FROM ads a FULL JOIN clicks k ON k.ad_id = a.id) s',
+]
+
+const WRITES: { sql: string; params?: unknown[] }[] = [
+  { sql: "INSERT INTO ads (id, campaign_id, title) VALUES (100, 1, 'new'), (101, 2, 'new2') RETURNING *" },
+  { sql: 'INSERT INTO ads (id, title) VALUES ($1, $2) RETURNING id, company_id', params: [102, 'p'] },
+  { sql: "INSERT INTO ads (id, company_id, title) VALUES (103, $1, 'guarded') RETURNING *", params: ['TENANT'] },
+  { sql: 'INSERT INTO ads (id, title) SELECT id + 200, name FROM campaigns RETURNING *' },
+  { sql: "INSERT INTO ads (id, title) SELECT id + 300, name FROM campaigns UNION SELECT 399, 'u' RETURNING *" },
+  { sql: 'INSERT INTO ads DEFAULT VALUES RETURNING *'.replace('ads', 'companies').replace('companies', '"Notes"') },
+  { sql: "INSERT INTO ads (id, title) VALUES (1, 'dup') ON CONFLICT (company_id, id) DO UPDATE SET title = EXCLUDED.title RETURNING *" },
+  { sql: "INSERT INTO ads (id, title) VALUES (2, 'dup') ON CONFLICT DO NOTHING RETURNING *" },
+  { sql: "UPDATE ads SET title = title || '!' WHERE id < 4 RETURNING *" },
+  { sql: 'UPDATE ads SET title = c.name FROM campaigns c WHERE c.id = ads.campaign_id RETURNING ads.id, ads.title' },
+  { sql: 'UPDATE ads SET company_id = $1 WHERE id = 2 RETURNING *', params: ['TENANT'] },
+  { sql: 'DELETE FROM clicks WHERE amount > 3 RETURNING *' },
+  { sql: 'DELETE FROM ads a USING campaigns c WHERE a.campaign_id = c.id AND c.id = 2 RETURNING a.id' },
+  { sql: 'WITH d AS (DELETE FROM clicks WHERE ad_id IN (SELECT id FROM ads WHERE campaign_id = 1) RETURNING *) SELECT count(*) FROM d' },
+  { sql: 'MERGE INTO ads a USING campaigns c ON a.id = c.id WHEN MATCHED THEN UPDATE SET title = c.name WHEN NOT MATCHED THEN INSERT (id, title) VALUES (c.id + 500, c.name)' },
+  { sql: 'DELETE FROM ads' },
+]
+
+const SNAPSHOT_TABLES = ['companies', 'campaigns', 'ads', 'clicks', '"Notes"', 'app.users', 'countries']
+
+function canon(rows: unknown[]): string[] {
+  return rows.map((r) => JSON.stringify(r)).sort()
+}
+
+t.test('rewritten statements match a tenant-only database', async (t) => {
+  await initParser()
+  const server = await startPostgres()
+  t.teardown(() => server.stop())
+  server.sql('CREATE DATABASE alltenants')
+  server.sql('CREATE DATABASE only1')
+  server.sql('CREATE DATABASE only2')
+  server.sql(SCHEMA + data([1, 2, 3]), 'alltenants')
+  // on a tenant's own database the tenant column defaults to the tenant (what an app relying on
+  // pgtenant's automatic tenant column would see)
+  const defaults = (n: number) =>
+    ['companies:id', 'campaigns:company_id', 'ads:company_id', 'clicks:company_id', 'app.users:company_id']
+      .map((x) => `ALTER TABLE ${x.split(':')[0]} ALTER ${x.split(':')[1]} SET DEFAULT ${n};`)
+      .join('\n') + `ALTER TABLE "Notes" ALTER tenant_id SET DEFAULT '${n}';`
+  server.sql(SCHEMA + data([1]) + defaults(1), 'only1')
+  server.sql(SCHEMA + data([2]) + defaults(2), 'only2')
+  for (const db of ['alltenants', 'only1', 'only2']) server.sql(`ALTER DATABASE ${db} SET search_path = public, app`)
+  const connect = async (db: string) => {
+    const c = new pg.Client({ host: server.socketDir, port: server.port, user: 'postgres', database: db })
+    await c.connect()
+    return c
+  }
+  const all = await connect('alltenants')
+  const only: Record<string, pg.Client> = { '1': await connect('only1'), '2': await connect('only2') }
+  t.teardown(async () => {
+    await all.end()
+    for (const c of Object.values(only)) await c.end()
+  })
+
+  const { rows } = await all.query(SCHEMA_DISCOVERY_SQL, ['company_id'])
+  const facts: SchemaFacts = buildSchemaFacts(rows as SchemaRow[], {
+    setting: 'app.tenant',
+    column: 'company_id',
+    tables: { companies: 'id', Notes: 'tenant_id' },
+    reference: ['countries'],
+    unknown: 'reject',
+    pattern: '.*',
+  })
+  t.equal(facts.tenantTables.get('public.ads'), 'company_id', 'discovered ads')
+  t.equal(facts.tenantTables.get('public.ad_titles'), 'company_id', 'view with the tenant column is a tenant relation')
+  t.equal(facts.tenantTables.get('public.companies'), 'id', 'explicit column')
+  t.equal(facts.tenantColumnTypes?.get('public.ads'), 'integer')
+  t.ok(facts.knownRelations.has('pg_catalog.pg_class'))
+  t.ok(facts.referenceTables.has('public.countries'))
+
+  const cache = new RewriteCache()
+  const ctx = (tenant: string): RewriteContext => ({ mode: 'tenant', tenant, setting: 'app.tenant', searchPath: ['public', 'app'], facts })
+
+  for (const tenant of ['1', '2']) {
+    await t.test(`reads, tenant ${tenant}`, async (t) => {
+      for (const q of READS) {
+        const r = rewriteQuery(q, ctx(tenant), cache)
+        if (r.refusal || r.sql === undefined) {
+          t.fail(`${q}: refused ${r.refusal?.message}`)
+          continue
+        }
+        const expected = canon((await only[tenant].query(q)).rows)
+        let got: string[]
+        try {
+          got = canon((await all.query(r.sql)).rows)
+        } catch (e) {
+          t.fail(`${q}\n  → ${r.sql}\n  failed: ${(e as Error).message}`)
+          continue
+        }
+        t.same(got, expected, `${q}\n  → ${r.sql}`)
+      }
+    })
+
+    await t.test(`writes, tenant ${tenant}`, async (t) => {
+      for (const w of WRITES) {
+        const r = rewriteQuery(w.sql, ctx(tenant), cache)
+        if (r.refusal || r.sql === undefined) {
+          t.fail(`${w.sql}: refused ${r.refusal?.message}`)
+          continue
+        }
+        const params = w.params?.map((p) => (p === 'TENANT' ? tenant : p))
+        const snapshot = async (c: pg.Client, filter: boolean) => {
+          const out: Record<string, string[]> = {}
+          for (const tb of SNAPSHOT_TABLES) {
+            const col = tb === 'companies' ? 'id' : tb === '"Notes"' ? 'tenant_id' : tb === 'countries' ? null : 'company_id'
+            const where = filter && col ? ` WHERE ${col}::text = '${tenant}'` : ''
+            out[tb] = canon((await c.query(`SELECT * FROM ${tb}${where}`)).rows)
+          }
+          return out
+        }
+        const othersBefore = await all.query("SELECT (SELECT count(*) FROM ads WHERE company_id <> $1::int) a, (SELECT sum(hashtext(ads::text)) FROM ads WHERE company_id <> $1::int) h, (SELECT sum(hashtext(clicks::text)) FROM clicks WHERE company_id <> $1::int) c", [tenant])
+        await all.query('BEGIN')
+        await only[tenant].query('BEGIN')
+        try {
+          // serial ids differ between the databases: compare rows without them
+          const strip = (rows: Record<string, unknown>[]) => canon(rows.map((x) => ({ ...x, id: typeof x.id === 'number' && w.sql.includes('"Notes"') ? 0 : x.id })))
+          const exp = strip((await only[tenant].query(w.sql, params)).rows)
+          const got = strip((await all.query(r.sql, params)).rows)
+          t.same(got, exp, `${w.sql}\n  → ${r.sql}: returned rows`)
+          const a = await snapshot(all, true)
+          const b = await snapshot(only[tenant], false)
+          if (w.sql.includes('"Notes"')) {
+            a['"Notes"'] = a['"Notes"'].map((x) => x.replace(/"id":\d+/, ''))
+            b['"Notes"'] = b['"Notes"'].map((x) => x.replace(/"id":\d+/, ''))
+            a['"Notes"'].sort()
+            b['"Notes"'].sort()
+          }
+          t.same(a, b, `${w.sql}: tenant ${tenant}'s data after the statement`)
+          const othersAfter = await all.query("SELECT (SELECT count(*) FROM ads WHERE company_id <> $1::int) a, (SELECT sum(hashtext(ads::text)) FROM ads WHERE company_id <> $1::int) h, (SELECT sum(hashtext(clicks::text)) FROM clicks WHERE company_id <> $1::int) c", [tenant])
+          t.same(othersAfter.rows, othersBefore.rows, `${w.sql}: other tenants untouched`)
+        } catch (e) {
+          t.fail(`${w.sql}\n  → ${r.sql}\n  failed: ${(e as Error).message}`)
+        } finally {
+          await all.query('ROLLBACK')
+          await only[tenant].query('ROLLBACK')
+        }
+      }
+    })
+  }
+
+  await t.test('guards raise at execution time', async (t) => {
+    const c = ctx('1')
+    for (const [sql, params] of [
+      ["INSERT INTO ads (id, company_id, title) VALUES (900, $1, 'x')", [2]],
+      ['UPDATE ads SET company_id = $1 WHERE id = 1', [3]],
+      ["INSERT INTO ads (id, company_id) SELECT id + 900, company_id + 1 FROM campaigns", []],
+      ["INSERT INTO ads (id, company_id) VALUES (901, NULL)", []],
+      ["INSERT INTO \"Notes\" (tenant_id, body) VALUES ($1, 'x')", ['2']],
+    ] as [string, unknown[]][]) {
+      const r = rewriteQuery(sql, c, cache)
+      t.notOk(r.refusal, `${sql} is rewritten, not refused`)
+      await all.query('BEGIN')
+      await t.rejects(all.query(r.sql!, params), /pgtenant: (company_id|tenant_id) must equal the session tenant/, sql)
+      await all.query('ROLLBACK')
+    }
+    // a prepared statement with the guard: generic plans too
+    const r = rewriteQuery('INSERT INTO ads (id, company_id) VALUES ($1, $2)', c, cache)
+    await all.query('BEGIN')
+    await all.query(`PREPARE g(int, int) AS ${r.sql}`)
+    for (let i = 0; i < 7; i++) await all.query(`EXECUTE g(${1000 + i}, 1)`)
+    await t.rejects(all.query('EXECUTE g(2000, 2)'), /pgtenant: company_id must equal the session tenant/, 'generic plan guard')
+    await all.query('ROLLBACK')
+  })
+
+  await t.test('hostile tenant values stay data', async (t) => {
+    for (const tenant of ["a'b", 'a\\b', "'; DROP TABLE ads; --", 'é—😀']) {
+      const r = rewriteQuery('SELECT count(*) AS n FROM "Notes" n WHERE n.body IS NOT NULL', ctx(tenant), cache)
+      const res = await all.query(r.sql!)
+      t.equal(Number(res.rows[0].n), 0, `tenant ${JSON.stringify(tenant)}: no rows, statement intact`)
+      const ins = rewriteQuery("INSERT INTO \"Notes\" (body) VALUES ('x') RETURNING tenant_id", ctx(tenant), cache)
+      await all.query('BEGIN')
+      const got = await all.query(ins.sql!)
+      t.equal(got.rows[0].tenant_id, tenant, 'the tenant value round-trips byte for byte')
+      await all.query('ROLLBACK')
+    }
+    const count = await all.query('SELECT count(*) AS n FROM ads')
+    t.equal(Number(count.rows[0].n), 18, 'ads table still there')
+  })
+
+  await t.test('COPY TO and cursors', async (t) => {
+    const c = ctx('2')
+    const r = rewriteQuery('COPY ads (id, title) TO STDOUT', c, cache)
+    t.match(r.sql!, /^COPY \(SELECT id, title FROM ads WHERE company_id = '2'\) TO STDOUT$/)
+    await all.query('BEGIN')
+    const d = rewriteQuery('DECLARE cur CURSOR FOR SELECT id FROM ads ORDER BY id', c, cache)
+    await all.query(d.sql!)
+    const f = await all.query('FETCH ALL FROM cur')
+    t.same(f.rows.map((x) => x.id), [1, 2, 3, 4, 5, 6])
+    await all.query('ROLLBACK')
+    const e = rewriteQuery('EXPLAIN (COSTS OFF) SELECT * FROM ads', c, cache)
+    const plan = (await all.query(e.sql!)).rows.map((x) => x['QUERY PLAN']).join('\n')
+    t.match(plan, /company_id = 2/, 'EXPLAIN shows the tenant filter')
+  })
+})
