@@ -156,7 +156,7 @@ export function encodeBind(frame: Frame, head: BindHead, statement: string): Buf
 }
 
 export function encodeTarget(type: 'D' | 'C', kind: 'S' | 'P', name: string): Buffer {
-  return message(type, [kind, name])
+  return message(type, [Buffer.from(kind, 'latin1'), name]) // the kind is one byte, not a string
 }
 
 export function encodeCancel(pid: number, secret: number): Buffer {

@@ -64,6 +64,8 @@ t.test('frontend decoders read what pg-protocol encoded', async (t) => {
   t.same([rhead.portal, rhead.statement], ['p', 'pgtenant_7'])
   t.same(rf.raw.subarray(rhead.restStart), bindFrame.raw.subarray(head.restStart), 'parameters pass unchanged')
   t.same(fe.decodeTarget(reader.next()!), { kind: 'P', name: 'p' })
+  const renamedDescribe = fe.encodeTarget('D', 'S', 'pgtenant_3')
+  t.same(renamedDescribe, serialize.describe({ type: 'S', name: 'pgtenant_3' }), 'a renamed Describe is byte-identical to what a client would send')
 })
 
 t.test('startup packets', async (t) => {

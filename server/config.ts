@@ -1,0 +1,293 @@
+// Reads pgtenant's YAML configuration into the validated shape of config-types.ts.
+// Every problem is reported with the path of its key; all problems are reported at once.
+import { readFileSync } from 'node:fs'
+import { dirname, resolve } from 'node:path'
+import YAML from 'yaml'
+import type { BackendConfig, BackendUrl, Config, HostPort, PoolConfig, TenantConfig, UserConfig } from './config-types.js'
+
+export class ConfigError extends Error {
+  override readonly name = 'ConfigError'
+  constructor(readonly problems: string[]) {
+    super(`invalid configuration:\n  ${problems.join('\n  ')}`)
+  }
+}
+
+const TOP_LEVEL = new Set(['listen', 'metrics', 'tls', 'auth', 'users', 'tenant', 'backends', 'placement', 'pool', 'log_level', 'citus'])
+const SSLMODES = ['disable', 'allow', 'prefer', 'require', 'verify-ca', 'verify-full'] as const
+const LOG_LEVELS = ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'] as const
+
+export const POOL_DEFAULTS: PoolConfig = {
+  mode: 'transaction',
+  max_client_connections: 1000,
+  wait_timeout_ms: 30000,
+  connect_timeout_ms: 5000,
+  idle_timeout_ms: 60000,
+  login_timeout_ms: 10000,
+  client_idle_timeout_ms: 0,
+  shutdown_timeout_ms: 30000,
+  max_server_connections: 200,
+}
+
+export function loadConfig(path: string): Config {
+  return parseConfig(readFileSync(path, 'utf8'), process.env, dirname(resolve(path)))
+}
+
+type Obj = Record<string, unknown>
+
+class Reader {
+  readonly problems: string[] = []
+  constructor(
+    private readonly env: NodeJS.ProcessEnv,
+    private readonly baseDir: string,
+  ) {}
+
+  fail(path: string, message: string): undefined {
+    this.problems.push(`${path}: ${message}`)
+    return undefined
+  }
+
+  /** A string with ${ENV_VAR}s replaced. */
+  str(v: unknown, path: string): string | undefined {
+    if (typeof v === 'number') v = String(v)
+    if (typeof v !== 'string') return this.fail(path, 'must be a string')
+    return v.replace(/\$\{([A-Za-z_][A-Za-z0-9_]*)\}/g, (_, name: string) => {
+      const value = this.env[name]
+      if (value === undefined) {
+        this.fail(path, `environment variable ${name} is not set`)
+        return ''
+      }
+      return value
+    })
+  }
+
+  obj(v: unknown, path: string): Obj | undefined {
+    if (v === undefined || v === null) return undefined
+    if (typeof v !== 'object' || Array.isArray(v)) return this.fail(path, 'must be a mapping')
+    return v as Obj
+  }
+
+  int(v: unknown, path: string, dflt: number, min = 0): number {
+    if (v === undefined) return dflt
+    const n = typeof v === 'string' ? Number(this.str(v, path)) : v
+    if (typeof n !== 'number' || !Number.isInteger(n) || n < min) {
+      this.fail(path, `must be an integer ≥ ${min}`)
+      return dflt
+    }
+    return n
+  }
+
+  bool(v: unknown, path: string): boolean {
+    if (v === undefined) return false
+    if (typeof v !== 'boolean') this.fail(path, 'must be true or false')
+    return v === true
+  }
+
+  oneOf<T extends string>(v: unknown, path: string, allowed: readonly T[], dflt: T): T {
+    if (v === undefined) return dflt
+    const s = this.str(v, path)
+    if (s === undefined || !(allowed as readonly string[]).includes(s)) {
+      this.fail(path, `must be ${allowed.map((a) => `"${a}"`).join(' or ')}`)
+      return dflt
+    }
+    return s as T
+  }
+
+  hostPort(v: unknown, path: string): HostPort | undefined {
+    const s = this.str(v, path)
+    if (s === undefined) return undefined
+    const m = /^(?:\[([^\]]+)\]|([^:]*)):(\d{1,5})$/.exec(s)
+    if (!m || Number(m[3]) > 65535) return this.fail(path, `must be host:port, got "${s}"`)
+    return { host: m[1] ?? (m[2] || '0.0.0.0'), port: Number(m[3]) }
+  }
+
+  file(v: unknown, path: string): { path: string; text: string } | undefined {
+    const s = this.str(v, path)
+    if (s === undefined) return undefined
+    const full = resolve(this.baseDir, s)
+    try {
+      return { path: full, text: readFileSync(full, 'utf8') }
+    } catch (err) {
+      return this.fail(path, `cannot read ${full}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`)
+    }
+  }
+}
+
+export function parseConfig(yamlText: string, env: NodeJS.ProcessEnv, baseDir: string): Config {
+  let doc: unknown
+  try {
+    doc = YAML.parse(yamlText)
+  } catch (err) {
+    throw new ConfigError([`not valid YAML: ${(err as Error).message}`])
+  }
+  const r = new Reader(env, baseDir)
+  const root = r.obj(doc ?? {}, '(top level)') ?? {}
+  for (const key of Object.keys(root)) if (!TOP_LEVEL.has(key)) r.fail(key, `unknown key (expected one of: ${[...TOP_LEVEL].join(', ')})`)
+
+  const listen = root.listen === undefined ? { host: '127.0.0.1', port: 6432 } : r.hostPort(root.listen, 'listen')
+  const metrics = root.metrics === undefined ? undefined : r.hostPort(root.metrics, 'metrics')
+  const tls = readTls(r, root.tls)
+  const auth = r.oneOf(root.auth, 'auth', ['scram-sha-256', 'md5'] as const, 'scram-sha-256')
+  const users = readUsers(r, root.users, auth)
+  const tenant = root.tenant === undefined ? undefined : readTenant(r, root.tenant)
+  const pool = readPool(r, root.pool)
+  const backends = readBackends(r, root.backends)
+  const placement = readPlacement(r, root.placement, backends)
+  const citusObj = r.obj(root.citus, 'citus')
+  const citus = citusObj ? { refresh_interval_ms: r.int(citusObj.refresh_interval_ms, 'citus.refresh_interval_ms', 60000, 1000) } : undefined
+  const log_level = r.oneOf(root.log_level, 'log_level', LOG_LEVELS, 'info')
+
+  if (r.problems.length > 0 || !listen) throw new ConfigError(r.problems.length > 0 ? r.problems : ['listen: invalid'])
+  return { listen, metrics, tls, auth, users, tenant, backends, placement, pool, log_level, citus }
+}
+
+function readTls(r: Reader, v: unknown): Config['tls'] {
+  const o = r.obj(v, 'tls')
+  if (!o) return undefined
+  const cert = r.file(o.cert, 'tls.cert')
+  const key = r.file(o.key, 'tls.key')
+  if (!cert || !key) return undefined
+  return { cert: cert.text, key: key.text, certPath: cert.path, keyPath: key.path }
+}
+
+function readUsers(r: Reader, v: unknown, auth: Config['auth']): Record<string, UserConfig> {
+  const o = r.obj(v, 'users')
+  if (!o) {
+    r.fail('users', 'required: at least one user who may log in')
+    return {}
+  }
+  const users: Record<string, UserConfig> = Object.create(null)
+  for (const [name, raw] of Object.entries(o)) {
+    const path = `users.${name}`
+    const u = r.obj(raw, path)
+    if (!u) {
+      r.fail(path, 'must be a mapping with a password')
+      continue
+    }
+    for (const k of Object.keys(u)) if (!['password', 'tenant', 'bypass', 'admin'].includes(k)) r.fail(`${path}.${k}`, 'unknown key')
+    const password = u.password === undefined ? r.fail(`${path}.password`, 'required') : r.str(u.password, `${path}.password`)
+    if (password !== undefined && auth === 'md5' && password.startsWith('SCRAM-SHA-256$'))
+      r.fail(`${path}.password`, 'auth: md5 needs a plain or md5 password, not a SCRAM verifier')
+    const tenant = u.tenant === undefined ? undefined : r.str(u.tenant, `${path}.tenant`)
+    const bypass = r.bool(u.bypass, `${path}.bypass`)
+    if (bypass && tenant !== undefined) r.fail(path, 'a user cannot be both pinned to a tenant and bypass')
+    users[name] = { password: password ?? '', tenant, bypass, admin: r.bool(u.admin, `${path}.admin`) }
+  }
+  return users
+}
+
+function readTenant(r: Reader, v: unknown): TenantConfig | undefined {
+  const o = r.obj(v ?? {}, 'tenant') ?? {}
+  const known = ['setting', 'column', 'tables', 'reference', 'unknown', 'pattern', 'metrics_top']
+  for (const k of Object.keys(o)) if (!known.includes(k)) r.fail(`tenant.${k}`, 'unknown key')
+  const setting = o.setting === undefined ? 'app.tenant' : r.str(o.setting, 'tenant.setting')
+  if (setting !== undefined && !/^[A-Za-z_][A-Za-z0-9_$]*\.[A-Za-z_][A-Za-z0-9_$]*$/.test(setting))
+    r.fail('tenant.setting', 'must be a custom setting name with a dot, like app.tenant')
+  const column = o.column === undefined ? 'tenant_id' : r.str(o.column, 'tenant.column')
+  const tables: Record<string, string> = {}
+  const t = r.obj(o.tables, 'tenant.tables')
+  if (t) for (const [table, col] of Object.entries(t)) tables[table] = r.str(col, `tenant.tables.${table}`) ?? ''
+  let reference: string[] = []
+  if (o.reference !== undefined) {
+    if (!Array.isArray(o.reference)) r.fail('tenant.reference', 'must be a list of table names')
+    else reference = o.reference.map((x, i) => r.str(x, `tenant.reference[${i}]`) ?? '')
+  }
+  const pattern = o.pattern === undefined ? '^[A-Za-z0-9_-]{1,63}$' : r.str(o.pattern, 'tenant.pattern')
+  if (pattern !== undefined) {
+    try {
+      new RegExp(pattern)
+    } catch {
+      r.fail('tenant.pattern', 'not a valid regular expression')
+    }
+  }
+  return {
+    setting: (setting ?? 'app.tenant').toLowerCase(),
+    column: column ?? 'tenant_id',
+    tables,
+    reference,
+    unknown: r.oneOf(o.unknown, 'tenant.unknown', ['reject', 'allow'] as const, 'reject'),
+    pattern: pattern ?? '^[A-Za-z0-9_-]{1,63}$',
+    metrics_top: r.int(o.metrics_top, 'tenant.metrics_top', 100),
+  }
+}
+
+function readPool(r: Reader, v: unknown): PoolConfig {
+  const o = r.obj(v, 'pool') ?? {}
+  const keys = Object.keys(POOL_DEFAULTS)
+  for (const k of Object.keys(o)) if (!keys.includes(k)) r.fail(`pool.${k}`, `unknown key (expected one of: ${keys.join(', ')})`)
+  const out = { ...POOL_DEFAULTS, mode: r.oneOf(o.mode, 'pool.mode', ['transaction', 'session'] as const, 'transaction') }
+  for (const k of keys) {
+    if (k === 'mode') continue
+    const key = k as Exclude<keyof PoolConfig, 'mode'>
+    out[key] = r.int(o[key], `pool.${key}`, POOL_DEFAULTS[key], key === 'max_client_connections' || key === 'max_server_connections' ? 1 : 0)
+  }
+  return out
+}
+
+function readBackends(r: Reader, v: unknown): Record<string, BackendConfig> {
+  const o = r.obj(v, 'backends')
+  const out: Record<string, BackendConfig> = Object.create(null)
+  if (!o || Object.keys(o).length === 0) {
+    r.fail('backends', 'required: at least one backend with a url')
+    return out
+  }
+  for (const [name, raw] of Object.entries(o)) {
+    const path = `backends.${name}`
+    const b = r.obj(raw, path)
+    if (!b) continue
+    for (const k of Object.keys(b)) if (!['url', 'pool', 'citus'].includes(k)) r.fail(`${path}.${k}`, 'unknown key')
+    const urlText = b.url === undefined ? r.fail(`${path}.url`, 'required') : r.str(b.url, `${path}.url`)
+    const url = urlText === undefined ? undefined : parseBackendUrl(urlText, `${path}.url`, r)
+    if (!url) continue
+    out[name] = { name, url, pool: r.int(b.pool, `${path}.pool`, 20, 1), citus: r.bool(b.citus, `${path}.citus`) }
+  }
+  return out
+}
+
+/** postgres://[user[:password]@]host[:port]/database[?sslmode=…], with {tenant} allowed in host, user and database. */
+export function parseBackendUrl(text: string, path: string, r?: Reader): BackendUrl | undefined {
+  const fail = (m: string): undefined => (r ? r.fail(path, m) : undefined)
+  const m = /^(postgres|postgresql):\/\/(?:([^:@/]*)(?::([^@/]*))?@)?(\[[^\]]+\]|[^:/?]*)(?::(\d+))?(?:\/([^?]*))?(?:\?(.*))?$/.exec(text)
+  if (!m) return fail('not a postgres:// URL')
+  const decode = (s: string | undefined): string | undefined => {
+    if (s === undefined || s === '') return undefined
+    try {
+      return decodeURIComponent(s).replace(/%7Btenant%7D/gi, '{tenant}')
+    } catch {
+      fail(`bad percent-encoding in "${s}"`)
+      return s
+    }
+  }
+  const host = (decode(m[4]) ?? '').replace(/^\[|\]$/g, '')
+  if (!host) return fail('needs a host')
+  const port = m[5] ? Number(m[5]) : 5432
+  if (port < 1 || port > 65535) return fail('port out of range')
+  const user = decode(m[2])
+  const database = decode(m[6]) ?? user
+  if (!database) return fail('needs a database name')
+  const params = new URLSearchParams(m[7] ?? '')
+  const sslmode = (params.get('sslmode') ?? 'prefer') as BackendUrl['sslmode']
+  if (!(SSLMODES as readonly string[]).includes(sslmode)) return fail(`sslmode must be one of ${SSLMODES.join(', ')}`)
+  for (const k of params.keys()) if (k !== 'sslmode') fail(`unsupported URL parameter "${k}"`)
+  const perTenant = [host, user, database].some((s) => s !== undefined && s.includes('{tenant}'))
+  const raw = m[3] !== undefined ? text.replace(`:${m[3]}@`, ':***@') : text
+  return { host, port, database, user, password: decode(m[3]), sslmode, raw, perTenant }
+}
+
+function readPlacement(r: Reader, v: unknown, backends: Record<string, BackendConfig>): Config['placement'] {
+  const o = r.obj(v, 'placement') ?? {}
+  const names = Object.keys(backends)
+  let dflt = o.default === undefined ? undefined : r.str(o.default, 'placement.default')
+  if (dflt === undefined) {
+    if (names.length === 1) dflt = names[0]
+    else if (names.length > 1) r.fail('placement.default', 'required when there is more than one backend')
+  } else if (!backends[dflt]) r.fail('placement.default', `no backend named "${dflt}"`)
+  const tenants: Record<string, string> = Object.create(null)
+  const t = r.obj(o.tenants, 'placement.tenants')
+  if (t)
+    for (const [tenant, backend] of Object.entries(t)) {
+      const b = r.str(backend, `placement.tenants.${tenant}`)
+      if (b !== undefined && !backends[b]) r.fail(`placement.tenants.${tenant}`, `no backend named "${b}"`)
+      else if (b !== undefined) tenants[tenant] = b
+    }
+  return { default: dflt ?? '', tenants }
+}

@@ -1,0 +1,14 @@
+// Structured JSON logs (pino). Passwords, secrets and bind values are never logged.
+import { pino, type Logger } from 'pino'
+
+export function createLogger(level: string): Logger {
+  return pino({
+    level,
+    base: { service: 'pgtenant' },
+    redact: { paths: ['password', '*.password', 'secret', '*.secret', 'params', '*.params', 'target.password', 'route.target.password'], censor: '[redacted]' },
+  })
+}
+
+export function sessionLogger(parent: Logger, fields: { session: number; user?: string; client?: string }): Logger {
+  return parent.child(fields)
+}
