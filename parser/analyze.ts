@@ -113,6 +113,9 @@ const DENY_FUNCTIONS = new Set([
 /** Settings a tenant session may not change (they would change who it is or how we lex). */
 const DENY_SETTINGS = new Set(['role', 'session_authorization'])
 
+/** Node types that cannot contain a sub-SELECT, a function call or a relation: the walker skips them. */
+const LEAF_NODES = new Set(['ColumnRef', 'A_Const', 'ParamRef', 'String', 'Integer', 'Float', 'Boolean', 'TypeName', 'A_Star', 'SetToDefault', 'location', 'name', 'fields'])
+
 const JOIN_STOP = new Set([
   'join', 'inner', 'left', 'right', 'full', 'cross', 'natural', 'on', 'where', 'group', 'having', 'window', 'order',
   'limit', 'offset', 'fetch', 'for', 'union', 'intersect', 'except', 'returning', 'when', 'using',
@@ -174,11 +177,12 @@ export class Analyzer {
   constructor(
     readonly text: string,
     readonly ctx: RewriteContext,
+    lits?: Normalized,
   ) {
     this.toks = tokenize(text)
-    this.lits = normalizeLiterals(text)
+    this.lits = lits ?? normalizeLiterals(text)
     if (this.lits.key === null) this.normalizable = false
-    this.ascii = !/[^\x00-\x7f]/.test(text)
+    this.ascii = Buffer.byteLength(text, 'utf8') === text.length
     this.setting = lower(ctx.setting)
   }
 
@@ -331,12 +335,12 @@ export class Analyzer {
   walkExpr(n: N, scope: Scope | null): void {
     if (n === null || typeof n !== 'object') return
     if (Array.isArray(n)) {
-      for (const x of n) this.walkExpr(x, scope)
+      for (let i = 0; i < n.length; i++) this.walkExpr(n[i], scope)
       return
     }
     for (const k in n) {
       const v = n[k]
-      if (v === null || typeof v !== 'object') continue
+      if (v === null || typeof v !== 'object' || LEAF_NODES.has(k)) continue
       switch (k) {
         case 'SelectStmt':
           this.walkSelect(v, scope)
@@ -1134,6 +1138,7 @@ export class Analyzer {
     if (!fc) return null
     const { schema, name } = funcName(fc)
     if (name !== 'set_config' || (schema && schema !== 'pg_catalog')) return null
+    this.normalizable = false // the literal setting name decides what this statement is
     const args: N[] = fc.args ?? []
     if (args.length !== 3) return null
     const nm = constValue(args[0])
@@ -1294,7 +1299,7 @@ function refusalOf(e: unknown): Refusal {
 }
 
 /** Parse and analyse `text`. Never throws: failures become refusals. */
-export function analyze(text: string, ctx: RewriteContext): Plan {
+export function analyze(text: string, ctx: RewriteContext, lits?: Normalized): Plan {
   let tree: N
   try {
     tree = parseSync(text)
@@ -1317,7 +1322,12 @@ export function analyze(text: string, ctx: RewriteContext): Plan {
     }
     return { stmts: [{ ...refusal, kind: 'refuse', refusal, tpl: [], command: firstWord(text), touchesTenant: false, firstTenantTable: null, relations: [] }], whole: null, refusal, checks: [], normalizable: false, touchesTenant: false }
   }
-  const an = new Analyzer(text, ctx)
+  return analyzeTree(text, ctx, tree, lits)
+}
+
+/** Analyse an already parsed text (exported for benchmarks and tests). */
+export function analyzeTree(text: string, ctx: RewriteContext, tree: N, lits?: Normalized): Plan {
+  const an = new Analyzer(text, ctx, lits)
   const stmts: N[] = tree.stmts ?? []
   const ranges: [number, number][] = stmts.map((s: N) => {
     const a = an.c(s.stmt_location ?? 0)
@@ -1340,17 +1350,21 @@ export function analyze(text: string, ctx: RewriteContext): Plan {
   an.edits.sort((a, b) => a.s - b.s || a.seq - b.seq)
   const state = { ok: an.normalizable }
   const spans = an.lits.spans
+  const allForward = partial.every((s) => s.kind === 'forward')
+  const whole = allForward ? buildTemplate(text, 0, text.length, an.edits, spans, true, state) : null
   const out: CompiledStmt[] = partial.map((p, i) => {
-    if (p.kind !== 'forward') return { ...p, tpl: [] }
-    // statement text: from its first token (skip leading blanks/comments) to its end
+    const c = p as CompiledStmt
+    if (p.kind !== 'forward') {
+      c.tpl = []
+      return c
+    }
+    // statement text: from its first non-blank to its last non-blank char
     let [a, b] = ranges[i]
-    while (a < b && /\s/.test(text[a])) a++
-    while (b > a && /\s/.test(text[b - 1])) b--
-    return { ...p, tpl: buildTemplate(text, a, b, an.edits, spans, true, state) }
+    while (a < b && isBlank(text.charCodeAt(a))) a++
+    while (b > a && isBlank(text.charCodeAt(b - 1))) b--
+    c.tpl = whole && a === 0 && b === text.length ? whole : buildTemplate(text, a, b, an.edits, spans, true, state)
+    return c
   })
-  const allForward = out.every((s) => s.kind === 'forward')
-  let whole = allForward ? buildTemplate(text, 0, text.length, an.edits, spans, true, state) : null
-  if (whole && out.length === 1 && sameTpl(whole, out[0].tpl)) whole = out[0].tpl
   return {
     stmts: out,
     whole,
@@ -1361,10 +1375,8 @@ export function analyze(text: string, ctx: RewriteContext): Plan {
   }
 }
 
-function sameTpl(a: Part[], b: Part[]): boolean {
-  if (a.length !== b.length) return false
-  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false
-  return true
+function isBlank(c: number): boolean {
+  return c === 32 || c === 10 || c === 9 || c === 13 || c === 12 || c === 11
 }
 
 function firstWord(text: string): string {

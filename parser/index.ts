@@ -306,7 +306,7 @@ export function rewriteQuery(sql: string, ctx: RewriteContext, cache?: RewriteCa
         )
       }
     }
-    const plan = analyze(sql, ctx)
+    const plan = analyze(sql, ctx, nz)
     const spans = nz.spans
     const stmts = plan.stmts.map((s) => (s.kind === 'forward' ? splitTenant(s.tpl, sql, spans) : null))
     const whole = plan.whole ? splitTenant(plan.whole, sql, spans) : null
@@ -330,8 +330,8 @@ export function rewriteQuery(sql: string, ctx: RewriteContext, cache?: RewriteCa
       quote,
     )
   }
-  const plan = analyze(sql, ctx)
   const nz = normalizeLiterals(sql)
+  const plan = analyze(sql, ctx, nz)
   return finish(
     plan,
     ctx,

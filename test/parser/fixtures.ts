@@ -41,6 +41,9 @@ export function goldenFacts(): SchemaFacts {
   }
 }
 
+const FACTS = goldenFacts()
+
+/** A context over one shared facts object (the cache keys on the facts object's identity). */
 export function goldenCtx(over: Partial<RewriteContext> = {}): RewriteContext {
-  return { mode: 'tenant', tenant: 'acme', setting: 'app.tenant', searchPath: ['public', 'app'], facts: goldenFacts(), ...over }
+  return { mode: 'tenant', tenant: 'acme', setting: 'app.tenant', searchPath: ['public', 'app'], facts: FACTS, ...over }
 }
