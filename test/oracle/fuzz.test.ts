@@ -46,7 +46,9 @@ t.test(`oracle fuzz (seed ${SEED})`, async (t) => {
     t.fail(`parser/index.js could not be loaded: ${rewriterError}`)
     return
   }
-  const corpus = loadCorpus()
+  // Catalog reads differ between the two databases by nature (statistics, column defaults), and
+  // multi-statement / EXPLAIN entries do not survive token-level mutation: leave them out.
+  const corpus = loadCorpus().filter((e) => !/\b(pg_|information_schema)/i.test(e.sql) && !e.protocols && !e.ignore_rows)
   const rng = mulberry32(SEED)
 
   // Result shapes of read-only, parameter-less entries (for UNION ALL partners).

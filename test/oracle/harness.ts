@@ -55,6 +55,10 @@ export interface CorpusEntry {
   ordered?: boolean
   /** The original statement is expected to fail on only_T (the rewritten one must fail too). */
   expect_error?: boolean
+  /** Compare only command tag, row count and data, not the returned rows (EXPLAIN ANALYZE output, plans). */
+  ignore_rows?: boolean
+  /** Restrict protocols (multi-statement entries can only run in the simple protocol). */
+  protocols?: Protocol[]
   /** A refusal by the rewriter is acceptable (e.g. MERGE: "rewritten or refused"); if forwarded it must be oracle-equal. */
   allow_refusal?: boolean
   /** A known rewriter gap: still run, reported separately (never silently skipped). */
@@ -102,6 +106,8 @@ export function loadCorpus(dir = join(ORACLE_DIR, 'corpus')): CorpusEntry[] {
         ordered: raw.ordered === true,
         expect_error: raw.expect_error === true,
         allow_refusal: raw.allow_refusal === true,
+        ignore_rows: raw.ignore_rows === true,
+        protocols: asArray(raw.protocols as Protocol | Protocol[] | undefined),
         known_gap: raw.known_gap as string | undefined,
       })
     })
@@ -171,7 +177,9 @@ export async function runOnClient(client: pg.Client, sql: string, params: unknow
         ? { text: sql, rowMode: 'array', types: rawTypes as never }
         : { text: sql, values: (params ?? []) as unknown[], rowMode: 'array', types: rawTypes as never, queryMode: 'extended' }
     const res = (await client.query(config)) as pg.QueryArrayResult | pg.QueryArrayResult[]
-    const r = Array.isArray(res) ? res[res.length - 1] : res
+    // Multi-statement simple queries: the result of the last statement that is not bookkeeping.
+    const list = Array.isArray(res) ? res : [res]
+    const r = [...list].reverse().find((x) => !['DEALLOCATE', 'CLOSE', 'SET', 'PREPARE', 'DECLARE', 'BEGIN', 'COMMIT', 'SAVEPOINT', 'RELEASE'].includes(x.command)) ?? list[list.length - 1]
     return {
       ok: true,
       command: r.command,
@@ -347,6 +355,12 @@ export async function startOracle(opts: { server?: PgServer } = {}): Promise<Ora
 export interface RunOptions {
   /** Rows compared in order. */
   ordered?: boolean
+  /** Do not compare returned rows (only command, row count, columns and data). */
+  ignoreRows?: boolean
+  /** Compare only command tag, row count and data, not the returned rows (EXPLAIN ANALYZE output, plans). */
+  ignore_rows?: boolean
+  /** Restrict protocols (multi-statement entries can only run in the simple protocol). */
+  protocols?: Protocol[]
   /** A refusal by the rewriter is acceptable (fuzz mutations); otherwise a refusal is a failure. */
   allowRefusal?: boolean
 }
@@ -474,8 +488,8 @@ export async function runStatement(
       if (e.command !== g.command) problems.push(`command tag ${g.command} vs expected ${e.command}`)
       if (e.rowCount !== g.rowCount) problems.push(`rowCount ${g.rowCount} vs expected ${e.rowCount}`)
       if (JSON.stringify(e.fields) !== JSON.stringify(g.fields)) problems.push(`columns ${JSON.stringify(g.fields)} vs expected ${JSON.stringify(e.fields)}`)
-      const ek = e.rows.map(rowKey)
-      const gk = g.rows.map(rowKey)
+      const ek = opts.ignoreRows ? [] : e.rows.map(rowKey)
+      const gk = opts.ignoreRows ? [] : g.rows.map(rowKey)
       const { onlyA, onlyB } = multisetDiff(ek, gk)
       if (onlyA.length || onlyB.length) {
         problems.push(`rows differ (expected ${ek.length}, got ${gk.length}):\n` + listRows('missing (expected, not returned)', onlyA) + listRows('extra (returned, not expected)', onlyB))
@@ -516,6 +530,8 @@ export async function runStatement(
     problems.push(`harness error: ${(err as Error).stack ?? err}`)
   } finally {
     await Promise.all([safeRollback(direct), safeRollback(target)])
+    // Prepared statements outlive the transaction: drop them so the entry can run again.
+    if (/\bPREPARE\b/i.test(sql)) await Promise.all([direct.control('DEALLOCATE ALL'), target.control('DEALLOCATE ALL')]).catch(() => {})
   }
   return { id, sql, params, tenant, protocol, pass: problems.length === 0, refused, leak, problems, expected: exp.out, got: got.out }
 }
@@ -533,7 +549,7 @@ function jsonRows(rows: unknown[][]): string[] {
 
 /** The reusable entry point: one corpus entry, one tenant, one protocol, through `target`. */
 export async function runCorpusEntry(env: OracleEnv, entry: CorpusEntry, tenant: string, target: OracleTarget, protocol: Protocol): Promise<RunResult> {
-  const r = await runStatement(env, entry.id, entry.sql, entry.params, tenant, target, protocol, { ordered: entry.ordered, allowRefusal: entry.allow_refusal })
+  const r = await runStatement(env, entry.id, entry.sql, entry.params, tenant, target, protocol, { ordered: entry.ordered, allowRefusal: entry.allow_refusal, ignoreRows: entry.ignore_rows })
   if (r.pass && entry.expect_error && r.expected.ok) {
     r.pass = false
     r.problems.push('entry says expect_error but the original succeeded on only_' + tenant)
@@ -542,7 +558,8 @@ export async function runCorpusEntry(env: OracleEnv, entry: CorpusEntry, tenant:
 }
 
 /** Protocols an entry runs in: parameterised entries only in the extended protocol. */
-export function protocolsFor(entry: { params?: unknown[] }): Protocol[] {
+export function protocolsFor(entry: { params?: unknown[]; protocols?: Protocol[] }): Protocol[] {
+  if (entry.protocols) return entry.protocols
   return entry.params && entry.params.length > 0 ? ['extended'] : ['simple', 'extended']
 }
 

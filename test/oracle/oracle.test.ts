@@ -105,6 +105,7 @@ for (const file of files) {
     }
     const entries = corpus.filter((e) => e.file === file)
     let runs = 0
+    let refusedRuns = 0
     let passedEntries = 0
     for (const entry of entries) {
       const failures: RunResult[] = []
@@ -113,6 +114,7 @@ for (const file of files) {
           const target = rewriterTarget(env.allClient, rewriter, tenant)
           const r = await runCorpusEntry(env, entry, tenant, target, protocol)
           runs++
+          if (r.refused) refusedRuns++
           if (!r.pass) failures.push(r)
         }
       }
@@ -128,7 +130,7 @@ for (const file of files) {
       if (entry.known_gap) t.fail(`${entry.id}${leak ? ' [LEAK]' : ''}`, { todo: `known gap: ${entry.known_gap}` })
       else t.fail(`${entry.id}${leak ? ' [LEAK]' : ''}`, { diagnostic: false })
     }
-    t.comment(`${file}: ${passedEntries}/${entries.length} entries pass (${runs} runs)`)
+    t.comment(`${file}: ${passedEntries}/${entries.length} entries pass (${runs} runs, ${refusedRuns} refused by the rewriter)`)
     t.pass(`${file}: ${runs} runs done`)
   })
 }
