@@ -357,6 +357,8 @@ export class ClientSession {
   // ---------------------------------------------------------------- messages
 
   private retriedFrame: Frame | null = null
+  /** The server sent FATAL before closing: the client has been told already. */
+  private serverFatal = false
 
   /**
    * A refusal because a relation is unknown may just mean the table is newer than our schema
@@ -957,14 +959,17 @@ export class ClientSession {
     if (conn && pool) pool.release(conn, false)
     if (this.state !== 'ready') return
     const owed = this.queue.some((e) => e.kind !== 'synthetic')
+    const alreadyTold = this.serverFatal
+    this.serverFatal = false
     this.queue.length = 0
     this.txStatus = 'I'
     this.localTenant = undefined
     this.txTouchedTenant = false
-    if (owed || err) {
+    if (owed) {
       this.log.warn({ err: err?.message }, 'server connection lost')
-      this.out.push(be.errorResponse({ severity: 'ERROR', code: '08006', message: 'server connection lost: the query was interrupted (pgtenant keeps this session open)' }))
-      if (owed) this.out.push(be.readyForQuery('I'))
+      if (!alreadyTold)
+        this.out.push(be.errorResponse({ severity: 'ERROR', code: '08006', message: 'server connection lost: the query was interrupted (pgtenant keeps this session open)' }))
+      this.out.push(be.readyForQuery('I'))
       this.out.flush()
     }
   }
@@ -1132,8 +1137,14 @@ export class ClientSession {
 
   private onErrorResponse(raw: Buffer): boolean {
     const head = this.head()
-    if (!head) return true
     const fields = be.decodeFields(raw)
+    if (fields.S === 'FATAL' || fields.S === 'PANIC') {
+      // The server connection is going away, not the client's session with the proxy: say ERROR.
+      this.serverFatal = true
+      this.scanner.inject(be.errorResponse({ severity: 'ERROR', code: fields.C ?? '08006', message: fields.M ?? 'server connection lost', detail: fields.D, hint: fields.H }))
+      return false
+    }
+    if (!head) return true
     this.ctx.metrics?.backendError(this, fields.C ?? 'XX000')
     if (head.kind === 'internal') {
       this.log.warn({ sqlstate: fields.C, message: fields.M }, 'restoring session state on the server failed')

@@ -14,7 +14,8 @@ if (init.code !== 0) throw new Error(init.stderr)
 
 for (const mode of ['transaction', 'session']) {
   t.test(`pool mode ${mode}`, async (t) => {
-    const proxy = await startProxy(basicYaml(server, { pool: 4, mode }))
+    // Session pooling holds a server connection per client: give it one per pgbench client.
+    const proxy = await startProxy(basicYaml(server, { pool: mode === 'session' ? 8 : 4, mode }))
     t.teardown(() => proxy.stop())
     for (const protocol of ['simple', 'extended', 'prepared']) {
       const before = Number(server.sql('SELECT count(*) FROM pgbench_history'))
