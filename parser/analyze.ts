@@ -1342,6 +1342,12 @@ export function analyzeTree(text: string, ctx: RewriteContext, tree: N, lits?: N
       partial.push(an.statement(s.stmt, ranges[i], i))
     } catch (e) {
       an.edits.length = mark
+      if (ctx.mode !== 'tenant') {
+        // bypass never refuses: forward the statement unchanged
+        partial.push({ kind: 'forward', command: safeCommand(an, ranges[i]), touchesTenant: false, firstTenantTable: null, relations: [] })
+        an.normalizable = false
+        return
+      }
       const r = refusalOf(e)
       if (!refusal) refusal = r
       partial.push({ kind: 'refuse', refusal: r, command: safeCommand(an, ranges[i]), touchesTenant: false, firstTenantTable: null, relations: [] })

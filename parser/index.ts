@@ -200,7 +200,13 @@ function noTenantRefusal(table: string, ctx: RewriteContext): Refusal {
   }
 }
 
-/** Turn a plan into a result for this text and tenant; `sqlOf(i)` / `wholeSql()` give the spliced SQL. */
+/**
+ * Turn a plan into a result for this text and tenant; `sqlOf(i, q)` / `wholeSql(q)` give the spliced SQL.
+ * Statements are taken in order with an "effective tenant": it starts as ctx.tenant, a tenant command
+ * (SET/RESET/set_config of the setting) earlier in the same message changes it for the statements after
+ * it, and RESET ALL / DISCARD ALL clear it. (server/ applies the tenant command; if it refuses the
+ * command it must refuse the whole message.)
+ */
 function finish(
   plan: Plan,
   ctx: RewriteContext,
@@ -213,47 +219,63 @@ function finish(
   if (plan.refusal) {
     return { refusal: plan.refusal, statements: plan.stmts.map(toPublicNoSql), cache }
   }
-  const tenant = ctx.tenant
   const tenantMode = ctx.mode === 'tenant'
+  let eff = ctx.tenant
   let failing: Refusal | null = null
-  let failingStmt = -1
-  if (tenantMode && plan.touchesTenant) {
-    if (tenant === null) {
-      const i = plan.stmts.findIndex((s) => s.touchesTenant)
-      failing = noTenantRefusal(plan.stmts[i].firstTenantTable ?? '?', ctx)
-      failingStmt = -2 // every tenant-touching statement
-    } else if (tenant.includes('\0')) {
-      failing = { kind: 'refuse', sqlstate: '42501', message: 'the session tenant contains a NUL character and cannot be used' }
-      failingStmt = -2
-    } else {
-      for (let i = 0; i < plan.checks.length; i++) {
-        if (checkVal(i) !== tenant) {
-          const c = plan.checks[i]
-          failing = { kind: 'refuse', sqlstate: '42501', message: c.message }
-          failingStmt = c.stmt
-          break
-        }
+  const statements: StatementPlan[] = new Array(plan.stmts.length)
+  for (let i = 0; i < plan.stmts.length; i++) {
+    const s = plan.stmts[i]
+    if (s.kind === 'tenant') {
+      const c = s.tenantCommand!
+      statements[i] = { kind: 'tenant', command: c }
+      if (c.op !== 'show') {
+        eff = c.value
       }
+      continue
+    }
+    if (s.kind !== 'forward') {
+      statements[i] = toPublicNoSql(s)
+      continue
+    }
+    let refusal: Refusal | null = null
+    if (tenantMode && s.touchesTenant) {
+      if (eff === null) refusal = noTenantRefusal(s.firstTenantTable ?? '?', ctx)
+      else if (eff.includes('\0')) refusal = { kind: 'refuse', sqlstate: '42501', message: 'the session tenant contains a NUL character and cannot be used' }
+      else
+        for (let k = 0; k < plan.checks.length; k++) {
+          const c = plan.checks[k]
+          if (c.stmt === i && checkVal(k) !== eff) {
+            refusal = { kind: 'refuse', sqlstate: '42501', message: c.message }
+            break
+          }
+        }
+    }
+    if (refusal) {
+      if (!failing) failing = refusal
+      statements[i] = refusal
+    } else {
+      const q = tenantMode && eff !== null ? (eff === ctx.tenant ? quote(eff) : quoteLiteral(eff)) : "''"
+      const p: StatementPlan = { kind: 'forward', sql: sqlOf(i, q), command: s.command, touchesTenant: s.touchesTenant, relations: s.relations }
+      if (s.effect) p.effect = s.effect
+      statements[i] = p
+    }
+    if (s.effect && (s.effect.kind === 'reset_all' || s.effect.kind === 'discard_all')) {
+      eff = null
     }
   }
   if (failing) {
-    return {
-      refusal: failing,
-      statements: plan.stmts.map((s, i) => (failingStmt === i || (failingStmt === -2 && s.touchesTenant) ? failing! : toPublicNoSql(s))),
-      cache,
-    }
+    for (let i = 0; i < statements.length; i++) if (statements[i].kind === 'forward') (statements[i] as { sql: string }).sql = ''
+    return { refusal: failing, statements, cache }
   }
-  const q = tenantMode && tenant !== null ? quote(tenant) : "''"
-  const statements: StatementPlan[] = plan.stmts.map((s, i) => {
-    if (s.kind === 'forward') {
-      const p: StatementPlan = { kind: 'forward', sql: sqlOf(i, q), command: s.command, touchesTenant: s.touchesTenant, relations: s.relations }
-      if (s.effect) p.effect = s.effect
-      return p
-    }
-    return toPublicNoSql(s)
-  })
   const res: RewriteResult = { statements, cache }
-  if (plan.whole) res.sql = plan.stmts.length === 1 && plan.whole === plan.stmts[0].tpl ? (statements[0] as { sql: string }).sql : wholeSql(q)
+  if (plan.whole) {
+    // all forwarded: no tenant command; a reset in the middle cannot matter here (a tenant
+    // statement after it would have been refused above)
+    res.sql =
+      plan.stmts.length === 1 && plan.whole === plan.stmts[0].tpl
+        ? (statements[0] as { sql: string }).sql
+        : wholeSql(tenantMode && ctx.tenant !== null ? quote(ctx.tenant) : "''")
+  }
   return res
 }
 
