@@ -20,6 +20,8 @@ export interface SessionMetrics {
 }
 
 export interface ProxyContext {
+  /** Answers admin-console queries (database "pgtenant"). */
+  readonly admin: { execute(sql: string, session: ClientSession): Buffer[] }
   readonly config: Config
   readonly log: Logger
   readonly planner: Planner

@@ -12,6 +12,8 @@ import type { ProxyContext } from './proxy-context.js'
 import { BackendError } from './backend/connection.js'
 import { queryRows } from './backend/query.js'
 import { Metrics } from './metrics.js'
+import { AdminConsole } from './admin/console.js'
+import { readFileSync } from 'node:fs'
 import { decideRoute, compileTenantPattern, formatRoute, type Route } from '../routing/placement.js'
 import { loadCitusMetadata, type CitusMetadata } from '../routing/citus-metadata.js'
 import { schemaDiscoverySql, buildSchemaFacts, type SchemaRow } from '../routing/schema-facts.js'
@@ -30,6 +32,11 @@ export class Proxy implements ProxyContext {
   private readonly citusLoadedAt = new Map<string, number>()
   private citusTimer: NodeJS.Timeout | null = null
   private tenantPattern: RegExp
+  readonly admin: AdminConsole = new AdminConsole(this)
+  readonly version: string = readVersion()
+  /** PAUSE: tenants (or '*' for all) whose new transactions wait; running ones finish. */
+  readonly paused = new Set<string>()
+  private pauseWaiters: (() => void)[] = []
   private readonly byPid = new Map<number, ClientSession>()
   private readonly statementNames = new Map<string, string>()
   private server: net.Server | null = null
@@ -234,7 +241,6 @@ export class Proxy implements ProxyContext {
     if (this.shuttingDown) return { code: '57P03', message: 'pgtenant is shutting down' }
     const max = this.config.pool.max_client_connections
     if (this.byPid.size >= max) return { code: '53300', message: `too many client connections (pool.max_client_connections is ${max})` }
-    if (session.database === 'pgtenant') return { code: '0A000', message: 'the admin console (database "pgtenant") is not available in this version' }
     this.byPid.set(session.pid, session)
     return null
   }
@@ -263,7 +269,26 @@ export class Proxy implements ProxyContext {
     return pool.serverParams as Map<string, string>
   }
 
+  /** PAUSE: hold new transactions of this tenant ('*' = everyone) until RESUME. */
+  pause(tenant: string): void {
+    this.paused.add(tenant)
+  }
+
+  resume(tenant?: string): void {
+    if (tenant === undefined) this.paused.clear()
+    else this.paused.delete(tenant)
+    const waiters = this.pauseWaiters
+    this.pauseWaiters = []
+    for (const w of waiters) w()
+  }
+
+  private isPaused(session: ClientSession): boolean {
+    if (this.paused.size === 0 || session.bypass) return false
+    return this.paused.has('*') || (session.effectiveTenant !== null && this.paused.has(session.effectiveTenant))
+  }
+
   async acquire(session: ClientSession): Promise<{ conn: BackendConnection; pool: Pool }> {
+    while (this.isPaused(session)) await new Promise<void>((resolve) => this.pauseWaiters.push(resolve))
     const route = this.route(session, session.routeHint)
     this.metrics?.routed(route.kind, route.backend)
     const pool = this.poolFor(session, route)
@@ -351,6 +376,14 @@ export class Proxy implements ProxyContext {
     for (const s of this.sessions.values()) s.fatal('57P01', 'terminating connection: pgtenant is shutting down')
     this.pools.closeAll()
     this.log.info('pgtenant stopped')
+  }
+}
+
+function readVersion(): string {
+  try {
+    return JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')).version
+  } catch {
+    return 'unknown'
   }
 }
 

@@ -299,9 +299,15 @@ export class ClientSession {
     this.processInput()
   }
 
+  /** Connected to the admin console (database "pgtenant"): the proxy answers everything itself. */
+  get isAdminConsole(): boolean {
+    return this.database === 'pgtenant'
+  }
+
   private finishLogin(user: UserConfig, params: Record<string, string>): void {
     this.userConfig = user
     this.authStep = null
+    if (this.isAdminConsole) return this.finishAdminLogin(user)
     this.applyStartupParams(params)
     if (user.tenant !== undefined) this.tenant = user.tenant
     this.ctx
@@ -325,6 +331,18 @@ export class ClientSession {
         const code = err instanceof BackendError ? err.sqlstate : '08006'
         this.fatal(code, `pgtenant could not reach the server: ${err.message}`)
       })
+  }
+
+  private finishAdminLogin(user: UserConfig): void {
+    if (!user.admin) return this.fatal('28000', `user "${this.user}" is not allowed to use the admin console (needs admin: true)`)
+    const parts = [be.authenticationOk(), be.parameterStatus('server_version', '15.0 (pgtenant admin console)'), be.parameterStatus('client_encoding', 'UTF8'), be.parameterStatus('standard_conforming_strings', 'on'), be.parameterStatus('DateStyle', 'ISO, MDY'), be.parameterStatus('integer_datetimes', 'on')]
+    parts.push(be.backendKeyData(this.pid, this.secret), be.readyForQuery('I'))
+    this.socket.write(Buffer.concat(parts))
+    if (this.loginTimer) clearTimeout(this.loginTimer)
+    this.loginTimer = null
+    this.state = 'ready'
+    this.log.info('admin console login')
+    this.processInput()
   }
 
   private applyStartupParams(params: Record<string, string>): void {
@@ -394,6 +412,7 @@ export class ClientSession {
   /** Handle one client message. Returns false when it needs a backend connection not yet attached. */
   private handleMessage(frame: Frame): boolean {
     const type = String.fromCharCode(frame.type)
+    if (this.isAdminConsole) return this.handleAdminMessage(frame, type)
     if (this.skipUntilSync && type !== 'S' && 'PBDECH'.includes(type)) return true
     switch (type) {
       case 'Q':
@@ -430,6 +449,28 @@ export class ClientSession {
       default:
         throw new ProtocolViolation(`unexpected message type "${type}" (0x${frame.type.toString(16)})`)
     }
+  }
+
+  private handleAdminMessage(frame: Frame, type: string): boolean {
+    if (type === 'Q') {
+      for (const b of this.ctx.admin.execute(fe.decodeQuery(frame), this)) this.out.push(b)
+      return true
+    }
+    if (type === 'X') {
+      this.socket.end()
+      this.onClientClose()
+      return true
+    }
+    if (type === 'S') {
+      this.skipUntilSync = false
+      this.out.push(be.readyForQuery('I'))
+      return true
+    }
+    if (!this.skipUntilSync) {
+      this.out.push(be.errorResponse({ severity: 'ERROR', code: '0A000', message: 'the admin console speaks the simple query protocol only' }))
+      this.skipUntilSync = true
+    }
+    return true
   }
 
   /** For the client-connections gauge. */
