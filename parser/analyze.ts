@@ -1175,6 +1175,12 @@ export class Analyzer {
     }
     if (tenantMode) {
       if (DENY_SETTINGS.has(name)) throw new Refuse('42501', `${kind === 'VAR_RESET' ? 'RESET' : 'SET'} ${name === 'role' ? 'ROLE' : 'SESSION AUTHORIZATION'} is not allowed for tenant sessions`)
+      if (name === 'client_encoding' && kind === 'VAR_SET_VALUE') {
+        // pgtenant lexes the text as UTF-8; another client encoding could make the backend see other tokens
+        const val = constValue(v.args?.[0])
+        if (typeof val !== 'string' || !['utf8', 'utf-8', 'unicode'].includes(lower(val)))
+          throw new Refuse('0A000', 'client_encoding must stay UTF8 for tenant sessions')
+      }
       if (name === 'standard_conforming_strings' && kind === 'VAR_SET_VALUE') {
         const val = constValue(v.args?.[0])
         if (typeof val !== 'string' || parseBool(val) !== true) throw new Refuse('0A000', 'standard_conforming_strings must stay on for tenant sessions')
