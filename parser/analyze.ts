@@ -76,8 +76,17 @@ interface Resolved {
 }
 
 const SYSTEM_SCHEMAS = new Set(['pg_catalog', 'information_schema'])
-/** Relations showing other sessions' activity: refused in any schema. */
-const DENY_RELATIONS = new Set(['pg_stat_activity', 'pg_stat_statements', 'pg_stat_statements_info'])
+/** Relations showing other sessions' activity, or other tenants' values (planner statistics): refused in any schema. */
+const DENY_RELATIONS = new Map([
+  ['pg_stat_activity', "it shows other sessions' queries"],
+  ['pg_stat_statements', "it shows other sessions' queries"],
+  ['pg_stat_statements_info', "it shows other sessions' queries"],
+  ['pg_stats', "its column statistics show other tenants' values"],
+  ['pg_stats_ext', "its column statistics show other tenants' values"],
+  ['pg_stats_ext_exprs', "its column statistics show other tenants' values"],
+  ['pg_statistic', "its column statistics show other tenants' values"],
+  ['pg_statistic_ext_data', "its column statistics show other tenants' values"],
+])
 /** Functions that show other sessions or run SQL text / read whole tables behind the rewriter's back. */
 const DENY_FUNCTIONS = new Set([
   'pg_stat_get_activity',
@@ -109,6 +118,7 @@ const DENY_FUNCTIONS = new Set([
   'lo_export',
   'pg_terminate_backend',
   'pg_cancel_backend',
+  'setval',
 ])
 /** Settings a tenant session may not change (they would change who it is or how we lex). */
 const DENY_SETTINGS = new Set(['role', 'session_authorization'])
@@ -276,7 +286,8 @@ export class Analyzer {
     if (!schema && scope) {
       for (let s: Scope | null = scope; s; s = s.parent) if (s.ctes.has(rel)) return { key: rel, kind: 'cte' }
     }
-    if (DENY_RELATIONS.has(rel)) throw new Refuse('42501', `reading "${rel}" is not allowed for tenant sessions: it shows other sessions' queries`)
+    const deny = DENY_RELATIONS.get(rel)
+    if (deny) throw new Refuse('42501', `reading "${rel}" is not allowed for tenant sessions: ${deny}`)
     const f = this.ctx.facts
     let key: string
     if (schema) key = `${schema}.${rel}`
@@ -364,7 +375,8 @@ export class Analyzer {
   checkFunc(fc: N): void {
     if (this.ctx.mode !== 'tenant') return
     const { name } = funcName(fc)
-    if (DENY_FUNCTIONS.has(name)) throw new Refuse('42501', `function ${name}() is not allowed for tenant sessions: it reads data or sessions outside the tenant filter`)
+    if (DENY_FUNCTIONS.has(name))
+      throw new Refuse('42501', `function ${name}() is not allowed for tenant sessions: it ${name === 'setval' ? 'changes a sequence shared by every tenant' : 'reads data or sessions outside the tenant filter'}`)
     if (name === 'set_config') {
       const v = constValue(fc.args?.[0])
       if (typeof v !== 'string') throw new Refuse('0A000', 'set_config() with a setting name that is not a string literal is not supported for tenant sessions')
