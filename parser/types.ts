@@ -90,7 +90,13 @@ export type StatementPlan =
   | { kind: 'tenant'; command: TenantCommand }
   | Refusal
 
-/** The outcome for one client message (a simple Query may hold several statements). */
+/** The outcome for one client message (a simple Query may hold several statements).
+ *  Statements after a tenant command in the same message are rewritten for the tenant that command
+ *  sets (RESET ALL / DISCARD ALL clear it for the statements after them); if server/ refuses the
+ *  tenant command it must refuse the whole message.
+ *  Rewritten SQL embeds the tenant as a literal: a statement prepared (PREPARE, DECLARE … WITH HOLD,
+ *  or a protocol-level named statement) under one tenant keeps filtering for that tenant, so server/
+ *  must not run it after a tenant change (re-prepare, or refuse EXECUTE/FETCH). */
 export interface RewriteResult {
   /** If any statement is refused, the whole message is refused: `refusal` is set and nothing is sent. */
   refusal?: Refusal
