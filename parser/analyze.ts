@@ -378,6 +378,7 @@ export class Analyzer {
     if (DENY_FUNCTIONS.has(name))
       throw new Refuse('42501', `function ${name}() is not allowed for tenant sessions: it ${name === 'setval' ? 'changes a sequence shared by every tenant' : 'reads data or sessions outside the tenant filter'}`)
     if (name === 'set_config') {
+      this.normalizable = false // the literal setting name decides
       const v = constValue(fc.args?.[0])
       if (typeof v !== 'string') throw new Refuse('0A000', 'set_config() with a setting name that is not a string literal is not supported for tenant sessions')
       const lv = lower(v)
@@ -1394,7 +1395,8 @@ export function analyzeTree(text: string, ctx: RewriteContext, tree: N, lits?: N
     whole,
     refusal,
     checks: an.checks,
-    normalizable: state.ok && an.lits.key !== null,
+    // refusals are never shared by the literal-normalised key (a literal may be why it was refused)
+    normalizable: state.ok && an.lits.key !== null && refusal === null,
     touchesTenant: out.some((s) => s.touchesTenant),
   }
 }
