@@ -3,6 +3,22 @@
 // restrictions spliced in at positions from the tree and the tokenizer; the tenant value and
 // the client's literals are slots). Nothing is deparsed: comments, literals, casts and layout
 // of the client's text stay byte-identical.
+//
+// Strategies, per reference to a tenant table T (column c) in a FROM list:
+//  - T is not on the nullable side of an outer join: AND `alias.c = 'tenant'` into the WHERE of the
+//    SELECT / UPDATE / DELETE that owns the FROM list (keeps ctid/system columns, FOR UPDATE OF,
+//    `schema.T.col` references and ORM aliases working);
+//  - T is on the nullable side of a LEFT/RIGHT JOIN … ON: AND the predicate into that join's ON
+//    (innermost such join), so the join stays an outer join;
+//  - T is on a nullable side without an ON (USING/NATURAL), in a FULL JOIN, inside a join that has an
+//    alias (which hides T's name), or has a column alias list: replace `T a` by
+//    `(SELECT * FROM T WHERE c = 'tenant') a` (the alias is kept; a bare T gets alias T);
+//  - UPDATE/DELETE targets: WHERE predicate; INSERT: tenant column added or checked/guarded;
+//    MERGE: target restricted in the ON condition, a tenant source becomes a filtered derived table.
+// Positions come from the parse tree (byte offsets converted to char indices) and, where the tree
+// has none (end of a FROM list or WHERE/ON expression, the WHERE keyword), from tokenize(): a clause
+// keyword at the SELECT's own paren depth. Anything the analysis cannot place is refused (0A000),
+// never forwarded unrestricted.
 import { parseSync } from 'libpg-query'
 import type { RewriteContext, Refusal, SessionEffect, Sqlstate, TenantCommand } from './types.js'
 import { tokenize, normalizeLiterals, decodeSimpleLiteral, T_WORD, T_PUNCT, T_OP, type Token, type Normalized } from './scan.js'
@@ -639,7 +655,24 @@ export class Analyzer {
     return this.ctx.facts.tenantColumnTypes?.get(key) ?? 'text'
   }
 
-  /** The value for a tenant column at tokens [a, b]: check a literal now/on every hit, replace DEFAULT, guard anything else. */
+  /**
+   * The value for a tenant column at tokens [a, b]: a plain literal is checked against the session
+   * tenant before sending (on every use of the plan, since the literal and the tenant vary), DEFAULT
+   * becomes the tenant, and anything else (parameters, expressions, EXCLUDED.col, sub-selects) is
+   * wrapped in an execution-time guard:
+   *
+   *   CASE (<expr>)::<type> WHEN '<tenant>' THEN '<tenant>'::<type>
+   *     ELSE ('pgtenant: <col> must equal the session tenant' || substr(current_user::text, 1, 0))::int4::text::<type> END
+   *
+   * Why this shape: PostgreSQL 15 has no error() function, so the ELSE branch raises through a
+   * failing cast whose message carries our text: `invalid input syntax for type integer: "pgtenant:
+   * company_id must equal the session tenant"` (SQLSTATE 22P02), so nothing is written. `<type>` is
+   * the column's type (SchemaFacts.tenantColumnTypes, from format_type), so the expression keeps the
+   * column type and a `$n` parameter is inferred as that type; the simple CASE evaluates <expr> once.
+   * The `|| substr(current_user::text, 1, 0)` (an empty string from a stable function) keeps the
+   * planner from constant-folding the failing cast when the branch is not taken (a constant
+   * '…'::int4 would raise at parse time); a NULL value also takes the ELSE branch and fails.
+   */
   tenantValue(node: N, a: number, b: number, key: string, col: string, what: string): void {
     const t = this.toks
     const message = `${what} "${key}": column "${col}" must equal the session tenant`
