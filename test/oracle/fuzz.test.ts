@@ -24,7 +24,7 @@ import {
 import { mutate, mulberry32, pick, tokenize, isReadOnly, mayBeNondeterministic } from './mutate.js'
 
 const SEED = Number(process.env.ORACLE_FUZZ_SEED ?? (Date.now() % 2147483647))
-const N = Number(process.env.ORACLE_FUZZ_N ?? 300)
+const N = Number(process.env.ORACLE_FUZZ_N ?? 600)
 const SECONDS = Number(process.env.ORACLE_FUZZ_SECONDS ?? 60)
 
 let env: OracleEnv
@@ -68,6 +68,7 @@ t.test(`oracle fuzz (seed ${SEED})`, async (t) => {
 
   const deadline = Date.now() + SECONDS * 1000
   const stats = { run: 0, equal: 0, refused: 0, inconclusive: 0, failed: 0, leaks: 0, notApplicable: 0 }
+  const reasons = new Map<string, { n: number; example: string }>()
   const byMutation = new Map<string, { run: number; refused: number; failed: number }>()
   for (let k = 0; k < N && Date.now() < deadline; k++) {
     const entry: CorpusEntry = pick(rng, corpus)
@@ -94,6 +95,10 @@ t.test(`oracle fuzz (seed ${SEED})`, async (t) => {
     if (r.refused) {
       stats.refused++
       ms.refused++
+      const why = r.got.ok ? '' : `${r.got.code} ${r.got.message.replace(/"[^"]*"/g, '"…"').slice(0, 90)}`
+      const w = reasons.get(why) ?? { n: 0, example: m.sql }
+      w.n++
+      reasons.set(why, w)
     }
     if (r.pass) {
       if (!r.refused) stats.equal++
@@ -112,6 +117,8 @@ t.test(`oracle fuzz (seed ${SEED})`, async (t) => {
   }
   t.comment(`fuzz stats (seed ${SEED}): ${JSON.stringify(stats)}`)
   t.comment(`per mutation: ${[...byMutation].sort().map(([k, v]) => `${k} ${v.run}/${v.refused}r/${v.failed}f`).join(', ')}`)
+  for (const [why, { n, example }] of [...reasons].sort((a, b) => b[1].n - a[1].n))
+    t.comment(`refused ${n}×: ${why}\n    e.g. ${example.replace(/\s+/g, ' ').slice(0, 300)}`)
   t.ok(stats.run >= Math.min(N, 50) || Date.now() >= deadline, `ran ${stats.run} mutations`)
   t.equal(stats.leaks, 0, 'no mutation returned another tenant\'s rows or changed another tenant\'s data')
 })

@@ -241,7 +241,8 @@ export const MUTATIONS: Mutation[] = [
       const ws = whereClauses(sql, toks)
       if (!ws.length) return null
       const w = pick(rng, ws)
-      return splice(sql, w.start, w.end, `${sql.slice(w.start, w.end)} OR true`)
+      return splice(sql, w.start, w.end, `${sql.slice(w.start, w.end)}
+ OR true`)
     },
   },
   {
@@ -278,33 +279,40 @@ export const MUTATIONS: Mutation[] = [
   {
     name: 'wrap-subquery',
     apply(sql, toks) {
-      return isReadOnly(toks) ? `SELECT * FROM (${sql}) AS fz_sub` : null
+      return isReadOnly(toks) ? `SELECT * FROM (${sql}
+) AS fz_sub` : null
     },
   },
   {
     name: 'wrap-cte',
     apply(sql, toks) {
-      if (isReadOnly(toks)) return `WITH fz_cte AS (${sql}) SELECT * FROM fz_cte`
+      if (isReadOnly(toks)) return `WITH fz_cte AS (${sql}
+) SELECT * FROM fz_cte`
       if (up(toks[0]) === 'WITH') return null
-      return hasReturning(toks) ? `WITH fz_cte AS (${sql}) SELECT * FROM fz_cte` : `WITH fz_cte AS (${sql}) SELECT 1 AS done`
+      return hasReturning(toks) ? `WITH fz_cte AS (${sql}
+) SELECT * FROM fz_cte` : `WITH fz_cte AS (${sql}
+) SELECT 1 AS done`
     },
   },
   {
     name: 'scalar-count',
     apply(sql, toks) {
-      return isReadOnly(toks) ? `SELECT (SELECT count(*) FROM (${sql}) s) AS n, (SELECT count(*) FROM tasks) AS all_tasks` : null
+      return isReadOnly(toks) ? `SELECT (SELECT count(*) FROM (${sql}
+) s) AS n, (SELECT count(*) FROM tasks) AS all_tasks` : null
     },
   },
   {
     name: 'lateral-over-companies',
     apply(sql, toks) {
-      return isReadOnly(toks) ? `SELECT c0.tenant_id AS c0_tenant, c0.id AS c0_id, fz.* FROM companies c0 CROSS JOIN LATERAL (${sql}) fz WHERE c0.id <= 2` : null
+      return isReadOnly(toks) ? `SELECT c0.tenant_id AS c0_tenant, c0.id AS c0_id, fz.* FROM companies c0 CROSS JOIN LATERAL (${sql}
+) fz WHERE c0.id <= 2` : null
     },
   },
   {
     name: 'left-join-foreign-rows',
     apply(sql, toks) {
-      return isReadOnly(toks) ? `SELECT fz.*, u0.tenant_id AS u0_tenant FROM (${sql}) fz LEFT JOIN users u0 ON u0.id = 1` : null
+      return isReadOnly(toks) ? `SELECT fz.*, u0.tenant_id AS u0_tenant FROM (${sql}
+) fz LEFT JOIN users u0 ON u0.id = 1` : null
     },
   },
   {
@@ -312,13 +320,16 @@ export const MUTATIONS: Mutation[] = [
     apply(sql, toks, ctx) {
       if (!isReadOnly(toks) || !ctx.unionPartner) return null
       const other = ctx.unionPartner()
-      return other ? `(${sql}) UNION ALL (${other})` : null
+      return other ? `(${sql}
+) UNION ALL (${other}
+)` : null
     },
   },
   {
     name: 'exists-gate',
     apply(sql, toks) {
-      return isReadOnly(toks) ? `SELECT t0.id, t0.tenant_id FROM tasks t0 WHERE EXISTS (${sql}) AND t0.id <= 3` : null
+      return isReadOnly(toks) ? `SELECT t0.id, t0.tenant_id FROM tasks t0 WHERE EXISTS (${sql}
+) AND t0.id <= 3` : null
     },
   },
   {
@@ -341,6 +352,83 @@ export const MUTATIONS: Mutation[] = [
         return splice(sql, toks[cs].start, toks[j].end, q(other))
       }
       return null
+    },
+  },
+  {
+    name: 'insert-tenant-value',
+    apply(sql, toks, ctx) {
+      // INSERT INTO t (cols) VALUES (…), (…): add the tenant column with another tenant (or, 1 in 4, the session tenant).
+      const ins = toks.findIndex((t) => up(t) === 'INSERT')
+      if (ins < 0 || up(toks[ins + 1]) !== 'INTO') return null
+      let j = ins + 2
+      const parts: string[] = []
+      while (toks[j] && (toks[j].type === 'word' || toks[j].type === 'qident') && up(toks[j]) !== 'AS') {
+        parts.push(toks[j].type === 'qident' ? toks[j].text.slice(1, -1) : toks[j].text.toLowerCase())
+        if (toks[j + 1]?.text === '.') j += 2
+        else {
+          j++
+          break
+        }
+      }
+      const key = parts.length === 1 ? `public.${parts[0]}` : parts.join('.')
+      const col = TENANT_TABLES.get(key)
+      if (!col) return null
+      if (up(toks[j]) === 'AS') j += 2
+      if (toks[j]?.text !== '(') return null
+      const depth = toks[j].depth
+      const close = toks.findIndex((t, k) => k > j && t.text === ')' && t.depth === depth)
+      if (toks.slice(j, close).some((t) => t.text.replace(/"/g, '').toLowerCase() === col)) return null
+      const values = toks.findIndex((t, k) => k > close && up(t) === 'VALUES' && t.depth === depth)
+      if (values < 0) return null
+      const value = ctx.rng() < 0.25 ? ctx.tenant : otherTenant(ctx)
+      const edits: { at: number; text: string }[] = [{ at: toks[close].start, text: `, ${col}` }]
+      for (let k = values + 1; k < toks.length; k++) {
+        const t = toks[k]
+        if (t.depth < depth || (t.depth === depth && t.type === 'word')) break
+        if (t.text === '(' && t.depth === depth) {
+          const rc = toks.findIndex((u, m) => m > k && u.text === ')' && u.depth === depth)
+          edits.push({ at: toks[rc].start, text: `, ${q(value)}` })
+          k = rc
+        }
+      }
+      let out = sql
+      for (const e of edits.sort((a, b) => b.at - a.at)) out = splice(out, e.at, e.at, e.text)
+      return out
+    },
+  },
+  {
+    name: 'update-set-tenant',
+    apply(sql, toks, ctx) {
+      const upd = toks.findIndex((t, i) => up(t) === 'UPDATE' && !['FOR', 'NO', 'KEY', 'DO'].includes(up(toks[i - 1])))
+      if (upd < 0) return null
+      const set = toks.findIndex((t, k) => k > upd && up(t) === 'SET' && t.depth === toks[upd].depth)
+      const ft = firstTenantTable(toks.slice(upd))
+      if (set < 0 || !ft) return null
+      const value = ctx.rng() < 0.25 ? ctx.tenant : otherTenant(ctx)
+      return splice(sql, toks[set].end, toks[set].end, ` ${ft.column} = ${q(value)},`)
+    },
+  },
+  {
+    name: 'alias-shadow',
+    apply(sql, toks, { rng }) {
+      // Rename a table alias to the name of another tenant table: FROM tasks t … t.id → FROM tasks users … users.id
+      const cands: { alias: string; table: string }[] = []
+      toks.forEach((t, i) => {
+        if (!['FROM', 'JOIN', 'UPDATE'].includes(up(toks[i - 1])) || t.type !== 'word') return
+        if (!TENANT_TABLES.has(`public.${t.text.toLowerCase()}`) || toks[i + 1]?.text === '.') return
+        let a = i + 1
+        if (up(toks[a]) === 'AS') a++
+        const al = toks[a]
+        if (al && al.type === 'word' && /^[a-z][a-z0-9_]*$/.test(al.text) && !CLAUSE_END.has(up(al)) && !['WHERE', 'SET', 'JOIN', 'LEFT', 'RIGHT', 'FULL', 'INNER', 'CROSS', 'NATURAL', 'ON', 'USING'].includes(up(al)))
+          cands.push({ alias: al.text, table: t.text.toLowerCase() })
+      })
+      if (!cands.length) return null
+      const c = pick(rng, cands)
+      const names = [...TENANT_TABLES.keys()].filter((k) => k.startsWith('public.')).map((k) => k.slice(7)).filter((n) => n !== c.table)
+      const to = pick(rng, names)
+      let out = sql
+      for (const t of [...toks].reverse()) if (t.type === 'word' && t.text === c.alias) out = splice(out, t.start, t.end, to)
+      return out
     },
   },
   {
