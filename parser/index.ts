@@ -296,6 +296,17 @@ function decodeCheck(text: string, spans: number[], kinds: number[], lit: number
  * Never throws for bad SQL: refusals come back in the result. Call initParser() first.
  */
 export function rewriteQuery(sql: string, ctx: RewriteContext, cache?: RewriteCache): RewriteResult {
+  try {
+    return rewriteInner(sql, ctx, cache)
+  } catch (e) {
+    // an internal error must never crash the caller or let a statement through unrewritten
+    if (ctx.mode !== 'tenant') return { statements: [{ kind: 'forward', sql, command: '', touchesTenant: false, relations: [] }], sql, cache: 'none' }
+    const refusal: Refusal = { kind: 'refuse', sqlstate: '0A000', message: `pgtenant could not rewrite the statement: ${(e as Error)?.message ?? e}` }
+    return { refusal, statements: [refusal], cache: 'none' }
+  }
+}
+
+function rewriteInner(sql: string, ctx: RewriteContext, cache?: RewriteCache): RewriteResult {
   const quote = cache ? (t: string) => cache.quote(t) : quoteLiteral
   if (cache) {
     const ck = cache.ctxKey(ctx)
