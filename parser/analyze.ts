@@ -76,6 +76,8 @@ interface Edit {
   s: number
   e: number
   parts: Part[]
+  /** order among edits at the same position: prio first (an outer construct's opening < 0), then creation order */
+  prio: number
   seq: number
 }
 
@@ -198,6 +200,8 @@ export class Analyzer {
   private touchesTenant = false
   private firstTenantTable: string | null = null
   private stmtIndex = 0
+  /** "schema.table" of tenant tables made derived tables without an alias (their alias is the bare name) */
+  private derivedQualified = new Set<string>()
   private readonly setting: string
 
   constructor(
@@ -287,11 +291,11 @@ export class Analyzer {
     return t.w
   }
 
-  edit(s: number, e: number, parts: Part[]): void {
-    this.edits.push({ s, e, parts, seq: this.seq++ })
+  edit(s: number, e: number, parts: Part[], prio = 0): void {
+    this.edits.push({ s, e, parts, prio, seq: this.seq++ })
   }
-  insert(p: number, parts: Part[]): void {
-    this.edit(p, p, parts)
+  insert(p: number, parts: Part[], prio = 0): void {
+    this.edit(p, p, parts, prio)
   }
 
   // ---- names --------------------------------------------------------------------------------
@@ -381,6 +385,10 @@ export class Analyzer {
         case 'FuncCall':
           this.checkFunc(v)
           this.walkExpr(v, scope)
+          break
+        case 'MultiAssignRef':
+          // SET (a, b) = (SELECT …): every target repeats the same source; walk it once
+          if (v.colno === 1) this.walkExpr(v.source, scope)
           break
         default:
           this.walkExpr(v, scope)
@@ -617,6 +625,7 @@ export class Analyzer {
     if (paren) j++
     if (t[j + 1]?.w === '*' && t[j + 1].k === T_OP) j++
     const alias = rv.alias ? '' : ' ' + quoteIdent(rv.relname)
+    if (!rv.alias && rv.schemaname) this.derivedQualified.add(`${rv.schemaname}.${rv.relname}`)
     this.insert(t[start].s, ['(SELECT * FROM '])
     this.insert(t[j].e, [` WHERE ${quoteIdent(col)} = `, TENANT, ')' + alias])
   }
@@ -781,8 +790,9 @@ export class Analyzer {
     const rv = ins.relation
     const r = this.resolve(rv, null, true)
     const sel = ins.selectStmt?.SelectStmt
-    if (r.kind === 'tenant') this.insertTenant(ins, rv, r, sel)
+    // the SELECT first: its edits then come before ours at the same position (a wrap closes after them)
     if (sel) this.walkSelect(sel, scope)
+    if (r.kind === 'tenant') this.insertTenant(ins, rv, r, sel)
     const oc = ins.onConflictClause
     if (oc) this.walkExpr([oc.infer, oc.targetList, oc.whereClause], scope)
     this.walkExpr(ins.returningClause ?? ins.returningList, scope)
@@ -866,7 +876,7 @@ export class Analyzer {
         const a = (() => {
           let s = sel
           while (s.op && s.op !== 'SETOP_NONE') s = s.larg
-          return this.tokAt(this.minLoc(s.targetList ?? s.valuesLists))
+          return this.tokAt(this.minLoc([s.targetList, s.valuesLists, s.fromClause]))
         })()
         // walk back to the first token of the SELECT (after the column list / relation)
         const colsEnd = generated ? j : this.parenList(j + 1).close
@@ -880,7 +890,7 @@ export class Analyzer {
           if (x.d === d && (this.kw(i) === 'returning' || (this.kw(i) === 'on' && this.isWord(i + 1, 'conflict')))) break
           end = i
         }
-        this.insert(t[start].s, ['SELECT *, ', TENANT, `${typed ? `::${typed}` : ''} FROM (`])
+        this.insert(t[start].s, ['SELECT *, ', TENANT, `${typed ? `::${typed}` : ''} FROM (`], -1)
         this.insert(t[end].e, [') AS pgtenant_src'])
       }
     } else {
@@ -1080,17 +1090,14 @@ export class Analyzer {
     this.touchesTenant = false
     this.firstTenantTable = null
     this.stmtIndex = index
+    this.derivedQualified.clear()
     const type = nodeType(n)
     const v = n[type]
     const command = this.commandOf(type, v, range)
-    const base = (extra: Partial<CompiledStmt> = {}): Omit<CompiledStmt, 'tpl'> => ({
-      kind: 'forward',
-      command,
-      touchesTenant: this.touchesTenant,
-      firstTenantTable: this.firstTenantTable,
-      relations: [...this.relations],
-      ...extra,
-    })
+    const base = (extra: Partial<CompiledStmt> = {}): Omit<CompiledStmt, 'tpl'> => {
+      if (this.derivedQualified.size) this.unqualifyRefs(n)
+      return this.plain(command, extra)
+    }
     const tenantMode = this.ctx.mode === 'tenant'
     // session-level statements: the same in both modes
     switch (type) {
@@ -1156,6 +1163,47 @@ export class Analyzer {
       default:
         throw new Refuse('42501', `${command} is not allowed for tenant sessions (DDL and administrative statements need a bypass user)`)
     }
+  }
+
+  plain(command: string, extra: Partial<CompiledStmt>): Omit<CompiledStmt, 'tpl'> {
+    return {
+      kind: 'forward',
+      command,
+      touchesTenant: this.touchesTenant,
+      firstTenantTable: this.firstTenantTable,
+      relations: [...this.relations],
+      ...extra,
+    }
+  }
+
+  /**
+   * `schema.table.col` column references to a table we turned into a derived table aliased `table`
+   * would no longer resolve: drop their `schema.` (and `catalog.`) prefix. `table.col` resolves to the
+   * same FROM item, since an unaliased `schema.table` is known by its bare name anyway.
+   */
+  unqualifyRefs(n: N): void {
+    const t = this.toks
+    const visit = (x: N) => {
+      if (x === null || typeof x !== 'object') return
+      if (Array.isArray(x)) {
+        for (const y of x) visit(y)
+        return
+      }
+      for (const k in x) {
+        const v = x[k]
+        if (k === 'ColumnRef') {
+          const f: N[] = v.fields ?? []
+          const names = f.map((y) => y.String?.sval ?? '*')
+          const last = names.length - 1
+          if (names.length >= 3 && this.derivedQualified.has(`${names[last - 2]}.${names[last - 1]}`) && v.location >= 0) {
+            const i = this.tokAt(this.c(v.location))
+            const skip = names.length === 4 ? 4 : 2
+            if (t[i + skip]) this.edit(t[i].s, t[i + skip].s, [])
+          }
+        } else if (v && typeof v === 'object') visit(v)
+      }
+    }
+    visit(n)
   }
 
   explainBody(q: N): void {
@@ -1405,7 +1453,7 @@ export function analyzeTree(text: string, ctx: RewriteContext, tree: N, lits?: N
       partial.push({ kind: 'refuse', refusal: r, command: safeCommand(an, ranges[i]), touchesTenant: false, firstTenantTable: null, relations: [] })
     }
   })
-  an.edits.sort((a, b) => a.s - b.s || a.seq - b.seq)
+  an.edits.sort((a, b) => a.s - b.s || a.prio - b.prio || a.seq - b.seq)
   const state = { ok: an.normalizable }
   const spans = an.lits.spans
   const allForward = partial.every((s) => s.kind === 'forward')

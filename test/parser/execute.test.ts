@@ -106,6 +106,7 @@ const READS: string[] = [
   'SELECT (SELECT title FROM ads x WHERE x.id = k.ad_id), k.id FROM clicks k',
   'SELECT * FROM generate_series(1, 3) g LEFT JOIN ads ON ads.id = g',
   'SELECT * FROM ads WHERE id IN (SELECT ad_id FROM clicks GROUP BY ad_id HAVING count(*) > 1)',
+  'SELECT public.ads.id, c.id FROM public.ads FULL JOIN campaigns c ON c.id = public.ads.campaign_id',
 ]
 
 const WRITES: { sql: string; params?: unknown[] }[] = [
@@ -135,6 +136,8 @@ const WRITES: { sql: string; params?: unknown[] }[] = [
   { sql: 'MERGE INTO clicks k USING (SELECT id FROM ads WHERE id < 4) s ON k.ad_id = s.id WHEN MATCHED THEN UPDATE SET amount = k.amount + 1 WHEN NOT MATCHED THEN INSERT (id, ad_id, amount) VALUES (s.id + 100, s.id, 0)' },
   { sql: 'MERGE INTO ads a USING clicks k ON a.id = k.id WHEN MATCHED AND k.amount > 2 THEN DELETE' },
   { sql: 'DELETE FROM ads'.replace('ads', 'campaigns c USING ads a WHERE a.campaign_id = c.id AND a.id > 4') },
+  { sql: 'UPDATE ads SET (campaign_id, title) = (SELECT c.id, c.name FROM campaigns c ORDER BY c.id LIMIT 1) RETURNING id, campaign_id, title' },
+  { sql: "INSERT INTO ads (id, title) SELECT 2000 + id, name FROM campaigns WHERE id = 2 UNION ALL SELECT 3000 + id, 'x' FROM clicks WHERE id > 6 RETURNING *" },
   { sql: 'DELETE FROM ads' },
 ]
 
