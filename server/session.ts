@@ -84,7 +84,8 @@ export class ClientSession {
   private acquiring = false
   private stalled: Frame | null = null
   private skipUntilSync = false
-  private pinned = false
+  /** SQL-level prepared statements (PREPARE) live on one server connection: while any exist, the client keeps it. */
+  private readonly sqlPrepared = new Set<string>()
   private readonly statements = new Map<string, ClientStatement>()
   private readonly localPortals = new Map<string, ClientStatement>()
   private unnamedToken: object | null = null
@@ -473,6 +474,10 @@ export class ClientSession {
     return true
   }
 
+  private get pinned(): boolean {
+    return this.sqlPrepared.size > 0
+  }
+
   /** For the client-connections gauge. */
   get metricState(): 'login' | 'active' | 'idle' | 'idle_in_transaction' | 'waiting' {
     if (this.state !== 'ready') return 'login'
@@ -570,7 +575,11 @@ export class ClientSession {
         message: 'LISTEN is not supported under transaction pooling: notifications would reach whichever client next uses the server connection',
         hint: 'Use a backend with pool.mode: session for listeners.',
       }
-    if (effect.kind === 'prepare') this.pinned = true // SQL-level PREPARE lives on one server connection: keep it
+    if (effect.kind === 'prepare') this.sqlPrepared.add(effect.name)
+    else if (effect.kind === 'deallocate') {
+      if (effect.name === null) this.sqlPrepared.clear()
+      else this.sqlPrepared.delete(effect.name)
+    } else if (effect.kind === 'discard_all') this.sqlPrepared.clear()
     return null
   }
 

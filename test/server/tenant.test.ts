@@ -1,0 +1,171 @@
+// Tenant context through the proxy: how the tenant is set, shown, pinned and changed;
+// what the server sees; prepared statements across tenant changes; many tenants at once.
+import t from 'tap'
+import pg from 'pg'
+import { startPostgres, ROLES } from '../helpers/pg-server.js'
+import { startProxy, run } from '../helpers/proxy.js'
+
+const server = await startPostgres()
+t.teardown(() => server.stop())
+server.sql(`
+  CREATE TABLE notes (tenant_id text NOT NULL, id int NOT NULL, body text, PRIMARY KEY (tenant_id, id));
+  CREATE TABLE audit (tenant_id text NOT NULL DEFAULT current_setting('app.tenant'), seen text);
+  CREATE TABLE countries (code text PRIMARY KEY);
+  INSERT INTO countries VALUES ('DE'), ('FR');
+  INSERT INTO notes SELECT t, g, t || ' note ' || g FROM unnest(ARRAY['a', 'b', 'c', 'd', 'e']) t, generate_series(1, 20) g;
+  -- A trigger sees the tenant the proxy sets on the server.
+  CREATE FUNCTION note_audit() RETURNS trigger LANGUAGE plpgsql AS $$
+    BEGIN INSERT INTO audit (tenant_id, seen) VALUES (NEW.tenant_id, current_setting('app.tenant', true)); RETURN NEW; END $$;
+  CREATE TRIGGER note_audit AFTER INSERT ON notes FOR EACH ROW EXECUTE FUNCTION note_audit();
+`)
+const proxy = await startProxy(`
+listen: 127.0.0.1:$PROXY_PORT
+users:
+  app: { password: app_pw }
+  svc_b: { password: svc_pw, tenant: b }
+  ops: { password: ops_pw, bypass: true }
+tenant:
+  column: tenant_id
+  reference: [countries]
+backends:
+  main: { url: "postgres://${ROLES.scram.user}:${encodeURIComponent(ROLES.scram.password)}@127.0.0.1:${server.port}/postgres", pool: 3 }
+`)
+t.teardown(() => proxy.stop())
+
+async function connect(user = 'app', password = 'app_pw', options?: string): Promise<pg.Client> {
+  const c = new pg.Client({ connectionString: proxy.url(user, password), options })
+  await c.connect()
+  return c
+}
+
+const tenantsOf = async (c: pg.Client, sql = 'SELECT DISTINCT tenant_id FROM notes ORDER BY 1'): Promise<string[]> =>
+  (await c.query(sql)).rows.map((r) => r.tenant_id)
+
+t.test('every way to set, show and clear the tenant', async (t) => {
+  const c = await connect()
+  await t.rejects(c.query('SELECT * FROM notes'), { code: '42501', message: /no tenant is set/ })
+  await c.query("SET app.tenant = 'a'")
+  t.same(await tenantsOf(c), ['a'])
+  await c.query('SET app.tenant TO b')
+  t.same(await tenantsOf(c), ['b'])
+  await c.query("SET SESSION app.tenant = 'c'")
+  t.same(await tenantsOf(c), ['c'])
+  t.equal((await c.query('SHOW app.tenant')).rows[0]['app.tenant'], 'c')
+  t.same((await c.query("SELECT set_config('app.tenant', 'd', false)")).rows, [{ set_config: 'd' }])
+  t.same(await tenantsOf(c), ['d'])
+  await c.query('RESET app.tenant')
+  await t.rejects(c.query('SELECT 1 FROM notes'), { code: '42501' })
+  await c.query("SET app.tenant = 'e'")
+  await c.query('SET app.tenant TO DEFAULT')
+  await t.rejects(c.query('SELECT 1 FROM notes'), { code: '42501' })
+  await c.query("SET app.tenant = 'a'")
+  await c.query('RESET ALL')
+  await t.rejects(c.query('SELECT 1 FROM notes'), { code: '42501' }, 'RESET ALL clears the tenant too')
+  t.same((await c.query('SELECT code FROM countries ORDER BY 1')).rows.map((r) => r.code), ['DE', 'FR'], 'reference tables need no tenant')
+  await c.end()
+  const viaOption = await connect('app', 'app_pw', '-c app.tenant=b')
+  t.same(await tenantsOf(viaOption), ['b'], 'startup options=-c app.tenant=b')
+  await viaOption.end()
+})
+
+t.test('psql: SET, SHOW and the tenant through the extended protocol (node-postgres parameters)', async (t) => {
+  const r = await run('psql', ['-X', '-A', '-t', proxy.url('app', 'app_pw')], "SET app.tenant = 'c';\nSHOW app.tenant;\nSELECT count(*) FROM notes;\n")
+  t.equal(r.stdout.trim().split('\n').join(','), 'SET,c,20')
+  const c = await connect()
+  await c.query({ text: "SET app.tenant = 'd'", values: [] }) // extended protocol: Parse/Bind/Execute answered by the proxy
+  t.same(await tenantsOf(c), ['d'])
+  t.equal((await c.query({ text: 'SELECT count(*)::int AS n FROM notes WHERE id <= $1', values: [5] })).rows[0].n, 5)
+  await c.end()
+})
+
+t.test('the server sees the tenant: current_setting, defaults and triggers', async (t) => {
+  const c = await connect()
+  await c.query("SET app.tenant = 'e'")
+  t.equal((await c.query("SELECT current_setting('app.tenant') AS v")).rows[0].v, 'e')
+  await c.query("INSERT INTO notes (id, body) VALUES (100, 'from e')")
+  const audit = server.sql("SELECT tenant_id || ':' || seen FROM audit WHERE tenant_id = 'e'")
+  t.equal(audit, 'e:e', 'the trigger saw app.tenant = e')
+  t.equal(server.sql("SELECT tenant_id FROM notes WHERE id = 100"), 'e', 'the tenant column was added')
+  server.sql('DELETE FROM notes WHERE id = 100; DELETE FROM audit')
+  await c.end()
+})
+
+t.test('pinned and bypass users', async (t) => {
+  const svc = await connect('svc_b', 'svc_pw')
+  t.same(await tenantsOf(svc), ['b'], 'pinned to b by login')
+  await t.rejects(svc.query("SET app.tenant = 'a'"), { code: '42501', message: /pinned to tenant "b"/ })
+  t.same(await tenantsOf(svc), ['b'])
+  await svc.end()
+  const ops = await connect('ops', 'ops_pw')
+  t.same(await tenantsOf(ops), ['a', 'b', 'c', 'd', 'e'], 'bypass sees every tenant')
+  await ops.query('CREATE TEMP TABLE x (a int)')
+  await ops.end()
+})
+
+t.test('tenant changes inside transactions', async (t) => {
+  const c = await connect()
+  await c.query("SET app.tenant = 'a'")
+  await c.query('BEGIN')
+  t.same(await tenantsOf(c), ['a'])
+  await t.rejects(c.query("SET app.tenant = 'b'"), { code: '25001' })
+  t.same(await tenantsOf(c), ['a'], 'still tenant a, transaction still usable')
+  await c.query('COMMIT')
+  await c.query('BEGIN')
+  await c.query("SET LOCAL app.tenant = 'c'")
+  t.same(await tenantsOf(c), ['c'], 'SET LOCAL right after BEGIN')
+  t.equal((await c.query("SELECT current_setting('app.tenant') AS v")).rows[0].v, 'c', 'and the server sees it')
+  await c.query('COMMIT')
+  t.same(await tenantsOf(c), ['a'], 'SET LOCAL ended with the transaction')
+  await c.end()
+})
+
+t.test('prepared statements follow the current tenant, never the one they were prepared for', async (t) => {
+  const c = await connect()
+  await c.query("SET app.tenant = 'a'")
+  const q = { name: 'mine', text: 'SELECT DISTINCT tenant_id FROM notes WHERE id < $1' }
+  t.same((await c.query({ ...q, values: [5] })).rows, [{ tenant_id: 'a' }])
+  await c.query("SET app.tenant = 'b'")
+  t.same((await c.query({ ...q, values: [5] })).rows, [{ tenant_id: 'b' }], 'same statement name, now runs for b')
+  await c.end()
+})
+
+t.test('one refused statement in a message: nothing of it reaches the server', async (t) => {
+  const c = await connect()
+  await c.query("SET app.tenant = 'a'")
+  await t.rejects(c.query("INSERT INTO notes (id, body) VALUES (500, 'x'); DROP TABLE notes"), { code: '42501' })
+  t.equal(server.sql('SELECT count(*) FROM notes WHERE id = 500'), '0', 'the INSERT before the refused DROP did not run')
+  await t.rejects(c.query("INSERT INTO notes (tenant_id, id, body) VALUES ('b', 501, 'x')"), { code: '42501' })
+  await t.rejects(c.query({ text: 'INSERT INTO notes (tenant_id, id, body) VALUES ($1, 502, $2)', values: ['b', 'x'] }), /tenant/)
+  t.equal(server.sql("SELECT count(*) FROM notes WHERE id IN (501, 502)"), '0', 'no row written for another tenant')
+  await t.rejects(c.query("UPDATE notes SET tenant_id = 'b' WHERE id = 1"), /tenant/)
+  t.equal(server.sql("SELECT count(*) FROM notes WHERE tenant_id = 'a'"), '20')
+  await t.rejects(c.query('SELECT * FROM pg_stat_activity'), { code: '42501' })
+  await t.rejects(c.query('SELEC oops'), { code: '42601' })
+  t.equal((await c.query('SELECT count(*)::int AS n FROM notes')).rows[0].n, 20, 'session usable after refusals')
+  await c.end()
+})
+
+t.test('many clients of different tenants on a pool of 3 only ever see their own rows', async (t) => {
+  const tenants = ['a', 'b', 'c', 'd', 'e']
+  const clients = await Promise.all(Array.from({ length: 25 }, (_, i) => connect('app', 'app_pw', `-c app.tenant=${tenants[i % 5]}`)))
+  let foreign = 0
+  let checks = 0
+  await Promise.all(
+    clients.map(async (c, i) => {
+      const mine = tenants[i % 5]
+      for (let round = 0; round < 20; round++) {
+        const res =
+          round % 3 === 0
+            ? await c.query('SELECT tenant_id, id FROM notes WHERE id <= 3')
+            : round % 3 === 1
+              ? await c.query({ name: `q${round % 2}`, text: 'SELECT n.tenant_id, n.id FROM notes n JOIN notes m ON m.id = n.id WHERE n.id <= $1', values: [3] })
+              : await c.query({ text: 'SELECT tenant_id, id FROM notes WHERE id = ANY($1)', values: [[1, 2, 3]] })
+        checks++
+        for (const r of res.rows) if (r.tenant_id !== mine) foreign++
+        if (res.rows.length !== 3) foreign++
+      }
+    }),
+  )
+  t.equal(foreign, 0, `no foreign or missing rows in ${checks} queries`)
+  await Promise.all(clients.map((c) => c.end()))
+})
