@@ -44,3 +44,17 @@ export function oracleFacts(unknown: 'reject' | 'allow' = 'reject'): SchemaFacts
 export function isTenantColumn(name: string): boolean {
   return /(^|_)tenant(_id)?$/i.test(name) || name === 'org' || /(^|\.)tenant_id$/.test(name)
 }
+
+/**
+ * The `tenant:` section of a pgtenant config equivalent to oracleFacts(), for running the
+ * corpus through the proxy (backend database: all_tenants). The tenant pattern must admit
+ * the hostile tenant name o'hare.
+ */
+export const ORACLE_TENANT_YAML = `tenant:
+  setting: app.tenant
+  column: tenant_id
+  tables: { accounts: org }
+  reference: [countries, currencies, plans]
+  unknown: reject
+  pattern: "^[a-z' ]{1,40}$"
+`

@@ -96,7 +96,7 @@ t.test(`oracle fuzz (seed ${SEED})`, async (t) => {
       stats.refused++
       ms.refused++
       const why = r.got.ok ? '' : `${r.got.code} ${r.got.message.replace(/"[^"]*"/g, '"…"').slice(0, 90)}`
-      const w = reasons.get(why) ?? { n: 0, example: m.sql }
+      const w = reasons.get(why) ?? { n: 0, example: `[tenant ${tenant}] ${m.sql}` }
       w.n++
       reasons.set(why, w)
     }
