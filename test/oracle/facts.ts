@@ -27,15 +27,21 @@ export const TENANT_TABLES: ReadonlyMap<string, string> = new Map([
   ['public.categories', 'tenant_id'],
   ['public.accounts', 'org'],
   ['billing.payments', 'tenant_id'],
+  ['public.api_keys', 'tenant_id'],
 ])
+
+/** Views with a tenant column: tenant relations for the rewriter, but not tables (no defaults to drop, no rows to delete). */
+export const TENANT_VIEWS: ReadonlyMap<string, string> = new Map([['public.open_tasks', 'tenant_id']])
+/** Known relations in no set (a cross-tenant view): refused under unknown: reject. */
+export const UNCLASSIFIED_RELATIONS: ReadonlySet<string> = new Set(['public.task_stats'])
 
 export const REFERENCE_TABLES: ReadonlySet<string> = new Set(['public.countries', 'public.currencies', 'public.plans'])
 
 export function oracleFacts(unknown: 'reject' | 'allow' = 'reject'): SchemaFacts {
   return {
-    tenantTables: TENANT_TABLES,
+    tenantTables: new Map([...TENANT_TABLES, ...TENANT_VIEWS]),
     referenceTables: REFERENCE_TABLES,
-    knownRelations: new Set([...TENANT_TABLES.keys(), ...REFERENCE_TABLES]),
+    knownRelations: new Set([...TENANT_TABLES.keys(), ...TENANT_VIEWS.keys(), ...REFERENCE_TABLES, ...UNCLASSIFIED_RELATIONS]),
     unknown,
   }
 }

@@ -197,6 +197,22 @@ CREATE TABLE billing.payments (
   FOREIGN KEY (tenant_id, invoice_id) REFERENCES invoices(tenant_id, id) ON DELETE CASCADE
 );
 
+-- A globally unique key on a tenant table (a real-world schema smell): a tenant's INSERT can
+-- collide with another tenant's row. No rewrite can make that oracle-equal; the entries in
+-- corpus/isolation.yaml only require that no other tenant's row is returned or changed.
+CREATE TABLE api_keys (
+  tenant_id text NOT NULL DEFAULT current_setting('app.tenant', true),
+  id int NOT NULL,
+  key text NOT NULL UNIQUE,
+  label text,
+  PRIMARY KEY (tenant_id, id)
+);
+
+-- Views: open_tasks carries the tenant column (the rewriter treats it as a tenant relation and
+-- it is auto-updatable); task_stats aggregates across tenants and is in no set (unknown → reject).
+CREATE VIEW open_tasks AS SELECT tenant_id, id, project_id, title, priority FROM tasks WHERE NOT is_done;
+CREATE VIEW task_stats AS SELECT status, count(*) AS n FROM tasks GROUP BY status;
+
 -- ---------------------------------------------------------------- oracle helpers
 -- Every table the snapshot covers and the column that names its tenant ('' = reference table).
 CREATE FUNCTION oracle_tables() RETURNS TABLE (tbl text, tcol text) LANGUAGE sql IMMUTABLE AS $$
@@ -204,7 +220,8 @@ CREATE FUNCTION oracle_tables() RETURNS TABLE (tbl text, tcol text) LANGUAGE sql
          ('public.companies', 'tenant_id'), ('public.users', 'tenant_id'), ('public.projects', 'tenant_id'),
          ('public.tasks', 'tenant_id'), ('public.comments', 'tenant_id'), ('public.invoices', 'tenant_id'),
          ('public.invoice_lines', 'tenant_id'), ('public.tags', 'tenant_id'), ('public.events', 'tenant_id'),
-         ('public.categories', 'tenant_id'), ('public.accounts', 'org'), ('billing.payments', 'tenant_id')
+         ('public.categories', 'tenant_id'), ('public.accounts', 'org'), ('billing.payments', 'tenant_id'),
+         ('public.api_keys', 'tenant_id')
 $$;
 
 -- Sequences are not transactional: put them back to a fixed value before each compared statement.

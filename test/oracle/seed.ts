@@ -5,10 +5,10 @@ import { TENANTS, type TenantName } from './facts.js'
 
 /** Row counts per tenant; 0 = that tenant's table is empty. */
 export const SIZES: Record<TenantName, Record<string, number>> = {
-  acme: { companies: 5, users: 12, projects: 8, tasks: 40, comments: 60, invoices: 10, invoice_lines: 30, tags: 8, events: 50, categories: 15, accounts: 4, payments: 8 },
-  globex: { companies: 4, users: 10, projects: 6, tasks: 30, comments: 45, invoices: 8, invoice_lines: 24, tags: 6, events: 40, categories: 10, accounts: 3, payments: 6 },
-  initech: { companies: 2, users: 3, projects: 2, tasks: 5, comments: 0, invoices: 0, invoice_lines: 0, tags: 0, events: 0, categories: 4, accounts: 1, payments: 0 },
-  "o'hare": { companies: 1, users: 2, projects: 1, tasks: 3, comments: 2, invoices: 1, invoice_lines: 2, tags: 2, events: 3, categories: 0, accounts: 0, payments: 1 },
+  acme: { companies: 5, users: 12, projects: 8, tasks: 40, comments: 60, invoices: 10, invoice_lines: 30, tags: 8, events: 50, categories: 15, accounts: 4, payments: 8, api_keys: 3 },
+  globex: { companies: 4, users: 10, projects: 6, tasks: 30, comments: 45, invoices: 8, invoice_lines: 24, tags: 6, events: 40, categories: 10, accounts: 3, payments: 6, api_keys: 3 },
+  initech: { companies: 2, users: 3, projects: 2, tasks: 5, comments: 0, invoices: 0, invoice_lines: 0, tags: 0, events: 0, categories: 4, accounts: 1, payments: 0, api_keys: 1 },
+  "o'hare": { companies: 1, users: 2, projects: 1, tasks: 3, comments: 2, invoices: 1, invoice_lines: 2, tags: 2, events: 3, categories: 0, accounts: 0, payments: 1, api_keys: 1 },
 }
 
 const LABEL: Record<TenantName, string> = { acme: 'Acme', globex: 'Globex', initech: 'Initech', "o'hare": "O'Hare" }
@@ -158,6 +158,11 @@ export function tenantSeedSql(tenant: TenantName, seedNo: number): string {
     'billing.payments',
     ['tenant_id', 'id', 'invoice_id', 'amount_cents', 'method', 'paid_at'],
     Array.from({ length: n.payments }, (_, i) => [tenant, i + 1, int(1, Math.max(1, n.invoices)), int(100, 300000), maybe(0.3, pick(['card', 'wire', 'check'])), ts(int(300000, 600000))]),
+  )
+  out += insert(
+    'api_keys',
+    ['tenant_id', 'id', 'key', 'label'],
+    Array.from({ length: n.api_keys }, (_, i) => [tenant, i + 1, `key-${slug}-${i + 1}`, maybe(0.3, `${L} key ${i + 1}`)]),
   )
   return out
 }
