@@ -1239,13 +1239,15 @@ export class Analyzer {
     if (typeof nm !== 'string' || lower(nm) !== this.setting) return null
     this.normalizable = false
     const val = constValue(args[1])
-    if (val === undefined) throw new Refuse('0A000', `set_config('${this.ctx.setting}', …) needs a literal value`)
+    const param: number | undefined = args[1]?.ParamRef?.number
+    if (val === undefined && !param) throw new Refuse('0A000', `set_config('${this.ctx.setting}', …) needs a literal value or a parameter`)
     const loc = constValue(args[2])
     if (loc === undefined || loc === null) throw new Refuse('0A000', `set_config('${this.ctx.setting}', …) needs a literal is_local`)
     const b = parseBool(loc)
     if (b === null) throw new Refuse('0A000', `set_config('${this.ctx.setting}', …): is_local must be true or false`)
-    if (val !== null && val.includes('\0')) throw new Refuse('42501', 'a tenant value cannot contain a NUL character')
-    return { op: 'set_config', value: val, local: b }
+    if (param) return { op: 'set_config', value: null, local: b, valueParam: param }
+    if (val !== null && val !== undefined && val.includes('\0')) throw new Refuse('42501', 'a tenant value cannot contain a NUL character')
+    return { op: 'set_config', value: val ?? null, local: b }
   }
 
   variableSet(v: N, range: [number, number], base: (e?: Partial<CompiledStmt>) => Omit<CompiledStmt, 'tpl'>): Omit<CompiledStmt, 'tpl'> {

@@ -54,7 +54,15 @@ export type TenantCommand =
   /** SHOW app.tenant: answered with a one-row, one-column result named after the setting. */
   | { op: 'show' }
   /** SELECT set_config('app.tenant', v, is_local) alone: answered with a one-row result, column "set_config". */
-  | { op: 'set_config'; value: string | null; local: boolean }
+  | {
+      op: 'set_config'
+      value: string | null
+      local: boolean
+      /** Optional (added by parser/): the value is the statement's parameter $valueParam (1-based; extended
+       *  protocol, e.g. `SELECT set_config('app.tenant', $1, false)`); `value` is then null and server/ takes
+       *  the tenant from the Bind message's parameter (text format) instead. */
+      valueParam?: number
+    }
 
 export type Sqlstate =
   | '42501' // insufficient_privilege: a tenant violation
