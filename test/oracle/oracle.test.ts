@@ -137,6 +137,51 @@ for (const file of files) {
   })
 }
 
+// The literal-normalised plan cache must never carry a tenant decision from one literal to
+// another: each pair is rewritten through ONE cache, in both orders; the foreign variant must
+// always be refused (or fail at execution) and the own-tenant variant never refused.
+const CACHE_PAIRS: { tenant: string; own: string; foreign: string }[] = [
+  { tenant: 'acme', own: "INSERT INTO tags (tenant_id, id, name) VALUES ('acme', 7000, 'x')", foreign: "INSERT INTO tags (tenant_id, id, name) VALUES ('globex', 7000, 'x')" },
+  { tenant: 'acme', own: "INSERT INTO tags (tenant_id, id, name) VALUES ('acme', 7001, 'a'), ('acme', 7002, 'b')", foreign: "INSERT INTO tags (tenant_id, id, name) VALUES ('acme', 7001, 'a'), ('globex', 7002, 'b')" },
+  { tenant: "o'hare", own: "INSERT INTO tags (tenant_id, id, name) VALUES ('o''hare', 7003, 'x')", foreign: "INSERT INTO tags (tenant_id, id, name) VALUES ('acme', 7003, 'x')" },
+  { tenant: 'globex', own: "UPDATE tags SET tenant_id = 'globex' WHERE id = 1", foreign: "UPDATE tags SET tenant_id = 'initech' WHERE id = 1" },
+  { tenant: 'acme', own: "INSERT INTO accounts (org, id, name) VALUES ('acme', 7004, 'x')", foreign: "INSERT INTO accounts (org, id, name) VALUES ('initech', 7004, 'x')" },
+  { tenant: 'acme', own: "INSERT INTO tags (id, name) VALUES (7005, 'x') ON CONFLICT (tenant_id, id) DO UPDATE SET tenant_id = 'acme'", foreign: "INSERT INTO tags (id, name) VALUES (7005, 'x') ON CONFLICT (tenant_id, id) DO UPDATE SET tenant_id = 'globex'" },
+  { tenant: 'initech', own: "WITH x AS (INSERT INTO tags (tenant_id, id, name) VALUES ('initech', 7006, 'x') RETURNING id) SELECT * FROM x", foreign: "WITH x AS (INSERT INTO tags (tenant_id, id, name) VALUES ('globex', 7006, 'x') RETURNING id) SELECT * FROM x" },
+]
+
+t.test('plan cache: a tenant decision never travels between literals', async (t) => {
+  if (!rewriter) {
+    t.fail(`parser/index.js could not be loaded: ${rewriterError}`)
+    return
+  }
+  for (const pair of CACHE_PAIRS) {
+    for (const order of [['own', 'foreign'], ['foreign', 'own'], ['own', 'foreign', 'own', 'foreign']] as const) {
+      const fresh = await loadRewriter() // one fresh cache per sequence
+      for (const which of order) {
+        const sql = pair[which]
+        for (const protocol of ['simple', 'extended'] as const) {
+          const target = rewriterTarget(env.allClient, fresh, pair.tenant)
+          if (which === 'own') {
+            const r = await runStatement(env, `cache:${order.join('>')}`, sql, undefined, pair.tenant, target, protocol)
+            if (!r.pass) {
+              t.comment(formatResult(r))
+              t.fail(`own-tenant statement not oracle-equal after [${order.join(' > ')}]: ${sql}`)
+            }
+          } else {
+            const r = await runNegativeEntry(env, { id: 'cache', name: 'cache', sql, tenant: pair.tenant, sqlstate: [], expect: 'error' }, target, protocol)
+            if (!r.pass) {
+              t.comment(formatNegative(r))
+              t.fail(`foreign-tenant statement not refused after [${order.join(' > ')}]: ${sql}`)
+            }
+          }
+        }
+      }
+    }
+  }
+  t.pass(`${CACHE_PAIRS.length} pairs × 3 orders × 2 protocols`)
+})
+
 t.test('negative corpus: refused, nothing changed', async (t) => {
   if (!rewriter) {
     t.fail(`parser/index.js could not be loaded: ${rewriterError}`)
