@@ -97,7 +97,8 @@ async function main(): Promise<void> {
     ['long', longSql],
   ]
   for (const [size, gen] of sizes) {
-    const variants = Array.from({ length: 2000 }, (_, i) => gen(i + 1))
+    // flat strings, as server/ gets them from decoding a socket buffer
+    const variants = Array.from({ length: 2000 }, (_, i) => Buffer.from(gen(i + 1), 'utf8').toString('utf8'))
     const chars = variants[0].length
     // sanity: the rewrite works and hits the caches we expect
     const cache = new RewriteCache()

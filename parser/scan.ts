@@ -115,6 +115,42 @@ function numberEnd(s: string, i: number): number {
   return j
 }
 
+// ASCII character classes for the hot-path scanner
+const C_OTHER = 0
+const C_IDSTART = 1 // letters, _
+const C_DIGIT = 2
+const C_QUOTE = 3 // '
+const C_DQUOTE = 4 // "
+const C_DASH = 5 // -
+const C_SLASH = 6 // /
+const C_DOLLAR = 7 // $
+const C_DOT = 8 // .
+const C_CTRL = 9 // chars 0..5: NUL and our marker chars
+const CLASS = new Uint8Array(128)
+for (let c = 0; c < 128; c++) {
+  CLASS[c] =
+    c < 6
+      ? C_CTRL
+      : (c >= 97 && c <= 122) || (c >= 65 && c <= 90) || c === 95
+        ? C_IDSTART
+        : c >= 48 && c <= 57
+          ? C_DIGIT
+          : c === 39
+            ? C_QUOTE
+            : c === 34
+              ? C_DQUOTE
+              : c === 45
+                ? C_DASH
+                : c === 47
+                  ? C_SLASH
+                  : c === 36
+                    ? C_DOLLAR
+                    : c === 46
+                      ? C_DOT
+                      : C_OTHER
+}
+const MARK = ['', '\u0001', '\u0002', '\u0003', '\u0004', '\u0005']
+
 /** Hot-path scanner: literal spans plus a key in which each literal becomes one marker char. */
 export function normalizeLiterals(s: string): Normalized {
   const n = s.length
@@ -124,85 +160,125 @@ export function normalizeLiterals(s: string): Normalized {
   let last = 0
   let ok = true
   let i = 0
-  const lit = (start: number, end: number, kind: number) => {
-    key += s.slice(last, start) + String.fromCharCode(kind)
-    last = end
-    spans.push(start, end)
-    kinds.push(kind)
-  }
   while (i < n) {
     const c = s.charCodeAt(i)
-    if (c < 6) {
-      ok = false // NUL and our marker chars never go into a shared key
+    const cls = c < 128 ? CLASS[c] : C_IDSTART
+    if (cls === C_OTHER) {
       i++
-    } else if (c === 39) {
-      const e = stringEnd(s, i, false)
-      if (e < 0) return { key: null, spans, kinds }
-      lit(i, e, LIT_STRING)
-      i = e
-    } else if (c === 34) {
-      const q = s.indexOf('"', i + 1)
-      if (q < 0) return { key: null, spans, kinds }
-      i = q + 1
-      while (i < n && s.charCodeAt(i) === 34) {
-        const q2 = s.indexOf('"', i + 1)
-        if (q2 < 0) return { key: null, spans, kinds }
-        i = q2 + 1
-      }
-    } else if (c === 45 && s.charCodeAt(i + 1) === 45) {
-      const e = s.indexOf('\n', i)
-      i = e < 0 ? n : e + 1
-    } else if (c === 47 && s.charCodeAt(i + 1) === 42) {
-      i = commentEnd(s, i)
-    } else if (isIdentStart(c)) {
-      const start = i
-      i++
-      while (i < n && isIdentChar(s.charCodeAt(i))) i++
-      if (i < n && i - start === 1) {
-        const nx = s.charCodeAt(i)
-        if (nx === 39) {
-          const lc = c | 32
-          if (lc === 101) {
-            const e = stringEnd(s, i, true)
-            if (e < 0) return { key: null, spans, kinds }
-            lit(start, e, LIT_ESTRING)
-            i = e
-          } else if (lc === 98 || lc === 120 || lc === 110) {
-            const e = stringEnd(s, i, false)
-            if (e < 0) return { key: null, spans, kinds }
-            lit(start, e, LIT_BITSTRING)
-            i = e
+      continue
+    }
+    let litStart = -1
+    let litEnd = -1
+    let kind = 0
+    switch (cls) {
+      case C_IDSTART: {
+        const start = i
+        i++
+        while (i < n) {
+          const d = s.charCodeAt(i)
+          if (d < 128) {
+            const k = CLASS[d]
+            if (k !== C_IDSTART && k !== C_DIGIT && k !== C_DOLLAR) break
           }
-        } else if (nx === 38 && (c | 32) === 117) ok = false // U&'…' / U&"…": not shared
+          i++
+        }
+        if (i - start === 1 && i < n) {
+          const nx = s.charCodeAt(i)
+          if (nx === 39) {
+            const lc = c | 32
+            if (lc === 101) {
+              const e = stringEnd(s, i, true)
+              if (e < 0) return { key: null, spans, kinds }
+              litStart = start
+              litEnd = e
+              kind = LIT_ESTRING
+            } else if (lc === 98 || lc === 120 || lc === 110) {
+              const e = stringEnd(s, i, false)
+              if (e < 0) return { key: null, spans, kinds }
+              litStart = start
+              litEnd = e
+              kind = LIT_BITSTRING
+            }
+          } else if (nx === 38 && (c | 32) === 117) ok = false // U&'…' / U&"…": not shared
+        }
+        break
       }
-    } else if (isDigit(c) || (c === 46 && isDigit(s.charCodeAt(i + 1)))) {
-      const e = numberEnd(s, i)
-      if (e < 0) {
+      case C_QUOTE: {
+        const e = stringEnd(s, i, false)
+        if (e < 0) return { key: null, spans, kinds }
+        litStart = i
+        litEnd = e
+        kind = LIT_STRING
+        break
+      }
+      case C_DQUOTE: {
+        let q = s.indexOf('"', i + 1)
+        if (q < 0) return { key: null, spans, kinds }
+        while (s.charCodeAt(q + 1) === 34) {
+          q = s.indexOf('"', q + 2)
+          if (q < 0) return { key: null, spans, kinds }
+        }
+        i = q + 1
+        break
+      }
+      case C_DASH:
+        if (s.charCodeAt(i + 1) === 45) {
+          const e = s.indexOf('\n', i)
+          i = e < 0 ? n : e + 1
+        } else i++
+        break
+      case C_SLASH:
+        if (s.charCodeAt(i + 1) === 42) i = commentEnd(s, i)
+        else i++
+        break
+      case C_DOT:
+      case C_DIGIT: {
+        if (cls === C_DOT && !isDigit(s.charCodeAt(i + 1))) {
+          i++
+          break
+        }
+        const e = numberEnd(s, i)
+        if (e < 0) {
+          ok = false
+          i++
+          while (i < n && isIdentChar(s.charCodeAt(i))) i++
+        } else {
+          litStart = i
+          litEnd = e
+          kind = LIT_NUMBER
+        }
+        break
+      }
+      case C_DOLLAR: {
+        const nx = s.charCodeAt(i + 1)
+        if (isDigit(nx)) {
+          i += 2
+          while (i < n && isDigit(s.charCodeAt(i))) i++
+        } else {
+          const te = dollarTagEnd(s, i)
+          if (te < 0) i++
+          else {
+            const tag = s.slice(i, te)
+            const close = s.indexOf(tag, te)
+            if (close < 0) return { key: null, spans, kinds }
+            litStart = i
+            litEnd = close + tag.length
+            kind = LIT_DOLLAR
+          }
+        }
+        break
+      }
+      default: // C_CTRL: NUL and our marker chars never go into a shared key
         ok = false
         i++
-        while (i < n && isIdentChar(s.charCodeAt(i))) i++
-      } else {
-        lit(i, e, LIT_NUMBER)
-        i = e
-      }
-    } else if (c === 36) {
-      const nx = s.charCodeAt(i + 1)
-      if (isDigit(nx)) {
-        i += 2
-        while (i < n && isDigit(s.charCodeAt(i))) i++
-      } else {
-        const te = dollarTagEnd(s, i)
-        if (te < 0) {
-          i++
-        } else {
-          const tag = s.slice(i, te)
-          const close = s.indexOf(tag, te)
-          if (close < 0) return { key: null, spans, kinds }
-          lit(i, close + tag.length, LIT_DOLLAR)
-          i = close + tag.length
-        }
-      }
-    } else i++
+    }
+    if (kind !== 0) {
+      key += s.slice(last, litStart) + MARK[kind]
+      last = litEnd
+      spans.push(litStart, litEnd)
+      kinds.push(kind)
+      i = litEnd
+    }
   }
   if (!ok) return { key: null, spans, kinds }
   key += s.slice(last)
