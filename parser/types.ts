@@ -47,7 +47,9 @@ export interface RewriteContext {
   facts: SchemaFacts
 }
 
-/** A statement the proxy answers itself instead of sending it to the backend. */
+/** A statement the proxy answers itself instead of sending it to the backend.
+ *  (Returned in both modes: a bypass session's SET/SHOW/RESET of the setting and set_config() of it are
+ *  tenant commands too, so server/ can still route by the tenant a bypass user chooses.) */
 export type TenantCommand =
   /** SET/RESET app.tenant, SET … TO DEFAULT, RESET ALL (value null = clear). Answered with CommandComplete "SET"/"RESET". */
   | { op: 'set'; value: string | null; local: boolean; tag: 'SET' | 'RESET' }
