@@ -130,7 +130,8 @@ export class Proxy implements ProxyContext {
         const facts = buildSchemaFacts(rows as unknown as SchemaRow[], tenant)
         const backend = this.config.backends[backendName]
         // In a database of its own, a tenant's tables without the tenant column are its own.
-        this.facts.set(backendName, backend?.url.perTenant ? { ...facts, unknown: 'allow' } : facts)
+        this.discovered.set(backendName, backend?.url.perTenant ? { ...facts, unknown: 'allow' } : facts)
+        this.updateFacts(backendName)
         this.log.info({ backend: backendName, tenantTables: facts.tenantTables.size, relations: facts.knownRelations.size }, 'schema facts loaded')
       })
       .catch((err: Error) => {
@@ -150,11 +151,43 @@ export class Proxy implements ProxyContext {
       )
       this.citus.set(backendName, meta)
       this.citusLoadedAt.set(backendName, Date.now())
+      this.updateFacts(backendName)
       this.log.info({ backend: backendName, tables: meta.tables.size, problems: meta.problems.length }, 'Citus metadata loaded')
     } catch (err) {
       this.metrics?.citusRefreshFailed(backendName)
       this.log.warn({ backend: backendName, err: (err as Error).message }, 'Citus metadata refresh failed; routing to the coordinator')
     }
+  }
+
+  private readonly discovered = new Map<string, SchemaFacts>()
+
+  /**
+   * The facts the rewriter uses for a backend: what discovery found, plus, on a Citus
+   * coordinator, every distributed table as a tenant table keyed by its distribution column
+   * and every Citus reference table as a reference table (explicit tenant.tables win).
+   */
+  private updateFacts(backendName: string): void {
+    const base = this.discovered.get(backendName)
+    if (!base) return
+    const meta = this.citus.get(backendName)
+    if (!meta) {
+      this.facts.set(backendName, base)
+      return
+    }
+    const tenantTables = new Map(base.tenantTables)
+    const tenantColumnTypes = new Map(base.tenantColumnTypes ?? [])
+    const referenceTables = new Set(base.referenceTables)
+    const explicit = new Set(Object.keys(this.config.tenant?.tables ?? {}).map((k) => (k.includes('.') ? k : `public.${k}`)))
+    for (const [name, table] of meta.tables) {
+      if (explicit.has(name)) continue
+      tenantTables.set(name, table.column)
+      tenantColumnTypes.set(name, table.type)
+    }
+    for (const name of meta.referenceTables) {
+      referenceTables.add(name)
+      tenantTables.delete(name)
+    }
+    this.facts.set(backendName, { ...base, tenantTables, tenantColumnTypes, referenceTables })
   }
 
   /** Schema facts for the backend this session's tenant is placed on; a promise while first discovered. */
@@ -260,7 +293,15 @@ export class Proxy implements ProxyContext {
 
   async serverParams(session: ClientSession): Promise<Map<string, string>> {
     // Reported at login: the values of the backend the session starts on (its default placement).
-    const route = this.route(session, { touchesTenant: false, relations: [] })
+    let route: Route
+    try {
+      route = this.route(session, { touchesTenant: false, relations: [] })
+    } catch {
+      // No server to ask yet (a database per tenant and no tenant set): any pool of that backend, else defaults.
+      const backend = this.placementOf(session.effectiveTenant)
+      for (const p of this.pools.pools.values()) if (p.backendName === backend && p.serverParams) return p.serverParams
+      return DEFAULT_SERVER_PARAMS
+    }
     const pool = this.poolFor(session, route)
     if (!pool.serverParams) {
       const conn = await pool.acquire()
@@ -358,6 +399,7 @@ export class Proxy implements ProxyContext {
     this.secureContext = config.tls ? tls.createSecureContext({ cert: config.tls.cert, key: config.tls.key }) : null
     this.tenantPattern = compileTenantPattern(config.tenant?.pattern)
     this.facts.clear()
+    this.discovered.clear()
     void this.loadCatalogs()
     this.log.info('configuration reloaded')
   }
@@ -378,6 +420,20 @@ export class Proxy implements ProxyContext {
     this.log.info('pgtenant stopped')
   }
 }
+
+/** ParameterStatus values reported when no server can be asked (see serverParams). */
+const DEFAULT_SERVER_PARAMS = new Map([
+  ['server_version', '15.0'],
+  ['server_encoding', 'UTF8'],
+  ['client_encoding', 'UTF8'],
+  ['DateStyle', 'ISO, MDY'],
+  ['IntervalStyle', 'postgres'],
+  ['integer_datetimes', 'on'],
+  ['standard_conforming_strings', 'on'],
+  ['TimeZone', 'UTC'],
+  ['is_superuser', 'off'],
+  ['application_name', ''],
+])
 
 function readVersion(): string {
   try {

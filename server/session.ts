@@ -18,7 +18,7 @@ import { BackendConnection, BackendError } from './backend/connection.js'
 import type { Pool } from './backend/pool.js'
 import type { Config, UserConfig } from './config-types.js'
 import type { RewriteResult, SessionEffect, StatementPlan, TenantCommand, Refusal } from '../parser/types.js'
-import { quoteLiteral, quoteIdent } from './planner.js'
+import { quoteLiteral, quoteIdent, firstKeyword } from './planner.js'
 import { authenticate } from './client-auth.js'
 import type { ProxyContext } from './proxy-context.js'
 
@@ -376,6 +376,8 @@ export class ClientSession {
   // ---------------------------------------------------------------- messages
 
   private retriedFrame: Frame | null = null
+  /** A BEGIN answered by the proxy, to be sent ahead of the transaction's first statement. */
+  private deferredBegin: Buffer | null = null
   /** The server sent FATAL before closing: the client has been told already. */
   private serverFatal = false
 
@@ -523,6 +525,7 @@ export class ClientSession {
     const sql = fe.decodeQuery(frame)
     this.currentQueryStart = Date.now()
     const plan = this.plan(sql)
+    if (this.deferTransactionControl(frame, sql, plan)) return true
     if (plan === null) {
       this.routeHint = NO_HINT
       if (!this.ensureBackend()) return false
@@ -563,6 +566,32 @@ export class ClientSession {
     this.ctx.metrics?.statementSent(this)
     this.applyImmediateEffects(effects)
     return true
+  }
+
+  /**
+   * BEGIN deferral (transaction pooling): a lone BEGIN is answered by the proxy and sent to
+   * the server together with the transaction's first real statement, so the transaction is
+   * routed by what it touches (a tenant's Citus worker, say) and holds a server connection
+   * one round trip less. A COMMIT/ROLLBACK before anything else needs no server at all.
+   */
+  private deferTransactionControl(frame: Frame, sql: string, plan: RewriteResult | null): boolean {
+    if (this.backend || this.acquiring || this.ctx.config.pool.mode !== 'transaction') return false
+    const command = loneCommand(sql, plan)
+    if (this.deferredBegin === null) {
+      if (this.txStatus !== 'I' || (command !== 'BEGIN' && command !== 'START')) return false
+      this.deferredBegin = Buffer.from(frame.raw)
+      this.txStatus = 'T'
+      this.answer([be.commandComplete('BEGIN'), be.readyForQuery('T')])
+      return true
+    }
+    if (/^\s*(commit|end|rollback|abort)(\s+(work|transaction))?\s*;?\s*$/i.test(sql)) {
+      this.deferredBegin = null
+      this.txStatus = 'I'
+      this.transactionEnded()
+      this.answer([be.commandComplete(command === 'COMMIT' || command === 'END' ? 'COMMIT' : 'ROLLBACK'), be.readyForQuery('I')])
+      return true
+    }
+    return false
   }
 
   /** Effects the pooler cannot carry across connections: refuse them, or pin the session. */
@@ -936,6 +965,11 @@ export class ClientSession {
     this.pool = pool
     this.backendName = pool.backendName
     conn.attach({ onData: this.onBackendData, onClose: this.onBackendClose })
+    if (this.deferredBegin) {
+      this.toBackend.unshift(this.deferredBegin)
+      this.queue.unshift({ kind: 'internal' })
+      this.deferredBegin = null
+    }
     this.syncSessionState(conn)
     this.socket.resume()
     try {
@@ -1265,4 +1299,15 @@ function hintOf(plan: RewriteResult): { touchesTenant: boolean; relations: reado
     relations.push(...st.relations)
   }
   return touches || relations.length > 0 ? { touchesTenant: touches, relations } : NO_HINT
+}
+
+/** The command of a single-statement text (BEGIN, START, COMMIT, END, ROLLBACK, ABORT…), or '' when it is more than one statement. */
+function loneCommand(sql: string, plan: RewriteResult | null): string {
+  if (plan) {
+    const only = plan.statements.length === 1 ? plan.statements[0] : null
+    return only?.kind === 'forward' ? only.command : ''
+  }
+  const semicolon = sql.indexOf(';')
+  if (semicolon >= 0 && sql.slice(semicolon + 1).trim() !== '') return ''
+  return firstKeyword(sql)
 }

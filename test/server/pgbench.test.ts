@@ -19,13 +19,15 @@ for (const mode of ['transaction', 'session']) {
     t.teardown(() => proxy.stop())
     for (const protocol of ['simple', 'extended', 'prepared']) {
       const before = Number(server.sql('SELECT count(*) FROM pgbench_history'))
-      const r = await run(pgbench, ['-n', '-c', '8', '-j', '2', '-t', '60', '-M', protocol, proxy.url('app', 'app_pw')])
+      // One thread per client: in -M prepared, pgbench prepares with a blocking call, so a thread whose
+      // other client holds a pooled connection mid-transaction would wait on itself (as with PgBouncer).
+      const r = await run(pgbench, ['-n', '-c', '8', '-j', '8', '-t', '60', '-M', protocol, proxy.url('app', 'app_pw')])
       t.equal(r.code, 0, `${protocol}: exit 0 ${r.stderr.slice(0, 500)}`)
       t.match(r.stdout, /number of transactions actually processed: 480\/480/, `${protocol}: all 480 transactions`)
       t.match(r.stdout, /number of failed transactions: 0 /, `${protocol}: none failed`)
       t.equal(Number(server.sql('SELECT count(*) FROM pgbench_history')) - before, 480, `${protocol}: 480 history rows written`)
     }
-    const selectOnly = await run(pgbench, ['-n', '-S', '-c', '10', '-j', '2', '-T', '2', '-M', 'prepared', proxy.url('app', 'app_pw')])
+    const selectOnly = await run(pgbench, ['-n', '-S', '-c', '10', '-j', '10', '-T', '2', '-M', 'prepared', proxy.url('app', 'app_pw')])
     t.equal(selectOnly.code, 0, selectOnly.stderr.slice(0, 500))
   })
 }
