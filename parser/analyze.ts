@@ -913,7 +913,7 @@ export class Analyzer {
           } else if (t[i].d < d) break
         }
         if (row !== sel.valuesLists.length) throw new Refuse('0A000', 'pgtenant could not locate every VALUES row')
-      } else if ((!sel.op || sel.op === 'SETOP_NONE') && sel.targetList?.[idx] && !sel.targetList[idx].ResTarget.name && !JSON.stringify(sel.targetList[idx]).includes('A_Star')) {
+      } else if ((!sel.op || sel.op === 'SETOP_NONE') && sel.targetList?.[idx] && !JSON.stringify(sel.targetList[idx]).includes('A_Star')) {
         const tl: N[] = sel.targetList
         if (tl.length !== cols!.length) throw new Refuse('0A000', `INSERT into "${key}": SELECT list does not match the column list`)
         const a0 = this.tokAt(this.c(tl[0].ResTarget.location))
@@ -925,7 +925,12 @@ export class Analyzer {
         for (let i = a0; i < stop; i++) if (t[i].d === d && t[i].k === T_PUNCT && t[i].w === ',') starts.push(i + 1)
         if (starts.length !== tl.length) throw new Refuse('0A000', 'pgtenant could not match the SELECT list')
         const a = starts[idx]
-        const b = idx + 1 < starts.length ? starts[idx + 1] - 2 : stop - 1
+        let b = idx + 1 < starts.length ? starts[idx + 1] - 2 : stop - 1
+        if (tl[idx].ResTarget.name) {
+          // "expr AS name" or "expr name": guard only the expression
+          b = this.isWord(b - 1, 'as') ? b - 2 : b - 1
+          if (b < a) throw new Refuse('0A000', 'pgtenant could not match the SELECT list')
+        }
         this.tenantValue(tl[idx].ResTarget.val, a, b, key, col, 'INSERT into')
       } else
         throw new Refuse('0A000', `INSERT into "${key}" … SELECT with the tenant column "${col}" in the column list is only supported for a plain SELECT list: omit the column and pgtenant adds it`)
