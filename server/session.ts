@@ -376,6 +376,8 @@ export class ClientSession {
   // ---------------------------------------------------------------- messages
 
   private retriedFrame: Frame | null = null
+  /** A search_path SET but not yet committed: statements sent after it are planned with it. */
+  private planSearchPath: string | null = null
   /** A BEGIN answered by the proxy, to be sent ahead of the transaction's first statement. */
   private deferredBegin: Buffer | null = null
   /** The server sent FATAL before closing: the client has been told already. */
@@ -441,6 +443,11 @@ export class ClientSession {
         if (this.backend) this.send(frame.raw) // outside COPY the server ignores these too
         return true
       case 'F':
+        if (this.ctx.planner.tenantMode && !this.bypass) {
+          // A function called by OID runs no SQL the proxy can check.
+          this.refuse({ kind: 'refuse', sqlstate: '0A000', message: 'the FunctionCall protocol message is not allowed for tenant sessions: call the function in a SELECT' }, false)
+          return true
+        }
         if (!this.ensureBackend()) return false
         this.send(frame.raw)
         this.queue.push({ kind: 'function' })
@@ -511,8 +518,8 @@ export class ClientSession {
   }
 
   private searchPath(): string[] {
-    const raw = this.settings.get('search_path')
-    if (!raw) return ['public']
+    const raw = this.planSearchPath ?? this.settings.get('search_path')
+    if (!raw) return [this.user, 'public'] // PostgreSQL's default: "$user", public
     return raw
       .split(',')
       .map((s) => s.trim().replace(/^'+|'+$/g, ''))
@@ -548,6 +555,11 @@ export class ClientSession {
     }
     const effects: SessionEffect[] = []
     this.routeHint = hintOf(plan)
+    const setsPath = plan.statements.findIndex((st) => st.kind === 'forward' && isSearchPathEffect(st.effect))
+    if (setsPath >= 0 && setsPath < plan.statements.length - 1 && this.ctx.planner.tenantMode && !this.bypass) {
+      this.refuse({ kind: 'refuse', sqlstate: '0A000', message: 'SET search_path must be sent in a statement of its own: the statements after it would be checked against the old search_path' }, false)
+      return true
+    }
     for (const st of plan.statements) {
       if (st.kind !== 'forward') continue
       if (st.effect) {
@@ -596,6 +608,8 @@ export class ClientSession {
 
   /** Effects the pooler cannot carry across connections: refuse them, or pin the session. */
   private checkEffect(effect: SessionEffect): Refusal | null {
+    if (this.ctx.planner.tenantMode && !this.bypass && effect.kind === 'set_local' && effect.name.toLowerCase() === 'search_path')
+      return { kind: 'refuse', sqlstate: '0A000', message: 'SET LOCAL search_path is not supported for tenant sessions: use SET search_path', hint: 'The proxy resolves table names with the session search_path.' }
     if (this.ctx.config.pool.mode !== 'transaction') return null
     if (effect.kind === 'listen')
       return {
@@ -615,6 +629,8 @@ export class ClientSession {
   /** Effects that change how the proxy itself behaves right away (not replayed settings). */
   private applyImmediateEffects(effects: SessionEffect[]): void {
     for (const e of effects) {
+      if (isSearchPathEffect(e)) this.planSearchPath = e.kind === 'set' ? e.valueSql : ''
+      if (e.kind === 'reset_all' || e.kind === 'discard_all') this.planSearchPath = ''
       if (e.kind === 'reset_all' && this.userConfig?.tenant === undefined && this.ctx.planner.tenantMode) {
         this.tenant = null
         this.invalidateState()
@@ -1186,6 +1202,7 @@ export class ClientSession {
 
   private transactionEnded(): void {
     if (!this.sawRollback) for (const e of this.pendingEffects) this.applySettingEffect(e)
+    this.planSearchPath = null // the committed settings say it now
     this.pendingEffects = []
     this.sawRollback = false
     this.txTouchedTenant = false
@@ -1310,4 +1327,8 @@ function loneCommand(sql: string, plan: RewriteResult | null): string {
   const semicolon = sql.indexOf(';')
   if (semicolon >= 0 && sql.slice(semicolon + 1).trim() !== '') return ''
   return firstKeyword(sql)
+}
+
+function isSearchPathEffect(e: SessionEffect | undefined): e is Extract<SessionEffect, { kind: 'set' | 'reset' }> {
+  return (e?.kind === 'set' || e?.kind === 'reset') && e.name.toLowerCase() === 'search_path'
 }

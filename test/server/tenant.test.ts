@@ -11,6 +11,9 @@ server.sql(`
   CREATE TABLE notes (tenant_id text NOT NULL, id int NOT NULL, body text, PRIMARY KEY (tenant_id, id));
   CREATE TABLE audit (tenant_id text NOT NULL DEFAULT current_setting('app.tenant'), seen text);
   CREATE TABLE countries (code text PRIMARY KEY);
+  CREATE SCHEMA other;
+  CREATE TABLE other.notes (tenant_id text NOT NULL, id int NOT NULL, body text);
+  INSERT INTO other.notes SELECT t, g, 'other ' || t FROM unnest(ARRAY['a', 'b']) t, generate_series(1, 3) g;
   INSERT INTO countries VALUES ('DE'), ('FR');
   INSERT INTO notes SELECT t, g, t || ' note ' || g FROM unnest(ARRAY['a', 'b', 'c', 'd', 'e']) t, generate_series(1, 20) g;
   -- A trigger sees the tenant the proxy sets on the server.
@@ -142,6 +145,24 @@ t.test('one refused statement in a message: nothing of it reaches the server', a
   await t.rejects(c.query('SELECT * FROM pg_stat_activity'), { code: '42501' })
   await t.rejects(c.query('SELEC oops'), { code: '42601' })
   t.equal((await c.query('SELECT count(*)::int AS n FROM notes')).rows[0].n, 20, 'session usable after refusals')
+  await c.end()
+})
+
+t.test('search_path decides which table a name means, for the proxy too', async (t) => {
+  const c = await connect()
+  await c.query("SET app.tenant = 'a'")
+  await c.query('SET search_path = other, public')
+  t.same((await c.query('SELECT DISTINCT tenant_id, body FROM notes')).rows, [{ tenant_id: 'a', body: 'other a' }], 'other.notes, filtered')
+  await c.query('RESET search_path')
+  await c.query('BEGIN')
+  await c.query('SET search_path = other')
+  t.same((await c.query('SELECT count(*)::int AS n, min(body) AS b FROM notes')).rows, [{ n: 3, b: 'other a' }], 'a SET inside the transaction counts at once')
+  await c.query('ROLLBACK')
+  t.equal((await c.query('SELECT count(*)::int AS n FROM notes')).rows[0].n, 20, 'rolled back: public.notes again')
+  await t.rejects(c.query('SET search_path = other; SELECT * FROM notes'), { code: '0A000' })
+  await c.query('BEGIN')
+  await t.rejects(c.query('SET LOCAL search_path = other'), { code: '0A000' })
+  await c.query('ROLLBACK')
   await c.end()
 })
 
