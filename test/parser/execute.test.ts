@@ -301,6 +301,33 @@ t.test('rewritten statements match a tenant-only database', async (t) => {
     t.equal(Number(count.rows[0].n), 18, 'ads table still there')
   })
 
+  await t.test('cross-tenant unique keys: ON CONFLICT never touches another tenant', async (t) => {
+    await all.query('CREATE TABLE tokens (code text PRIMARY KEY, company_id int NOT NULL, v text)')
+    await all.query("INSERT INTO tokens VALUES ('shared', 2, 'owned by 2')")
+    const f2 = buildSchemaFacts((await all.query(SCHEMA_DISCOVERY_SQL, ['company_id'])).rows as SchemaRow[], {
+      setting: 'app.tenant', column: 'company_id', tables: { companies: 'id', Notes: 'tenant_id' }, reference: ['countries'], unknown: 'reject', pattern: '.*',
+    })
+    const c: RewriteContext = { mode: 'tenant', tenant: '1', setting: 'app.tenant', searchPath: ['public'], facts: f2 }
+    const r = rewriteQuery("INSERT INTO tokens (code, v) VALUES ('shared', 'hijack') ON CONFLICT (code) DO UPDATE SET v = EXCLUDED.v RETURNING *", c)
+    const res = await all.query(r.sql!)
+    t.equal(res.rowCount, 0, 'no row inserted or updated')
+    const row = await all.query("SELECT * FROM tokens WHERE code = 'shared'")
+    t.same(row.rows, [{ code: 'shared', company_id: 2, v: 'owned by 2' }], "tenant 2's row unchanged")
+    await all.query('CREATE TABLE things (id int, org uuid NOT NULL)')
+    const f3 = buildSchemaFacts((await all.query(SCHEMA_DISCOVERY_SQL, ['org'])).rows as SchemaRow[], {
+      setting: 'app.tenant', column: 'org', tables: {}, reference: [], unknown: 'allow', pattern: '.*',
+    })
+    t.equal(f3.tenantColumnTypes?.get('public.things'), 'uuid')
+    const org = '6f1c1f3e-6d2b-4c53-9a57-0d2f3c1b2a10'
+    const cu: RewriteContext = { mode: 'tenant', tenant: org, setting: 'app.tenant', searchPath: ['public'], facts: f3 }
+    const ins = rewriteQuery('INSERT INTO things (id, org) VALUES ($1, $2) RETURNING org', cu)
+    t.equal((await all.query(ins.sql!, [1, org])).rows[0].org, org, 'uuid parameter equal to the tenant passes the guard')
+    await t.rejects(all.query(ins.sql!, [2, '00000000-0000-0000-0000-000000000000']), /pgtenant: org must equal the session tenant/)
+    const sel = rewriteQuery('SELECT count(*)::int AS n FROM things', cu)
+    t.equal((await all.query(sel.sql!)).rows[0].n, 1)
+    await all.query('DROP TABLE tokens, things')
+  })
+
   await t.test('COPY TO and cursors', async (t) => {
     const c = ctx('2')
     const r = rewriteQuery('COPY ads (id, title) TO STDOUT', c, cache)
