@@ -129,7 +129,14 @@ export class RewriteCache {
   putNorm(key: string, e: NormEntry): void {
     if (e.bytes > this.maxBytes / 4) return
     const head = this.norm.get(key)
-    if (head) e.next = head
+    if (head) {
+      e.next = head
+      let n = 0
+      for (let x: NormEntry | null = e; x; x = x.next) if (++n > 4 && x.next) {
+        this.bytes -= x.next.bytes
+        x.next = x.next.next
+      }
+    }
     this.norm.set(key, e)
     this.bytes += e.bytes
     this.evict()
