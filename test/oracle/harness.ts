@@ -276,7 +276,9 @@ export function rewriterTarget(client: pg.Client, rewriter: RewriterApi, tenant:
       if ('refusal' in text) return { ok: false, refused: true, code: text.refusal.sqlstate, message: text.refusal.message }
       const out = await runOnClient(client, text.sql, params, protocol)
       out.sent = text.sql
-      if (!out.ok) out.refused = false
+      // The rewriter's execution-time guard (a tenant value only known at execution) fails the statement with a message
+      // starting "pgtenant:": that is a refusal too, made by the backend on the rewriter's behalf.
+      if (!out.ok) out.refused = /pgtenant:/.test(out.message)
       return out
     },
   }

@@ -432,6 +432,40 @@ export const MUTATIONS: Mutation[] = [
     },
   },
   {
+    name: 'comment-injection',
+    apply(sql, toks, { rng }) {
+      // Comments (multibyte, nested, line) between random tokens: splice offsets must survive them.
+      if (toks.length < 2) return null
+      let out = sql
+      const picks = [...new Set(Array.from({ length: 1 + Math.floor(rng() * 3) }, () => 1 + Math.floor(rng() * (toks.length - 1))))].sort((a, b) => b - a)
+      for (const i of picks) {
+        const c = pick(rng, ['/* ü — 🚀 */', '/* a /* nested */ b */', '-- line ✓\n', '\n\t', '/**/'])
+        out = splice(out, toks[i].start, toks[i].start, ` ${c} `)
+      }
+      return out
+    },
+  },
+  {
+    name: 'multibyte-prefix',
+    apply(sql, toks, { rng }) {
+      // Multibyte text before every splice point: byte offsets ≠ string indices.
+      if (up(toks[0]) === 'SELECT' && toks[1] && up(toks[1]) !== 'DISTINCT' && up(toks[1]) !== 'ALL')
+        return splice(sql, toks[1].start, toks[1].start, `'${pick(rng, ['é', '—', '🚀🚀', 'ü€ß', '日本語'])}' AS u8_note, `)
+      return `/* ${pick(rng, ['é', '—', '🚀🚀', '日本語'])} */ ${sql}`
+    },
+  },
+  {
+    name: 'case-and-space',
+    apply(sql, toks, { rng }) {
+      // Keywords and unquoted names in random case, whitespace as newlines/tabs.
+      let out = sql
+      for (const t of [...toks].reverse()) {
+        if (t.type === 'word' && rng() < 0.5) out = splice(out, t.start, t.end, rng() < 0.5 ? t.text.toUpperCase() : t.text.toLowerCase())
+      }
+      return out.replace(/ +/g, () => pick(rng, [' ', '  ', '\n', '\t', ' \n  ']))
+    },
+  },
+  {
     name: 'select-star',
     apply(sql, toks) {
       if (up(toks[0]) !== 'SELECT' || toks.some((t) => t.depth === 0 && ['GROUP', 'UNION', 'INTERSECT', 'EXCEPT', 'DISTINCT', 'HAVING'].includes(up(t)))) return null
