@@ -978,6 +978,28 @@ export class Analyzer {
     }
     for (const item of up.fromClause ?? []) this.fromItem(item, scope, pl, null, false)
     this.walkExpr([up.targetList, up.whereClause, up.returningClause ?? up.returningList], scope)
+    if (r.kind === 'tenant' && up.whereClause && nodeType(up.whereClause) === 'CurrentOfExpr') {
+      // WHERE CURRENT OF cannot take another condition: the cursor's own query was restricted, and
+      // as a second line (a WITH HOLD cursor may outlive a tenant change) the row's tenant column is
+      // re-assigned through the guard, which fails for another tenant's row
+      if (up.fromClause) throw new Refuse('0A000', `UPDATE of tenant table "${r.key}" … FROM … WHERE CURRENT OF is not supported`)
+      const col = r.col!
+      if (!(up.targetList ?? []).some((x: N) => x.ResTarget?.name === col)) {
+        const sc = this.scanDml(relTok)
+        if (sc.where < 1) throw new Refuse('0A000', 'pgtenant could not locate WHERE CURRENT OF')
+        const type = this.typeOf(r.key)
+        const qcol = quoteIdent(col)
+        const msg = quoteLiteral(`pgtenant: ${col} must equal the session tenant`)
+        this.insert(this.toks[sc.where - 1].e, [
+          `, ${qcol} = CASE (${qcol})::${type} WHEN `,
+          TENANT,
+          ' THEN ',
+          TENANT,
+          `::${type} ELSE (${msg} || substr(current_user::text, 1, 0))::int4::text::${type} END`,
+        ])
+      }
+      return
+    }
     if (!pl.empty()) this.applyPlacement(pl, relTok, up.whereClause, true)
   }
 
@@ -988,6 +1010,8 @@ export class Analyzer {
     const pl = new Placement()
     const relTok = this.tokAt(this.c(rv.location))
     if (r.kind === 'tenant') pl.where.push([`${quoteIdent(rv.alias?.aliasname ?? rv.relname)}.${quoteIdent(r.col!)} = `, TENANT])
+    if (r.kind === 'tenant' && del.whereClause && nodeType(del.whereClause) === 'CurrentOfExpr')
+      throw new Refuse('0A000', `DELETE from tenant table "${r.key}" … WHERE CURRENT OF is not supported: delete by key`)
     for (const item of del.usingClause ?? []) this.fromItem(item, scope, pl, null, false)
     this.walkExpr([del.whereClause, del.returningClause ?? del.returningList], scope)
     if (!pl.empty()) this.applyPlacement(pl, relTok, del.whereClause, true)

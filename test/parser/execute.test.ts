@@ -338,6 +338,18 @@ t.test('rewritten statements match a tenant-only database', async (t) => {
     const f = await all.query('FETCH ALL FROM cur')
     t.same(f.rows.map((x) => x.id), [1, 2, 3, 4, 5, 6])
     await all.query('ROLLBACK')
+    // UPDATE … WHERE CURRENT OF: works on the tenant's row, fails on another tenant's row
+    const u = rewriteQuery("UPDATE ads SET title = 'cur' WHERE CURRENT OF c2", c, cache)
+    await all.query('BEGIN')
+    await all.query(rewriteQuery('DECLARE c2 CURSOR FOR SELECT * FROM ads WHERE id = 3', c, cache).sql!)
+    await all.query('FETCH NEXT FROM c2')
+    t.equal((await all.query(u.sql!)).rowCount, 1, 'own row updated through the cursor')
+    await all.query('ROLLBACK')
+    await all.query('BEGIN')
+    await all.query('DECLARE c2 CURSOR FOR SELECT * FROM ads WHERE company_id = 3 AND id = 3') // a stale cursor on tenant 3
+    await all.query('FETCH NEXT FROM c2')
+    await t.rejects(all.query(u.sql!), /pgtenant: company_id must equal the session tenant/, "another tenant's row through a cursor fails")
+    await all.query('ROLLBACK')
     const e = rewriteQuery('EXPLAIN (COSTS OFF) SELECT * FROM ads', c, cache)
     const plan = (await all.query(e.sql!)).rows.map((x) => x['QUERY PLAN']).join('\n')
     t.match(plan, /company_id = 2/, 'EXPLAIN shows the tenant filter')
