@@ -38,6 +38,8 @@ export interface ProxyContext {
   tenantChanged(session: ClientSession): void
   /** ParameterStatus values to report at login. */
   serverParams(session: ClientSession): Promise<Map<string, string>>
+  /** An idle server connection for the session's next transaction right now, or null (then use acquire). */
+  acquireNow(session: ClientSession): { conn: BackendConnection; pool: Pool } | null
   /** A server connection for the session's next transaction. */
   acquire(session: ClientSession): Promise<{ conn: BackendConnection; pool: Pool }>
   /** Schema facts for the session's placement; a promise while they are being discovered for the first time. */

@@ -328,6 +328,22 @@ export class Proxy implements ProxyContext {
     return this.paused.has('*') || (session.effectiveTenant !== null && this.paused.has(session.effectiveTenant))
   }
 
+  /** The hot path: an idle server connection for this session's next transaction, right now, or null. */
+  acquireNow(session: ClientSession): { conn: BackendConnection; pool: Pool } | null {
+    if (this.isPaused(session)) return null
+    let route: Route
+    try {
+      route = this.route(session, session.routeHint)
+    } catch {
+      return null // the slow path reports the refusal
+    }
+    const pool = this.poolFor(session, route)
+    const conn = pool.tryAcquire()
+    if (!conn) return null
+    this.metrics?.routed(route.kind, route.backend)
+    return { conn, pool }
+  }
+
   async acquire(session: ClientSession): Promise<{ conn: BackendConnection; pool: Pool }> {
     while (this.isPaused(session)) await new Promise<void>((resolve) => this.pauseWaiters.push(resolve))
     const route = this.route(session, session.routeHint)

@@ -963,6 +963,11 @@ export class ClientSession {
   private ensureBackend(): boolean {
     if (this.backend) return true
     if (this.acquiring) return false
+    const now = this.ctx.acquireNow(this)
+    if (now) {
+      this.attachBackend(now.conn, now.pool)
+      return true
+    }
     this.acquiring = true
     this.ctx
       .acquire(this)
@@ -977,6 +982,16 @@ export class ClientSession {
       pool.release(conn, true)
       return
     }
+    this.attachBackend(conn, pool)
+    this.socket.resume()
+    try {
+      this.processInput()
+    } catch (err) {
+      this.onInputError(err as Error)
+    }
+  }
+
+  private attachBackend(conn: BackendConnection, pool: Pool): void {
     this.backend = conn
     this.pool = pool
     this.backendName = pool.backendName
@@ -987,12 +1002,6 @@ export class ClientSession {
       this.deferredBegin = null
     }
     this.syncSessionState(conn)
-    this.socket.resume()
-    try {
-      this.processInput()
-    } catch (err) {
-      this.onInputError(err as Error)
-    }
   }
 
   private onAcquireFailed(err: Error): void {

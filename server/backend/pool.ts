@@ -64,6 +64,12 @@ export class Pool {
     })
   }
 
+  /** An idle connection right now, without waiting (the hot path), or null. */
+  tryAcquire(): BackendConnection | null {
+    this.lastUsed = Date.now()
+    return this.takeIdle()
+  }
+
   /** Give a connection back. `reusable` false (broken, or state unknown) closes it. */
   release(conn: BackendConnection, reusable: boolean): void {
     this.active--
