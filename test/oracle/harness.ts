@@ -368,6 +368,8 @@ export interface RunOptions {
   protocols?: Protocol[]
   /** A refusal by the rewriter is acceptable (fuzz mutations); otherwise a refusal is a failure. */
   allowRefusal?: boolean
+  /** A refusal is acceptable when the original fails too (expect_error entries). */
+  allowRefusalIfOriginalFails?: boolean
 }
 
 export interface RunResult {
@@ -470,7 +472,7 @@ export async function runStatement(
     if (!g.ok && g.refused) refused = true
     if (!e.ok && !g.ok) {
       if (!g.refused && e.code.slice(0, 2) !== g.code.slice(0, 2)) problems.push(`both failed, but SQLSTATE ${g.code} (${g.message}) vs expected ${e.code} (${e.message})`)
-      if (g.refused && !opts.allowRefusal) problems.push(`refused by the rewriter: ${g.code} ${g.message} (the original also fails on only_${tenant}: ${e.code} ${e.message})`)
+      if (g.refused && !opts.allowRefusal && !opts.allowRefusalIfOriginalFails) problems.push(`refused by the rewriter: ${g.code} ${g.message} (the original also fails on only_${tenant}: ${e.code} ${e.message})`)
     } else if (e.ok && !g.ok) {
       if (g.refused) {
         if (!opts.allowRefusal) problems.push(`refused by the rewriter: ${g.code} ${g.message}`)
@@ -554,7 +556,12 @@ function jsonRows(rows: unknown[][]): string[] {
 
 /** The reusable entry point: one corpus entry, one tenant, one protocol, through `target`. */
 export async function runCorpusEntry(env: OracleEnv, entry: CorpusEntry, tenant: string, target: OracleTarget, protocol: Protocol): Promise<RunResult> {
-  const r = await runStatement(env, entry.id, entry.sql, entry.params, tenant, target, protocol, { ordered: entry.ordered, allowRefusal: entry.allow_refusal, ignoreRows: entry.ignore_rows })
+  const r = await runStatement(env, entry.id, entry.sql, entry.params, tenant, target, protocol, {
+    ordered: entry.ordered,
+    allowRefusal: entry.allow_refusal,
+    allowRefusalIfOriginalFails: entry.expect_error,
+    ignoreRows: entry.ignore_rows,
+  })
   if (entry.isolation_only) {
     // Only isolation counts; keep the other differences as information.
     r.pass = !r.leak && !r.problems.some((p) => p.startsWith('harness error'))
