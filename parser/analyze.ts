@@ -230,7 +230,7 @@ export class Analyzer {
         map[bi] = ci
         if (cp < 0x80) bi += 1
         else if (cp < 0x800) bi += 2
-        else if (cp >= 0xd800 && cp <= 0xdbff && ci + 1 < t.length) {
+        else if (cp >= 0xd800 && cp <= 0xdbff && ci + 1 < t.length && (t.charCodeAt(ci + 1) & 0xfc00) === 0xdc00) {
           map[bi] = ci
           bi += 4
           ci++
