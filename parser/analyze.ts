@@ -1431,6 +1431,11 @@ function refusalOf(e: unknown): Refusal {
 
 /** Parse and analyse `text`. Never throws: failures become refusals. */
 export function analyze(text: string, ctx: RewriteContext, lits?: Normalized): Plan {
+  if (ctx.mode === 'tenant' && text.includes('\0')) {
+    // the parser would stop at the NUL; never forward text it did not see
+    const refusal: Refusal = { kind: 'refuse', sqlstate: '42601', message: 'pgtenant could not parse the statement: it contains a NUL character' }
+    return { stmts: [{ kind: 'refuse', refusal, tpl: [], command: '', touchesTenant: false, firstTenantTable: null, relations: [] }], whole: null, refusal, checks: [], normalizable: false, touchesTenant: false }
+  }
   let tree: N
   try {
     tree = parseSync(text)

@@ -107,6 +107,11 @@ t.test('plan cache', async (t) => {
     }
   })
 
+  t.test('a NUL in the text is refused (the parser would stop there)', async (t) => {
+    const r = rewriteQuery('SELECT 1\0; DROP TABLE ads', goldenCtx(), new RewriteCache())
+    t.equal(r.refusal?.sqlstate, '42601')
+  })
+
   t.test('normalised keys', async (t) => {
     const a = normalizeLiterals("SELECT 'a''b', E'x\\'y', $$z$$, 1.5e3, x FROM t -- 'no'\n WHERE \"q'\" = 2")
     t.equal(a.key, "SELECT \u0001, \u0002, \u0005, \u0004, x FROM t -- 'no'\n WHERE \"q'\" = \u0004")
