@@ -1531,4 +1531,3 @@ function safeCommand(an: Analyzer, range: [number, number]): string {
   return firstWord(an.text.slice(range[0], range[1]))
 }
 
-export { T_OP }

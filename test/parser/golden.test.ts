@@ -8,9 +8,6 @@
 //   the exact rewritten SQL (the whole message), optionally followed by a line "EFFECT <json>";
 //   or "ERROR <sqlstate> [message substring]";  or "TENANT <json of the TenantCommand>".
 import t from 'tap'
-import { readFileSync, readdirSync } from 'node:fs'
-import { join, dirname } from 'node:path'
-import { fileURLToPath } from 'node:url'
 import { parseSync } from 'libpg-query'
 import { initParser, rewriteQuery, RewriteCache } from '../../parser/index.js'
 import { normalizeLiterals, LIT_NUMBER, LIT_STRING, LIT_ESTRING, LIT_DOLLAR } from '../../parser/scan.js'
