@@ -32,6 +32,8 @@ let rewriter: RewriterApi | undefined
 let rewriterError = ''
 t.before(async () => {
   env = await startOracle()
+  // Mutations can make a recursive CTE endless (drop its WHERE): cut every statement short.
+  for (const c of [env.allClient, ...env.onlyClients.values()]) await c.query(`SET statement_timeout = '1500ms'`)
   try {
     rewriter = await loadRewriter()
   } catch (e) {
@@ -68,6 +70,7 @@ t.test(`oracle fuzz (seed ${SEED})`, async (t) => {
 
   const deadline = Date.now() + SECONDS * 1000
   const stats = { run: 0, equal: 0, refused: 0, inconclusive: 0, isolationOnly: 0, failed: 0, leaks: 0, notApplicable: 0 }
+  const slow: { ms: number; label: string; sql: string }[] = []
   const reasons = new Map<string, { n: number; example: string }>()
   const byMutation = new Map<string, { run: number; refused: number; failed: number }>()
   for (let k = 0; k < N && Date.now() < deadline; k++) {
@@ -87,7 +90,10 @@ t.test(`oracle fuzz (seed ${SEED})`, async (t) => {
     stats.run++
     const label = `fuzz#${k} seed=${SEED} ${m.names.join('+')} of ${entry.id}`
     const target = rewriterTarget(env.allClient, rewriter, tenant)
+    const t0 = Date.now()
     const r = await runStatement(env, label, m.sql, entry.params, tenant, target, protocol, { allowRefusal: true })
+    slow.push({ ms: Date.now() - t0, label, sql: m.sql })
+    slow.sort((a, b) => b.ms - a.ms).splice(5)
     const mk = m.names.join('+')
     const ms = byMutation.get(mk) ?? { run: 0, refused: 0, failed: 0 }
     ms.run++
@@ -123,6 +129,7 @@ t.test(`oracle fuzz (seed ${SEED})`, async (t) => {
   t.comment(`per mutation: ${[...byMutation].sort().map(([k, v]) => `${k} ${v.run}/${v.refused}r/${v.failed}f`).join(', ')}`)
   for (const [why, { n, example }] of [...reasons].sort((a, b) => b[1].n - a[1].n))
     t.comment(`refused ${n}×: ${why}\n    e.g. ${example.replace(/\s+/g, ' ').slice(0, 300)}`)
+  t.comment(`slowest: ${slow.map((x) => `${x.ms} ms ${x.label}: ${x.sql.replace(/\s+/g, ' ').slice(0, 160)}`).join('\n  ')}`)
   t.ok(stats.run >= Math.min(N, 50) || Date.now() >= deadline, `ran ${stats.run} mutations`)
   t.equal(stats.leaks, 0, 'no mutation returned another tenant\'s rows or changed another tenant\'s data')
 })
