@@ -671,16 +671,19 @@ export class Analyzer {
    * wrapped in an execution-time guard:
    *
    *   CASE (<expr>)::<type> WHEN '<tenant>' THEN '<tenant>'::<type>
-   *     ELSE ('pgtenant: <col> must equal the session tenant' || substr(current_user::text, 1, 0))::int4::text::<type> END
+   *     ELSE ((<expr>)::<type>::text || ' pgtenant: <col> must equal the session tenant')::int4::text::<type> END
    *
    * Why this shape: PostgreSQL 15 has no error() function, so the ELSE branch raises through a
-   * failing cast whose message carries our text: `invalid input syntax for type integer: "pgtenant:
-   * company_id must equal the session tenant"` (SQLSTATE 22P02), so nothing is written. `<type>` is
-   * the column's type (SchemaFacts.tenantColumnTypes, from format_type), so the expression keeps the
-   * column type and a `$n` parameter is inferred as that type; the simple CASE evaluates <expr> once.
-   * The `|| substr(current_user::text, 1, 0)` (an empty string from a stable function) keeps the
-   * planner from constant-folding the failing cast when the branch is not taken (a constant
-   * '…'::int4 would raise at parse time); a NULL value also takes the ELSE branch and fails.
+   * failing cast whose message carries our text: `invalid input syntax for type integer: "globex
+   * pgtenant: company_id must equal the session tenant"` (SQLSTATE 22P02, the statement writes
+   * nothing). The text can never be a valid integer, and it depends on <expr>, so the planner cannot
+   * fold it into an error while the branch is not taken (a constant '…'::int4 would raise at parse
+   * time). A NULL value yields NULL (NULL || text is NULL), exactly what the statement does on the
+   * tenant's own database (a NOT NULL tenant column then fails with 23502). `<type>` is the column's
+   * type (SchemaFacts.tenantColumnTypes, from format_type), so the expression keeps the column type
+   * and a `$n` parameter is inferred as that type. The simple CASE evaluates <expr> once on the good
+   * path; the ELSE branch evaluates it again only to build the error (a volatile <expr> can then at
+   * worst yield NULL, never another tenant's value).
    */
   tenantValue(node: N, a: number, b: number, key: string, col: string, what: string): void {
     const t = this.toks
@@ -702,9 +705,13 @@ export class Analyzer {
       return
     }
     const type = this.typeOf(key)
-    const msg = quoteLiteral(`pgtenant: ${col} must equal the session tenant`)
+    const expr = this.text.slice(t[a].s, t[b].e)
+    // the expression's text is repeated in the ELSE branch: a plan whose copy holds a literal cannot be
+    // shared with texts that differ in that literal
+    const sp = this.lits.spans
+    for (let k = 0; k < sp.length; k += 2) if (sp[k] >= t[a].s && sp[k + 1] <= t[b].e) this.normalizable = false
     this.insert(t[a].s, ['CASE ('])
-    this.insert(t[b].e, [`)::${type} WHEN `, TENANT, ' THEN ', TENANT, `::${type} ELSE (${msg} || substr(current_user::text, 1, 0))::int4::text::${type} END`])
+    this.insert(t[b].e, [`)::${type} WHEN `, TENANT, ' THEN ', TENANT, `::${type} ELSE ${guardRaise(expr, type, col)} END`])
   }
 
   litIndex(s: number, e: number): number {
@@ -989,14 +996,7 @@ export class Analyzer {
         if (sc.where < 1) throw new Refuse('0A000', 'pgtenant could not locate WHERE CURRENT OF')
         const type = this.typeOf(r.key)
         const qcol = quoteIdent(col)
-        const msg = quoteLiteral(`pgtenant: ${col} must equal the session tenant`)
-        this.insert(this.toks[sc.where - 1].e, [
-          `, ${qcol} = CASE (${qcol})::${type} WHEN `,
-          TENANT,
-          ' THEN ',
-          TENANT,
-          `::${type} ELSE (${msg} || substr(current_user::text, 1, 0))::int4::text::${type} END`,
-        ])
+        this.insert(this.toks[sc.where - 1].e, [`, ${qcol} = CASE (${qcol})::${type} WHEN `, TENANT, ' THEN ', TENANT, `::${type} ELSE ${guardRaise(qcol, type, col)} END`])
       }
       return
     }
@@ -1330,6 +1330,12 @@ export class Analyzer {
         return base()
     }
   }
+}
+
+/** ELSE branch of the tenant guard: NULL for a NULL value, else an error whose message names the column. */
+function guardRaise(expr: string, type: string, col: string): string {
+  const msg = quoteLiteral(` pgtenant: ${col} must equal the session tenant`)
+  return `((${expr})::${type}::text || ${msg})::int4::text::${type}`
 }
 
 function parseBool(s: string): boolean | null {
