@@ -1246,7 +1246,15 @@ export class Analyzer {
   commandOf(type: string, v: N, range: [number, number]): string {
     if (STMT_COMMAND[type] && v.valuesLists) return 'VALUES'
     const t = this.toks
-    let i = this.tokAt(range[0])
+    // first token at or after the statement start (which may be blank space or a comment)
+    let lo = 0
+    let hi = t.length
+    while (lo < hi) {
+      const mid = (lo + hi) >> 1
+      if (t[mid].e <= range[0]) lo = mid + 1
+      else hi = mid
+    }
+    let i = lo
     while (t[i] && t[i].w === '(') i++
     const first = t[i]?.k === T_WORD ? t[i].w.toUpperCase() : ''
     if (first === 'WITH' || !first) return STMT_COMMAND[type] ?? (first || type.replace(/Stmt$/, '').toUpperCase())
