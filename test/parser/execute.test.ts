@@ -138,6 +138,7 @@ const WRITES: { sql: string; params?: unknown[] }[] = [
   { sql: 'DELETE FROM ads'.replace('ads', 'campaigns c USING ads a WHERE a.campaign_id = c.id AND a.id > 4') },
   { sql: 'UPDATE ads SET (campaign_id, title) = (SELECT c.id, c.name FROM campaigns c ORDER BY c.id LIMIT 1) RETURNING id, campaign_id, title' },
   { sql: "INSERT INTO ads (id, title) SELECT 2000 + id, name FROM campaigns WHERE id = 2 UNION ALL SELECT 3000 + id, 'x' FROM clicks WHERE id > 6 RETURNING *" },
+  { sql: 'MERGE INTO ads a USING campaigns c JOIN clicks k ON k.id = c.id ON a.id = c.id WHEN MATCHED THEN UPDATE SET title = k.amount::text' },
   { sql: 'DELETE FROM ads' },
 ]
 
