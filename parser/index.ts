@@ -25,7 +25,11 @@ export { quoteLiteral, quoteIdent } from './quote.js'
 let loaded: Promise<void> | null = null
 /** Loads libpg-query's WASM module once; call (and await) before rewriteQuery. */
 export function initParser(): Promise<void> {
-  if (!loaded) loaded = loadModule()
+  if (!loaded)
+    loaded = loadModule().catch((e) => {
+      loaded = null // let a later call retry
+      throw e
+    })
   return loaded
 }
 
