@@ -78,16 +78,19 @@ t.test('corpus is valid and the oracle detects a missing rewrite', async (t) => 
   // Sensitivity: identity "rewriter" on all_tenants for acme.
   const identity = clientTarget(env.allClient, { setTenant: 'acme', label: 'identity' })
   let caught = 0
+  let leaks = 0
   let blind: string[] = []
   for (const entry of corpus) {
     if (entry.tenants && !entry.tenants.includes('acme')) continue
     const r = await runStatement(env, entry.id, entry.sql, entry.params, 'acme', identity, protocolsFor(entry)[0], { ordered: entry.ordered })
     if (!r.pass) caught++
     else blind.push(entry.id)
+    if (r.leak) leaks++
   }
   t.comment(`sensitivity: without rewriting, ${caught} entries differ for acme; ${blind.length} are tenant-blind (reference tables, catalogs, or results equal by construction)`)
   t.comment(`tenant-blind entries: ${blind.join(', ')}`)
   t.ok(caught >= corpus.length * 0.7, 'the oracle detects a missing rewrite in at least 70% of the corpus')
+  t.ok(leaks >= 50, `the LEAK detector fires without rewriting (${leaks} entries: foreign rows returned or other tenants' data changed)`)
 })
 
 function describeFailures(entry: CorpusEntry, failures: RunResult[]): string {
