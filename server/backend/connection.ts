@@ -4,7 +4,7 @@
 import net from 'node:net'
 import tls from 'node:tls'
 import { PassThrough } from 'node:stream'
-import { serialize, parse as parseBackend } from 'pg-protocol'
+import { serialize, parseBackend } from '../protocol/pg-protocol.js'
 import type { BackendMessage } from 'pg-protocol/dist/messages.js'
 import { ScramClient } from '../auth/scram.js'
 import { md5Response } from '../auth/md5.js'

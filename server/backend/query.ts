@@ -1,7 +1,7 @@
 // Runs one statement on a server connection the proxy holds itself (schema discovery,
 // Citus metadata) and decodes the rows with the standard client-side codec.
 import { PassThrough } from 'node:stream'
-import { serialize, parse as parseBackend } from 'pg-protocol'
+import { serialize, parseBackend } from '../protocol/pg-protocol.js'
 import type { BackendMessage } from 'pg-protocol/dist/messages.js'
 import { BackendError, type BackendConnection } from './connection.js'
 

@@ -1,7 +1,7 @@
 // Codec unit tests: framing and scanning must give the same result however the byte
 // stream is split into chunks.
 import t from 'tap'
-import { serialize } from 'pg-protocol'
+import { serialize } from '../../server/protocol/pg-protocol.js'
 import { FrameReader } from '../../server/protocol/frame-reader.js'
 import * as fe from '../../server/protocol/frontend.js'
 import * as be from '../../server/protocol/backend.js'

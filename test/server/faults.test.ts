@@ -3,7 +3,7 @@
 import t, { type Test } from 'tap'
 import net from 'node:net'
 import pg from 'pg'
-import { serialize } from 'pg-protocol'
+import { serialize } from '../../server/protocol/pg-protocol.js'
 import { startPostgres } from '../helpers/pg-server.js'
 import { startProxy, basicYaml, run, psqlArgs, selfSignedCert } from '../helpers/proxy.js'
 import { decodeFields } from '../../server/protocol/backend.js'
