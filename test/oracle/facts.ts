@@ -1,6 +1,7 @@
 // The oracle's tenants and the SchemaFacts the rewriter gets for test/oracle/schema.sql,
 // written by hand from the schema (routing/ has no schema discovery yet).
 import type { SchemaFacts } from '../../parser/types.js'
+import type { TenantConfig } from '../../server/config-types.js'
 
 /** The tenants in the seed; one has a hostile name (a quote) on purpose. */
 export const TENANTS = ['acme', 'globex', 'initech', "o'hare"] as const
@@ -64,3 +65,13 @@ export const ORACLE_TENANT_YAML = `tenant:
   unknown: reject
   pattern: "^[a-z' ]{1,40}$"
 `
+
+/** The same configuration as a TenantConfig, for routing/schema-facts.ts buildSchemaFacts (discovery). */
+export const ORACLE_TENANT_CONFIG: TenantConfig = {
+  setting: 'app.tenant',
+  column: 'tenant_id',
+  tables: { accounts: 'org' },
+  reference: ['countries', 'currencies', 'plans'],
+  unknown: 'reject',
+  pattern: "^[a-z' ]{1,40}$",
+}

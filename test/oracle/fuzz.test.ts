@@ -35,7 +35,7 @@ t.before(async () => {
   // Mutations can make a recursive CTE endless (drop its WHERE): cut every statement short.
   for (const c of [env.allClient, ...env.onlyClients.values()]) await c.query(`SET statement_timeout = '1500ms'`)
   try {
-    rewriter = await loadRewriter()
+    rewriter = await loadRewriter(env.facts)
   } catch (e) {
     rewriterError = (e as Error).message
   }

@@ -21,7 +21,8 @@ import { fileURLToPath, pathToFileURL } from 'node:url'
 import YAML from 'yaml'
 import { startPostgres, ROLES, type PgServer } from '../helpers/pg-server.js'
 import type { RewriteContext, RewriteResult, SchemaFacts } from '../../parser/types.js'
-import { TENANTS, TENANT_TABLES, ALL_DB, TEMPLATE_DB, onlyDb, oracleFacts, isTenantColumn } from './facts.js'
+import { TENANTS, TENANT_TABLES, ALL_DB, TEMPLATE_DB, onlyDb, oracleFacts, isTenantColumn, ORACLE_TENANT_CONFIG } from './facts.js'
+import { SCHEMA_DISCOVERY_SQL, buildSchemaFacts } from '../../routing/schema-facts.js'
 import { seedSql } from './seed.js'
 
 // ------------------------------------------------------------------ paths
@@ -288,6 +289,8 @@ export function rewriterTarget(client: pg.Client, rewriter: RewriterApi, tenant:
 
 export interface OracleEnv {
   server: PgServer
+  /** SchemaFacts discovered from all_tenants by routing/schema-facts.ts (what the proxy uses; includes column order). */
+  facts: SchemaFacts
   /** Committed snapshot of all_tenants (the baseline every other tenant's rows must keep). */
   baseline: Record<string, string>
   /** Connection to all_tenants for the rewriter side (sequential use). */
@@ -336,9 +339,11 @@ export async function startOracle(opts: { server?: PgServer } = {}): Promise<Ora
   }
   const inspectClient = await connectTo(server, ALL_DB)
   const baseline = (await inspectClient.query('SELECT oracle_snapshot() AS s')).rows[0].s as Record<string, string>
+  const facts = buildSchemaFacts((await inspectClient.query(SCHEMA_DISCOVERY_SQL, [ORACLE_TENANT_CONFIG.column])).rows, ORACLE_TENANT_CONFIG)
   const extra: pg.Client[] = []
   return {
     server,
+    facts,
     baseline,
     allClient: all,
     onlyClients,

@@ -9,6 +9,7 @@
 import t from 'tap'
 import { mkdirSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
+import { oracleFacts } from './facts.js'
 import {
   startOracle,
   loadCorpus,
@@ -42,7 +43,7 @@ let rewriterError = ''
 t.before(async () => {
   env = await startOracle()
   try {
-    rewriter = await loadRewriter()
+    rewriter = await loadRewriter(env.facts)
   } catch (e) {
     rewriterError = (e as Error).message
   }
@@ -91,6 +92,18 @@ t.test('corpus is valid and the oracle detects a missing rewrite', async (t) => 
   t.comment(`tenant-blind entries: ${blind.join(', ')}`)
   t.ok(caught >= corpus.length * 0.7, 'the oracle detects a missing rewrite in at least 70% of the corpus')
   t.ok(leaks >= 50, `the LEAK detector fires without rewriting (${leaks} entries: foreign rows returned or other tenants' data changed)`)
+})
+
+// The facts the rewriter gets are discovered (routing/schema-facts.ts, as the proxy does); they must
+// agree with the hand-written classification in facts.ts.
+t.test('discovered schema facts agree with the hand-written ones', async (t) => {
+  const hand = oracleFacts()
+  const user = (k: string) => !k.startsWith('pg_catalog.') && !k.startsWith('information_schema.')
+  t.same([...env.facts.tenantTables].filter(([k]) => user(k)).sort(), [...hand.tenantTables].sort(), 'tenant relations and their columns')
+  t.same([...env.facts.referenceTables].sort(), [...hand.referenceTables].sort(), 'reference tables')
+  t.same([...env.facts.knownRelations].filter(user).sort(), [...hand.knownRelations].sort(), 'known relations')
+  t.equal(env.facts.unknown, 'reject')
+  t.ok(env.facts.columns?.get('public.categories')?.[0] === 'tenant_id', 'column order discovered')
 })
 
 function describeFailures(entry: CorpusEntry, failures: RunResult[]): string {
@@ -160,7 +173,7 @@ t.test('plan cache: a tenant decision never travels between literals', async (t)
   }
   for (const pair of CACHE_PAIRS) {
     for (const order of [['own', 'foreign'], ['foreign', 'own'], ['own', 'foreign', 'own', 'foreign']] as const) {
-      const fresh = await loadRewriter() // one fresh cache per sequence
+      const fresh = await loadRewriter(env.facts) // one fresh cache per sequence
       for (const which of order) {
         const sql = pair[which]
         for (const protocol of ['simple', 'extended'] as const) {
