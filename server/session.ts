@@ -310,6 +310,8 @@ export class ClientSession {
     this.authStep = null
     if (this.isAdminConsole) return this.finishAdminLogin(user)
     this.applyStartupParams(params)
+    const unsafe = this.unsafeTextSettings()
+    if (unsafe) return this.fatal('0A000', unsafe)
     if (user.tenant !== undefined) this.tenant = user.tenant
     this.ctx
       .serverParams(this)
@@ -344,6 +346,16 @@ export class ClientSession {
     this.state = 'ready'
     this.log.info('admin console login')
     this.processInput()
+  }
+
+  /** The rewriter splices UTF-8 text with standard-conforming string literals: anything else could change what a statement means. */
+  private unsafeTextSettings(): string | null {
+    if (!this.ctx.planner.tenantMode || this.bypass) return null
+    const encoding = this.settings.get('client_encoding')?.replace(/'/g, '')
+    if (encoding !== undefined && !/^(utf-?8|unicode)$/i.test(encoding)) return `pgtenant needs client_encoding UTF8 for tenant sessions (the client asked for ${encoding})`
+    const scs = this.settings.get('standard_conforming_strings')?.replace(/'/g, '')
+    if (scs !== undefined && !/^(on|true|yes|1)$/i.test(scs)) return 'pgtenant needs standard_conforming_strings on for tenant sessions'
+    return null
   }
 
   private applyStartupParams(params: Record<string, string>): void {
@@ -483,8 +495,11 @@ export class ClientSession {
     return true
   }
 
+  /** A WITH HOLD cursor outlives its transaction on the server connection: nobody else may use that connection meanwhile. */
+  private holdsCursor = false
+
   private get pinned(): boolean {
-    return this.sqlPrepared.size > 0
+    return this.sqlPrepared.size > 0 || this.holdsCursor
   }
 
   /** For the client-connections gauge. */
@@ -562,6 +577,8 @@ export class ClientSession {
     }
     for (const st of plan.statements) {
       if (st.kind !== 'forward') continue
+      if (st.command === 'DECLARE' && /\bWITH\s+HOLD\b/i.test(st.sql)) this.holdsCursor = true
+      else if ((st.command === 'CLOSE' && /^\s*CLOSE\s+ALL\b/i.test(st.sql)) || st.effect?.kind === 'discard_all') this.holdsCursor = false
       if (st.effect) {
         const blocked = this.checkEffect(st.effect)
         if (blocked) {
@@ -909,6 +926,14 @@ export class ClientSession {
         message: `cannot change ${setting} inside a transaction that has already used tenant data`,
         hint: 'Set the tenant before BEGIN, or use SET LOCAL right after BEGIN.',
       }
+    if (value !== this.effectiveTenant && (this.sqlPrepared.size > 0 || this.holdsCursor) && this.backend) {
+      // SQL-level prepared statements and held cursors were rewritten for the old tenant: drop them.
+      this.send(fe.encodeQuery('DEALLOCATE ALL; CLOSE ALL'))
+      this.queue.push({ kind: 'internal' })
+      this.sqlPrepared.clear()
+      this.holdsCursor = false
+      this.answerWarning(`${setting} changed: SQL-level prepared statements and cursors of the previous tenant were dropped`)
+    }
     if (local) this.localTenant = value
     else {
       this.tenant = value

@@ -148,6 +148,28 @@ t.test('one refused statement in a message: nothing of it reaches the server', a
   await c.end()
 })
 
+t.test('WITH HOLD cursors pin the connection; tenant changes drop SQL-level prepared statements; text settings', async (t) => {
+  const c = await connect()
+  await c.query("SET app.tenant = 'a'")
+  await c.query('BEGIN')
+  await c.query('DECLARE held CURSOR WITH HOLD FOR SELECT tenant_id FROM notes ORDER BY id')
+  await c.query('COMMIT')
+  // Other clients keep working on the remaining pool connections, and never see the cursor.
+  const others = await Promise.all([1, 2, 3].map(() => connect('app', 'app_pw', '-c app.tenant=b')))
+  for (const o of others) await t.rejects(o.query('FETCH 1 FROM held'), { code: '34000' }, 'another client cannot fetch from it')
+  await Promise.all(others.map((o) => o.end()))
+  t.same((await c.query('FETCH 2 FROM held')).rows, [{ tenant_id: 'a' }, { tenant_id: 'a' }], 'the owner still can')
+  await c.query("PREPARE mine AS SELECT DISTINCT tenant_id FROM notes")
+  t.same((await c.query('EXECUTE mine')).rows, [{ tenant_id: 'a' }])
+  await c.query("SET app.tenant = 'b'")
+  await t.rejects(c.query('EXECUTE mine'), { code: '26000' }, 'a statement prepared for tenant a cannot run for b')
+  await t.rejects(c.query('FETCH 1 FROM held'), { code: '34000' }, 'nor can a cursor opened for tenant a')
+  t.same(await tenantsOf(c), ['b'])
+  await c.end()
+  const latin = await run('psql', ['-X', '-c', 'SELECT 1', proxy.url('app', 'app_pw')], undefined, { PGCLIENTENCODING: 'LATIN1' })
+  t.match(latin.stderr, /pgtenant needs client_encoding UTF8 for tenant sessions/)
+})
+
 t.test('search_path decides which table a name means, for the proxy too', async (t) => {
   const c = await connect()
   await c.query("SET app.tenant = 'a'")
