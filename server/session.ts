@@ -1271,6 +1271,24 @@ export class ClientSession {
   }
 
   private onErrorResponse(raw: Buffer): boolean {
+    const forward = this.handleErrorResponse(raw)
+    if (!forward) return false
+    // The rewriter's execution-time guard fails with a cast error that names itself: report it as the tenant violation it is.
+    const guard = /pgtenant: (\S+) must equal the session tenant/.exec(raw.toString('utf8', 5))
+    if (!guard) return true
+    const fields = be.decodeFields(raw)
+    this.scanner.inject(
+      be.errorResponse({
+        severity: 'ERROR',
+        code: '42501',
+        message: `tenant violation: ${guard[1]} must equal the session tenant (${this.effectiveTenant ?? 'none'}); nothing was written`,
+        detail: fields.M,
+      }),
+    )
+    return false
+  }
+
+  private handleErrorResponse(raw: Buffer): boolean {
     const head = this.head()
     const fields = be.decodeFields(raw)
     if (fields.S === 'FATAL' || fields.S === 'PANIC') {

@@ -138,7 +138,7 @@ t.test('one refused statement in a message: nothing of it reaches the server', a
   await t.rejects(c.query("INSERT INTO notes (id, body) VALUES (500, 'x'); DROP TABLE notes"), { code: '42501' })
   t.equal(server.sql('SELECT count(*) FROM notes WHERE id = 500'), '0', 'the INSERT before the refused DROP did not run')
   await t.rejects(c.query("INSERT INTO notes (tenant_id, id, body) VALUES ('b', 501, 'x')"), { code: '42501' })
-  await t.rejects(c.query({ text: 'INSERT INTO notes (tenant_id, id, body) VALUES ($1, 502, $2)', values: ['b', 'x'] }), /tenant/)
+  await t.rejects(c.query({ text: 'INSERT INTO notes (tenant_id, id, body) VALUES ($1, 502, $2)', values: ['b', 'x'] }), { code: '42501', message: /tenant violation: tenant_id must equal the session tenant/ })
   t.equal(server.sql("SELECT count(*) FROM notes WHERE id IN (501, 502)"), '0', 'no row written for another tenant')
   await t.rejects(c.query("UPDATE notes SET tenant_id = 'b' WHERE id = 1"), /tenant/)
   t.equal(server.sql("SELECT count(*) FROM notes WHERE tenant_id = 'a'"), '20')
