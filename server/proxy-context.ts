@@ -38,6 +38,8 @@ export interface ProxyContext {
   tenantChanged(session: ClientSession): void
   /** ParameterStatus values to report at login. */
   serverParams(session: ClientSession): Promise<Map<string, string>>
+  /** A server error on a Citus worker connection (may mean stale shard metadata). */
+  workerError(backendName: string, sqlstate: string): void
   /** An idle server connection for the session's next transaction right now, or null (then use acquire). */
   acquireNow(session: ClientSession): { conn: BackendConnection; pool: Pool } | null
   /** A server connection for the session's next transaction. */

@@ -355,11 +355,41 @@ export class Proxy implements ProxyContext {
       this.metrics?.poolWaited(route.backend, (Date.now() - started) / 1000)
       return { conn, pool }
     } catch (err) {
+      if (route.kind === 'citus-worker' && err instanceof BackendError && err.sqlstate !== '53300') {
+        // The worker is unreachable and nothing was sent yet: refresh the metadata, use the coordinator.
+        session.log.warn({ route: formatRoute(route), err: err.message }, 'Citus worker unreachable; routing to the coordinator')
+        void this.refreshCitus(route.backend)
+        return this.acquireOnCoordinator(session, route.backend)
+      }
       if (err instanceof BackendError && err.sqlstate.startsWith('08')) this.metrics?.connectFailed(route.backend)
       if (err instanceof BackendError && err.sqlstate === '3D000' && route.kind === 'dedicated')
         throw new BackendError(`the database for tenant "${route.tenant}" does not exist (${route.target.database})`, '3D000')
       throw err
     }
+  }
+
+  private async acquireOnCoordinator(session: ClientSession, backendName: string): Promise<{ conn: BackendConnection; pool: Pool }> {
+    const coordinator = decideRoute({
+      placement: { default: backendName, tenants: {} },
+      backends: this.config.backends,
+      tenant: session.effectiveTenant,
+      touchesTenant: false,
+      bypass: true, // bypass routing = the coordinator of a Citus backend
+      tenantPattern: this.tenantPattern,
+    })
+    if (coordinator.kind === 'refuse') throw new BackendError(coordinator.message, coordinator.sqlstate)
+    this.metrics?.routed(coordinator.kind, coordinator.backend)
+    const pool = this.poolFor(session, coordinator)
+    return { conn: await pool.acquire(), pool }
+  }
+
+  /** A Citus worker answered with an error that may mean the shard moved: reload the metadata (at most every 5 s). */
+  workerError(backendName: string, sqlstate: string): void {
+    if (!['42P01', 'XX000', '57P01', '08006', '25006'].includes(sqlstate)) return
+    const last = this.citusLoadedAt.get(backendName) ?? 0
+    if (Date.now() - last < 5000) return
+    this.log.info({ backend: backendName, sqlstate }, 'error from a Citus worker: refreshing metadata')
+    void this.refreshCitus(backendName)
   }
 
   /** Where this session's next transaction goes, or a refusal (thrown as an error with its SQLSTATE). */

@@ -1299,6 +1299,7 @@ export class ClientSession {
     }
     if (!head) return true
     this.ctx.metrics?.backendError(this, fields.C ?? 'XX000')
+    if (this.backendName && this.ctx.config.backends[this.backendName]?.citus) this.ctx.workerError(this.backendName, fields.C ?? 'XX000')
     if (head.kind === 'internal') {
       this.log.warn({ sqlstate: fields.C, message: fields.M }, 'restoring session state on the server failed')
       return false

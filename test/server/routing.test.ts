@@ -112,4 +112,12 @@ backends:
   const ops = await client(proxy.url('ops', 'ops_pw'))
   t.equal(await portOf(ops, 'SELECT inet_server_port() AS port, count(*) FROM campaigns'), coordinator.port, 'bypass users → coordinator')
   await ops.end()
+  // A worker that cannot be reached: the transaction runs on the coordinator, and the metadata is reloaded.
+  w2.stop()
+  const c2 = await client(proxy.url('app', 'app_pw'))
+  await c2.query("SET app.tenant = '1'")
+  t.equal(await portOf(c2, 'SELECT inet_server_port() AS port, count(*) FROM campaigns'), coordinator.port, 'worker down → coordinator')
+  await c2.query("SET app.tenant = '5'")
+  t.equal(await portOf(c2, 'SELECT inet_server_port() AS port, count(*) FROM campaigns'), w1.port, 'other tenants still go straight to their worker')
+  await c2.end()
 })
