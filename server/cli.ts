@@ -50,6 +50,7 @@ async function main(): Promise<void> {
   }
   const log = createLogger(config.log_level)
   const proxy = new Proxy(config, log)
+  proxy.configPath = configPath
   const addr = await proxy.listen()
   if (!configPath) printDemoHelp(addr.port)
 

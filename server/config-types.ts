@@ -81,6 +81,8 @@ export interface Config {
   backends: Record<string, BackendConfig>
   placement: { default: string; tenants: Record<string, string> }
   pool: PoolConfig
+  /** Statements slower than this (client-visible) are logged with literals replaced; 0 = off. */
+  log?: { slow_statement_ms: number }
   /** Citus metadata refresh period. */
   citus?: { refresh_interval_ms: number }
   log_level: 'trace' | 'debug' | 'info' | 'warn' | 'error' | 'fatal' | 'silent'

@@ -12,7 +12,7 @@ export class ConfigError extends Error {
   }
 }
 
-const TOP_LEVEL = new Set(['listen', 'metrics', 'tls', 'auth', 'users', 'tenant', 'backends', 'placement', 'pool', 'log_level', 'citus'])
+const TOP_LEVEL = new Set(['listen', 'metrics', 'tls', 'auth', 'users', 'tenant', 'backends', 'placement', 'pool', 'log_level', 'log', 'citus'])
 const SSLMODES = ['disable', 'allow', 'prefer', 'require', 'verify-ca', 'verify-full'] as const
 const LOG_LEVELS = ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'] as const
 
@@ -135,9 +135,12 @@ export function parseConfig(yamlText: string, env: NodeJS.ProcessEnv, baseDir: s
   const citusObj = r.obj(root.citus, 'citus')
   const citus = citusObj ? { refresh_interval_ms: r.int(citusObj.refresh_interval_ms, 'citus.refresh_interval_ms', 60000, 1000) } : undefined
   const log_level = r.oneOf(root.log_level, 'log_level', LOG_LEVELS, 'info')
+  const logObj = r.obj(root.log, 'log')
+  if (logObj) for (const k of Object.keys(logObj)) if (k !== 'slow_statement_ms') r.fail(`log.${k}`, 'unknown key (expected slow_statement_ms)')
+  const log = logObj ? { slow_statement_ms: r.int(logObj.slow_statement_ms, 'log.slow_statement_ms', 0) } : undefined
 
   if (r.problems.length > 0 || !listen) throw new ConfigError(r.problems.length > 0 ? r.problems : ['listen: invalid'])
-  return { listen, metrics, tls, auth, users, tenant, backends, placement, pool, log_level, citus }
+  return { listen, metrics, tls, auth, users, tenant, backends, placement, pool, log_level, log, citus }
 }
 
 function readTls(r: Reader, v: unknown): Config['tls'] {

@@ -36,7 +36,7 @@ export class Metrics implements SessionMetrics {
   }
 
   label(session: ClientSession): string {
-    return this.tenants.label(session.tenant)
+    return this.tenants.label(session.effectiveTenant)
   }
 
   // ---- hooks called by sessions, pools and routing

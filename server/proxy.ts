@@ -12,19 +12,21 @@ import type { ProxyContext } from './proxy-context.js'
 import { BackendError } from './backend/connection.js'
 import { queryRows } from './backend/query.js'
 import { Metrics } from './metrics.js'
+import { Observers } from './observers.js'
 import { AdminConsole } from './admin/console.js'
 import { readFileSync } from 'node:fs'
-import { decideRoute, compileTenantPattern, formatRoute, type Route } from '../routing/placement.js'
+import { decideRoute, compileTenantPattern, formatRoute, redactRoute, type Route } from '../routing/placement.js'
 import { loadCitusMetadata, type CitusMetadata } from '../routing/citus-metadata.js'
 import { schemaDiscoverySql, buildSchemaFacts, type SchemaRow } from '../routing/schema-facts.js'
-import type { SchemaFacts } from '../parser/types.js'
+import type { SchemaFacts, Refusal } from '../parser/types.js'
 
 export class Proxy implements ProxyContext {
   readonly planner: Planner
   readonly pools: PoolManager
   readonly sessions = new Map<number, ClientSession>()
   readonly maxMessageBytes = 256 * 1024 * 1024
-  metrics?: Metrics
+  /** Session hooks: per-tenant statistics always, Prometheus when configured. */
+  readonly metrics: Observers
   /** Schema facts per backend name (for per-tenant backends: read from the first tenant database used). */
   private readonly facts = new Map<string, SchemaFacts>()
   private readonly factsLoading = new Map<string, Promise<void>>()
@@ -50,6 +52,8 @@ export class Proxy implements ProxyContext {
     readonly log: Logger,
   ) {
     this.planner = new Planner(config)
+    this.metrics = new Observers(log)
+    this.metrics.slowStatementMs = config.log?.slow_statement_ms ?? 0
     this.pools = new PoolManager(limitsOf(config))
     this.secureContext = config.tls ? tls.createSecureContext({ cert: config.tls.cert, key: config.tls.key }) : null
     this.tenantPattern = compileTenantPattern(config.tenant?.pattern)
@@ -72,14 +76,36 @@ export class Proxy implements ProxyContext {
     const addr = server.address() as net.AddressInfo
     this.log.info({ host: addr.address, port: addr.port }, 'pgtenant listening')
     if (this.config.metrics) {
-      this.metrics = new Metrics(this.metricsSource(), this.config.tenant?.metrics_top ?? 100)
-      this.metricsPort = await this.metrics.listen(this.config.metrics.host, this.config.metrics.port, this.log)
+      this.metrics.prometheus = new Metrics(this.metricsSource(), this.config.tenant?.metrics_top ?? 100)
+      this.metricsPort = await this.metrics.prometheus.listen(this.config.metrics.host, this.config.metrics.port, this.log)
     }
     await this.loadCatalogs()
     return addr
   }
 
   metricsPort = 0
+  /** The file the config came from (RELOAD on the admin console re-reads it). */
+  configPath?: string
+
+  /** Backend name a tenant is placed on. */
+  placementFor(tenant: string | null): string {
+    return this.placementOf(tenant === '(none)' ? null : tenant)
+  }
+
+  /** EXPLAIN REWRITE: what the proxy would do with a statement for a tenant, as data. */
+  explain(tenant: string | null, sql: string): { sql: string | null; refusal: Refusal | null; cache: string; route: Route | null; routeError: string | null } {
+    const facts = this.facts.get(this.placementOf(tenant))
+    const plan = this.planner.plan({ sql, facts, tenant, bypass: false, searchPath: ['public'] })
+    let route: Route | null = null
+    let routeError: string | null = null
+    const hint = { touchesTenant: false, relations: [] as string[] }
+    for (const st of plan?.statements ?? []) if (st.kind === 'forward') (hint.touchesTenant ||= st.touchesTenant), hint.relations.push(...st.relations)
+    const decision = decideRoute({ placement: this.config.placement, backends: this.config.backends, tenant, touchesTenant: hint.touchesTenant, bypass: false, tenantPattern: this.tenantPattern, citus: this.citus, tables: hint.relations })
+    if (decision.kind === 'refuse') routeError = `refused ${decision.sqlstate}: ${decision.message}`
+    else route = redactRoute(decision)
+    if (plan === null) return { sql, refusal: null, cache: 'none (transparent)', route, routeError }
+    return { sql: plan.sql ?? null, refusal: plan.refusal ?? null, cache: plan.cache, route, routeError }
+  }
 
   /** Schema facts and Citus metadata for every backend that has a fixed database. */
   async loadCatalogs(): Promise<void> {
@@ -154,7 +180,7 @@ export class Proxy implements ProxyContext {
       this.updateFacts(backendName)
       this.log.info({ backend: backendName, tables: meta.tables.size, problems: meta.problems.length }, 'Citus metadata loaded')
     } catch (err) {
-      this.metrics?.citusRefreshFailed(backendName)
+      this.metrics.prometheus?.citusRefreshFailed(backendName)
       this.log.warn({ backend: backendName, err: (err as Error).message }, 'Citus metadata refresh failed; routing to the coordinator')
     }
   }
@@ -340,19 +366,19 @@ export class Proxy implements ProxyContext {
     const pool = this.poolFor(session, route)
     const conn = pool.tryAcquire()
     if (!conn) return null
-    this.metrics?.routed(route.kind, route.backend)
+    this.metrics.prometheus?.routed(route.kind, route.backend)
     return { conn, pool }
   }
 
   async acquire(session: ClientSession): Promise<{ conn: BackendConnection; pool: Pool }> {
     while (this.isPaused(session)) await new Promise<void>((resolve) => this.pauseWaiters.push(resolve))
     const route = this.route(session, session.routeHint)
-    this.metrics?.routed(route.kind, route.backend)
+    this.metrics.prometheus?.routed(route.kind, route.backend)
     const pool = this.poolFor(session, route)
     const started = Date.now()
     try {
       const conn = await pool.acquire()
-      this.metrics?.poolWaited(route.backend, (Date.now() - started) / 1000)
+      this.metrics.prometheus?.poolWaited(route.backend, (Date.now() - started) / 1000)
       return { conn, pool }
     } catch (err) {
       if (route.kind === 'citus-worker' && err instanceof BackendError && err.sqlstate !== '53300') {
@@ -361,7 +387,7 @@ export class Proxy implements ProxyContext {
         void this.refreshCitus(route.backend)
         return this.acquireOnCoordinator(session, route.backend)
       }
-      if (err instanceof BackendError && err.sqlstate.startsWith('08')) this.metrics?.connectFailed(route.backend)
+      if (err instanceof BackendError && err.sqlstate.startsWith('08')) this.metrics.prometheus?.connectFailed(route.backend)
       if (err instanceof BackendError && err.sqlstate === '3D000' && route.kind === 'dedicated')
         throw new BackendError(`the database for tenant "${route.tenant}" does not exist (${route.target.database})`, '3D000')
       throw err
@@ -378,7 +404,7 @@ export class Proxy implements ProxyContext {
       tenantPattern: this.tenantPattern,
     })
     if (coordinator.kind === 'refuse') throw new BackendError(coordinator.message, coordinator.sqlstate)
-    this.metrics?.routed(coordinator.kind, coordinator.backend)
+    this.metrics.prometheus?.routed(coordinator.kind, coordinator.backend)
     const pool = this.poolFor(session, coordinator)
     return { conn: await pool.acquire(), pool }
   }
@@ -405,7 +431,7 @@ export class Proxy implements ProxyContext {
       tables: hint.relations,
     })
     if (decision.kind === 'refuse') {
-      this.metrics?.routed('refuse', decision.backend ?? 'none')
+      this.metrics.prometheus?.routed('refuse', decision.backend ?? 'none')
       throw new BackendError(decision.message, decision.sqlstate)
     }
     if (session.log.isLevelEnabled('debug')) session.log.debug({ route: formatRoute(decision) }, 'routed')
@@ -444,6 +470,7 @@ export class Proxy implements ProxyContext {
     }
     this.secureContext = config.tls ? tls.createSecureContext({ cert: config.tls.cert, key: config.tls.key }) : null
     this.tenantPattern = compileTenantPattern(config.tenant?.pattern)
+    this.metrics.slowStatementMs = config.log?.slow_statement_ms ?? 0
     this.facts.clear()
     this.discovered.clear()
     void this.loadCatalogs()
@@ -454,7 +481,7 @@ export class Proxy implements ProxyContext {
   async shutdown(timeoutMs = this.config.pool.shutdown_timeout_ms): Promise<void> {
     this.shuttingDown = true
     this.server?.close()
-    this.metrics?.close()
+    this.metrics.prometheus?.close()
     if (this.reaper) clearInterval(this.reaper)
     if (this.citusTimer) clearInterval(this.citusTimer)
     const deadline = Date.now() + timeoutMs

@@ -58,6 +58,8 @@ export class ClientSession {
   readonly connectedAt = Date.now()
   user = ''
   database = ''
+  /** The SQL of the statement most recently sent (a reference, for the slow-statement log). */
+  lastSql: string | null = null
   userConfig: UserConfig | null = null
   log: Logger
   state: 'startup' | 'auth' | 'ready' | 'closed' = 'startup'
@@ -287,7 +289,10 @@ export class ClientSession {
     if (!this.user) return this.fatal('28000', 'no PostgreSQL user name specified in startup packet')
     if (params.replication && params.replication !== 'false') return this.fatal('0A000', 'replication connections are not supported by pgtenant')
     const refusal = this.ctx.admitClient(this)
-    if (refusal) return this.fatal(refusal.code, refusal.message)
+    if (refusal) {
+      this.ctx.metrics?.clientRefused(refusal.code === '57P03' ? 'shutdown' : 'limit')
+      return this.fatal(refusal.code, refusal.message)
+    }
     this.state = 'auth'
     authenticate(this, this.ctx, {
       send: (buf) => this.socket.write(buf),
@@ -295,7 +300,10 @@ export class ClientSession {
         this.authStep = fn
       },
       done: (user) => this.finishLogin(user, params),
-      fail: (code, message) => this.fatal(code, message),
+      fail: (code, message) => {
+        this.ctx.metrics?.clientRefused(code === '28P01' || code === '28000' ? 'auth' : 'protocol')
+        this.fatal(code, message)
+      },
     })
     this.processInput()
   }
@@ -327,6 +335,7 @@ export class ClientSession {
         if (this.loginTimer) clearTimeout(this.loginTimer)
         this.loginTimer = null
         this.state = 'ready'
+        this.ctx.metrics?.clientAccepted()
         this.log.info({ tenant: this.tenant }, 'client logged in')
         this.processInput()
       })
@@ -546,6 +555,7 @@ export class ClientSession {
   private handleQuery(frame: Frame): boolean {
     const sql = fe.decodeQuery(frame)
     this.currentQueryStart = Date.now()
+    this.lastSql = sql
     const plan = this.plan(sql)
     if (this.deferTransactionControl(frame, sql, plan)) return true
     if (plan === null) {
@@ -663,6 +673,7 @@ export class ClientSession {
   private handleParse(frame: Frame): boolean {
     const msg = fe.decodeParse(frame)
     if (this.queue.length === 0) this.currentQueryStart = Date.now()
+    this.lastSql = msg.sql
     if (msg.name !== '' && this.statements.has(msg.name)) {
       this.extendedError({ kind: 'refuse', sqlstate: '42P05' as Refusal['sqlstate'], message: `prepared statement "${msg.name}" already exists` })
       return true

@@ -1,0 +1,76 @@
+// Per-tenant statistics for the admin console (SHOW TENANTS) — always on, independent of
+// Prometheus. Bounded: at most `maxTenants` are tracked; the least recently active go first.
+export interface TenantCounters {
+  tenant: string
+  statements: number
+  transactions: number
+  errors: number
+  refusals: number
+  queries: number
+  totalLatencyMs: number
+  rows: number
+  lastActive: number
+}
+
+export class TenantStats {
+  private readonly byTenant = new Map<string, TenantCounters>()
+  readonly totals: Omit<TenantCounters, 'tenant' | 'lastActive'> = { statements: 0, transactions: 0, errors: 0, refusals: 0, queries: 0, totalLatencyMs: 0, rows: 0 }
+
+  constructor(private readonly maxTenants = 100_000) {}
+
+  /** The counters of a tenant, moved to the most-recently-active end (Map order). */
+  private of(tenant: string | null): TenantCounters {
+    const key = tenant ?? '(none)'
+    let c = this.byTenant.get(key)
+    if (c) this.byTenant.delete(key)
+    else {
+      c = { tenant: key, statements: 0, transactions: 0, errors: 0, refusals: 0, queries: 0, totalLatencyMs: 0, rows: 0, lastActive: 0 }
+      if (this.byTenant.size >= this.maxTenants) this.byTenant.delete(this.byTenant.keys().next().value as string)
+    }
+    c.lastActive = Date.now()
+    this.byTenant.set(key, c)
+    return c
+  }
+
+  statement(tenant: string | null): void {
+    this.of(tenant).statements++
+    this.totals.statements++
+  }
+
+  transaction(tenant: string | null): void {
+    this.of(tenant).transactions++
+    this.totals.transactions++
+  }
+
+  error(tenant: string | null): void {
+    this.of(tenant).errors++
+    this.totals.errors++
+  }
+
+  refusal(tenant: string | null): void {
+    const c = this.of(tenant)
+    c.refusals++
+    c.errors++
+    this.totals.refusals++
+    this.totals.errors++
+  }
+
+  query(tenant: string | null, ms: number, rows: number): void {
+    const c = this.of(tenant)
+    c.queries++
+    c.totalLatencyMs += ms
+    c.rows += rows
+    this.totals.queries++
+    this.totals.totalLatencyMs += ms
+    this.totals.rows += rows
+  }
+
+  /** Most recently active first. */
+  list(): TenantCounters[] {
+    return [...this.byTenant.values()].reverse()
+  }
+
+  get size(): number {
+    return this.byTenant.size
+  }
+}
