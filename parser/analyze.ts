@@ -500,56 +500,43 @@ export class Analyzer {
   }
 
   scanSelect(a: number): ClauseScan {
-    const t = this.toks
-    const d = t[a].d
-    const r: ClauseScan = { from: -1, where: -1, after: -1, end: t.length }
-    for (let i = a; i < t.length; i++) {
-      const x = t[i]
-      if (x.d < d) {
-        r.end = i
-        break
-      }
-      if (x.d > d) continue
-      if (x.k === T_PUNCT && x.w === ';') {
-        r.end = i
-        break
-      }
-      const w = this.kw(i)
-      if (!w) continue
+    return this.scanLevel(a, (r, i, w) => {
       if (w === 'from') {
         if (r.from < 0 && r.where < 0 && r.after < 0 && !this.isWord(i - 1, 'distinct')) r.from = i
       } else if (w === 'where') {
         if (r.where < 0 && r.after < 0) r.where = i
       } else if (SELECT_AFTER_WHERE.has(w)) {
-        if (w === 'group' && this.isWord(i - 1, 'within')) continue
-        if (r.after < 0) r.after = i
-      } else if (SELECT_END.has(w) || (w === 'on' && this.isWord(i + 1, 'conflict'))) {
-        r.end = i
-        break
-      }
-    }
-    return r
+        if (!(w === 'group' && this.isWord(i - 1, 'within')) && r.after < 0) r.after = i
+      } else if (SELECT_END.has(w) || (w === 'on' && this.isWord(i + 1, 'conflict'))) return true
+      return false
+    })
   }
 
   /** Clause scan for UPDATE/DELETE from the target relation's token. */
   scanDml(a: number): ClauseScan {
+    return this.scanLevel(a, (r, i, w) => {
+      if (w === 'where' && r.where < 0) r.where = i
+      return w === 'returning'
+    })
+  }
+
+  /**
+   * Walks the keywords at token a's nesting depth until the depth closes, a `;`, or `visit`
+   * says the clause ends there (r.end = that token).
+   */
+  private scanLevel(a: number, visit: (r: ClauseScan, i: number, w: string) => boolean): ClauseScan {
     const t = this.toks
     const d = t[a].d
     const r: ClauseScan = { from: -1, where: -1, after: -1, end: t.length }
     for (let i = a; i < t.length; i++) {
       const x = t[i]
-      if (x.d < d) {
+      if (x.d < d || (x.d === d && x.k === T_PUNCT && x.w === ';')) {
         r.end = i
         break
       }
       if (x.d > d) continue
-      if (x.k === T_PUNCT && x.w === ';') {
-        r.end = i
-        break
-      }
       const w = this.kw(i)
-      if (w === 'where' && r.where < 0) r.where = i
-      else if (w === 'returning') {
+      if (w && visit(r, i, w)) {
         r.end = i
         break
       }

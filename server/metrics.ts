@@ -10,9 +10,11 @@ import type { RewriteResult, Refusal } from '../parser/types.js'
 import type { ClientSession } from './session.js'
 import type { SessionMetrics } from './proxy-context.js'
 
+type PoolView = { backendName: string; active: number; idle: { length: number }; connecting: number; waiting: number; size: number }
+
 export interface MetricsSource {
   sessions(): Iterable<ClientSession>
-  pools(): Iterable<{ backendName: string; active: number; idle: { length: number }; connecting: number; waiting: number; size: number }>
+  pools(): Iterable<PoolView>
   citusAges(): Iterable<{ backend: string; ageSeconds: number }>
   ready(): Promise<boolean>
 }
@@ -175,30 +177,23 @@ function makeMetrics(registry: client.Registry, source: MetricsSource) {
       for (const [backend, s] of sums) for (const [state, n] of Object.entries(s)) this.set({ backend, state }, n)
     },
   })
-  new client.Gauge({
-    name: m.poolSize.name,
-    help: m.poolSize.help,
-    labelNames: m.poolSize.labels,
-    registers: [registry],
-    collect() {
-      this.reset()
-      const sizes = new Map<string, number>()
-      for (const p of source.pools()) sizes.set(p.backendName, (sizes.get(p.backendName) ?? 0) + p.size)
-      for (const [backend, n] of sizes) this.set({ backend }, n)
-    },
-  })
-  new client.Gauge({
-    name: m.poolWaiting.name,
-    help: m.poolWaiting.help,
-    labelNames: m.poolWaiting.labels,
-    registers: [registry],
-    collect() {
-      this.reset()
-      const w = new Map<string, number>()
-      for (const p of source.pools()) w.set(p.backendName, (w.get(p.backendName) ?? 0) + p.waiting)
-      for (const [backend, n] of w) this.set({ backend }, n)
-    },
-  })
+  /** A gauge per backend: the sum of one pool field over the backend's pools. */
+  const perBackend = (d: { name: string; help: string; labels: readonly string[] }, field: (p: PoolView) => number): void => {
+    new client.Gauge({
+      name: d.name,
+      help: d.help,
+      labelNames: d.labels,
+      registers: [registry],
+      collect() {
+        this.reset()
+        const sums = new Map<string, number>()
+        for (const p of source.pools()) sums.set(p.backendName, (sums.get(p.backendName) ?? 0) + field(p))
+        for (const [backend, n] of sums) this.set({ backend }, n)
+      },
+    })
+  }
+  perBackend(m.poolSize, (p) => p.size)
+  perBackend(m.poolWaiting, (p) => p.waiting)
   new client.Gauge({
     name: m.citusMetadataAge.name,
     help: m.citusMetadataAge.help,
