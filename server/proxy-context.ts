@@ -27,6 +27,8 @@ export interface ProxyContext {
   readonly planner: Planner
   readonly metrics?: SessionMetrics
   readonly maxMessageBytes: number
+  /** Measure rewrite time per statement (only when Prometheus is on: it costs two clock reads). */
+  readonly timingRewrites: boolean
   readonly tlsEnabled: boolean
   /** SSLRequest with TLS configured: answer S and hand the session a TLS socket. */
   startTls(session: ClientSession): void

@@ -87,6 +87,10 @@ export class Proxy implements ProxyContext {
   /** The file the config came from (RELOAD on the admin console re-reads it). */
   configPath?: string
 
+  get timingRewrites(): boolean {
+    return this.metrics.prometheus !== null
+  }
+
   /** Backend name a tenant is placed on. */
   placementFor(tenant: string | null): string {
     return this.placementOf(tenant === '(none)' ? null : tenant)
@@ -440,13 +444,14 @@ export class Proxy implements ProxyContext {
 
   /** The pool for a route: one per backend, server address, database and user. */
   poolFor(session: ClientSession, route: Route): Pool {
-    const backend = this.config.backends[route.backend]
     const user = route.target.user ?? session.user
+    const key = route.target.user !== undefined ? route.poolKey : `${route.poolKey}\u0000${user}`
+    const existing = this.pools.pools.get(key)
+    if (existing) return existing
     const configured = this.findUser(session.user)
     const password = route.target.user !== undefined ? route.target.password : configured && !isHashed(configured.password) ? configured.password : undefined
     const target: BackendTarget = { host: route.target.host, port: route.target.port, database: route.target.database, user, password, sslmode: route.target.sslmode }
-    const key = route.target.user !== undefined ? route.poolKey : `${route.poolKey}\u0000${user}`
-    return this.pools.pool(key, route.backend, target, backend.pool)
+    return this.pools.pool(key, route.backend, target, this.config.backends[route.backend].pool)
   }
 
   statementName(sql: string, paramTypes: Buffer): string {

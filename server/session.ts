@@ -528,7 +528,8 @@ export class ClientSession {
   }
 
   private plan(sql: string): RewriteResult | null {
-    const start = process.hrtime.bigint()
+    const timed = this.ctx.timingRewrites
+    const start = timed ? process.hrtime.bigint() : 0n
     const facts = this.ctx.factsFor(this)
     const result = this.ctx.planner.plan({
       sql,
@@ -537,7 +538,7 @@ export class ClientSession {
       bypass: this.userConfig?.bypass ?? false,
       searchPath: this.searchPath(),
     })
-    this.ctx.metrics?.rewriteObserved(result, Number(process.hrtime.bigint() - start) / 1e9)
+    if (timed) this.ctx.metrics?.rewriteObserved(result, Number(process.hrtime.bigint() - start) / 1e9)
     return result
   }
 
@@ -698,7 +699,7 @@ export class ClientSession {
     }
     if (!this.ensureBackend()) return false
     this.statements.set(msg.name, stmt)
-    this.sendParse(stmt, false)
+    this.sendParse(stmt, false, stmt.serverName === msg.name && stmt.sql === msg.sql ? frame.raw : null)
     return true
   }
 
@@ -730,10 +731,10 @@ export class ClientSession {
   }
 
   /** Make sure `stmt` exists on the attached backend (prepare it there if needed). */
-  private sendParse(stmt: ClientStatement, internal: boolean): void {
+  private sendParse(stmt: ClientStatement, internal: boolean, unchanged: Buffer | null = null): void {
     const conn = this.backend as BackendConnection
     if (stmt.serverName === '') {
-      this.send(fe.encodeParse('', stmt.sql, stmt.paramTypes))
+      this.send(unchanged ?? fe.encodeParse('', stmt.sql, stmt.paramTypes))
       this.queue.push({ kind: 'parse', serverName: null, swallow: internal })
       this.unnamedToken = {}
       conn.unnamedOwner = this.unnamedToken
@@ -830,7 +831,7 @@ export class ClientSession {
   }
 
   private handleExecute(frame: Frame): boolean {
-    const portal = new fe.PayloadReader(frame.raw, 5).cstring()
+    const portal = frame.raw[5] === 0 ? '' : new fe.PayloadReader(frame.raw, 5).cstring()
     const local = this.localPortals.get(portal)
     if (local) {
       this.answerTenantCommand(local.local as TenantCommand, 'extended')

@@ -19,8 +19,12 @@ export class TenantStats {
   constructor(private readonly maxTenants = 100_000) {}
 
   /** The counters of a tenant, moved to the most-recently-active end (Map order). */
+  private last: TenantCounters | null = null
+
   private of(tenant: string | null): TenantCounters {
     const key = tenant ?? '(none)'
+    // The same tenant as the last event (the common case) is already the most recent entry.
+    if (this.last !== null && this.last.tenant === key) return this.last
     let c = this.byTenant.get(key)
     if (c) this.byTenant.delete(key)
     else {
@@ -29,6 +33,7 @@ export class TenantStats {
     }
     c.lastActive = Date.now()
     this.byTenant.set(key, c)
+    this.last = c
     return c
   }
 
