@@ -96,12 +96,15 @@ t.test('login timeout and idle client timeout', async (t) => {
   const cli = startCli(['--config', file])
   await cli.waitFor(/pgtenant listening/)
   const silent = net.connect(port, '127.0.0.1')
+  const told: Buffer[] = []
+  silent.on('data', (d) => told.push(d)) // read, or the FIN is never seen
   const closedAfter = await new Promise<number>((resolve) => {
     const start = Date.now()
     silent.on('close', () => resolve(Date.now() - start))
     silent.on('error', () => undefined)
   })
   t.ok(closedAfter >= 250 && closedAfter < 5000, `a client that never logs in is closed (${closedAfter} ms)`)
+  t.match(Buffer.concat(told).toString('latin1'), /FATAL.*08006.*login timed out/, 'with a FATAL saying why')
   const idle = new pg.Client({ connectionString: `postgres://a:a_pw@127.0.0.1:${port}/db` })
   const ended = new Promise<Error>((resolve) => idle.on('error', resolve))
   await idle.connect()
