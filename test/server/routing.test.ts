@@ -6,6 +6,7 @@ import pg from 'pg'
 import { startPostgres, ROLES, type PgServer } from '../helpers/pg-server.js'
 import { startProxy } from '../helpers/proxy.js'
 import { loadCitusCatalog } from '../routing/citus-catalog.js'
+import { parseConfig } from '../../server/config.js'
 
 const auth = `${ROLES.scram.user}:${encodeURIComponent(ROLES.scram.password)}`
 
@@ -67,6 +68,45 @@ pool: { max_server_connections: 20, idle_timeout_ms: 1500, wait_timeout_ms: 6000
   await c.end()
   await new Promise((r) => setTimeout(r, 4000))
   t.equal(proxy.proxy.pools.totalConnections, 0, 'idle per-tenant pools closed after pool.idle_timeout_ms')
+})
+
+t.test('a placement change on reload moves the tenant at its next transaction; the open one finishes where it began', async (t) => {
+  const server = await startPostgres()
+  t.teardown(() => server.stop())
+  for (const db of ['place_a', 'place_b']) {
+    server.sql(`CREATE DATABASE ${db}`)
+    server.sql(`CREATE TABLE notes (tenant_id text, body text); GRANT ALL ON notes TO ${ROLES.scram.user}`, db)
+  }
+  const yaml = (acmeOn: string): string => `
+listen: 127.0.0.1:$PROXY_PORT
+users: { app: { password: app_pw } }
+tenant: { column: tenant_id }
+backends:
+  a: { url: "postgres://${auth}@127.0.0.1:${server.port}/place_a", pool: 2 }
+  b: { url: "postgres://${auth}@127.0.0.1:${server.port}/place_b", pool: 2 }
+placement: { default: a, tenants: { acme: ${acmeOn}, globex: a } }
+`
+  const proxy = await startProxy(yaml('a'))
+  t.teardown(() => proxy.stop())
+  const c = await client(proxy.url('app', 'app_pw'), '-c app.tenant=acme')
+  const other = await client(proxy.url('app', 'app_pw'), '-c app.tenant=globex')
+  const db = async (cl: pg.Client): Promise<string> => (await cl.query('SELECT current_database() AS db')).rows[0].db
+  t.equal(await db(c), 'place_a', 'acme starts on backend a')
+
+  await c.query('BEGIN')
+  await c.query("INSERT INTO notes (body) VALUES ('before reload')")
+  proxy.proxy.reload(parseConfig(yaml('b').replace(/\$PROXY_PORT/g, String(proxy.port)), process.env, process.cwd()))
+  t.equal(await db(c), 'place_a', 'the transaction open during the reload stays on a')
+  await c.query("INSERT INTO notes (body) VALUES ('same transaction')")
+  await c.query('COMMIT')
+  t.equal(server.sql("SELECT string_agg(tenant_id || ':' || body, ',' ORDER BY body) FROM notes", 'place_a'), 'acme:before reload,acme:same transaction', 'both rows of that transaction are on a, committed together')
+
+  t.equal(await db(c), 'place_b', 'the next transaction of acme runs on b')
+  await c.query("INSERT INTO notes (body) VALUES ('after reload')")
+  t.equal(server.sql("SELECT string_agg(tenant_id || ':' || body, ',') FROM notes", 'place_b'), 'acme:after reload', 'new writes land on b')
+  t.same((await c.query('SELECT body FROM notes')).rows, [{ body: 'after reload' }], 'acme now reads b')
+  t.equal(await db(other), 'place_a', 'a tenant whose placement did not change stays on a')
+  await Promise.all([c.end(), other.end()])
 })
 
 t.test('Citus: each tenant goes to the worker holding its shard', async (t) => {
