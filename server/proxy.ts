@@ -368,7 +368,7 @@ export class Proxy implements ProxyContext {
       return null // the slow path reports the refusal
     }
     const pool = this.poolFor(session, route)
-    const conn = pool.tryAcquire()
+    const conn = pool.tryAcquire(session.poolStateKey)
     if (!conn) return null
     this.metrics.prometheus?.routed(route.kind, route.backend)
     return { conn, pool }
@@ -381,7 +381,7 @@ export class Proxy implements ProxyContext {
     const pool = this.poolFor(session, route)
     const started = Date.now()
     try {
-      const conn = await pool.acquire()
+      const conn = await pool.acquire(session.poolStateKey)
       this.metrics.prometheus?.poolWaited(route.backend, (Date.now() - started) / 1000)
       return { conn, pool }
     } catch (err) {

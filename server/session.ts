@@ -13,7 +13,7 @@ import { FrameReader, ProtocolViolation, type Frame } from './protocol/frame-rea
 import * as fe from './protocol/frontend.js'
 import * as be from './protocol/backend.js'
 import { BackendScanner, type ScannerSink } from './protocol/backend-scanner.js'
-import { BatchedWriter } from './protocol/output.js'
+import { BatchedWriter, writeAll } from './protocol/output.js'
 import { BackendConnection, BackendError } from './backend/connection.js'
 import type { Pool } from './backend/pool.js'
 import type { Config, UserConfig } from './config-types.js'
@@ -981,14 +981,7 @@ export class ClientSession {
   private flushBackend(): void {
     const conn = this.backend
     if (!conn || this.toBackend.length === 0) return
-    let ok: boolean
-    if (this.toBackend.length === 1) ok = conn.write(this.toBackend[0])
-    else {
-      conn.socket.cork()
-      for (const b of this.toBackend) ok = conn.write(b)
-      conn.socket.uncork()
-      ok = conn.socket.writableLength < conn.socket.writableHighWaterMark
-    }
+    const ok = writeAll(conn.socket, this.toBackend)
     this.toBackend = []
     if (!ok) {
       this.socket.pause()
@@ -1069,6 +1062,11 @@ export class ClientSession {
     this.toBackend.unshift(fe.encodeQuery(parts.join('; ')))
     this.queue.unshift({ kind: 'internal' })
     conn.stateKey = key
+  }
+
+  /** The session state a server connection needs for this client (pools prefer one already in it). */
+  get poolStateKey(): string {
+    return this.stateKey()
   }
 
   private stateKey(): string {

@@ -16,6 +16,9 @@ export interface PoolLimits {
   maxServerConnections: number
 }
 
+/** How many idle connections the pool looks through for one already in the client's state. */
+const AFFINITY_SCAN = 16
+
 export class Pool {
   readonly idle: BackendConnection[] = []
   active = 0
@@ -41,9 +44,9 @@ export class Pool {
     return this.waiters.length
   }
 
-  acquire(): Promise<BackendConnection> {
+  acquire(stateKey = ''): Promise<BackendConnection> {
     this.lastUsed = Date.now()
-    const conn = this.takeIdle()
+    const conn = this.takeIdle(stateKey)
     if (conn) return Promise.resolve(conn)
     if (this.total < this.size && this.manager.reserve(this)) return this.open()
     return new Promise((resolve, reject) => {
@@ -65,9 +68,9 @@ export class Pool {
   }
 
   /** An idle connection right now, without waiting (the hot path), or null. */
-  tryAcquire(): BackendConnection | null {
+  tryAcquire(stateKey = ''): BackendConnection | null {
     this.lastUsed = Date.now()
-    return this.takeIdle()
+    return this.takeIdle(stateKey)
   }
 
   /** Give a connection back. `reusable` false (broken, or state unknown) closes it. */
@@ -92,7 +95,7 @@ export class Pool {
   /** Serve queued clients if there is room now (called when a connection closed anywhere). */
   serveWaiters(): void {
     while (this.waiters.length > 0) {
-      const conn = this.takeIdle()
+      const conn = this.takeIdle('')
       if (conn) {
         const w = this.waiters.shift() as Waiter
         clearTimeout(w.timer)
@@ -140,7 +143,22 @@ export class Pool {
     }
   }
 
-  private takeIdle(): BackendConnection | null {
+  /**
+   * The most recently used idle connection, preferring one whose session state (tenant and
+   * settings) already matches `stateKey`: that saves the RESET/set_config the session would
+   * otherwise pipeline ahead of its transaction. Only the newest few are looked at (O(1)).
+   */
+  private takeIdle(stateKey: string): BackendConnection | null {
+    const last = this.idle.length - 1
+    if (stateKey !== '' && last > 0 && this.idle[last].stateKey !== stateKey) {
+      for (let i = last - 1; i >= 0 && i >= last - AFFINITY_SCAN; i--) {
+        const c = this.idle[i]
+        if (c.stateKey !== stateKey) continue
+        this.idle[i] = this.idle[last]
+        this.idle[last] = c
+        break
+      }
+    }
     while (this.idle.length > 0) {
       const c = this.idle.pop() as BackendConnection
       if (!c.closed) {

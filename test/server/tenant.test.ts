@@ -4,6 +4,8 @@ import t from 'tap'
 import pg from 'pg'
 import { startPostgres, ROLES } from '../helpers/pg-server.js'
 import { startProxy, run } from '../helpers/proxy.js'
+import { readFileSync } from 'node:fs'
+import { join } from 'node:path'
 
 const server = await startPostgres()
 t.teardown(() => server.stop())
@@ -211,4 +213,43 @@ t.test('many clients of different tenants on a pool of 3 only ever see their own
   )
   t.equal(foreign, 0, `no foreign or missing rows in ${checks} queries`)
   await Promise.all(clients.map((c) => c.end()))
+})
+
+t.test('a pool hands a client a connection already in its tenant state, so no RESET is pipelined', async (t) => {
+  const logged = await startPostgres({ conf: ["log_statement = 'all'"] })
+  t.teardown(() => logged.stop())
+  const p = await startProxy(`
+listen: 127.0.0.1:$PROXY_PORT
+users: { app: { password: app_pw } }
+tenant: { column: tenant_id }
+backends:
+  main: { url: "postgres://${ROLES.scram.user}:${encodeURIComponent(ROLES.scram.password)}@127.0.0.1:${logged.port}/postgres", pool: 2 }
+`)
+  t.teardown(() => p.stop())
+  const connect = async (tenant: string): Promise<pg.Client> => {
+    const c = new pg.Client({ connectionString: p.url('app', 'app_pw'), options: `-c app.tenant=${tenant}` })
+    await c.connect()
+    return c
+  }
+  const [a, b] = await Promise.all([connect('acme'), connect('globex')])
+  // Both transactions open at once: two server connections, one in each tenant's state.
+  await a.query('BEGIN')
+  await b.query('BEGIN')
+  await a.query('SELECT 1')
+  await b.query('SELECT 1')
+  await a.query('COMMIT')
+  await b.query('COMMIT')
+  const resets = (): number => (readFileSync(join(logged.dataDir, 'server.log'), 'utf8').match(/statement: RESET ALL/g) ?? []).length
+  const before = resets()
+  t.equal(before, 2, 'each server connection was brought into a tenant state once')
+  const seen: string[] = []
+  for (let i = 0; i < 20; i++) {
+    for (const [c, tenant] of [[a, 'acme'], [b, 'globex']] as const) {
+      const r = await c.query("SELECT current_setting('app.tenant') AS tenant")
+      if (r.rows[0].tenant !== tenant) seen.push(`${tenant} saw ${r.rows[0].tenant}`)
+    }
+  }
+  t.same(seen, [], 'every transaction ran in its own tenant state')
+  t.equal(resets(), before, '40 alternating transactions of two tenants: no further RESET ALL')
+  await Promise.all([a.end(), b.end()])
 })
