@@ -24,15 +24,31 @@ import type { ProxyContext } from './proxy-context.js'
 
 type TxStatus = be.TxStatus
 
-type Entry =
-  | { kind: 'query'; effects: SessionEffect[]; failed: boolean }
-  | { kind: 'internal' }
-  | { kind: 'parse'; serverName: string | null; swallow: boolean }
-  | { kind: 'bind' | 'describe' | 'close' }
-  | { kind: 'execute'; effects: SessionEffect[]; failed: boolean }
-  | { kind: 'sync' }
-  | { kind: 'function' }
-  | { kind: 'synthetic'; bytes: Buffer[] }
+type EntryKind = 'query' | 'internal' | 'parse' | 'bind' | 'describe' | 'close' | 'execute' | 'sync' | 'function' | 'synthetic'
+
+/**
+ * One expected server reply (or proxy-made answer) in the order the client asked for it.
+ * Every kind has the same fields so the per-message code sees one object shape.
+ */
+interface Entry {
+  kind: EntryKind
+  /** parse: the server-side statement name (null: unnamed) */
+  serverName: string | null
+  /** parse made by the proxy itself: its ParseComplete is not the client's */
+  swallow: boolean
+  /** query/execute: session effects applied when it succeeds */
+  effects: SessionEffect[]
+  failed: boolean
+  /** synthetic: the bytes to send */
+  bytes: Buffer[]
+}
+
+const NO_EFFECTS: SessionEffect[] = []
+const NO_BYTES: Buffer[] = []
+
+function entry(kind: EntryKind, o: { serverName?: string | null; swallow?: boolean; effects?: SessionEffect[]; bytes?: Buffer[] } = {}): Entry {
+  return { kind, serverName: o.serverName ?? null, swallow: o.swallow ?? false, effects: o.effects ?? NO_EFFECTS, failed: false, bytes: o.bytes ?? NO_BYTES }
+}
 
 /** A statement the client prepared with Parse. */
 interface ClientStatement {
@@ -46,6 +62,8 @@ interface ClientStatement {
   /** Set when the proxy answers this statement itself (SET app.tenant through the extended protocol). */
   local: TenantCommand | null
   effect: SessionEffect | undefined
+  /** For the unnamed statement: which Parse of it the server connection holds (see unnamedOwner). */
+  token: object | null
 }
 
 const TRANSACTION_END = new Set(['COMMIT', 'ROLLBACK'])
@@ -471,7 +489,7 @@ export class ClientSession {
         }
         if (!this.ensureBackend()) return false
         this.send(frame.raw)
-        this.queue.push({ kind: 'function' })
+        this.queue.push(entry('function'))
         return true
       case 'X':
         this.socket.end()
@@ -563,7 +581,7 @@ export class ClientSession {
       this.routeHint = NO_HINT
       if (!this.ensureBackend()) return false
       this.send(frame.raw)
-      this.queue.push({ kind: 'query', effects: [], failed: false })
+      this.queue.push(entry('query', { effects: [] }))
       this.ctx.metrics?.statementSent(this)
       return true
     }
@@ -602,7 +620,7 @@ export class ClientSession {
     }
     if (!this.ensureBackend()) return false
     this.send(plan.sql !== undefined && plan.sql !== sql ? fe.encodeQuery(plan.sql) : frame.raw)
-    this.queue.push({ kind: 'query', effects, failed: false })
+    this.queue.push(entry('query', { effects }))
     this.ctx.metrics?.statementSent(this)
     this.applyImmediateEffects(effects)
     return true
@@ -707,7 +725,7 @@ export class ClientSession {
   private prepareStatement(name: string, sql: string, paramTypes: Buffer): ClientStatement | Refusal {
     const plan = this.plan(sql)
     const tenant = this.effectiveTenant
-    const base = { originalSql: sql, paramTypes, tenant, local: null, effect: undefined }
+    const base = { originalSql: sql, paramTypes, tenant, local: null, effect: undefined, token: null }
     if (plan === null) {
       this.routeHint = NO_HINT
       return { ...base, sql, serverName: this.serverNameFor(name, sql, paramTypes) }
@@ -735,10 +753,10 @@ export class ClientSession {
     const conn = this.backend as BackendConnection
     if (stmt.serverName === '') {
       this.send(unchanged ?? fe.encodeParse('', stmt.sql, stmt.paramTypes))
-      this.queue.push({ kind: 'parse', serverName: null, swallow: internal })
+      this.queue.push(entry('parse', { serverName: null, swallow: internal }))
       this.unnamedToken = {}
       conn.unnamedOwner = this.unnamedToken
-      ;(stmt as { token?: object }).token = this.unnamedToken
+      stmt.token = this.unnamedToken
       return
     }
     if (conn.prepared.has(stmt.serverName)) {
@@ -747,7 +765,7 @@ export class ClientSession {
     }
     conn.prepared.add(stmt.serverName) // optimistic; removed again if the server refuses it
     this.send(fe.encodeParse(stmt.serverName, stmt.sql, stmt.paramTypes))
-    this.queue.push({ kind: 'parse', serverName: stmt.serverName, swallow: internal })
+    this.queue.push(entry('parse', { serverName: stmt.serverName, swallow: internal }))
   }
 
   /** Find a client statement, re-rewriting it if the tenant changed since it was prepared. */
@@ -766,7 +784,7 @@ export class ClientSession {
   private ensurePrepared(stmt: ClientStatement): void {
     const conn = this.backend as BackendConnection
     if (stmt.serverName === '') {
-      const token = (stmt as { token?: object }).token
+      const token = stmt.token
       if (!token || conn.unnamedOwner !== token) this.sendParse(stmt, true)
     } else if (!conn.prepared.has(stmt.serverName)) this.sendParse(stmt, true)
   }
@@ -788,7 +806,7 @@ export class ClientSession {
     if (!this.ensureBackend()) return false
     this.ensurePrepared(stmt)
     this.send(stmt.serverName === head.statement ? frame.raw : fe.encodeBind(frame, head, stmt.serverName))
-    this.queue.push({ kind: 'bind' })
+    this.queue.push(entry('bind'))
     this.portalEffects.set(head.portal, stmt.effect)
     return true
   }
@@ -805,7 +823,7 @@ export class ClientSession {
       }
       if (!this.ensureBackend()) return false
       this.send(frame.raw)
-      this.queue.push({ kind: 'describe' })
+      this.queue.push(entry('describe'))
       return true
     }
     const stmt = this.resolveStatement(target.name)
@@ -820,7 +838,7 @@ export class ClientSession {
     if (!this.ensureBackend()) return false
     this.ensurePrepared(stmt)
     this.send(stmt.serverName === target.name ? frame.raw : fe.encodeTarget('D', 'S', stmt.serverName))
-    this.queue.push({ kind: 'describe' })
+    this.queue.push(entry('describe'))
     return true
   }
 
@@ -841,7 +859,7 @@ export class ClientSession {
     this.send(frame.raw)
     const effect = this.portalEffects.get(portal)
     const effects = effect ? [effect] : []
-    this.queue.push({ kind: 'execute', effects, failed: false })
+    this.queue.push(entry('execute', { effects }))
     this.ctx.metrics?.statementSent(this)
     this.applyImmediateEffects(effects)
     return true
@@ -862,7 +880,7 @@ export class ClientSession {
       return true
     }
     this.send(frame.raw)
-    this.queue.push({ kind: 'close' })
+    this.queue.push(entry('close'))
     return true
   }
 
@@ -875,7 +893,7 @@ export class ClientSession {
     }
     if (!this.ensureBackend()) return false
     this.send(frame.raw)
-    this.queue.push({ kind: 'sync' })
+    this.queue.push(entry('sync'))
     return true
   }
 
@@ -941,7 +959,7 @@ export class ClientSession {
     if (value !== this.effectiveTenant && (this.sqlPrepared.size > 0 || this.holdsCursor) && this.backend) {
       // SQL-level prepared statements and held cursors were rewritten for the old tenant: drop them.
       this.send(fe.encodeQuery('DEALLOCATE ALL; CLOSE ALL'))
-      this.queue.push({ kind: 'internal' })
+      this.queue.push(entry('internal'))
       this.sqlPrepared.clear()
       this.holdsCursor = false
       this.answerWarning(`${setting} changed: SQL-level prepared statements and cursors of the previous tenant were dropped`)
@@ -955,7 +973,7 @@ export class ClientSession {
     if (this.backend && inTransaction && this.ctx.planner.tenantMode) {
       // Keep current_setting() on the server in step for the rest of this transaction.
       this.send(fe.encodeQuery(`SELECT set_config(${quoteLiteral(setting)}, ${quoteLiteral(value ?? '')}, true)`))
-      this.queue.push({ kind: 'internal' })
+      this.queue.push(entry('internal'))
       this.backend.stateKey = ''
     }
     this.ctx.tenantChanged(this)
@@ -969,7 +987,7 @@ export class ClientSession {
   /** Emit proxy-made messages, after every response still owed by the server. */
   private answer(bytes: Buffer[]): void {
     if (this.queue.length === 0) for (const b of bytes) this.out.push(b)
-    else this.queue.push({ kind: 'synthetic', bytes })
+    else this.queue.push(entry('synthetic', { bytes }))
   }
 
   // ---------------------------------------------------------------- backend
@@ -1028,7 +1046,7 @@ export class ClientSession {
     conn.attach({ onData: this.onBackendData, onClose: this.onBackendClose })
     if (this.deferredBegin) {
       this.toBackend.unshift(this.deferredBegin)
-      this.queue.unshift({ kind: 'internal' })
+      this.queue.unshift(entry('internal'))
       this.deferredBegin = null
     }
     this.syncSessionState(conn)
@@ -1060,7 +1078,7 @@ export class ClientSession {
     if (this.ctx.planner.tenantMode) parts.push(`SELECT set_config(${quoteLiteral(this.ctx.planner.setting)}, ${quoteLiteral(this.effectiveTenant ?? '')}, false)`)
     // Pipelined ahead of the client's own messages; its replies are swallowed.
     this.toBackend.unshift(fe.encodeQuery(parts.join('; ')))
-    this.queue.unshift({ kind: 'internal' })
+    this.queue.unshift(entry('internal'))
     conn.stateKey = key
   }
 
@@ -1140,7 +1158,7 @@ export class ClientSession {
   private complete(): void {
     this.queue.shift()
     while (this.queue.length > 0 && this.queue[0].kind === 'synthetic') {
-      const e = this.queue.shift() as Extract<Entry, { kind: 'synthetic' }>
+      const e = this.queue.shift() as Entry
       for (const b of e.bytes) this.scanner.inject(b)
     }
   }
