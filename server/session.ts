@@ -196,7 +196,7 @@ export class ClientSession {
     }, 5000)
     conn.attach({
       onData: (chunk) => {
-        // Swallow everything up to the ReadyForQuery that follows DISCARD ALL.
+        // Swallow everything up to the ReadyForQuery that follows DISCARD ALL (concat copies).
         buf = Buffer.concat([buf, chunk])
         const z = findReadyForQuery(buf, inTransaction ? 2 : 1)
         if (z) {
@@ -207,6 +207,7 @@ export class ClientSession {
           conn.stateKey = ''
           pool.release(conn, z === 'I')
         }
+        return true
       },
       onClose: () => {
         clearTimeout(timer)
@@ -1100,17 +1101,19 @@ export class ClientSession {
     this.stateKeyCache = null
   }
 
-  private readonly onBackendData = (chunk: Buffer): void => {
+  /** Returns true when no part of `chunk` is still referenced (every slice of it reached the kernel). */
+  private readonly onBackendData = (chunk: Buffer): boolean => {
     this.bytesSent += chunk.length
     try {
       this.scanner.scan(chunk)
     } catch (err) {
       this.log.error({ err: (err as Error).message }, 'bad data from server')
       this.backend?.close()
-      return
+      return false
     }
     if (!this.out.flush()) this.backend?.socket.pause()
     this.maybeRelease()
+    return this.out.pending === 0 && this.socket.writableLength === 0
   }
 
   private readonly onBackendClose = (err: Error | null): void => {

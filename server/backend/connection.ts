@@ -28,7 +28,12 @@ export class BackendError extends Error {
 }
 
 export interface AttachedHandler {
-  onData(chunk: Buffer): void
+  /**
+   * Bytes from the server. Return true when nothing refers to `chunk` after the call: on
+   * plain-TCP connections it is a view of a read buffer that the next read overwrites,
+   * so a handler that keeps it (or leaves it queued in a socket write) returns false.
+   */
+  onData(chunk: Buffer): boolean
   onClose(error: Error | null): void
 }
 
@@ -54,13 +59,11 @@ export class BackendConnection {
   private constructor(
     readonly socket: net.Socket,
     readonly target: BackendTarget,
+    private readonly reader: ReusedReadBuffer | null,
   ) {
     socket.setNoDelay(true)
-    socket.on('data', (chunk: Buffer) => {
-      if (this.loginStream) this.loginStream.write(chunk)
-      else if (this.handler) this.handler.onData(chunk)
-      else this.close() // a server talking while idle is out of step with us: drop it
-    })
+    if (reader) reader.deliver = (chunk) => this.received(chunk, true)
+    else socket.on('data', (chunk: Buffer) => this.received(chunk, false))
     socket.on('error', () => undefined)
     socket.on('close', () => {
       this.closed = true
@@ -71,8 +74,8 @@ export class BackendConnection {
   }
 
   static async connect(target: BackendTarget, timeoutMs: number): Promise<BackendConnection> {
-    const socket = await openSocket(target, timeoutMs)
-    const conn = new BackendConnection(socket, target)
+    const { socket, reader } = await openSocket(target, timeoutMs)
+    const conn = new BackendConnection(socket, target, reader)
     try {
       await withTimeout(conn.login(), timeoutMs, `connecting to ${target.host}:${target.port} timed out`)
     } catch (err) {
@@ -80,6 +83,14 @@ export class BackendConnection {
       throw err
     }
     return conn
+  }
+
+  /** `reused`: chunk is a view of the connection's read buffer (see ReusedReadBuffer). */
+  private received(chunk: Buffer, reused: boolean): void {
+    if (this.loginStream) this.loginStream.write(reused ? Buffer.from(chunk) : chunk)
+    else if (this.handler) {
+      if (!this.handler.onData(chunk) && reused) this.reader?.renew()
+    } else this.close() // a server talking while idle is out of step with us: drop it
   }
 
   attach(handler: AttachedHandler): void {
@@ -183,15 +194,43 @@ function requirePassword(password: string | undefined): string {
   return password
 }
 
-function openSocket(target: BackendTarget, timeoutMs: number): Promise<net.Socket> {
+/**
+ * Reads of a plain-TCP server connection land in one reused buffer (Node's `onread`), which
+ * skips a Buffer allocation and the Readable stream machinery per read. When a handler
+ * keeps a view of it, `renew` gives later reads a fresh buffer and leaves the old one to it.
+ */
+class ReusedReadBuffer {
+  private buffer = Buffer.allocUnsafeSlow(READ_BUFFER_BYTES)
+  deliver: (chunk: Buffer) => void = () => undefined
+
+  renew(): void {
+    this.buffer = Buffer.allocUnsafeSlow(READ_BUFFER_BYTES)
+  }
+
+  get options(): net.OnReadOpts {
+    return {
+      buffer: () => this.buffer,
+      callback: (n: number, buf: Uint8Array): boolean => {
+        this.deliver((buf as Buffer).subarray(0, n))
+        return true // keep reading (backpressure pauses the socket explicitly)
+      },
+    }
+  }
+}
+
+const READ_BUFFER_BYTES = 64 * 1024
+
+/** A connected socket; `reader` is set unless the connection went over TLS. */
+function openSocket(target: BackendTarget, timeoutMs: number): Promise<{ socket: net.Socket; reader: ReusedReadBuffer | null }> {
   return withTimeout(
-    new Promise<net.Socket>((resolve, reject) => {
-      const socket = net.connect({ host: target.host, port: target.port })
+    new Promise((resolve, reject) => {
+      const reader = new ReusedReadBuffer()
+      const socket = net.connect({ host: target.host, port: target.port, onread: reader.options })
       socket.once('error', (err) => reject(new BackendError(`could not connect to server ${target.host}:${target.port}: ${err.message}`, '08001')))
       socket.once('connect', () => {
         socket.removeAllListeners('error')
-        if (target.sslmode === 'disable' || target.sslmode === 'allow') return resolve(socket)
-        negotiateTls(socket, target).then(resolve, reject)
+        if (target.sslmode === 'disable' || target.sslmode === 'allow') return resolve({ socket, reader })
+        negotiateTls(socket, reader, target).then(resolve, reject)
       })
     }),
     timeoutMs,
@@ -199,21 +238,23 @@ function openSocket(target: BackendTarget, timeoutMs: number): Promise<net.Socke
   )
 }
 
-function negotiateTls(socket: net.Socket, target: BackendTarget): Promise<net.Socket> {
+function negotiateTls(socket: net.Socket, reader: ReusedReadBuffer, target: BackendTarget): Promise<{ socket: net.Socket; reader: ReusedReadBuffer | null }> {
   return new Promise((resolve, reject) => {
-    socket.once('data', (answer: Buffer) => {
+    reader.deliver = (answer: Buffer) => {
+      reader.deliver = () => undefined
       if (answer[0] === 0x53 /* S */) {
+        // TLS reads the socket itself from here on; the reused buffer is no longer involved.
         const secure = tls.connect({
           socket,
           servername: net.isIP(target.host) ? undefined : target.host,
           rejectUnauthorized: target.sslmode === 'verify-ca' || target.sslmode === 'verify-full',
           checkServerIdentity: target.sslmode === 'verify-full' ? tls.checkServerIdentity : () => undefined,
         })
-        secure.once('secureConnect', () => resolve(secure as unknown as net.Socket))
+        secure.once('secureConnect', () => resolve({ socket: secure as unknown as net.Socket, reader: null }))
         secure.once('error', (err) => reject(new BackendError(`TLS to server failed: ${err.message}`, '08001')))
-      } else if (target.sslmode === 'prefer') resolve(socket)
+      } else if (target.sslmode === 'prefer') resolve({ socket, reader })
       else reject(new BackendError(`server ${target.host}:${target.port} does not support TLS (sslmode=${target.sslmode})`, '08001'))
-    })
+    }
     socket.write(serialize.requestSsl())
   })
 }

@@ -3,9 +3,10 @@ import t from 'tap'
 import pg from 'pg'
 import type net from 'node:net'
 import { chownSync, chmodSync } from 'node:fs'
-import { execFileSync } from 'node:child_process'
+import { execFileSync, spawn } from 'node:child_process'
+import { createHash } from 'node:crypto'
 import { startPostgres, ROLES } from '../helpers/pg-server.js'
-import { startProxy, basicYaml, selfSignedCert } from '../helpers/proxy.js'
+import { startProxy, basicYaml, selfSignedCert, psqlArgs } from '../helpers/proxy.js'
 
 t.test('a client that stops reading: the proxy pauses the server instead of buffering', async (t) => {
   const server = await startPostgres()
@@ -30,6 +31,43 @@ t.test('a client that stops reading: the proxy pauses the server instead of buff
   t.equal((await other.query('SELECT 3 AS v')).rows[0].v, 3, 'other clients are served meanwhile')
   await other.end()
   stream.destroy()
+})
+
+/** SHA-256 and size of what psql prints, read in bursts with pauses so the proxy's writes to it back up. */
+function slowPsqlDigest(url: string, sql: string): Promise<{ sha: string; bytes: number }> {
+  return new Promise((resolve, reject) => {
+    const child = spawn('psql', psqlArgs(url, sql))
+    const hash = createHash('sha256')
+    let bytes = 0
+    let sinceBreak = 0
+    child.stdout.on('data', (d: Buffer) => {
+      hash.update(d)
+      bytes += d.length
+      sinceBreak += d.length
+      if (sinceBreak > 256 * 1024) {
+        sinceBreak = 0
+        child.stdout.pause()
+        setTimeout(() => child.stdout.resume(), 20)
+      }
+    })
+    child.on('error', reject)
+    child.on('close', (code) => (code === 0 ? resolve({ sha: hash.digest('hex'), bytes }) : reject(new Error(`psql exited ${code}`))))
+  })
+}
+
+t.test('server bytes pass through intact while clients read slowly (reused read buffers)', async (t) => {
+  const server = await startPostgres()
+  t.teardown(() => server.stop())
+  const sql = "COPY (SELECT i, md5(i::text), repeat(chr(65 + i % 26), i % 300) FROM generate_series(1, 150000) i) TO STDOUT"
+  const direct = await slowPsqlDigest(server.url(ROLES.scram.user, ROLES.scram.password), sql)
+  t.ok(direct.bytes > 20_000_000, `${(direct.bytes / 1e6).toFixed(0)} MB of rows`)
+  for (const sslmode of ['disable', 'prefer']) {
+    const proxy = await startProxy(basicYaml(server, { pool: 2 }).replace('/postgres"', `/postgres?sslmode=${sslmode}"`))
+    // Three slow readers at once share the proxy's reads; each must get exactly its own bytes.
+    const through = await Promise.all([1, 2, 3].map(() => slowPsqlDigest(proxy.url('app', 'app_pw'), sql)))
+    t.same(through, [direct, direct, direct], `sslmode=${sslmode}: three slow clients received exactly what the server sent`)
+    await proxy.stop()
+  }
 })
 
 t.test('TLS to the server: sslmode=require uses it, sslmode=disable does not', async (t) => {
