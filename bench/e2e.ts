@@ -6,7 +6,7 @@
 //   node dist/bench/e2e.js --quick --out /tmp/r.md
 //
 // Options: --rounds N, --seconds S, --clients 1,10,50,200, --tenant-clients 10,50,
-// --pool N (server pool size of both proxies), --idle N (idle clients for the memory test),
+// --pool N (server pool size of both proxies), --workers N (pgtenant processes), --idle N (idle clients for the memory test),
 // --only select,tenant,storm,memory, --no-install (don't apt-get install pgbouncer),
 // --out FILE (default bench/RESULTS.md).
 //
@@ -56,6 +56,8 @@ const opt = {
   tenantModes: (argValue('--tenant-modes')?.split(',') ?? (quick ? ['simple', 'prepared'] : ['simple', 'extended', 'prepared'])) as QueryMode[],
   stormClients: Number(argValue('--storm-clients') ?? 8),
   pool: Number(argValue('--pool') ?? 20),
+  /** pgtenant `workers:` (processes) */
+  workers: Number(argValue('--workers') ?? 1),
   idle: Number(argValue('--idle') ?? (quick ? 1000 : 10_000)),
   scale: Number(argValue('--scale') ?? (quick ? 1 : 10)),
   tenants: Number(argValue('--tenants') ?? (quick ? 100 : 1000)),
@@ -259,9 +261,9 @@ async function main(): Promise<void> {
   if (!existsSync(cli)) {
     tenantTarget = { name: 'pgtenant', available: false, reason: `${cli} not built (npm run build)`, port: 0, tenantPort: 0, proxyPid: () => null, prepared: true, version: gitRev, stop: async () => {}, kill: () => {} }
   } else {
-    const common = { cli, pgPort: server.port, database: DB, user: USER, secret: verifier, backendPassword: PASSWORD, poolSize: opt.pool, maxClients }
+    const common = { cli, pgPort: server.port, database: DB, user: USER, secret: verifier, backendPassword: PASSWORD, poolSize: opt.pool, maxClients, workers: opt.workers }
     const [plain, tenant] = await Promise.all([startPgtenant({ ...common, tenant: false }), startPgtenant({ ...common, tenant: true })])
-    tenantTarget = pgtenantTarget(plain, tenant, `pgtenant ${gitRev}`)
+    tenantTarget = pgtenantTarget(plain, tenant, `pgtenant ${gitRev}${opt.workers > 1 ? `, workers: ${opt.workers}` : ''}`)
   }
   log(tenantTarget.available ? `pgtenant on ports ${tenantTarget.port} (transparent) and ${tenantTarget.tenantPort} (tenant) (open files limit ${tenantTarget.nofile})` : `pgtenant unavailable: ${tenantTarget.reason}`)
   if (tenantTarget.reason && tenantTarget.available) log(`pgtenant partly unavailable: ${tenantTarget.reason}`)

@@ -10,6 +10,8 @@ import { Proxy } from './proxy.js'
 import { initParser } from '../parser/index.js'
 import { demoConfig, startDemoDatabase } from './demo.js'
 import type { Config } from './config-types.js'
+import cluster from 'node:cluster'
+import { joinCluster, runPrimary, workerRole } from './cluster.js'
 
 const USAGE = `usage: pgtenant [--config FILE] [--port N]
 
@@ -48,20 +50,33 @@ async function main(): Promise<void> {
     stopDemo = demo.stop
     config = demoConfig(demo.port, Number(arg('--port') ?? 6432))
   }
-  const log = createLogger(config.log_level)
-  const proxy = new Proxy(config, log)
+  const role = workerRole()
+  const log = createLogger(config.log_level, role ? { worker: role.index + 1 } : undefined)
+  if (configPath && config.workers > 1 && cluster.isPrimary) return runPrimary(configPath, config, log)
+  const proxy = new Proxy(config, log, role)
   proxy.configPath = configPath
-  const addr = await proxy.listen()
-  if (!configPath) printDemoHelp(addr.port)
-
-  process.on('SIGHUP', () => {
+  const reload = (): void => {
     if (!configPath) return
     try {
       proxy.reload(loadConfig(configPath))
     } catch (err) {
       log.error({ err: (err as Error).message }, 'new configuration is invalid; keeping the old one')
     }
-  })
+  }
+  if (role)
+    proxy.clusterLink = joinCluster(role, {
+      cancel: (pid, secret) => proxy.cancelLocal(pid, secret),
+      ready: () => proxy.ready(),
+      command: (c) => {
+        if (c.op === 'reload') reload()
+        else if (c.op === 'pause') proxy.pause(c.tenant)
+        else if (c.op === 'resume') proxy.resume(c.tenant)
+      },
+    })
+  const addr = await proxy.listen()
+  if (!configPath) printDemoHelp(addr.port)
+
+  process.on('SIGHUP', reload)
   let stopping = false
   const stop = async (): Promise<void> => {
     if (stopping) return

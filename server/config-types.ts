@@ -86,4 +86,6 @@ export interface Config {
   /** Citus metadata refresh period. */
   citus?: { refresh_interval_ms: number }
   log_level: 'trace' | 'debug' | 'info' | 'warn' | 'error' | 'fatal' | 'silent'
+  /** Processes serving clients (Node cluster, the listening socket shared); pools are split among them. */
+  workers: number
 }

@@ -12,7 +12,10 @@ export class ConfigError extends Error {
   }
 }
 
-const TOP_LEVEL = new Set(['listen', 'metrics', 'tls', 'auth', 'users', 'tenant', 'backends', 'placement', 'pool', 'log_level', 'log', 'citus'])
+/** Worker processes (`workers: N`); a client's cancel key carries its worker in 6 bits. */
+export const MAX_WORKERS = 64
+
+const TOP_LEVEL = new Set(['listen', 'metrics', 'tls', 'auth', 'users', 'tenant', 'backends', 'placement', 'pool', 'log_level', 'log', 'citus', 'workers'])
 const SSLMODES = ['disable', 'allow', 'prefer', 'require', 'verify-ca', 'verify-full'] as const
 const LOG_LEVELS = ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'] as const
 
@@ -139,8 +142,11 @@ export function parseConfig(yamlText: string, env: NodeJS.ProcessEnv, baseDir: s
   if (logObj) for (const k of Object.keys(logObj)) if (k !== 'slow_statement_ms') r.fail(`log.${k}`, 'unknown key (expected slow_statement_ms)')
   const log = logObj ? { slow_statement_ms: r.int(logObj.slow_statement_ms, 'log.slow_statement_ms', 0) } : undefined
 
+  const workers = r.int(root.workers, 'workers', 1, 1)
+  if (workers > MAX_WORKERS) r.fail('workers', `at most ${MAX_WORKERS}`)
+
   if (r.problems.length > 0 || !listen) throw new ConfigError(r.problems.length > 0 ? r.problems : ['listen: invalid'])
-  return { listen, metrics, tls, auth, users, tenant, backends, placement, pool, log_level, log, citus }
+  return { listen, metrics, tls, auth, users, tenant, backends, placement, pool, log_level, log, citus, workers }
 }
 
 function readTls(r: Reader, v: unknown): Config['tls'] {

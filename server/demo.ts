@@ -51,6 +51,7 @@ export function demoConfig(backendPort: number, listenPort: number): Config {
       max_server_connections: 1,
     },
     log_level: 'warn',
+    workers: 1,
   }
 }
 

@@ -5,6 +5,7 @@ export const METRICS = {
   clientConnections: { name: 'pgtenant_client_connections', type: 'gauge', labels: ['state'], help: 'Client connections by state: active, idle, idle_in_transaction, waiting (for a server connection), login' },
   clientAccepted: { name: 'pgtenant_client_connections_accepted_total', type: 'counter', labels: [], help: 'Client connections that logged in' },
   clientRefused: { name: 'pgtenant_client_connections_refused_total', type: 'counter', labels: ['reason'], help: 'Client connections refused: auth, limit, shutdown, protocol' },
+  cancelRequests: { name: 'pgtenant_cancel_requests_total', type: 'counter', labels: ['result'], help: 'CancelRequests received: local (the client is on this process), forwarded (to the worker that holds the client), unmatched' },
   authFailures: { name: 'pgtenant_auth_failures_total', type: 'counter', labels: [], help: 'Failed client authentications' },
   serverConnections: { name: 'pgtenant_server_connections', type: 'gauge', labels: ['backend', 'state'], help: 'Server connections per backend by state: active, idle, connecting' },
   poolSize: { name: 'pgtenant_pool_size', type: 'gauge', labels: ['backend'], help: 'Configured pool size per backend' },

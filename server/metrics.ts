@@ -95,6 +95,10 @@ export class Metrics implements SessionMetrics {
     this.c.clientAccepted.inc()
   }
 
+  cancelRequest(result: 'local' | 'forwarded' | 'unmatched'): void {
+    this.c.cancelRequests.inc({ result })
+  }
+
   clientRefused(reason: 'auth' | 'limit' | 'shutdown' | 'protocol'): void {
     this.c.clientRefused.inc({ reason })
     if (reason === 'auth') this.c.authFailures.inc()
@@ -208,6 +212,7 @@ function makeMetrics(registry: client.Registry, source: MetricsSource) {
     clientAccepted: counter(m.clientAccepted),
     clientRefused: counter(m.clientRefused),
     authFailures: counter(m.authFailures),
+    cancelRequests: counter(m.cancelRequests),
     poolWait: histogram(m.poolWait, LATENCY_BUCKETS),
     connectErrors: counter(m.connectErrors),
     serverErrors: counter(m.serverErrors),

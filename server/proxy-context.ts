@@ -33,6 +33,8 @@ export interface ProxyContext {
   /** SSLRequest with TLS configured: answer S and hand the session a TLS socket. */
   startTls(session: ClientSession): void
   cancel(pid: number, secret: number): void
+  /** The pid of a new client's cancel key. */
+  clientPid(): number
   /** Checks made once the startup packet is read (connection limits, reserved databases). */
   admitClient(session: ClientSession): { code: string; message: string } | null
   findUser(name: string): UserConfig | undefined

@@ -12,6 +12,8 @@ import type { ProxyContext } from './proxy-context.js'
 import { BackendError } from './backend/connection.js'
 import { queryRows } from './backend/query.js'
 import { Metrics } from './metrics.js'
+import promClient from 'prom-client'
+import { clientPid, workerOfPid, workerShare, type ClusterLink, type WorkerRole } from './cluster.js'
 import { Observers } from './observers.js'
 import { AdminConsole } from './admin/console.js'
 import { readFileSync } from 'node:fs'
@@ -34,6 +36,7 @@ export class Proxy implements ProxyContext {
   private readonly citusLoadedAt = new Map<string, number>()
   private citusTimer: NodeJS.Timeout | null = null
   private tenantPattern: RegExp
+  config: Config
   readonly admin: AdminConsole = new AdminConsole(this)
   readonly version: string = readVersion()
   /** PAUSE: tenants (or '*' for all) whose new transactions wait; running ones finish. */
@@ -47,10 +50,17 @@ export class Proxy implements ProxyContext {
   private reaper: NodeJS.Timeout | null = null
   private shuttingDown = false
 
+  /** Set in a worker of `workers: N`: how to reach the other workers. */
+  clusterLink: ClusterLink | null = null
+
   constructor(
-    public config: Config,
+    config: Config,
     readonly log: Logger,
+    /** This process's place among `workers: N` (null: the only process). */
+    readonly role: WorkerRole | null = null,
   ) {
+    config = workerShare(config, role?.count ?? 1)
+    this.config = config
     this.planner = new Planner(config)
     this.metrics = new Observers(log)
     this.metrics.slowStatementMs = config.log?.slow_statement_ms ?? 0
@@ -77,7 +87,12 @@ export class Proxy implements ProxyContext {
     this.log.info({ host: addr.address, port: addr.port }, 'pgtenant listening')
     if (this.config.metrics) {
       this.metrics.prometheus = new Metrics(this.metricsSource(), this.config.tenant?.metrics_top ?? 100)
-      this.metricsPort = await this.metrics.prometheus.listen(this.config.metrics.host, this.config.metrics.port, this.log)
+      // Workers answer the primary's metric requests; only the primary serves HTTP.
+      if (this.role) {
+        new promClient.AggregatorRegistry() // in a worker, this installs the answering side
+        promClient.AggregatorRegistry.setRegistries([this.metrics.prometheus.registry])
+      }
+      else this.metricsPort = await this.metrics.prometheus.listen(this.config.metrics.host, this.config.metrics.port, this.log)
     }
     await this.loadCatalogs()
     return addr
@@ -295,9 +310,27 @@ export class Proxy implements ProxyContext {
     session.resumeAfterTls(secure as unknown as net.Socket)
   }
 
+  /** A CancelRequest: the key's worker bits say which process holds the client. */
   cancel(pid: number, secret: number): void {
+    const link = this.clusterLink
+    if (link && workerOfPid(pid) !== link.role.index) {
+      this.metrics.prometheus?.cancelRequest('forwarded')
+      link.forwardCancel(pid, secret)
+      return
+    }
+    this.cancelLocal(pid, secret)
+  }
+
+  cancelLocal(pid: number, secret: number): void {
     const session = this.byPid.get(pid)
-    if (session && session.secret === secret) session.cancelRunning()
+    const matched = session !== undefined && session.secret === secret
+    this.metrics.prometheus?.cancelRequest(matched ? 'local' : 'unmatched')
+    if (matched) session.cancelRunning()
+  }
+
+  /** The pid of a new client's cancel key (it names this worker). */
+  clientPid(): number {
+    return clientPid(this.role?.index ?? 0)
   }
 
   admitClient(session: ClientSession): { code: string; message: string } | null {
@@ -466,6 +499,7 @@ export class Proxy implements ProxyContext {
 
   /** Apply a new config (SIGHUP): users, pool sizes and limits change; connections stay. */
   reload(config: Config): void {
+    config = workerShare(config, this.role?.count ?? 1)
     this.config = config
     this.planner.reconfigure(config)
     this.pools.limits = limitsOf(config)

@@ -7,7 +7,7 @@
 // ParseComplete for a statement already prepared on that connection) push synthetic
 // entries that are emitted when they reach the head.
 import type { Socket } from 'node:net'
-import { randomBytes, randomInt } from 'node:crypto'
+import { randomBytes } from 'node:crypto'
 import type { Logger } from 'pino'
 import { FrameReader, ProtocolViolation, type Frame } from './protocol/frame-reader.js'
 import * as fe from './protocol/frontend.js'
@@ -126,7 +126,7 @@ export class ClientSession {
   ) {
     this.socket = socket
     this.id = id
-    this.pid = randomInt(1, 0x7fffffff)
+    this.pid = ctx.clientPid()
     this.secret = randomBytes(4).readInt32BE(0)
     this.log = ctx.log.child({ session: id, client: `${socket.remoteAddress}:${socket.remotePort}` })
     this.reader = new FrameReader(ctx.maxMessageBytes)

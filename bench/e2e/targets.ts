@@ -204,6 +204,8 @@ export interface PgtenantOptions {
   maxClients: number
   /** add `tenant: { column: tenant_id }` */
   tenant: boolean
+  /** `workers: N` (processes sharing the port; the pool is split among them) */
+  workers: number
 }
 
 export interface PgtenantInstance {
@@ -227,6 +229,7 @@ export async function startPgtenant(o: PgtenantOptions): Promise<PgtenantInstanc
   const yaml = [
     `listen: 127.0.0.1:${port}`,
     'log_level: warn',
+    `workers: ${o.workers}`,
     'auth: scram-sha-256',
     'users:',
     `  ${o.user}: { password: ${yamlString(o.secret)} }`,

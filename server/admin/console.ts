@@ -33,14 +33,19 @@ export class AdminConsole {
     if (/^reload$/i.test(text)) {
       if (!this.proxy.configPath) throw adminError('55000', 'RELOAD needs a configuration file (the proxy was started without --config)')
       this.proxy.reload(loadConfig(this.proxy.configPath))
+      this.proxy.clusterLink?.broadcast({ op: 'reload' })
       return [be.commandComplete('RELOAD')]
     }
     if ((m = /^pause(?:\s+tenant\s+('(?:[^']|'')*'))?$/i.exec(text))) {
-      this.proxy.pause(m[1] ? unquote(m[1]) : '*')
+      const tenant = m[1] ? unquote(m[1]) : '*'
+      this.proxy.pause(tenant)
+      this.proxy.clusterLink?.broadcast({ op: 'pause', tenant })
       return [be.commandComplete('PAUSE')]
     }
     if ((m = /^resume(?:\s+tenant\s+('(?:[^']|'')*'))?$/i.exec(text))) {
-      this.proxy.resume(m[1] ? unquote(m[1]) : undefined)
+      const tenant = m[1] ? unquote(m[1]) : undefined
+      this.proxy.resume(tenant)
+      this.proxy.clusterLink?.broadcast({ op: 'resume', tenant })
       return [be.commandComplete('RESUME')]
     }
     if ((m = /^kill\s+client\s+(\d+)$/i.exec(text))) {
@@ -50,7 +55,9 @@ export class AdminConsole {
       return [be.commandComplete('KILL')]
     }
     if (/^shutdown$/i.test(text)) {
-      setImmediate(() => void this.proxy.shutdown().then(() => process.emit('SIGTERM' as never)))
+      // With workers, the primary stops them all (this one included) and then itself.
+      if (this.proxy.clusterLink) this.proxy.clusterLink.broadcast({ op: 'shutdown' })
+      else setImmediate(() => void this.proxy.shutdown().then(() => process.emit('SIGTERM' as never)))
       return [be.commandComplete('SHUTDOWN')]
     }
     throw adminError('42601', `unknown admin command: ${text.slice(0, 80)}`, COMMANDS)
@@ -60,7 +67,7 @@ export class AdminConsole {
     const p = this.proxy
     switch (what) {
       case 'version':
-        return table(['version'], [[`pgtenant ${p.version}`]])
+        return table(['version', 'worker'], [[`pgtenant ${p.version}`, p.role ? `${p.role.index + 1} of ${p.role.count}` : '1 of 1']])
       case 'pools':
         return table(
           ['backend', 'host', 'port', 'database', 'user', 'active', 'idle', 'connecting', 'waiting', 'size'],

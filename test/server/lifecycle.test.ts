@@ -3,40 +3,16 @@
 import t from 'tap'
 import pg from 'pg'
 import net from 'node:net'
-import { spawn, type ChildProcess } from 'node:child_process'
 import { mkdtempSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
-import { join, dirname } from 'node:path'
-import { fileURLToPath } from 'node:url'
+import { join } from 'node:path'
 import { startPostgres, ROLES, freePort } from '../helpers/pg-server.js'
 import { run, psqlArgs } from '../helpers/proxy.js'
+import { startCli } from '../helpers/cli.js'
 
-const CLI = join(dirname(fileURLToPath(import.meta.url)), '..', '..', 'server', 'cli.js')
 const server = await startPostgres()
 t.teardown(() => server.stop())
 const backendUrl = server.url(ROLES.scram.user, ROLES.scram.password)
-
-function startCli(args: string[]): { child: ChildProcess; output: () => string; waitFor: (re: RegExp, ms?: number) => Promise<void> } {
-  const child = spawn('node', [CLI, ...args], { stdio: ['ignore', 'pipe', 'pipe'] })
-  let out = ''
-  child.stdout!.on('data', (d) => (out += d))
-  child.stderr!.on('data', (d) => (out += d))
-  t.teardown(() => void child.kill('SIGKILL'))
-  return {
-    child,
-    output: () => out,
-    waitFor: (re, ms = 30000) =>
-      new Promise((resolve, reject) => {
-        const started = Date.now()
-        const check = (): void => {
-          if (re.test(out)) resolve()
-          else if (Date.now() - started > ms || child.exitCode !== null) reject(new Error(`timed out waiting for ${re}: ${out}`))
-          else setTimeout(check, 50)
-        }
-        check()
-      }),
-  }
-}
 
 async function canLogin(url: string): Promise<string | null> {
   const c = new pg.Client({ connectionString: url })
