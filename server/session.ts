@@ -63,7 +63,15 @@ interface ClientStatement {
   local: TenantCommand | null
   effect: SessionEffect | undefined
   /** For the unnamed statement: which Parse of it the server connection holds (see unnamedOwner). */
-  token: object | null
+  token: object
+}
+
+/** Not any Parse: an object (not null) so the field keeps one type and the shape never changes. */
+const NO_TOKEN = {}
+
+/** Built in one place with every field, so all statements share one hidden class. */
+function clientStatement(originalSql: string, paramTypes: Buffer, tenant: string | null, sql: string, serverName: string, local: TenantCommand | null, effect: SessionEffect | undefined): ClientStatement {
+  return { originalSql, paramTypes, tenant, sql, serverName, local, effect, token: NO_TOKEN }
 }
 
 const TRANSACTION_END = new Set(['COMMIT', 'ROLLBACK'])
@@ -726,21 +734,20 @@ export class ClientSession {
   private prepareStatement(name: string, sql: string, paramTypes: Buffer): ClientStatement | Refusal {
     const plan = this.plan(sql)
     const tenant = this.effectiveTenant
-    const base = { originalSql: sql, paramTypes, tenant, local: null, effect: undefined, token: null }
     if (plan === null) {
       this.routeHint = NO_HINT
-      return { ...base, sql, serverName: this.serverNameFor(name, sql, paramTypes) }
+      return clientStatement(sql, paramTypes, tenant, sql, this.serverNameFor(name, sql, paramTypes), null, undefined)
     }
     if (plan.refusal) return plan.refusal
     if (plan.statements.length > 1) return { kind: 'refuse', sqlstate: '42601', message: 'cannot insert multiple commands into a prepared statement' }
     const st = plan.statements[0]
-    if (!st) return { ...base, sql, serverName: this.serverNameFor(name, sql, paramTypes) }
-    if (st.kind === 'tenant') return { ...base, sql, serverName: '', local: st.command }
+    if (!st) return clientStatement(sql, paramTypes, tenant, sql, this.serverNameFor(name, sql, paramTypes), null, undefined)
+    if (st.kind === 'tenant') return clientStatement(sql, paramTypes, tenant, sql, '', st.command, undefined)
     if (st.kind === 'refuse') return st
     this.routeHint = { touchesTenant: st.touchesTenant, relations: st.relations }
     if (st.touchesTenant) this.txTouchedTenant = true
     const out = plan.sql ?? st.sql
-    return { ...base, sql: out, serverName: this.serverNameFor(name, out, paramTypes), effect: st.effect }
+    return clientStatement(sql, paramTypes, tenant, out, this.serverNameFor(name, out, paramTypes), null, st.effect)
   }
 
   /** Named statements get a server-side name derived from their text, shared by every client. */
@@ -786,7 +793,7 @@ export class ClientSession {
     const conn = this.backend as BackendConnection
     if (stmt.serverName === '') {
       const token = stmt.token
-      if (!token || conn.unnamedOwner !== token) this.sendParse(stmt, true)
+      if (token === NO_TOKEN || conn.unnamedOwner !== token) this.sendParse(stmt, true)
     } else if (!conn.prepared.has(stmt.serverName)) this.sendParse(stmt, true)
   }
 

@@ -2,26 +2,13 @@
 // one go (cork/uncork → a single writev), with backpressure reported to the caller.
 import type { Socket } from 'node:net'
 
-/** Up to this many bytes, several buffers are joined into one write instead of a writev. */
+/** Up to this many bytes, several buffers are copied into one write instead of a writev (cheaper in Node). */
 const JOIN_LIMIT = 64 * 1024
 
-/**
- * Several buffers as one, for a single write(): a slice of the original when they lie back
- * to back in one allocation (frames forwarded from the chunk they arrived in), else a copy.
- * Null when they are too large to be worth copying (the caller writes them with writev).
- * A plain write costs Node far less than cork/uncork's writev path for small messages.
- */
+/** Several small buffers copied into one, for a single write(); null when too large to copy. */
 export function joinBuffers(parts: Buffer[]): Buffer | null {
-  const first = parts[0]
   let total = 0
-  let contiguous = true
-  let end = first.byteOffset
-  for (const p of parts) {
-    total += p.length
-    if (p.buffer !== first.buffer || p.byteOffset !== end) contiguous = false
-    end = p.byteOffset + p.length
-  }
-  if (contiguous) return Buffer.from(first.buffer, first.byteOffset, total)
+  for (const p of parts) total += p.length
   return total <= JOIN_LIMIT ? Buffer.concat(parts, total) : null
 }
 
