@@ -135,13 +135,17 @@ function pgbenchRuns(c: Case, t: Target): PgbenchRun[] {
   if (c.workload === 'select') return [{ ...base, port: t.port, clients: c.clients, threads: 2, script: '-S' }]
   if (c.workload === 'storm') return [{ ...base, port: t.port, clients: c.clients, threads: 2, script: '-S', reconnect: true }]
   // Tenant workload: one pgbench process per tenant, the clients split evenly among them.
+  // -M prepared gets a thread per client: pgbench prepares with a blocking call, and a thread
+  // blocked on one client while its other clients hold open transactions (and so every
+  // server connection of a transaction pool) deadlocks any transaction pooler.
   const tenants = tenantSet().slice(0, Math.min(opt.tenantProcs, c.clients))
   return tenants.map((tenant, i) => {
     const clients = Math.floor(c.clients / tenants.length) + (i < c.clients % tenants.length ? 1 : 0)
     const defines = { accounts: String(opt.accountsPerTenant), tenant: String(tenant) }
+    const threads = c.mode === 'prepared' ? clients : 1
     if (t.name === 'pgtenant')
-      return { ...base, port: t.tenantPort, clients, threads: 1, script: join(root, 'bench', 'tenant-workload.sql'), defines, env: { PGOPTIONS: `-c app.tenant=${tenant}` } }
-    return { ...base, port: t.tenantPort, clients, threads: 1, script: join(root, 'bench', 'tenant-workload-filtered.sql'), defines }
+      return { ...base, port: t.tenantPort, clients, threads, script: join(root, 'bench', 'tenant-workload.sql'), defines, env: { PGOPTIONS: `-c app.tenant=${tenant}` } }
+    return { ...base, port: t.tenantPort, clients, threads, script: join(root, 'bench', 'tenant-workload-filtered.sql'), defines }
   })
 }
 
@@ -366,7 +370,7 @@ async function main(): Promise<void> {
     `- ${opt.rounds} round(s) × ${opt.seconds} s per case and target, interleaved: each case runs on every target in turn, the target order rotated from case to case and round to round; TPS is the mean over rounds, "TPS spread" is (max − min) ÷ mean over rounds.`,
     `- Server pool size ${opt.pool} for both PgBouncer (\`default_pool_size\`) and pgtenant (\`backends.main.pool\`), transaction pooling, SCRAM-SHA-256 client authentication on all three targets (the proxies hold the role's SCRAM verifier).`,
     `- \`pgbench -S\`: pgbench_accounts at scale ${opt.scale}, \`-j 2\`. Latency average and p99 come from pgbench's per-transaction log (\`--log\`), all rounds merged. A warm-up run on each target precedes the measurements.`,
-    `- Tenant workload: ${opt.tenants} tenants × ${opt.accountsPerTenant} accounts × ${opt.projectsPerAccount} projects, account and project ids overlapping between tenants. ${opt.tenantProcs} pgbench processes run at once (\`-j 1\`), one per tenant (tenants ${tenantSet().join(', ')}), the clients split evenly among them. Through pgtenant: \`bench/tenant-workload.sql\` (no tenant filter) with \`PGOPTIONS='-c app.tenant=N'\`, pgtenant adds the filter. Direct and through PgBouncer: \`bench/tenant-workload-filtered.sql\`, the same statements with \`tenant_id = :tenant\` on every table (\`-D tenant=N\`). Each transaction: BEGIN, a two-table join with GROUP BY, an UPDATE, END.`,
+    `- Tenant workload: ${opt.tenants} tenants × ${opt.accountsPerTenant} accounts × ${opt.projectsPerAccount} projects, account and project ids overlapping between tenants. ${opt.tenantProcs} pgbench processes run at once (\`-j 1\`; \`-M prepared\`: a thread per client), one per tenant (tenants ${tenantSet().join(', ')}), the clients split evenly among them. Through pgtenant: \`bench/tenant-workload.sql\` (no tenant filter) with \`PGOPTIONS='-c app.tenant=N'\`, pgtenant adds the filter. Direct and through PgBouncer: \`bench/tenant-workload-filtered.sql\`, the same statements with \`tenant_id = :tenant\` on every table (\`-D tenant=N\`). Each transaction: BEGIN, a two-table join with GROUP BY, an UPDATE, END.`,
     `- Connection storm: \`pgbench -C -S\` with ${opt.stormClients} clients: a new connection (with SCRAM authentication) for every transaction.`,
     `- CPU: utime + stime from /proc/PID/stat of the proxy's process tree (and of the PostgreSQL postmaster with its backends, including exited ones), before and after each run, divided by the transactions of the run.`,
     `- Memory: ${opt.idle.toLocaleString('en-US')} client connections opened (startup and SCRAM authentication over raw sockets, \`bench/e2e/idle-clients.ts\`) and held idle; RSS is VmRSS from /proc/PID/status of the proxy process. pgtenant's clients send \`options=-c app.tenant=N\`; PgBouncer's none (1.18 refuses the \`options\` startup parameter).`,

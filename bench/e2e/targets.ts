@@ -150,8 +150,9 @@ export async function startPgbouncer(o: PgbouncerOptions): Promise<Target> {
     for (const f of [authFile, cfg]) chownSync(f, ids.uid, ids.gid)
   }
   const out = openSync(join(dir, 'stdout.log'), 'a')
-  // pgbouncer refuses to run as root: run it as the postgres OS user.
-  const [file, args] = withRaisedNofile(isRoot ? 'runuser' : o.bin, isRoot ? ['-u', 'postgres', '--', o.bin, cfg] : [cfg])
+  // pgbouncer refuses to run as root: run it as the postgres OS user. runuser resets the
+  // open-files limit (PAM), so it is raised again inside, for the 10,000 idle clients.
+  const [file, args] = isRoot ? ['runuser', ['-u', 'postgres', '--', ...withRaisedNofile(o.bin, [cfg]).flat()]] : withRaisedNofile(o.bin, [cfg])
   const child = spawn(file, args, { stdio: ['ignore', out, out] })
   closeSync(out)
   let bouncerPid: number | null = null
