@@ -91,8 +91,9 @@ export class Proxy implements ProxyContext {
       if (this.role) {
         new promClient.AggregatorRegistry() // in a worker, this installs the answering side
         promClient.AggregatorRegistry.setRegistries([this.metrics.prometheus.registry])
+      } else {
+        this.metricsPort = await this.metrics.prometheus.listen(this.config.metrics.host, this.config.metrics.port, this.log)
       }
-      else this.metricsPort = await this.metrics.prometheus.listen(this.config.metrics.host, this.config.metrics.port, this.log)
     }
     await this.loadCatalogs()
     return addr

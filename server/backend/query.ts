@@ -34,7 +34,13 @@ export function queryRows(conn: BackendConnection, sql: string, timeoutMs = 1000
       } else if (msg.name === 'error') error = new BackendError(m.message, m.code ?? 'XX000')
       else if (msg.name === 'readyForQuery') finish(error)
     }).catch((err: Error) => finish(err))
-    conn.attach({ onData: (chunk) => (stream.write(chunk), false), onClose: (err) => finish(err ?? new BackendError('server connection closed', '08006')) })
+    conn.attach({
+      onData: (chunk) => {
+        stream.write(chunk)
+        return false // the stream keeps the chunk
+      },
+      onClose: (err) => finish(err ?? new BackendError('server connection closed', '08006')),
+    })
     conn.write(serialize.query(sql))
   })
 }

@@ -1,22 +1,17 @@
 // Collects the buffers for one socket during one event-loop turn and writes them in
-// one go (cork/uncork → a single writev), with backpressure reported to the caller.
+// one go (small batches copied into one buffer, large ones as a single writev), with
+// backpressure reported to the caller.
 import type { Socket } from 'node:net'
 
 /** Up to this many bytes, several buffers are copied into one write instead of a writev (cheaper in Node). */
 const JOIN_LIMIT = 64 * 1024
 
-/** Several small buffers copied into one, for a single write(); null when too large to copy. */
-export function joinBuffers(parts: Buffer[]): Buffer | null {
-  let total = 0
-  for (const p of parts) total += p.length
-  return total <= JOIN_LIMIT ? Buffer.concat(parts, total) : null
-}
-
 /** Write buffers to a socket in one system call; returns what socket.write returns. */
 export function writeAll(socket: Socket, parts: Buffer[]): boolean {
   if (parts.length === 1) return socket.write(parts[0])
-  const joined = joinBuffers(parts)
-  if (joined) return socket.write(joined)
+  let total = 0
+  for (const p of parts) total += p.length
+  if (total <= JOIN_LIMIT) return socket.write(Buffer.concat(parts, total))
   socket.cork()
   for (const p of parts) socket.write(p)
   socket.uncork()
