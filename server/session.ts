@@ -37,16 +37,17 @@ interface Entry {
   /** parse made by the proxy itself: its ParseComplete is not the client's */
   swallow: boolean
   /** query/execute: session effects applied when it succeeds */
-  effects: SessionEffect[]
+  effects: readonly SessionEffect[]
   failed: boolean
   /** synthetic: the bytes to send */
-  bytes: Buffer[]
+  bytes: readonly Buffer[]
 }
 
-const NO_EFFECTS: SessionEffect[] = []
-const NO_BYTES: Buffer[] = []
+/** Shared empty lists (never written to: entries' effects and bytes are only read). */
+const NO_EFFECTS: readonly SessionEffect[] = []
+const NO_BYTES: readonly Buffer[] = []
 
-function entry(kind: EntryKind, o: { serverName?: string | null; swallow?: boolean; effects?: SessionEffect[]; bytes?: Buffer[] } = {}): Entry {
+function entry(kind: EntryKind, o: { serverName?: string | null; swallow?: boolean; effects?: readonly SessionEffect[]; bytes?: readonly Buffer[] } = {}): Entry {
   return { kind, serverName: o.serverName ?? null, swallow: o.swallow ?? false, effects: o.effects ?? NO_EFFECTS, failed: false, bytes: o.bytes ?? NO_BYTES }
 }
 
@@ -590,7 +591,7 @@ export class ClientSession {
       this.routeHint = NO_HINT
       if (!this.ensureBackend()) return false
       this.send(frame.raw)
-      this.queue.push(entry('query', { effects: [] }))
+      this.queue.push(entry('query'))
       this.ctx.metrics?.statementSent(this)
       return true
     }
@@ -682,7 +683,7 @@ export class ClientSession {
   }
 
   /** Effects that change how the proxy itself behaves right away (not replayed settings). */
-  private applyImmediateEffects(effects: SessionEffect[]): void {
+  private applyImmediateEffects(effects: readonly SessionEffect[]): void {
     for (const e of effects) {
       if (isSearchPathEffect(e)) this.planSearchPath = e.kind === 'set' ? e.valueSql : ''
       if (e.kind === 'reset_all' || e.kind === 'discard_all') this.planSearchPath = ''
@@ -866,7 +867,7 @@ export class ClientSession {
     if (!this.ensureBackend()) return false
     this.send(frame.raw)
     const effect = this.portalEffects.get(portal)
-    const effects = effect ? [effect] : []
+    const effects = effect ? [effect] : NO_EFFECTS
     this.queue.push(entry('execute', { effects }))
     this.ctx.metrics?.statementSent(this)
     this.applyImmediateEffects(effects)
