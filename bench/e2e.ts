@@ -24,7 +24,7 @@ import { spawn, spawnSync } from 'node:child_process'
 import { createInterface } from 'node:readline'
 import { startPostgres, type PgServer } from '../test/helpers/pg-server.js'
 import { treeCpuSeconds, treeRssBytes, sleep, runCmd, withRaisedNofile, killPid } from './e2e/proc.js'
-import { ensurePgbouncer, startPgbouncer, startPgtenant, pgtenantTarget, directTarget, usable, type Target, type TargetName } from './e2e/targets.js'
+import { ensurePgbouncer, startPgbouncer, startPgtenant, startNodePipe, pgtenantTarget, directTarget, usable, type Target, type TargetName } from './e2e/targets.js'
 import { runPgbench, runPgbenchGroup, pgbenchBin, type PgbenchRun, type QueryMode, type PgbenchResult } from './e2e/pgbench.js'
 import { machineDescription, resultsTable, memoryTable, summarize, fmtTps, type Cell, type CaseRow, type RoundResult, type MemoryResult } from './e2e/report.js'
 
@@ -271,7 +271,9 @@ async function main(): Promise<void> {
   }
   log(tenantTarget.available ? `pgtenant on ports ${tenantTarget.port} (transparent) and ${tenantTarget.tenantPort} (tenant) (open files limit ${tenantTarget.nofile})` : `pgtenant unavailable: ${tenantTarget.reason}`)
   if (tenantTarget.reason && tenantTarget.available) log(`pgtenant partly unavailable: ${tenantTarget.reason}`)
-  targets = [direct, bouncer, tenantTarget]
+  const pipe = await startNodePipe(join(here, 'e2e', 'node-pipe.js'), server.port)
+  log(pipe.available ? `Node pipe (reference) on port ${pipe.port}` : `Node pipe unavailable: ${pipe.reason}`)
+  targets = [direct, bouncer, tenantTarget, pipe]
   const names = targets.map((t) => t.name)
 
   const work = mkdtempSync(join(tmpdir(), 'pgtenant-bench-work-'))
@@ -293,6 +295,7 @@ async function main(): Promise<void> {
     const m = new Map<string, Cell>()
     for (const t of targets) {
       const wl = c.workload === 'tenant' ? 'tenant' : 'plain'
+      if (t.name === 'Node pipe' && c.workload !== 'select') continue // a reference for pgbench -S only
       if (!usable(t, wl)) m.set(t.name, { status: 'unavailable', note: `${t.name} unavailable: ${t.reason ?? 'not running'}`, rounds: [] })
       else if (c.mode === 'prepared' && !t.prepared)
         m.set(t.name, { status: 'n/a', note: `${t.version} has no protocol-level prepared statements under transaction pooling (max_prepared_statements came in 1.21)`, rounds: [] })
@@ -301,11 +304,13 @@ async function main(): Promise<void> {
     cells.set(key(c), m)
   }
   const totalRuns = opt.rounds * cases.reduce((n, c) => n + [...cells.get(key(c))!.values()].filter((x) => x.status === 'ok').length, 0)
+  const runnable = (c: Case): Target[] => targets.filter((t) => cells.get(key(c))!.has(t.name))
   let runNo = 0
   for (let round = 0; round < opt.rounds; round++) {
     for (const [ci, c] of cases.entries()) {
-      const k = (round + ci) % targets.length
-      const order = [...targets.slice(k), ...targets.slice(0, k)]
+      const caseTargets = runnable(c)
+      const k = (round + ci) % caseTargets.length
+      const order = [...caseTargets.slice(k), ...caseTargets.slice(0, k)]
       for (const t of order) {
         const cell = cells.get(key(c))!.get(t.name)!
         if (cell.status !== 'ok' && cell.status !== 'failed') continue
@@ -359,7 +364,7 @@ async function main(): Promise<void> {
     '# End-to-end benchmark results',
     '',
     `Produced by \`node dist/bench/e2e.js ${process.argv.slice(2).join(' ')}\` (\`npm run bench:e2e\`) on ${new Date().toISOString().replace(/\.\d+Z$/, 'Z')}, in ${elapsed.toFixed(0)} s.`,
-    'Ratios are TPS ratios measured in the same run: on pgtenant\'s rows pgtenant ÷ PgBouncer and pgtenant ÷ direct, on PgBouncer\'s rows PgBouncer ÷ direct.',
+    'Ratios are TPS ratios measured in the same run: on pgtenant\'s rows pgtenant ÷ PgBouncer and pgtenant ÷ direct, on PgBouncer\'s rows PgBouncer ÷ direct, on the Node pipe\'s rows Node pipe ÷ PgBouncer and ÷ direct.',
     '',
     '## Machine',
     '',
@@ -368,7 +373,8 @@ async function main(): Promise<void> {
     '## Settings',
     '',
     `- ${opt.rounds} round(s) × ${opt.seconds} s per case and target, interleaved: each case runs on every target in turn, the target order rotated from case to case and round to round; TPS is the mean over rounds, "TPS spread" is (max − min) ÷ mean over rounds.`,
-    `- Server pool size ${opt.pool} for both PgBouncer (\`default_pool_size\`) and pgtenant (\`backends.main.pool\`), transaction pooling, SCRAM-SHA-256 client authentication on all three targets (the proxies hold the role's SCRAM verifier).`,
+    `- Server pool size ${opt.pool} for both PgBouncer (\`default_pool_size\`) and pgtenant (\`backends.main.pool\`), transaction pooling, SCRAM-SHA-256 client authentication on every target (the proxies hold the role's SCRAM verifier).`,
+    `- Node pipe (pgbench -S only): a reference, not a pooler: \`bench/e2e/node-pipe.ts\`, a Node.js process that connects each client to PostgreSQL and copies bytes both ways with \`socket.pipe()\`, parsing nothing (one server connection per client). It shows what one Node.js thread costs per socket event before any proxy logic.`,
     `- \`pgbench -S\`: pgbench_accounts at scale ${opt.scale}, \`-j 2\`. Latency average and p99 come from pgbench's per-transaction log (\`--log\`), all rounds merged. A warm-up run on each target precedes the measurements.`,
     `- Tenant workload: ${opt.tenants} tenants × ${opt.accountsPerTenant} accounts × ${opt.projectsPerAccount} projects, account and project ids overlapping between tenants. ${opt.tenantProcs} pgbench processes run at once (\`-j 1\`; \`-M prepared\`: a thread per client), one per tenant (tenants ${tenantSet().join(', ')}), the clients split evenly among them. Through pgtenant: \`bench/tenant-workload.sql\` (no tenant filter) with \`PGOPTIONS='-c app.tenant=N'\`, pgtenant adds the filter. Direct and through PgBouncer: \`bench/tenant-workload-filtered.sql\`, the same statements with \`tenant_id = :tenant\` on every table (\`-D tenant=N\`). Each transaction: BEGIN, a two-table join with GROUP BY, an UPDATE, END.`,
     `- Connection storm: \`pgbench -C -S\` with ${opt.stormClients} clients: a new connection (with SCRAM authentication) for every transaction.`,

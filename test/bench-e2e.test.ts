@@ -41,7 +41,11 @@ t.test('npm run bench:e2e -- --quick: every case on every target, ratios written
   t.match(md, /- pgbouncer: PgBouncer \d/, 'PgBouncer ran (installed when missing)')
   const rows = resultRows(md)
   const targets = new Set(rows.map((r) => r.target))
-  t.same([...targets].sort(), ['PgBouncer', 'direct', 'pgtenant'], 'three targets')
+  t.same([...targets].sort(), ['Node pipe', 'PgBouncer', 'direct', 'pgtenant'], 'three targets and the Node pipe reference')
+  t.ok(
+    rows.filter((r) => r.target === 'Node pipe').every((r) => r.workload === 'pgbench -S'),
+    'the Node pipe runs pgbench -S only',
+  )
   t.ok(rows.some((r) => r.workload.startsWith('tenant')), 'the tenant workload ran')
   t.ok(rows.some((r) => r.workload.startsWith('connect')), 'the connection storm ran')
   for (const r of rows) {
@@ -51,7 +55,7 @@ t.test('npm run bench:e2e -- --quick: every case on every target, ratios written
       continue
     }
     t.ok(Number(r.tps.replace(/,/g, '')) > 0, `${label}: ${r.tps} tps`)
-    if (r.target === 'pgtenant') {
+    if (r.target === 'pgtenant' || r.target === 'Node pipe') {
       t.match(r.vsDirect, /^\d+\.\d\d×$/, `${label}: ratio to direct ${r.vsDirect}`)
       if (r.mode !== 'prepared') t.match(r.vsBouncer, /^\d+\.\d\d×$/, `${label}: ratio to PgBouncer ${r.vsBouncer}`)
     }

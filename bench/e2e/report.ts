@@ -99,7 +99,9 @@ export interface CaseRow {
 
 /**
  * One row per case and target. Ratios are TPS ratios of the same run: on pgtenant's row
- * pgtenant ÷ PgBouncer and pgtenant ÷ direct; on PgBouncer's row PgBouncer ÷ direct.
+ * pgtenant ÷ PgBouncer and pgtenant ÷ direct; on PgBouncer's row PgBouncer ÷ direct; on the
+ * Node pipe's row (a reference) Node pipe ÷ PgBouncer and ÷ direct. A target without a cell
+ * in a case gets no row.
  */
 export function resultsTable(cases: CaseRow[], targets: string[], footnotes: string[]): string {
   const head = [
@@ -127,10 +129,11 @@ export function resultsTable(cases: CaseRow[], targets: string[], footnotes: str
     for (const t of targets) sums.set(t, c.cells.get(t)?.status === 'ok' ? summarize(c.cells.get(t)!.rounds) : null)
     for (const t of targets) {
       const cell = c.cells.get(t)
+      if (!cell) continue // target not part of this case (the Node pipe outside pgbench -S)
       const s = sums.get(t)
       const row = [c.workload, c.mode, String(c.clients), t]
-      if (!cell || cell.status !== 'ok' || !s) {
-        const status = !cell ? 'not run' : cell.status === 'ok' ? 'failed' : cell.status
+      if (cell.status !== 'ok' || !s) {
+        const status = cell.status === 'ok' ? 'failed' : cell.status
         const label = status === 'failed' ? '**FAILED**' : status
         row.push(cell?.note ? `${label} [${noteIndex(cell.note)}]` : label, '', '', '', '', '', '', '')
       } else {
@@ -141,7 +144,7 @@ export function resultsTable(cases: CaseRow[], targets: string[], footnotes: str
           fmtMs(s.p99),
           s.proxyCpuPer1k === null ? '—' : fmt(s.proxyCpuPer1k, 3),
           fmt(s.pgCpuPer1k, 3),
-          t === 'pgtenant' ? fmtRatio(s.tps, sums.get('PgBouncer')?.tps) : '',
+          t === 'pgtenant' || t === 'Node pipe' ? fmtRatio(s.tps, sums.get('PgBouncer')?.tps) : '',
           t === 'direct' ? '' : fmtRatio(s.tps, sums.get('direct')?.tps),
         )
       }

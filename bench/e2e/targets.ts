@@ -1,6 +1,7 @@
-// The three targets of the end-to-end benchmark: PostgreSQL itself ("direct"), Debian's
+// The targets of the end-to-end benchmark: PostgreSQL itself ("direct"), Debian's
 // PgBouncer in transaction mode, and pgtenant as a child process (`node dist/server/cli.js
-// --config FILE`), each on 127.0.0.1 with the same server pool size.
+// --config FILE`), each on 127.0.0.1 with the same server pool size; plus, for pgbench -S
+// only, a bare Node.js socket pipe as a reference (bench/e2e/node-pipe.ts).
 import { spawn, spawnSync, execFileSync, type ChildProcess } from 'node:child_process'
 import { mkdtempSync, writeFileSync, readFileSync, existsSync, chownSync, openSync, closeSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
@@ -8,7 +9,7 @@ import { join } from 'node:path'
 import { freePort } from '../../test/helpers/pg-server.js'
 import { waitForPort, findInTree, killPid, withRaisedNofile, sleep, nofileLimit } from './proc.js'
 
-export type TargetName = 'direct' | 'PgBouncer' | 'pgtenant'
+export type TargetName = 'direct' | 'PgBouncer' | 'pgtenant' | 'Node pipe'
 
 export interface Target {
   name: TargetName
@@ -298,4 +299,25 @@ export function usable(t: Target, workload: 'plain' | 'tenant'): boolean {
 
 export function directTarget(pgPort: number, version: string): Target {
   return { name: 'direct', available: true, port: pgPort, tenantPort: pgPort, proxyPid: () => null, prepared: true, version, stop: async () => {}, kill: () => {} }
+}
+
+// ---------------------------------------------------------------- Node pipe (reference)
+
+/** The bare Node.js pipe (bench/e2e/node-pipe.js) in front of PostgreSQL. */
+export async function startNodePipe(script: string, pgPort: number): Promise<Target> {
+  const port = await freePort()
+  const child: ChildProcess = spawn(process.execPath, [script, String(port), String(pgPort)], { stdio: ['ignore', 'ignore', 'pipe'] })
+  let stderr = ''
+  child.stderr?.on('data', (d) => (stderr += d))
+  const stop = async (): Promise<void> => {
+    killPid(child.pid, 'SIGTERM')
+    for (let i = 0; i < 60 && !exited(child); i++) await sleep(50)
+    if (!exited(child)) killPid(child.pid, 'SIGKILL')
+  }
+  const base = { name: 'Node pipe' as const, port, tenantPort: port, prepared: true, version: `node ${process.version} socket.pipe()`, stop, kill: () => killPid(child.pid, 'SIGKILL') }
+  if (!(await waitForPort(port, child, 10_000))) {
+    await stop()
+    return { ...base, available: false, reason: `node-pipe did not start: ${stderr.trim().slice(0, 300)}`, proxyPid: () => null }
+  }
+  return { ...base, available: true, proxyPid: () => child.pid ?? null }
 }
