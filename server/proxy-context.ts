@@ -7,6 +7,20 @@ import type { BackendConnection } from './backend/connection.js'
 import type { Pool } from './backend/pool.js'
 import type { ClientSession } from './session.js'
 import type { Refusal, RewriteResult, SchemaFacts } from '../parser/types.js'
+import type { Route } from '../routing/placement.js'
+
+/** A session's last routing answer, kept on the session by the proxy (see Proxy.routeAndPool). */
+export interface RouteMemo {
+  generation: number
+  tenant: string | null
+  /** Citus routes depend on the statement too (touchesTenant, relations); other routes only on the tenant. */
+  byStatement: boolean
+  touchesTenant: boolean
+  relations: readonly string[]
+  route: Route
+  pool: Pool
+  poolKey: string
+}
 
 export interface SessionMetrics {
   rewriteObserved(result: RewriteResult | null, seconds: number): void

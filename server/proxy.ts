@@ -8,7 +8,7 @@ import { Planner } from './planner.js'
 import { PoolManager, type Pool } from './backend/pool.js'
 import type { BackendConnection, BackendTarget } from './backend/connection.js'
 import { ClientSession } from './session.js'
-import type { ProxyContext } from './proxy-context.js'
+import type { ProxyContext, RouteMemo } from './proxy-context.js'
 import { BackendError } from './backend/connection.js'
 import { queryRows } from './backend/query.js'
 import { Metrics } from './metrics.js'
@@ -33,6 +33,8 @@ export class Proxy implements ProxyContext {
   private readonly facts = new Map<string, SchemaFacts>()
   private readonly factsLoading = new Map<string, Promise<void>>()
   private readonly citus = new Map<string, CitusMetadata | null>()
+  /** Bumped whenever the same session and statement could be routed differently: config reload, new Citus metadata. */
+  private routingGeneration = 0
   private readonly citusLoadedAt = new Map<string, number>()
   private citusTimer: NodeJS.Timeout | null = null
   private tenantPattern: RegExp
@@ -196,6 +198,7 @@ export class Proxy implements ProxyContext {
         loadCitusMetadata(async (sql) => queryRows(conn, sql)),
       )
       this.citus.set(backendName, meta)
+      this.routingGeneration++
       this.citusLoadedAt.set(backendName, Date.now())
       this.updateFacts(backendName)
       this.log.info({ backend: backendName, tables: meta.tables.size, problems: meta.problems.length }, 'Citus metadata loaded')
@@ -395,24 +398,56 @@ export class Proxy implements ProxyContext {
   /** The hot path: an idle server connection for this session's next transaction, right now, or null. */
   acquireNow(session: ClientSession): { conn: BackendConnection; pool: Pool } | null {
     if (this.isPaused(session)) return null
-    let route: Route
+    let memo: RouteMemo
     try {
-      route = this.route(session, session.routeHint)
+      memo = this.routeAndPool(session)
     } catch {
       return null // the slow path reports the refusal
     }
-    const pool = this.poolFor(session, route)
-    const conn = pool.tryAcquire(session.poolStateKey)
+    const conn = memo.pool.tryAcquire(session.poolStateKey)
     if (!conn) return null
-    this.metrics.prometheus?.routed(route.kind, route.backend)
-    return { conn, pool }
+    this.metrics.prometheus?.routed(memo.route.kind, memo.route.backend)
+    return { conn, pool: memo.pool }
+  }
+
+  /**
+   * The route and pool of the session's next transaction (a refusal is thrown). The session
+   * keeps the answer, reused while nothing it was decided from has changed: same tenant, same
+   * routing generation (bumped by a reload and by new Citus metadata), the pool still open,
+   * and for a Citus route the same statement facts (tenant tables touched, relations).
+   */
+  private routeAndPool(session: ClientSession): RouteMemo {
+    const hint = session.routeHint
+    const tenant = session.effectiveTenant
+    const m = session.routeMemo
+    if (
+      m !== null &&
+      m.generation === this.routingGeneration &&
+      m.tenant === tenant &&
+      (m.byStatement === false || (m.touchesTenant === hint.touchesTenant && m.relations === hint.relations)) &&
+      this.pools.pools.get(m.poolKey) === m.pool
+    )
+      return m
+    const route = this.route(session, hint)
+    const pool = this.poolFor(session, route)
+    const memo: RouteMemo = {
+      generation: this.routingGeneration,
+      tenant,
+      byStatement: route.kind === 'citus-worker' || route.kind === 'citus-coordinator',
+      touchesTenant: hint.touchesTenant,
+      relations: hint.relations,
+      route,
+      pool,
+      poolKey: this.poolKey(session, route),
+    }
+    session.routeMemo = memo
+    return memo
   }
 
   async acquire(session: ClientSession): Promise<{ conn: BackendConnection; pool: Pool }> {
     while (this.isPaused(session)) await new Promise<void>((resolve) => this.pauseWaiters.push(resolve))
-    const route = this.route(session, session.routeHint)
+    const { route, pool } = this.routeAndPool(session)
     this.metrics.prometheus?.routed(route.kind, route.backend)
-    const pool = this.poolFor(session, route)
     const started = Date.now()
     try {
       const conn = await pool.acquire(session.poolStateKey)
@@ -479,13 +514,17 @@ export class Proxy implements ProxyContext {
   /** The pool for a route: one per backend, server address, database and user. */
   poolFor(session: ClientSession, route: Route): Pool {
     const user = route.target.user ?? session.user
-    const key = route.target.user !== undefined ? route.poolKey : `${route.poolKey}\u0000${user}`
+    const key = this.poolKey(session, route)
     const existing = this.pools.pools.get(key)
     if (existing) return existing
     const configured = this.findUser(session.user)
     const password = route.target.user !== undefined ? route.target.password : configured && !isHashed(configured.password) ? configured.password : undefined
     const target: BackendTarget = { host: route.target.host, port: route.target.port, database: route.target.database, user, password, sslmode: route.target.sslmode }
     return this.pools.pool(key, route.backend, target, this.config.backends[route.backend].pool)
+  }
+
+  private poolKey(session: ClientSession, route: Route): string {
+    return route.target.user !== undefined ? route.poolKey : `${route.poolKey}\u0000${route.target.user ?? session.user}`
   }
 
   statementName(sql: string, paramTypes: Buffer): string {
@@ -502,6 +541,7 @@ export class Proxy implements ProxyContext {
   reload(config: Config): void {
     config = workerShare(config, this.role?.count ?? 1)
     this.config = config
+    this.routingGeneration++
     this.planner.reconfigure(config)
     this.pools.limits = limitsOf(config)
     for (const pool of this.pools.pools.values()) {

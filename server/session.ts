@@ -20,7 +20,7 @@ import type { Config, UserConfig } from './config-types.js'
 import type { RewriteResult, SessionEffect, StatementPlan, TenantCommand, Refusal } from '../parser/types.js'
 import { quoteLiteral, quoteIdent, firstKeyword } from './planner.js'
 import { authenticate } from './client-auth.js'
-import type { ProxyContext } from './proxy-context.js'
+import type { ProxyContext, RouteMemo } from './proxy-context.js'
 
 type TxStatus = be.TxStatus
 
@@ -75,7 +75,6 @@ function clientStatement(originalSql: string, paramTypes: Buffer, tenant: string
   return { originalSql, paramTypes, tenant, sql, serverName, local, effect, token: NO_TOKEN }
 }
 
-const TRANSACTION_END = new Set(['COMMIT', 'ROLLBACK'])
 const NO_HINT = { touchesTenant: false, relations: [] as readonly string[] }
 
 export class ClientSession {
@@ -107,6 +106,8 @@ export class ClientSession {
   backendName: string | null = null
   /** What the first statement of the next transaction touches: routing input. */
   routeHint: { touchesTenant: boolean; relations: readonly string[] } = NO_HINT
+  /** The proxy's last routing answer for this session (it decides when it is still good). */
+  routeMemo: RouteMemo | null = null
   private pool: Pool | null = null
   private rowsSent = 0
   private bytesSent = 0
@@ -1211,6 +1212,7 @@ export class ClientSession {
           return head.kind !== 'internal'
       }
     },
+    onReadyForQuery: (status) => this.onReadyForQuery(status),
     onInspected: (type, raw) => {
       switch (type) {
         case 0x5a: // ReadyForQuery
@@ -1221,8 +1223,8 @@ export class ClientSession {
           // CommandComplete
           const head = this.head()
           if (head?.kind === 'internal') return false
-          const tag = be.decodeCommandTag(raw)
-          if (TRANSACTION_END.has(tag)) this.sawRollback = tag === 'ROLLBACK'
+          const ended = be.transactionEndTag(raw)
+          if (ended !== null) this.sawRollback = ended === 'ROLLBACK'
           if (head?.kind === 'execute') this.complete()
           return true
         }

@@ -6,6 +6,8 @@
 // right after the message being handled, so the client sees them in protocol order.
 import { ProtocolViolation } from './frame-reader.js'
 
+const NO_BYTES = Buffer.alloc(0)
+
 /** Types whose payload the proxy reads. Everything else is only routed by its type byte. */
 const INSPECTED = new Uint8Array(256)
 for (const c of 'ZESC') INSPECTED[c.charCodeAt(0)] = 1
@@ -13,8 +15,10 @@ for (const c of 'ZESC') INSPECTED[c.charCodeAt(0)] = 1
 export interface ScannerSink {
   /** A pass-through message begins: return true to forward its bytes, false to drop them. */
   onPassThrough(type: number): boolean
-  /** A whole inspected message: return true to forward it as is. */
+  /** A whole inspected message other than ReadyForQuery: return true to forward it as is. */
   onInspected(type: number, raw: Buffer): boolean
+  /** ReadyForQuery, by its transaction status byte: return true to forward it. */
+  onReadyForQuery(status: number): boolean
   /** Bytes to write to the client, in order. */
   forward(bytes: Buffer): void
 }
@@ -24,6 +28,9 @@ export class BackendScanner {
   private passRemaining = 0
   private passForward = false
   private injected: Buffer[] = []
+  /** The chunk being scanned, and where its current run of forwarded bytes starts (-1: none). */
+  private chunk: Buffer = NO_BYTES
+  private runStart = -1
 
   constructor(
     private readonly sink: ScannerSink,
@@ -36,36 +43,27 @@ export class BackendScanner {
   }
 
   scan(chunk: Buffer): void {
+    this.chunk = chunk
+    this.runStart = -1
     let pos = 0
-    let runStart = -1 // start of a run of forwarded bytes in this chunk
-    const flushRun = (end: number): void => {
-      if (runStart >= 0 && end > runStart) this.sink.forward(chunk.subarray(runStart, end))
-      runStart = -1
-    }
-    const messageDone = (end: number): void => {
-      if (this.injected.length === 0) return
-      flushRun(end)
-      for (const b of this.injected) this.sink.forward(b)
-      this.injected = []
-    }
     while (pos < chunk.length) {
       if (this.passRemaining > 0) {
         const n = Math.min(this.passRemaining, chunk.length - pos)
         if (this.passForward) {
-          if (runStart < 0) runStart = pos
-        } else flushRun(pos)
+          if (this.runStart < 0) this.runStart = pos
+        } else this.flushRun(pos)
         pos += n
         this.passRemaining -= n
-        if (this.passRemaining === 0) messageDone(pos)
+        if (this.passRemaining === 0) this.messageDone(pos)
         continue
       }
       if (this.partial) {
-        flushRun(pos)
+        this.flushRun(pos)
         pos = this.completePartial(chunk, pos)
         continue
       }
       if (chunk.length - pos < 5) {
-        flushRun(pos)
+        this.flushRun(pos)
         this.partial = Buffer.from(chunk.subarray(pos))
         break
       }
@@ -75,23 +73,39 @@ export class BackendScanner {
       if (INSPECTED[type] === 1) {
         if (length > this.maxInspectedBytes) throw new ProtocolViolation(`backend message too long: ${length}`)
         if (chunk.length - pos < length + 1) {
-          flushRun(pos)
+          this.flushRun(pos)
           this.partial = Buffer.from(chunk.subarray(pos))
           break
         }
-        const raw = chunk.subarray(pos, pos + length + 1)
-        if (this.sink.onInspected(type, raw)) {
-          if (runStart < 0) runStart = pos
-        } else flushRun(pos)
+        // ReadyForQuery is read often and only for its status byte: no view of it is made.
+        const keep = type === 0x5a && length === 5 ? this.sink.onReadyForQuery(chunk[pos + 5]) : this.sink.onInspected(type, chunk.subarray(pos, pos + length + 1))
+        if (keep) {
+          if (this.runStart < 0) this.runStart = pos
+        } else this.flushRun(pos)
         pos += length + 1
-        messageDone(pos)
+        this.messageDone(pos)
         continue
       }
       this.passForward = this.sink.onPassThrough(type)
       this.passRemaining = length + 1
-      if (!this.passForward) flushRun(pos)
+      if (!this.passForward) this.flushRun(pos)
     }
-    flushRun(chunk.length)
+    this.flushRun(chunk.length)
+    this.chunk = NO_BYTES
+  }
+
+  /** Forward the run of kept bytes of the current chunk that ends at `end` (the whole chunk as is when it is all kept). */
+  private flushRun(end: number): void {
+    const start = this.runStart
+    if (start >= 0 && end > start) this.sink.forward(start === 0 && end === this.chunk.length ? this.chunk : this.chunk.subarray(start, end))
+    this.runStart = -1
+  }
+
+  /** A message ended at `end`: emit what was injected while it was handled. */
+  private messageDone(end: number): void {
+    if (this.injected.length === 0) return
+    this.flushRun(end)
+    this.flushInjected()
   }
 
   /** Continue a message whose start arrived in an earlier chunk; returns the new position. */
@@ -128,7 +142,7 @@ export class BackendScanner {
       return pos
     }
     this.partial = null
-    if (this.sink.onInspected(type, partial)) this.sink.forward(partial)
+    if (type === 0x5a && length === 5 ? this.sink.onReadyForQuery(partial[5]) : this.sink.onInspected(type, partial)) this.sink.forward(partial)
     this.flushInjected()
     return pos
   }

@@ -112,6 +112,20 @@ export function decodeParameterStatus(raw: Buffer): { name: string; value: strin
   return { name: r.cstring(), value: r.cstring() }
 }
 
-export function decodeCommandTag(raw: Buffer): string {
-  return new PayloadReader(raw, 5).cstring()
+const COMMIT_TAG = Buffer.from('COMMIT\0')
+const ROLLBACK_TAG = Buffer.from('ROLLBACK\0')
+
+/** Whether a CommandComplete's tag is exactly `tag` (compared as bytes: no string is made). */
+function tagIs(raw: Buffer, tag: Buffer): boolean {
+  if (raw.length !== tag.length + 5) return false
+  for (let i = 0; i < tag.length; i++) if (raw[5 + i] !== tag[i]) return false
+  return true
+}
+
+/** 'COMMIT' or 'ROLLBACK' when a CommandComplete reports one of those, else null. */
+export function transactionEndTag(raw: Buffer): 'COMMIT' | 'ROLLBACK' | null {
+  const first = raw[5]
+  if (first === 0x43 /* C */) return tagIs(raw, COMMIT_TAG) ? 'COMMIT' : null
+  if (first === 0x52 /* R */) return tagIs(raw, ROLLBACK_TAG) ? 'ROLLBACK' : null
+  return null
 }

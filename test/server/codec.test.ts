@@ -137,6 +137,11 @@ function scanAll(chunks: Buffer[], drop: Set<string>, injectAfter: string | null
       if (c === injectAfter) scanner.inject(Buffer.from('<inj>'))
       return !drop.has(c)
     },
+    onReadyForQuery: (status) => {
+      seen.events.push(`Z:${String.fromCharCode(status)}`)
+      if (injectAfter === 'Z') scanner.inject(Buffer.from('<inj>'))
+      return !drop.has('Z')
+    },
     forward: (b) => seen.out.push(Buffer.from(b)),
   })
   for (const c of chunks) scanner.scan(c)
@@ -150,6 +155,7 @@ t.test('backend scanner: same events and bytes for every split offset, with drop
     [new Set(['D']), '1'],
     [new Set(['T']), 'Z'],
     [new Set(), 'D'],
+    [new Set(['Z']), 'C'],
   ]
   for (const [drop, inject] of cases) {
     const whole = scanAll([backendStream], drop, inject)
@@ -172,10 +178,19 @@ t.test('backend scanner: same events and bytes for every split offset, with drop
 t.test('backend scanner: pass-through rows are forwarded without copying', async (t) => {
   const rows = Buffer.concat(Array.from({ length: 100 }, (_, i) => be.dataRow([String(i)])))
   const out: Buffer[] = []
-  const scanner = new BackendScanner({ onPassThrough: () => true, onInspected: () => true, forward: (b) => out.push(b) })
+  const scanner = new BackendScanner({ onPassThrough: () => true, onInspected: () => true, onReadyForQuery: () => true, forward: (b) => out.push(b) })
   scanner.scan(rows)
   t.equal(out.length, 1, 'one slice for a whole chunk of rows')
   t.equal(out[0].buffer, rows.buffer, 'the slice shares the chunk memory')
+  scanner.scan(Buffer.concat([rows, be.readyForQuery('I')]).subarray(0, rows.length + 6))
+  t.equal(out.length, 2, 'rows and ReadyForQuery kept: still one piece for the chunk')
+})
+
+t.test('transaction-ending command tags are recognised from their bytes', async (t) => {
+  t.equal(be.transactionEndTag(be.commandComplete('COMMIT')), 'COMMIT')
+  t.equal(be.transactionEndTag(be.commandComplete('ROLLBACK')), 'ROLLBACK')
+  for (const other of ['COMMIT PREPARED', 'ROLLBACK PREPARED', 'COMMITS', 'CREATE TABLE', 'R', 'SELECT 1', ''])
+    t.equal(be.transactionEndTag(be.commandComplete(other)), null, JSON.stringify(other))
 })
 
 t.test('error fields decode', async (t) => {

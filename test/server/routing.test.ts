@@ -65,9 +65,16 @@ pool: { max_server_connections: 20, idle_timeout_ms: 1500, wait_timeout_ms: 6000
   t.equal((await c.query('SELECT label FROM items')).rows[0].label, 't7', 'session usable after a missing tenant database')
   await c.query("SET app.tenant = 'bad/name'")
   await t.rejects(c.query('SELECT 1'), { code: '42501' }, 'a tenant value that is not a valid database name is refused')
-  await c.end()
+  await c.query("SET app.tenant = 't9'")
+  t.equal((await c.query('SELECT label FROM items')).rows[0].label, 't9')
+  const t9Pool = [...proxy.proxy.pools.pools.values()].find((p) => p.target.database === 'tenant_t9')
   await new Promise((r) => setTimeout(r, 4000))
   t.equal(proxy.proxy.pools.totalConnections, 0, 'idle per-tenant pools closed after pool.idle_timeout_ms')
+  t.notOk([...proxy.proxy.pools.pools.values()].includes(t9Pool!), "the tenant's pool is forgotten")
+  // The session's remembered route must not hand it the forgotten pool.
+  t.equal((await c.query('SELECT label FROM items')).rows[0].label, 't9', 'the same session works again after its pool was closed')
+  t.ok([...proxy.proxy.pools.pools.values()].some((p) => p.target.database === 'tenant_t9' && p !== t9Pool), 'through a new pool the proxy tracks')
+  await c.end()
 })
 
 t.test('a placement change on reload moves the tenant at its next transaction; the open one finishes where it began', async (t) => {
