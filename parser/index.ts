@@ -61,6 +61,7 @@ export class RewriteCache {
   readonly exact = new Map<string, ExactEntry>()
   readonly norm = new Map<string, NormEntry>()
   private factsIds = new WeakMap<SchemaFacts, number>()
+  private ctxKeys = new WeakMap<readonly string[], { facts: SchemaFacts; mode: RewriteContext['mode']; setting: string; key: string }>()
   private nextFactsId = 1
   private lastTenant: string | null = null
   private lastQuoted = ''
@@ -80,12 +81,17 @@ export class RewriteCache {
   }
 
   ctxKey(ctx: RewriteContext): string {
+    // Callers that keep their search_path array get its key back without rebuilding it.
+    const memo = this.ctxKeys.get(ctx.searchPath)
+    if (memo !== undefined && memo.facts === ctx.facts && memo.mode === ctx.mode && memo.setting === ctx.setting) return memo.key
     let id = this.factsIds.get(ctx.facts)
     if (id === undefined) {
       id = this.nextFactsId++
       this.factsIds.set(ctx.facts, id)
     }
-    return ctx.mode + '\u0001' + ctx.setting + '\u0001' + ctx.searchPath.join('\u0002') + '\u0001' + id
+    const key = ctx.mode + '\u0001' + ctx.setting + '\u0001' + ctx.searchPath.join('\u0002') + '\u0001' + id
+    this.ctxKeys.set(ctx.searchPath, { facts: ctx.facts, mode: ctx.mode, setting: ctx.setting, key })
+    return key
   }
 
   quote(tenant: string): string {

@@ -42,7 +42,10 @@ export interface RewriteContext {
   tenant: string | null
   /** The session variable clients use to set the tenant, e.g. "app.tenant". */
   setting: string
-  /** Schemas an unqualified name is looked up in, in order ("$user" already expanded; pg_catalog is implicit first). */
+  /**
+   * Schemas an unqualified name is looked up in, in order ("$user" already expanded; pg_catalog
+   * is implicit first). Never changed once passed: RewriteCache remembers its key by identity.
+   */
   searchPath: readonly string[]
   facts: SchemaFacts
 }

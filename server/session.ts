@@ -571,16 +571,14 @@ export class ClientSession {
     return result
   }
 
-  private searchPath(): string[] {
-    const raw = this.planSearchPath ?? this.settings.get('search_path')
-    if (!raw) return [this.user, 'public'] // PostgreSQL's default: "$user", public
-    return raw
-      .split(',')
-      .map((s) => s.trim().replace(/^'+|'+$/g, ''))
-      .map((s) => (s.startsWith('"') ? s.slice(1, -1).replace(/""/g, '"') : s.toLowerCase()))
-      .map((s) => (s === '$user' ? this.user : s))
-      .filter((s) => s.length > 0)
+  /** The search_path the planner resolves names with, parsed once per value of the setting. */
+  private searchPath(): readonly string[] {
+    const raw = this.planSearchPath ?? this.settings.get('search_path') ?? ''
+    if (this.parsedSearchPath === null || this.parsedSearchPath.raw !== raw) this.parsedSearchPath = { raw, path: parseSearchPath(raw, this.user) }
+    return this.parsedSearchPath.path
   }
+
+  private parsedSearchPath: { raw: string; path: readonly string[] } | null = null
 
   private handleQuery(frame: Frame): boolean {
     const sql = fe.decodeQuery(frame)
@@ -1421,6 +1419,17 @@ function loneCommand(sql: string, plan: RewriteResult | null): string {
   const semicolon = sql.indexOf(';')
   if (semicolon >= 0 && sql.slice(semicolon + 1).trim() !== '') return ''
   return firstKeyword(sql)
+}
+
+/** A search_path setting as the planner needs it: unquoted names, "$user" resolved. Empty: PostgreSQL's default. */
+function parseSearchPath(raw: string, user: string): readonly string[] {
+  if (!raw) return [user, 'public'] // PostgreSQL's default: "$user", public
+  return raw
+    .split(',')
+    .map((s) => s.trim().replace(/^'+|'+$/g, ''))
+    .map((s) => (s.startsWith('"') ? s.slice(1, -1).replace(/""/g, '"') : s.toLowerCase()))
+    .map((s) => (s === '$user' ? user : s))
+    .filter((s) => s.length > 0)
 }
 
 function isSearchPathEffect(e: SessionEffect | undefined): e is Extract<SessionEffect, { kind: 'set' | 'reset' }> {

@@ -30,12 +30,20 @@ export const authenticationSaslFinal = (data: string): Buffer => message('R', Bu
 
 export const parameterStatus = (name: string, value: string): Buffer => message('S', Buffer.concat([cstr(name), cstr(value)]))
 export const backendKeyData = (pid: number, secret: number): Buffer => message('K', Buffer.concat([int32(pid), int32(secret)]))
-export const readyForQuery = (status: TxStatus): Buffer => message('Z', Buffer.from(status, 'latin1'))
-export const commandComplete = (tag: string): Buffer => message('C', cstr(tag))
-export const parseComplete = (): Buffer => message('1', Buffer.alloc(0))
-export const closeComplete = (): Buffer => message('3', Buffer.alloc(0))
+// The messages the proxy answers with on every transaction are made once: they are only
+// ever written to sockets, never changed.
+const READY: Record<TxStatus, Buffer> = { I: message('Z', Buffer.from('I')), T: message('Z', Buffer.from('T')), E: message('Z', Buffer.from('E')) }
+const COMMON_TAGS = new Map(['BEGIN', 'COMMIT', 'ROLLBACK', 'SET', 'RESET'].map((tag) => [tag, message('C', cstr(tag))]))
+const PARSE_COMPLETE = message('1', Buffer.alloc(0))
+const CLOSE_COMPLETE = message('3', Buffer.alloc(0))
+const NO_DATA = message('n', Buffer.alloc(0))
+
+export const readyForQuery = (status: TxStatus): Buffer => READY[status] ?? message('Z', Buffer.from(status, 'latin1'))
+export const commandComplete = (tag: string): Buffer => COMMON_TAGS.get(tag) ?? message('C', cstr(tag))
+export const parseComplete = (): Buffer => PARSE_COMPLETE
+export const closeComplete = (): Buffer => CLOSE_COMPLETE
 export const emptyQueryResponse = (): Buffer => message('I', Buffer.alloc(0))
-export const noData = (): Buffer => message('n', Buffer.alloc(0))
+export const noData = (): Buffer => NO_DATA
 
 export type TxStatus = 'I' | 'T' | 'E'
 

@@ -90,6 +90,14 @@ t.test('plan cache', async (t) => {
     t.equal(by.sql, q)
     t.equal(rewriteQuery('SHOW my.tenant', goldenCtx({ setting: 'my.tenant' }), cache).statements[0].kind, 'tenant')
     t.equal(rewriteQuery('SHOW my.tenant', goldenCtx(), cache).statements[0].kind, 'forward')
+    // One search_path array reused by a session (its key is remembered by identity) with other facts, modes and settings.
+    const path = ['public', 'app']
+    t.match(rewriteQuery(q, goldenCtx({ searchPath: path }), cache).sql, /tenant_id = 'acme'/)
+    t.equal(rewriteQuery(q, goldenCtx({ searchPath: path }), cache).cache, 'exact', 'same array: a hit')
+    t.equal(rewriteQuery(q, goldenCtx({ searchPath: path, facts: noItems }), cache).refusal?.sqlstate, '42501', 'same array, other facts: their plan')
+    t.equal(rewriteQuery(q, goldenCtx({ searchPath: path, mode: 'bypass' }), cache).sql, q, 'same array, bypass: not rewritten')
+    t.equal(rewriteQuery('SHOW my.tenant', goldenCtx({ searchPath: path, setting: 'my.tenant' }), cache).statements[0].kind, 'tenant', 'same array, other setting')
+    t.match(rewriteQuery(q, goldenCtx({ searchPath: path }), cache).sql, /tenant_id = 'acme'/, 'and back')
   })
 
   t.test('bounded in bytes', async (t) => {
