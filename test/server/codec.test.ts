@@ -66,6 +66,9 @@ t.test('frontend decoders read what pg-protocol encoded', async (t) => {
   t.same(fe.decodeTarget(reader.next()!), { kind: 'P', name: 'p' })
   const renamedDescribe = fe.encodeTarget('D', 'S', 'pgtenant_3')
   t.same(renamedDescribe, serialize.describe({ type: 'S', name: 'pgtenant_3' }), 'a renamed Describe is byte-identical to what a client would send')
+  const text = "SELECT 'é—😀' AS x WHERE tenant_id = 'ü'"
+  t.same(fe.encodeQuery(text), serialize.query(text), 'a rewritten Query (multi-byte text) is byte-identical to what a client would send')
+  t.same(fe.encodeParse('pgtenant_1', text, parse.paramTypes), serialize.parse({ name: 'pgtenant_1', text, types: [23] }), 'and a rewritten Parse')
 })
 
 t.test('startup packets', async (t) => {
