@@ -34,7 +34,7 @@ interface Entry {
   kind: EntryKind
   /** parse: the server-side statement name (null: unnamed) */
   serverName: string | null
-  /** parse made by the proxy itself: its ParseComplete is not the client's */
+  /** parse or bind made by the proxy itself: its ParseComplete / BindComplete is not the client's */
   swallow: boolean
   /** query/execute: session effects applied when it succeeds */
   effects: readonly SessionEffect[]
@@ -65,14 +65,16 @@ interface ClientStatement {
   effect: SessionEffect | undefined
   /** For the unnamed statement: which Parse of it the server connection holds (see unnamedOwner). */
   token: object
+  /** A lone BEGIN / START TRANSACTION: deferred like a simple-protocol BEGIN when the session is idle. */
+  begins: boolean
 }
 
 /** Not any Parse: an object (not null) so the field keeps one type and the shape never changes. */
 const NO_TOKEN = {}
 
 /** Built in one place with every field, so all statements share one hidden class. */
-function clientStatement(originalSql: string, paramTypes: Buffer, tenant: string | null, sql: string, serverName: string, local: TenantCommand | null, effect: SessionEffect | undefined): ClientStatement {
-  return { originalSql, paramTypes, tenant, sql, serverName, local, effect, token: NO_TOKEN }
+function clientStatement(originalSql: string, paramTypes: Buffer, tenant: string | null, sql: string, serverName: string, local: TenantCommand | null, effect: SessionEffect | undefined, begins = false): ClientStatement {
+  return { originalSql, paramTypes, tenant, sql, serverName, local, effect, token: NO_TOKEN, begins }
 }
 
 const NO_HINT = { touchesTenant: false, relations: [] as readonly string[] }
@@ -430,6 +432,9 @@ export class ClientSession {
   private planSearchPath: string | null = null
   /** A BEGIN answered by the proxy, to be sent ahead of the transaction's first statement. */
   private deferredBegin: Buffer | null = null
+  /** A portal bound to a BEGIN by the proxy itself (extended protocol), and its statement. */
+  private beginPortal: string | null = null
+  private beginStatement: ClientStatement | null = null
   /** The server sent FATAL before closing: the client has been told already. */
   private serverFatal = false
 
@@ -661,6 +666,37 @@ export class ClientSession {
     return false
   }
 
+  /** Whether a BEGIN now may be answered by the proxy and sent later with the transaction's first statement. */
+  private canDeferBegin(): boolean {
+    return !this.backend && !this.acquiring && this.deferredBegin === null && this.txStatus === 'I' && this.ctx.config.pool.mode === 'transaction'
+  }
+
+  /**
+   * BEGIN deferral for the extended protocol (pgbench -M extended/prepared, JDBC): Parse and
+   * Bind of a lone BEGIN were answered by the proxy while the session was idle; at Execute
+   * the BEGIN is kept to go ahead of the transaction's first statement, as a simple query.
+   * False when the session is no longer idle: the portal is then made on the server.
+   */
+  private executeDeferredBegin(): boolean {
+    const stmt = this.beginStatement as ClientStatement
+    if (!this.canDeferBegin()) return false
+    this.beginPortal = null
+    this.beginStatement = null
+    this.deferredBegin = fe.encodeQuery(stmt.sql)
+    this.txStatus = 'T'
+    this.answer([be.commandComplete('BEGIN')])
+    return true
+  }
+
+  /** Create on the server a BEGIN portal the proxy bound itself (its BindComplete was already answered). */
+  private bindOnServer(portal: string, stmt: ClientStatement): void {
+    this.beginPortal = null
+    this.beginStatement = null
+    this.ensurePrepared(stmt)
+    this.send(fe.encodeBindNoParams(portal, stmt.serverName))
+    this.queue.push(entry('bind', { swallow: true }))
+  }
+
   /** Effects the pooler cannot carry across connections: refuse them, or pin the session. */
   private checkEffect(effect: SessionEffect): Refusal | null {
     if (this.ctx.planner.tenantMode && !this.bypass && effect.kind === 'set_local' && effect.name.toLowerCase() === 'search_path')
@@ -724,6 +760,12 @@ export class ClientSession {
         return true
       }
     }
+    if (stmt.begins && this.canDeferBegin()) {
+      // Prepared on a server connection only if it ever runs there (ensurePrepared).
+      this.statements.set(msg.name, stmt)
+      this.answer([be.parseComplete()])
+      return true
+    }
     if (!this.ensureBackend()) return false
     this.statements.set(msg.name, stmt)
     this.sendParse(stmt, false, stmt.serverName === msg.name && stmt.sql === msg.sql ? frame.raw : null)
@@ -736,7 +778,7 @@ export class ClientSession {
     const tenant = this.effectiveTenant
     if (plan === null) {
       this.routeHint = NO_HINT
-      return clientStatement(sql, paramTypes, tenant, sql, this.serverNameFor(name, sql, paramTypes), null, undefined)
+      return clientStatement(sql, paramTypes, tenant, sql, this.serverNameFor(name, sql, paramTypes), null, undefined, isBegin(loneCommand(sql, null)))
     }
     if (plan.refusal) return plan.refusal
     if (plan.statements.length > 1) return { kind: 'refuse', sqlstate: '42601', message: 'cannot insert multiple commands into a prepared statement' }
@@ -747,7 +789,7 @@ export class ClientSession {
     this.routeHint = { touchesTenant: st.touchesTenant, relations: st.relations }
     if (st.touchesTenant) this.txTouchedTenant = true
     const out = plan.sql ?? st.sql
-    return clientStatement(sql, paramTypes, tenant, out, this.serverNameFor(name, out, paramTypes), null, st.effect)
+    return clientStatement(sql, paramTypes, tenant, out, this.serverNameFor(name, out, paramTypes), null, st.effect, isBegin(st.command))
   }
 
   /** Named statements get a server-side name derived from their text, shared by every client. */
@@ -807,10 +849,18 @@ export class ClientSession {
     }
     if (stmt.local) {
       this.localPortals.set(head.portal, stmt)
-      this.answer([Buffer.from([0x32, 0, 0, 0, 4])]) // BindComplete
+      this.answer([BIND_COMPLETE])
       return true
     }
     this.localPortals.delete(head.portal)
+    if (this.beginPortal === head.portal) this.beginPortal = null
+    if (stmt.begins && this.canDeferBegin()) {
+      this.beginPortal = head.portal
+      this.beginStatement = stmt
+      this.portalEffects.delete(head.portal)
+      this.answer([BIND_COMPLETE])
+      return true
+    }
     if (!this.ensureBackend()) return false
     this.ensurePrepared(stmt)
     this.send(stmt.serverName === head.statement ? frame.raw : fe.encodeBind(frame, head, stmt.serverName))
@@ -824,6 +874,10 @@ export class ClientSession {
   private handleDescribe(frame: Frame): boolean {
     const target = fe.decodeTarget(frame)
     if (target.kind === 'P') {
+      if (target.name === this.beginPortal) {
+        this.answer([be.noData()])
+        return true
+      }
       const local = this.localPortals.get(target.name)
       if (local) {
         this.answer([this.localRowDescription(local.local as TenantCommand)])
@@ -863,7 +917,9 @@ export class ClientSession {
       this.answerTenantCommand(local.local as TenantCommand, 'extended')
       return true
     }
+    if (portal === this.beginPortal && this.executeDeferredBegin()) return true
     if (!this.ensureBackend()) return false
+    if (portal === this.beginPortal) this.bindOnServer(portal, this.beginStatement as ClientStatement)
     this.send(frame.raw)
     const effect = this.portalEffects.get(portal)
     const effects = effect ? [effect] : NO_EFFECTS
@@ -883,6 +939,7 @@ export class ClientSession {
     }
     this.localPortals.delete(target.name)
     this.portalEffects.delete(target.name)
+    if (target.name === this.beginPortal) this.beginPortal = null
     if (!this.backend) {
       this.answer([be.closeComplete()])
       return true
@@ -894,8 +951,9 @@ export class ClientSession {
 
   private handleSync(frame: Frame): boolean {
     this.skipUntilSync = false
+    if (this.txStatus === 'I') this.beginPortal = null // the implicit transaction's portals end here
     if (!this.backend && !this.acquiring) {
-      this.endLocalTransactionState()
+      if (this.txStatus === 'I') this.endLocalTransactionState() // not inside a deferred BEGIN
       this.answer([be.readyForQuery(this.txStatus)])
       return true
     }
@@ -1187,7 +1245,10 @@ export class ClientSession {
           return true
         case 0x32: // BindComplete
         case 0x33: // CloseComplete
-          if (head.kind === 'bind' || head.kind === 'close') this.complete()
+          if (head.kind === 'bind' || head.kind === 'close') {
+            this.complete()
+            return !head.swallow
+          }
           return true
         case 0x6e: // NoData
           if (head.kind === 'describe') this.complete()
@@ -1411,6 +1472,12 @@ function hintOf(plan: RewriteResult): { touchesTenant: boolean; relations: reado
 }
 
 /** The command of a single-statement text (BEGIN, START, COMMIT, END, ROLLBACK, ABORT…), or '' when it is more than one statement. */
+function isBegin(command: string): boolean {
+  return command === 'BEGIN' || command === 'START'
+}
+
+const BIND_COMPLETE = Buffer.from([0x32, 0, 0, 0, 4])
+
 function loneCommand(sql: string, plan: RewriteResult | null): string {
   if (plan) {
     const only = plan.statements.length === 1 ? plan.statements[0] : null
