@@ -842,6 +842,7 @@ export class ClientSession {
   private handleBind(frame: Frame): boolean {
     const head = fe.decodeBindHead(frame)
     if (this.queue.length === 0) this.currentQueryStart = Date.now()
+    if (this.beginPortal === head.portal) this.beginPortal = null // rebinding the name replaces the proxy's BEGIN portal
     const stmt = this.resolveStatement(head.statement)
     if ('kind' in stmt) {
       this.extendedError(stmt)
@@ -853,7 +854,6 @@ export class ClientSession {
       return true
     }
     this.localPortals.delete(head.portal)
-    if (this.beginPortal === head.portal) this.beginPortal = null
     if (stmt.begins && this.canDeferBegin()) {
       this.beginPortal = head.portal
       this.beginStatement = stmt

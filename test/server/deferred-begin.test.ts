@@ -169,3 +169,10 @@ t.test('the deferred BEGIN holds no server connection until the first statement'
   t.equal(active(), 0, 'given back at COMMIT')
   await c.close()
 })
+
+t.test('a BEGIN portal rebound to something else before it runs', async (t) => {
+  await both(t, [
+    [[P('BEGIN'), B(), P('SELECT 5'), B(), Dp(), E(), S], 1],
+    [[P('BEGIN'), B(), P('SHOW app.tenant'), B(), Dp(), E(), S], 1],
+  ])
+})
