@@ -429,7 +429,8 @@ export class Proxy implements ProxyContext {
     )
       return m
     const route = this.route(session, hint)
-    const pool = this.poolFor(session, route)
+    const poolKey = this.poolKey(session, route)
+    const pool = this.poolFor(session, route, poolKey)
     const memo: RouteMemo = {
       generation: this.routingGeneration,
       tenant,
@@ -438,7 +439,7 @@ export class Proxy implements ProxyContext {
       relations: hint.relations,
       route,
       pool,
-      poolKey: this.poolKey(session, route),
+      poolKey,
     }
     session.routeMemo = memo
     return memo
@@ -512,9 +513,8 @@ export class Proxy implements ProxyContext {
   }
 
   /** The pool for a route: one per backend, server address, database and user. */
-  poolFor(session: ClientSession, route: Route): Pool {
+  poolFor(session: ClientSession, route: Route, key = this.poolKey(session, route)): Pool {
     const user = route.target.user ?? session.user
-    const key = this.poolKey(session, route)
     const existing = this.pools.pools.get(key)
     if (existing) return existing
     const configured = this.findUser(session.user)
@@ -523,8 +523,9 @@ export class Proxy implements ProxyContext {
     return this.pools.pool(key, route.backend, target, this.config.backends[route.backend].pool)
   }
 
+  /** Pools are per route target and, when the backend URL names no user, per client user. */
   private poolKey(session: ClientSession, route: Route): string {
-    return route.target.user !== undefined ? route.poolKey : `${route.poolKey}\u0000${route.target.user ?? session.user}`
+    return route.target.user !== undefined ? route.poolKey : `${route.poolKey}\u0000${session.user}`
   }
 
   statementName(sql: string, paramTypes: Buffer): string {

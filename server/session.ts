@@ -650,7 +650,7 @@ export class ClientSession {
     if (this.backend || this.acquiring || this.ctx.config.pool.mode !== 'transaction') return false
     const command = loneCommand(sql, plan)
     if (this.deferredBegin === null) {
-      if (this.txStatus !== 'I' || (command !== 'BEGIN' && command !== 'START')) return false
+      if (!this.canDeferBegin() || !isBegin(command)) return false
       this.deferredBegin = Buffer.from(frame.raw)
       this.txStatus = 'T'
       this.answer([be.commandComplete('BEGIN'), be.readyForQuery('T')])
@@ -850,7 +850,7 @@ export class ClientSession {
     }
     if (stmt.local) {
       this.localPortals.set(head.portal, stmt)
-      this.answer([BIND_COMPLETE])
+      this.answer([be.bindComplete()])
       return true
     }
     this.localPortals.delete(head.portal)
@@ -858,7 +858,7 @@ export class ClientSession {
       this.beginPortal = head.portal
       this.beginStatement = stmt
       this.portalEffects.delete(head.portal)
-      this.answer([BIND_COMPLETE])
+      this.answer([be.bindComplete()])
       return true
     }
     if (!this.ensureBackend()) return false
@@ -1471,13 +1471,11 @@ function hintOf(plan: RewriteResult): { touchesTenant: boolean; relations: reado
   return touches || relations.length > 0 ? { touchesTenant: touches, relations } : NO_HINT
 }
 
-/** The command of a single-statement text (BEGIN, START, COMMIT, END, ROLLBACK, ABORT…), or '' when it is more than one statement. */
 function isBegin(command: string): boolean {
   return command === 'BEGIN' || command === 'START'
 }
 
-const BIND_COMPLETE = Buffer.from([0x32, 0, 0, 0, 4])
-
+/** The command of a single-statement text (BEGIN, START, COMMIT, END, ROLLBACK, ABORT…), or '' when it is more than one statement. */
 function loneCommand(sql: string, plan: RewriteResult | null): string {
   if (plan) {
     const only = plan.statements.length === 1 ? plan.statements[0] : null

@@ -35,12 +35,14 @@ export const backendKeyData = (pid: number, secret: number): Buffer => message('
 const READY: Record<TxStatus, Buffer> = { I: message('Z', Buffer.from('I')), T: message('Z', Buffer.from('T')), E: message('Z', Buffer.from('E')) }
 const COMMON_TAGS = new Map(['BEGIN', 'COMMIT', 'ROLLBACK', 'SET', 'RESET'].map((tag) => [tag, message('C', cstr(tag))]))
 const PARSE_COMPLETE = message('1', Buffer.alloc(0))
+const BIND_COMPLETE = message('2', Buffer.alloc(0))
 const CLOSE_COMPLETE = message('3', Buffer.alloc(0))
 const NO_DATA = message('n', Buffer.alloc(0))
 
 export const readyForQuery = (status: TxStatus): Buffer => READY[status] ?? message('Z', Buffer.from(status, 'latin1'))
 export const commandComplete = (tag: string): Buffer => COMMON_TAGS.get(tag) ?? message('C', cstr(tag))
 export const parseComplete = (): Buffer => PARSE_COMPLETE
+export const bindComplete = (): Buffer => BIND_COMPLETE
 export const closeComplete = (): Buffer => CLOSE_COMPLETE
 export const emptyQueryResponse = (): Buffer => message('I', Buffer.alloc(0))
 export const noData = (): Buffer => NO_DATA
