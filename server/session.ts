@@ -34,7 +34,7 @@ interface Entry {
   kind: EntryKind
   /** parse: the server-side statement name (null: unnamed) */
   serverName: string | null
-  /** parse or bind made by the proxy itself: its ParseComplete / BindComplete is not the client's */
+  /** parse, bind or execute made by the proxy itself: its ParseComplete / BindComplete / CommandComplete is not the client's */
   swallow: boolean
   /** query/execute: session effects applied when it succeeds */
   effects: readonly SessionEffect[]
@@ -431,7 +431,9 @@ export class ClientSession {
   /** A search_path SET but not yet committed: statements sent after it are planned with it. */
   private planSearchPath: string | null = null
   /** A BEGIN answered by the proxy, to be sent ahead of the transaction's first statement. */
-  private deferredBegin: Buffer | null = null
+  private deferredBegin: string | null = null
+  /** Type byte of the client message being handled (which protocol the transaction's first statement uses). */
+  private currentType = 0
   /** A portal bound to a BEGIN by the proxy itself (extended protocol), and its statement. */
   private beginPortal: string | null = null
   private beginStatement: ClientStatement | null = null
@@ -472,6 +474,7 @@ export class ClientSession {
   /** Handle one client message. Returns false when it needs a backend connection not yet attached. */
   private handleMessage(frame: Frame): boolean {
     const type = String.fromCharCode(frame.type)
+    this.currentType = frame.type
     if (this.isAdminConsole) return this.handleAdminMessage(frame, type)
     if (this.skipUntilSync && type !== 'S' && 'PBDECH'.includes(type)) return true
     switch (type) {
@@ -650,8 +653,8 @@ export class ClientSession {
     if (this.backend || this.acquiring || this.ctx.config.pool.mode !== 'transaction') return false
     const command = loneCommand(sql, plan)
     if (this.deferredBegin === null) {
-      if (!this.canDeferBegin() || !isBegin(command)) return false
-      this.deferredBegin = Buffer.from(frame.raw)
+      if (!this.canDeferBegin() || !isPlainBegin(sql)) return false
+      this.deferredBegin = sql
       this.txStatus = 'T'
       this.answer([be.commandComplete('BEGIN'), be.readyForQuery('T')])
       return true
@@ -682,7 +685,7 @@ export class ClientSession {
     if (!this.canDeferBegin()) return false
     this.beginPortal = null
     this.beginStatement = null
-    this.deferredBegin = fe.encodeQuery(stmt.sql)
+    this.deferredBegin = stmt.sql
     this.txStatus = 'T'
     this.answer([be.commandComplete('BEGIN')])
     return true
@@ -778,7 +781,7 @@ export class ClientSession {
     const tenant = this.effectiveTenant
     if (plan === null) {
       this.routeHint = NO_HINT
-      return clientStatement(sql, paramTypes, tenant, sql, this.serverNameFor(name, sql, paramTypes), null, undefined, isBegin(loneCommand(sql, null)))
+      return clientStatement(sql, paramTypes, tenant, sql, this.serverNameFor(name, sql, paramTypes), null, undefined, isPlainBegin(sql))
     }
     if (plan.refusal) return plan.refusal
     if (plan.statements.length > 1) return { kind: 'refuse', sqlstate: '42601', message: 'cannot insert multiple commands into a prepared statement' }
@@ -789,7 +792,7 @@ export class ClientSession {
     this.routeHint = { touchesTenant: st.touchesTenant, relations: st.relations }
     if (st.touchesTenant) this.txTouchedTenant = true
     const out = plan.sql ?? st.sql
-    return clientStatement(sql, paramTypes, tenant, out, this.serverNameFor(name, out, paramTypes), null, st.effect, isBegin(st.command))
+    return clientStatement(sql, paramTypes, tenant, out, this.serverNameFor(name, out, paramTypes), null, st.effect, isPlainBegin(sql))
   }
 
   /** Named statements get a server-side name derived from their text, shared by every client. */
@@ -1110,9 +1113,18 @@ export class ClientSession {
     this.pool = pool
     this.backendName = pool.backendName
     conn.attach({ onData: this.onBackendData, onClose: this.onBackendClose })
-    if (this.deferredBegin) {
-      this.toBackend.unshift(this.deferredBegin)
-      this.queue.unshift(entry('internal'))
+    if (this.deferredBegin !== null) {
+      if (this.currentType === 0x51 /* Q */ || this.currentType === 0x46 /* F */) {
+        this.toBackend.unshift(fe.encodeQuery(this.deferredBegin))
+        this.queue.unshift(entry('internal'))
+      } else {
+        // Ahead of an extended-protocol statement the BEGIN goes as Parse/Bind/Execute with no
+        // Sync of its own: the server answers it in the same flush as the client's statement.
+        // It takes the unnamed statement and portal, which the client's own messages replace.
+        this.toBackend.unshift(fe.encodeParse('', this.deferredBegin, NO_PARAMETER_TYPES), fe.encodeBindNoParams('', ''), fe.encodeExecute(''))
+        this.queue.unshift(entry('parse', { swallow: true }), entry('bind', { swallow: true }), entry('execute', { swallow: true }))
+        conn.unnamedOwner = null
+      }
       this.deferredBegin = null
     }
     this.syncSessionState(conn)
@@ -1284,7 +1296,10 @@ export class ClientSession {
           if (head?.kind === 'internal') return false
           const ended = be.transactionEndTag(raw)
           if (ended !== null) this.sawRollback = ended === 'ROLLBACK'
-          if (head?.kind === 'execute') this.complete()
+          if (head?.kind === 'execute') {
+            this.complete()
+            return !head.swallow
+          }
           return true
         }
         case 0x53: // ParameterStatus
@@ -1471,8 +1486,17 @@ function hintOf(plan: RewriteResult): { touchesTenant: boolean; relations: reado
   return touches || relations.length > 0 ? { touchesTenant: touches, relations } : NO_HINT
 }
 
-function isBegin(command: string): boolean {
-  return command === 'BEGIN' || command === 'START'
+/** The parameter-type section of a Parse without parameters. */
+const NO_PARAMETER_TYPES = Buffer.alloc(2)
+
+/**
+ * A BEGIN the proxy may answer itself: only the plain forms, which the server cannot reject
+ * when the session is idle. With options (isolation level, READ WRITE on a standby, a typo)
+ * the server may refuse it, and that error must reach the client at the BEGIN, so those go
+ * to the server as they are.
+ */
+function isPlainBegin(sql: string): boolean {
+  return /^\s*(begin|start\s+transaction)(\s+(work|transaction))?\s*;?\s*$/i.test(sql)
 }
 
 /** The command of a single-statement text (BEGIN, START, COMMIT, END, ROLLBACK, ABORT…), or '' when it is more than one statement. */

@@ -176,3 +176,16 @@ t.test('a BEGIN portal rebound to something else before it runs', async (t) => {
     [[P('BEGIN'), B(), P('SHOW app.tenant'), B(), Dp(), E(), S], 1],
   ])
 })
+
+t.test('a BEGIN with options is not deferred: the server answers it, and its errors come at the BEGIN', async (t) => {
+  await both(t, [
+    [[P('BEGIN ISOLATION LEVEL BANANA'), B(), E(), S], 1],
+    [[P('SELECT 1'), B(), Dp(), E(), S], 1],
+    [[Q('BEGIN ISOLATION LEVEL BANANA')], 1],
+    [[Q('SELECT 7')], 1],
+    [[P('BEGIN ISOLATION LEVEL REPEATABLE READ'), B(), E(), S], 1],
+    [[Q('SHOW transaction_isolation'), Q('COMMIT')], 2],
+    [[Q('begin work;')], 1],
+    [[Q('SELECT 8'), Q('END')], 2],
+  ])
+})
