@@ -11,6 +11,7 @@ import { randomBytes } from 'node:crypto'
 import type { Logger } from 'pino'
 import { FrameReader, ProtocolViolation, type Frame } from './protocol/frame-reader.js'
 import * as fe from './protocol/frontend.js'
+import { serialize } from './protocol/pg-protocol.js'
 import * as be from './protocol/backend.js'
 import { BackendScanner, type ScannerSink } from './protocol/backend-scanner.js'
 import { BatchedWriter, writeAll } from './protocol/output.js'
@@ -651,7 +652,6 @@ export class ClientSession {
    */
   private deferTransactionControl(frame: Frame, sql: string, plan: RewriteResult | null): boolean {
     if (this.backend || this.acquiring || this.ctx.config.pool.mode !== 'transaction') return false
-    const command = loneCommand(sql, plan)
     if (this.deferredBegin === null) {
       if (!this.canDeferBegin() || !isPlainBegin(sql)) return false
       this.deferredBegin = sql
@@ -660,6 +660,7 @@ export class ClientSession {
       return true
     }
     if (/^\s*(commit|end|rollback|abort)(\s+(work|transaction))?\s*;?\s*$/i.test(sql)) {
+      const command = loneCommand(sql, plan)
       this.deferredBegin = null
       this.txStatus = 'I'
       this.transactionEnded()
@@ -696,7 +697,7 @@ export class ClientSession {
     this.beginPortal = null
     this.beginStatement = null
     this.ensurePrepared(stmt)
-    this.send(fe.encodeBindNoParams(portal, stmt.serverName))
+    this.send(serialize.bind({ portal, statement: stmt.serverName }))
     this.queue.push(entry('bind', { swallow: true }))
   }
 
@@ -1121,7 +1122,7 @@ export class ClientSession {
         // Ahead of an extended-protocol statement the BEGIN goes as Parse/Bind/Execute with no
         // Sync of its own: the server answers it in the same flush as the client's statement.
         // It takes the unnamed statement and portal, which the client's own messages replace.
-        this.toBackend.unshift(fe.encodeParse('', this.deferredBegin, NO_PARAMETER_TYPES), fe.encodeBindNoParams('', ''), fe.encodeExecute(''))
+        this.toBackend.unshift(serialize.parse({ text: this.deferredBegin }), serialize.bind({}), serialize.execute({}))
         this.queue.unshift(entry('parse', { swallow: true }), entry('bind', { swallow: true }), entry('execute', { swallow: true }))
         conn.unnamedOwner = null
       }
@@ -1486,9 +1487,6 @@ function hintOf(plan: RewriteResult): { touchesTenant: boolean; relations: reado
   return touches || relations.length > 0 ? { touchesTenant: touches, relations } : NO_HINT
 }
 
-/** The parameter-type section of a Parse without parameters. */
-const NO_PARAMETER_TYPES = Buffer.alloc(2)
-
 /**
  * A BEGIN the proxy may answer itself: only the plain forms, which the server cannot reject
  * when the session is idle. With options (isolation level, READ WRITE on a standby, a typo)
@@ -1496,7 +1494,7 @@ const NO_PARAMETER_TYPES = Buffer.alloc(2)
  * to the server as they are.
  */
 function isPlainBegin(sql: string): boolean {
-  return /^\s*(begin|start\s+transaction)(\s+(work|transaction))?\s*;?\s*$/i.test(sql)
+  return /^\s*(begin(\s+(work|transaction))?|start\s+transaction)\s*;?\s*$/i.test(sql)
 }
 
 /** The command of a single-statement text (BEGIN, START, COMMIT, END, ROLLBACK, ABORT…), or '' when it is more than one statement. */

@@ -155,16 +155,6 @@ export function encodeBind(frame: Frame, head: BindHead, statement: string): Buf
   return message('B', [head.portal, statement, frame.raw.subarray(head.restStart)])
 }
 
-/** A Bind without parameters, with default result formats. */
-export function encodeBindNoParams(portal: string, statement: string): Buffer {
-  return message('B', [portal, statement, Buffer.alloc(6)]) // 0 parameter formats, 0 parameters, 0 result formats
-}
-
-/** An Execute of `portal` with no row limit. */
-export function encodeExecute(portal: string): Buffer {
-  return message('E', [portal, Buffer.alloc(4)])
-}
-
 export function encodeTarget(type: 'D' | 'C', kind: 'S' | 'P', name: string): Buffer {
   return message(type, [Buffer.from(kind, 'latin1'), name]) // the kind is one byte, not a string
 }

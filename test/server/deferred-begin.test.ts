@@ -185,6 +185,8 @@ t.test('a BEGIN with options is not deferred: the server answers it, and its err
     [[Q('SELECT 7')], 1],
     [[P('BEGIN ISOLATION LEVEL REPEATABLE READ'), B(), E(), S], 1],
     [[Q('SHOW transaction_isolation'), Q('COMMIT')], 2],
+    [[Q('START TRANSACTION WORK')], 1], // not PostgreSQL syntax: its error must come at once
+    [[Q('SELECT 9')], 1],
     [[Q('begin work;')], 1],
     [[Q('SELECT 8'), Q('END')], 2],
   ])
