@@ -656,7 +656,7 @@ export class ClientSession {
       if (!this.canDeferBegin() || !isPlainBegin(sql)) return false
       this.deferredBegin = sql
       this.txStatus = 'T'
-      this.answer([be.commandComplete('BEGIN'), be.readyForQuery('T')])
+      this.answer([be.commandComplete(beginTag(sql)), be.readyForQuery('T')])
       return true
     }
     if (/^\s*(commit|end|rollback|abort)(\s+(work|transaction))?\s*;?\s*$/i.test(sql)) {
@@ -688,7 +688,7 @@ export class ClientSession {
     this.beginStatement = null
     this.deferredBegin = stmt.sql
     this.txStatus = 'T'
-    this.answer([be.commandComplete('BEGIN')])
+    this.answer([be.commandComplete(beginTag(stmt.sql))])
     return true
   }
 
@@ -1495,6 +1495,11 @@ function hintOf(plan: RewriteResult): { touchesTenant: boolean; relations: reado
  */
 function isPlainBegin(sql: string): boolean {
   return /^\s*(begin(\s+(work|transaction))?|start\s+transaction)\s*;?\s*$/i.test(sql)
+}
+
+/** The tag PostgreSQL answers a plain BEGIN with: START TRANSACTION has its own. */
+function beginTag(sql: string): string {
+  return /^\s*start\b/i.test(sql) ? 'START TRANSACTION' : 'BEGIN'
 }
 
 /** The command of a single-statement text (BEGIN, START, COMMIT, END, ROLLBACK, ABORT…), or '' when it is more than one statement. */

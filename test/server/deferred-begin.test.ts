@@ -177,6 +177,19 @@ t.test('a BEGIN portal rebound to something else before it runs', async (t) => {
   ])
 })
 
+t.test('START TRANSACTION is deferred like BEGIN and answered with its own tag', async (t) => {
+  const r = await both(t, [
+    [[Q('START TRANSACTION')], 1],
+    [[Q('SELECT txid_current()::text')], 1],
+    [[Q('SELECT txid_current()::text'), Q('COMMIT')], 2],
+    [[P('start transaction;'), B(), Dp(), E(), S], 1],
+    [[P('SELECT 1'), B(), E(), S], 1],
+    [[Q('END')], 1],
+  ])
+  t.same(r.proxied[0].messages, ['C:START TRANSACTION', 'Z:T'])
+  t.equal(r.proxied[1].values[0], r.proxied[2].values[0], 'one transaction')
+})
+
 t.test('a BEGIN with options is not deferred: the server answers it, and its errors come at the BEGIN', async (t) => {
   await both(t, [
     [[P('BEGIN ISOLATION LEVEL BANANA'), B(), E(), S], 1],
