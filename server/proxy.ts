@@ -15,6 +15,7 @@ import { Metrics } from './metrics.js'
 import promClient from 'prom-client'
 import { clientPid, workerOfPid, workerShare, type ClusterLink, type WorkerRole } from './cluster.js'
 import { Observers } from './observers.js'
+import { withSharedReadBuffer } from './client-socket.js'
 import { AdminConsole } from './admin/console.js'
 import { readFileSync } from 'node:fs'
 import { decideRoute, compileTenantPattern, formatRoute, redactRoute, type Route } from '../routing/placement.js'
@@ -76,7 +77,7 @@ export class Proxy implements ProxyContext {
   }
 
   async listen(): Promise<net.AddressInfo> {
-    const server = net.createServer({ noDelay: true }, (socket) => this.accept(socket))
+    const server = net.createServer({ noDelay: true, pauseOnConnect: true }, (socket) => this.accept(withSharedReadBuffer(socket)))
     this.server = server
     await new Promise<void>((resolve, reject) => {
       server.once('error', reject)
