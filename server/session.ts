@@ -12,6 +12,7 @@ import type { Logger } from 'pino'
 import { FrameReader, ProtocolViolation, type Frame } from './protocol/frame-reader.js'
 import * as fe from './protocol/frontend.js'
 import { serialize } from './protocol/pg-protocol.js'
+import { ParseMemo } from './protocol/parse-memo.js'
 import * as be from './protocol/backend.js'
 import { BackendScanner, type ScannerSink } from './protocol/backend-scanner.js'
 import { BatchedWriter, writeAll } from './protocol/output.js'
@@ -738,8 +739,13 @@ export class ClientSession {
     }
   }
 
+  private parseMemoInstance: ParseMemo | null = null
+  private get parseMemo(): ParseMemo {
+    return (this.parseMemoInstance ??= new ParseMemo())
+  }
+
   private handleParse(frame: Frame): boolean {
-    const msg = fe.decodeParse(frame)
+    const msg = this.parseMemo.decode(frame)
     if (this.queue.length === 0) this.currentQueryStart = Date.now()
     this.lastSql = msg.sql
     if (msg.name !== '' && this.statements.has(msg.name)) {
@@ -806,7 +812,7 @@ export class ClientSession {
   private sendParse(stmt: ClientStatement, internal: boolean, unchanged: Buffer | null = null): void {
     const conn = this.backend as BackendConnection
     if (stmt.serverName === '') {
-      this.send(unchanged ?? fe.encodeParse('', stmt.sql, stmt.paramTypes))
+      this.send(unchanged ?? this.parseMemo.encodeUnnamed(stmt.sql, stmt.paramTypes))
       this.queue.push(entry('parse', { serverName: null, swallow: internal }))
       this.unnamedToken = {}
       conn.unnamedOwner = this.unnamedToken
@@ -1122,7 +1128,7 @@ export class ClientSession {
         // Ahead of an extended-protocol statement the BEGIN goes as Parse/Bind/Execute with no
         // Sync of its own: the server answers it in the same flush as the client's statement.
         // It takes the unnamed statement and portal, which the client's own messages replace.
-        this.toBackend.unshift(serialize.parse({ text: this.deferredBegin }), serialize.bind({}), serialize.execute({}))
+        this.toBackend.unshift(...deferredBeginMessages(this.deferredBegin))
         this.queue.unshift(entry('parse', { swallow: true }), entry('bind', { swallow: true }), entry('execute', { swallow: true }))
         conn.unnamedOwner = null
       }
@@ -1495,6 +1501,17 @@ function hintOf(plan: RewriteResult): { touchesTenant: boolean; relations: reado
  */
 function isPlainBegin(sql: string): boolean {
   return /^\s*(begin(\s+(work|transaction))?|start\s+transaction)\s*;?\s*$/i.test(sql)
+}
+
+/** Parse/Bind/Execute of a deferred BEGIN, made once per spelling (isPlainBegin admits only a few). */
+const beginMessages = new Map<string, readonly Buffer[]>()
+function deferredBeginMessages(sql: string): readonly Buffer[] {
+  let messages = beginMessages.get(sql)
+  if (messages === undefined) {
+    messages = [serialize.parse({ text: sql }), serialize.bind({}), serialize.execute({})]
+    if (beginMessages.size < 64) beginMessages.set(sql, messages)
+  }
+  return messages
 }
 
 /** The tag PostgreSQL answers a plain BEGIN with: START TRANSACTION has its own. */

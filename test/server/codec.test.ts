@@ -6,6 +6,7 @@ import { FrameReader } from '../../server/protocol/frame-reader.js'
 import * as fe from '../../server/protocol/frontend.js'
 import * as be from '../../server/protocol/backend.js'
 import { BackendScanner } from '../../server/protocol/backend-scanner.js'
+import { ParseMemo } from '../../server/protocol/parse-memo.js'
 
 const frontendStream = Buffer.concat([
   serialize.query('SELECT 1; SELECT \'é—\''),
@@ -199,4 +200,27 @@ t.test('transaction-ending command tags are recognised from their bytes', async 
 t.test('error fields decode', async (t) => {
   const raw = be.errorResponse({ severity: 'ERROR', code: '42501', message: 'nope', hint: 'set a tenant' })
   t.same(be.decodeFields(raw), { S: 'ERROR', V: 'ERROR', C: '42501', M: 'nope', H: 'set a tenant' })
+})
+
+t.test('Parse memo: a repeat decodes and encodes to the same as without it, and only a byte-equal repeat hits', async (t) => {
+  const memo = new ParseMemo()
+  const frame = (name: string, text: string, types: number[]): { type: number; raw: Buffer; bodyStart: number } => {
+    const raw = serialize.parse({ name, text, types })
+    return { type: raw[0], raw, bodyStart: 5 }
+  }
+  const a = frame('', 'SELECT $1::int + 1', [23])
+  const sameLength = frame('', 'SELECT $1::int + 2', [23]) // a different statement of the same length
+  const otherTypes = frame('', 'SELECT $1::int + 1', [20])
+  const first = memo.decode(a)
+  t.same(first, fe.decodeParse(a), 'decodes like decodeParse')
+  a.raw.fill(0) // the frame is a view of a read buffer that the next read overwrites
+  t.equal(memo.decode(frame('', 'SELECT $1::int + 1', [23])), first, 'a byte-equal repeat is the remembered message (the memo kept its own copy of the bytes)')
+  t.equal(memo.decode(sameLength).sql, 'SELECT $1::int + 2', 'the same length with other bytes is decoded anew')
+  t.same(memo.decode(otherTypes).paramTypes, fe.decodeParse(otherTypes).paramTypes, 'other parameter types are not mixed up')
+  const types23 = fe.decodeParse(frame('', 'x', [23])).paramTypes
+  const types20 = fe.decodeParse(frame('', 'x', [20])).paramTypes
+  const enc = memo.encodeUnnamed('SELECT 1', types23)
+  t.same(enc, fe.encodeParse('', 'SELECT 1', types23), 'encodes like encodeParse')
+  t.equal(memo.encodeUnnamed('SELECT 1', types23), enc, 'a repeat is the remembered buffer')
+  t.same(memo.encodeUnnamed('SELECT 1', types20), fe.encodeParse('', 'SELECT 1', types20), 'other parameter types are encoded anew')
 })
