@@ -7,6 +7,10 @@ interface Waiter {
   resolve(conn: BackendConnection): void
   reject(err: Error): void
   timer: NodeJS.Timeout
+  /** The session state the client needs (tenant, settings): a connection already in it needs no replay. */
+  stateKey: string
+  /** How many times a later waiter was served before this one. */
+  passed: number
 }
 
 export interface PoolLimits {
@@ -18,6 +22,15 @@ export interface PoolLimits {
 
 /** How many idle connections the pool looks through for one already in the client's state. */
 const AFFINITY_SCAN = 16
+/**
+ * A released connection goes to the first of this many waiting clients that needs the
+ * session state it is already in (the same tenant, say), sparing a RESET ALL and set_config
+ * replay on the server; a client passed over this many times is served next whatever its
+ * state. Without it, 5 tenants × 10 clients on a pool of 20 replayed state on 2 of every 3
+ * transactions. Waiting stays first come, first served within that bound.
+ */
+const WAITER_SCAN = 32
+const MAX_PASSED = 16
 
 export class Pool {
   readonly idle: BackendConnection[] = []
@@ -62,6 +75,8 @@ export class Pool {
             ),
           )
         }, this.manager.limits.waitTimeoutMs),
+        stateKey,
+        passed: 0,
       }
       this.waiters.push(waiter)
     })
@@ -82,7 +97,7 @@ export class Pool {
       this.manager.connectionClosed()
       return
     }
-    const waiter = this.waiters.shift()
+    const waiter = this.nextWaiter(conn.stateKey)
     if (waiter) {
       clearTimeout(waiter.timer)
       this.active++
@@ -183,6 +198,19 @@ export class Pool {
       this.manager.connectionClosed()
       throw err
     }
+  }
+
+  /** The waiting client a released connection in state `stateKey` goes to (see WAITER_SCAN). */
+  private nextWaiter(stateKey: string): Waiter | undefined {
+    const head = this.waiters[0]
+    if (head === undefined || stateKey === '' || head.stateKey === stateKey || head.passed >= MAX_PASSED) return this.waiters.shift()
+    const n = Math.min(this.waiters.length, WAITER_SCAN)
+    for (let i = 1; i < n; i++) {
+      if (this.waiters[i].stateKey !== stateKey) continue
+      for (let j = 0; j < i; j++) this.waiters[j].passed++
+      return this.waiters.splice(i, 1)[0]
+    }
+    return this.waiters.shift()
   }
 
   private removeWaiter(w: Waiter): void {

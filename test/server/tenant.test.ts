@@ -253,3 +253,59 @@ backends:
   t.equal(resets(), before, '40 alternating transactions of two tenants: no further RESET ALL')
   await Promise.all([a.end(), b.end()])
 })
+
+t.test('a released connection goes to a waiting client of its own tenant first, and a passed-over client is still served', async (t) => {
+  const logged = await startPostgres({ conf: ["log_statement = 'all'"] })
+  t.teardown(() => logged.stop())
+  const p = await startProxy(`
+listen: 127.0.0.1:$PROXY_PORT
+users: { app: { password: app_pw } }
+tenant: { column: tenant_id }
+backends:
+  main: { url: "postgres://${ROLES.scram.user}:${encodeURIComponent(ROLES.scram.password)}@127.0.0.1:${logged.port}/postgres", pool: 1 }
+`)
+  t.teardown(() => p.stop())
+  const connect = async (tenant: string): Promise<pg.Client> => {
+    const c = new pg.Client({ connectionString: p.url('app', 'app_pw'), options: `-c app.tenant=${tenant}` })
+    await c.connect()
+    return c
+  }
+  const log = (): string => readFileSync(join(logged.dataDir, 'server.log'), 'utf8')
+  const resets = (): number => (log().match(/statement: RESET ALL/g) ?? []).length
+  const [holder, other, same] = await Promise.all([connect('acme'), connect('globex'), connect('acme')])
+  await holder.query('BEGIN')
+  await holder.query("SELECT 'holder'")
+  const before = resets()
+  // The one server connection is taken: globex asks first, then acme.
+  const otherDone = other.query("SELECT 'other waiter'")
+  await new Promise((r) => setTimeout(r, 100))
+  const sameDone = same.query("SELECT 'same waiter'")
+  await new Promise((r) => setTimeout(r, 100))
+  await holder.query('COMMIT')
+  await Promise.all([otherDone, sameDone])
+  const text = log()
+  t.ok(text.indexOf("SELECT 'same waiter'") < text.indexOf("SELECT 'other waiter'"), 'the acme waiter got the acme connection first')
+  t.equal(resets(), before + 1, 'one state change (for globex), not two')
+
+  // Fairness: three acme clients keep the pool busy; the globex client is still served soon.
+  const busy = await Promise.all([connect('acme'), connect('acme'), connect('acme')])
+  let acmeDone = 0
+  let stop = false
+  const loops = busy.map(async (c) => {
+    // Each holds the connection a while, so the other acme clients are queued behind it.
+    for (let i = 0; i < 40 && !stop; i++) {
+      await c.query('SELECT pg_sleep(0.005)')
+      acmeDone++
+    }
+  })
+  while (acmeDone < 6) await new Promise((r) => setTimeout(r, 1))
+  const startedAt = acmeDone
+  await other.query("SELECT 'passed over'")
+  const servedAfter = acmeDone - startedAt
+  stop = true
+  await Promise.all(loops)
+  // 16 passes at most, plus the acme clients queued ahead of it or running, plus completions counted late;
+  // without the bound it would wait for all 120.
+  t.ok(servedAfter <= 16 + 2 * busy.length + 2, `globex was served after ${servedAfter} acme transactions`)
+  await Promise.all([holder, other, same, ...busy].map((c) => c.end()))
+})
