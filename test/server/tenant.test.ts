@@ -1,6 +1,6 @@
 // Tenant context through the proxy: how the tenant is set, shown, pinned and changed;
 // what the server sees; prepared statements across tenant changes; many tenants at once.
-import t from 'tap'
+import t, { type Test } from 'tap'
 import pg from 'pg'
 import { startPostgres, ROLES } from '../helpers/pg-server.js'
 import { startProxy, run } from '../helpers/proxy.js'
@@ -215,7 +215,8 @@ t.test('many clients of different tenants on a pool of 3 only ever see their own
   await Promise.all(clients.map((c) => c.end()))
 })
 
-t.test('a pool hands a client a connection already in its tenant state, so no RESET is pipelined', async (t) => {
+/** A tenant proxy with a pool of `pool` in front of a PostgreSQL that logs every statement. */
+async function loggingTenantProxy(t: Test, pool: number): Promise<{ connect: (tenant: string) => Promise<pg.Client>; log: () => string }> {
   const logged = await startPostgres({ conf: ["log_statement = 'all'"] })
   t.teardown(() => logged.stop())
   const p = await startProxy(`
@@ -223,7 +224,7 @@ listen: 127.0.0.1:$PROXY_PORT
 users: { app: { password: app_pw } }
 tenant: { column: tenant_id }
 backends:
-  main: { url: "postgres://${ROLES.scram.user}:${encodeURIComponent(ROLES.scram.password)}@127.0.0.1:${logged.port}/postgres", pool: 2 }
+  main: { url: "postgres://${ROLES.scram.user}:${encodeURIComponent(ROLES.scram.password)}@127.0.0.1:${logged.port}/postgres", pool: ${pool} }
 `)
   t.teardown(() => p.stop())
   const connect = async (tenant: string): Promise<pg.Client> => {
@@ -231,6 +232,11 @@ backends:
     await c.connect()
     return c
   }
+  return { connect, log: () => readFileSync(join(logged.dataDir, 'server.log'), 'utf8') }
+}
+
+t.test('a pool hands a client a connection already in its tenant state, so no RESET is pipelined', async (t) => {
+  const { connect, log } = await loggingTenantProxy(t, 2)
   const [a, b] = await Promise.all([connect('acme'), connect('globex')])
   // Both transactions open at once: two server connections, one in each tenant's state.
   await a.query('BEGIN')
@@ -239,7 +245,7 @@ backends:
   await b.query('SELECT 1')
   await a.query('COMMIT')
   await b.query('COMMIT')
-  const resets = (): number => (readFileSync(join(logged.dataDir, 'server.log'), 'utf8').match(/statement: RESET ALL/g) ?? []).length
+  const resets = (): number => (log().match(/statement: RESET ALL/g) ?? []).length
   const before = resets()
   t.equal(before, 2, 'each server connection was brought into a tenant state once')
   const seen: string[] = []
@@ -255,22 +261,7 @@ backends:
 })
 
 t.test('a released connection goes to a waiting client of its own tenant first, and a passed-over client is still served', async (t) => {
-  const logged = await startPostgres({ conf: ["log_statement = 'all'"] })
-  t.teardown(() => logged.stop())
-  const p = await startProxy(`
-listen: 127.0.0.1:$PROXY_PORT
-users: { app: { password: app_pw } }
-tenant: { column: tenant_id }
-backends:
-  main: { url: "postgres://${ROLES.scram.user}:${encodeURIComponent(ROLES.scram.password)}@127.0.0.1:${logged.port}/postgres", pool: 1 }
-`)
-  t.teardown(() => p.stop())
-  const connect = async (tenant: string): Promise<pg.Client> => {
-    const c = new pg.Client({ connectionString: p.url('app', 'app_pw'), options: `-c app.tenant=${tenant}` })
-    await c.connect()
-    return c
-  }
-  const log = (): string => readFileSync(join(logged.dataDir, 'server.log'), 'utf8')
+  const { connect, log } = await loggingTenantProxy(t, 1)
   const resets = (): number => (log().match(/statement: RESET ALL/g) ?? []).length
   const [holder, other, same] = await Promise.all([connect('acme'), connect('globex'), connect('acme')])
   await holder.query('BEGIN')
