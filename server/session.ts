@@ -679,7 +679,7 @@ export class ClientSession {
   /**
    * BEGIN deferral for the extended protocol (pgbench -M extended/prepared, JDBC): Parse and
    * Bind of a lone BEGIN were answered by the proxy while the session was idle; at Execute
-   * the BEGIN is kept to go ahead of the transaction's first statement, as a simple query.
+   * the BEGIN is kept to go ahead of the transaction's first statement (see attachBackend).
    * False when the session is no longer idle: the portal is then made on the server.
    */
   private executeDeferredBegin(): boolean {
@@ -1293,8 +1293,8 @@ export class ClientSession {
     onReadyForQuery: (status) => this.onReadyForQuery(status),
     onInspected: (type, raw) => {
       switch (type) {
-        case 0x5a: // ReadyForQuery
-          return this.onReadyForQuery(raw[5] as unknown as number)
+        case 0x5a: // ReadyForQuery of an unexpected length (the scanner gives the usual one to onReadyForQuery)
+          return this.onReadyForQuery(raw[5])
         case 0x45: // ErrorResponse
           return this.onErrorResponse(raw)
         case 0x43: {
