@@ -101,6 +101,10 @@ export class BackendConnection {
   detach(): void {
     this.handler = null
     this.lastUsed = Date.now()
+    // A client that read slowly may have left it paused (its last reply filled the client's
+    // socket); idle, it must read again so a closing server is noticed and the next client's
+    // replies flow.
+    if (this.socket.isPaused()) this.socket.resume()
   }
 
   get attached(): boolean {

@@ -1,7 +1,7 @@
 // Transport: backpressure from a client that stops reading, and TLS to the server per sslmode.
 import t from 'tap'
 import pg from 'pg'
-import type net from 'node:net'
+import net from 'node:net'
 import { chownSync, chmodSync } from 'node:fs'
 import { execFileSync, spawn } from 'node:child_process'
 import { createHash } from 'node:crypto'
@@ -67,6 +67,66 @@ t.test('server bytes pass through intact while clients read slowly (reused read 
     const through = await Promise.all([1, 2, 3].map(() => slowPsqlDigest(proxy.url('app', 'app_pw'), sql)))
     t.same(through, [direct, direct, direct], `sslmode=${sslmode}: three slow clients received exactly what the server sent`)
     await proxy.stop()
+  }
+})
+
+/**
+ * A node-postgres client whose socket is not read until `stream.resume()`. Its socket reads
+ * through `onread`, so pausing stops reads from the kernel at once (a plain socket reads one
+ * more chunk into its stream buffer), which keeps what the kernel holds for it the same
+ * from one client to the next.
+ */
+async function unreadClient(url: string): Promise<{ client: pg.Client; stream: net.Socket }> {
+  const stream = (): net.Socket => {
+    const onread = { buffer: Buffer.alloc(64 * 1024), callback: (n: number, buf: Uint8Array) => socket.emit('data', Buffer.from(buf.subarray(0, n))) }
+    const socket: net.Socket = new net.Socket({ onread } as net.SocketConstructorOpts)
+    return socket
+  }
+  const client = new pg.Client({ connectionString: url, stream })
+  client.on('error', () => undefined)
+  await client.connect()
+  const socket = (client as unknown as { connection: { stream: net.Socket } }).connection.stream
+  socket.pause()
+  return { client, stream: socket }
+}
+
+const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms))
+
+t.test('a server connection held back for a slow client reads again once it is back in the pool', async (t) => {
+  // When the last bytes of a reply fill the client's socket, the proxy stops reading the
+  // server and, the transaction being over, returns the connection to the pool in the same
+  // step. The next client to get it must find it reading.
+  const server = await startPostgres()
+  t.teardown(() => server.stop())
+  const proxy = await startProxy(basicYaml(server, { pool: 1 }))
+  t.teardown(() => proxy.stop())
+  const url = proxy.url('app', 'app_pw')
+  const held = () => [...proxy.proxy.sessions.values()].find((s) => s.backend !== null)
+
+  // How much the kernel holds for a client that reads nothing, measured rather than assumed.
+  const probe = await unreadClient(url)
+  void probe.client.query("SELECT repeat('x', 250) FROM generate_series(1, 40000)").catch(() => undefined)
+  await sleep(500)
+  const session = held()
+  t.ok(session?.backend?.socket.isPaused(), 'the probe fills the socket and the server connection is held back')
+  const inKernel = session!.socket.bytesWritten - session!.socket.writableLength
+  probe.stream.destroy()
+  while (proxy.proxy.sessions.size > 0) await sleep(20)
+
+  // Replies ending just past that point: the last read from the server is the one that fills the socket.
+  for (let extraKiB = -32; extraKiB <= 96; extraKiB += 4) {
+    const slow = await unreadClient(url)
+    const reply = slow.client.query(`SELECT repeat('x', ${inKernel + extraKiB * 1024}) AS v`)
+    await sleep(100)
+    slow.stream.resume()
+    const length = (await reply).rows[0].v.length
+    await slow.client.end()
+    const next = new pg.Client({ connectionString: url })
+    next.on('error', () => undefined)
+    await next.connect()
+    const answered = await Promise.race([next.query('SELECT 1 AS v').then((r) => r.rows[0].v === 1), sleep(5000).then(() => false)])
+    t.ok(answered, `${extraKiB} KiB: a ${(length / 1048576).toFixed(2)} MB reply to a slow client, then the next client is answered`)
+    next.connection.stream.destroy()
   }
 })
 
