@@ -117,6 +117,7 @@ export class ClientSession {
   private bytesSent = 0
   private acquiring = false
   private stalled: Frame | null = null
+  private inputHeldForServer = false // client reads paused until the server connection drains
   private skipUntilSync = false
   /** SQL-level prepared statements (PREPARE) live on one server connection: while any exist, the client keeps it. */
   private readonly sqlPrepared = new Set<string>()
@@ -1077,10 +1078,18 @@ export class ClientSession {
     if (!conn || this.toBackend.length === 0) return
     const ok = writeAll(conn.socket, this.toBackend)
     this.toBackend = []
-    if (!ok) {
+    if (!ok && !this.inputHeldForServer) {
+      this.inputHeldForServer = true
       this.socket.pause()
-      conn.socket.once('drain', () => this.socket.resume())
+      conn.socket.once('drain', () => this.releaseHeldInput())
     }
+  }
+
+  /** Read the client again after the server took what we had for it (or went away: see onBackendClose). */
+  private releaseHeldInput(): void {
+    if (!this.inputHeldForServer) return
+    this.inputHeldForServer = false
+    if (this.state !== 'closed') this.socket.resume()
   }
 
   /** True when a backend is attached; otherwise starts getting one and returns false. */
@@ -1206,6 +1215,9 @@ export class ClientSession {
     this.backend = null
     this.pool = null
     if (conn && pool) pool.release(conn, false)
+    // No 'drain' will come from a closed server: a client held back for it reads again (its
+    // COPY data is then dropped, as a server drops it outside COPY) and gets the error.
+    this.releaseHeldInput()
     if (this.state !== 'ready') return
     const owed = this.queue.some((e) => e.kind !== 'synthetic')
     const alreadyTold = this.serverFatal

@@ -62,6 +62,7 @@ export function run(cmd: string, args: string[], input?: string, env: Record<str
     child.stdout.on('data', (d) => (stdout += d))
     child.stderr.on('data', (d) => (stderr += d))
     child.on('close', (code) => resolve({ code, stdout, stderr }))
+    child.stdin.on('error', () => undefined) // a program that exits before reading all its input
     if (input !== undefined) child.stdin.end(input)
     else child.stdin.end()
   })

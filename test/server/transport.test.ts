@@ -6,7 +6,7 @@ import { chownSync, chmodSync } from 'node:fs'
 import { execFileSync, spawn } from 'node:child_process'
 import { createHash } from 'node:crypto'
 import { startPostgres, ROLES } from '../helpers/pg-server.js'
-import { startProxy, basicYaml, selfSignedCert, psqlArgs } from '../helpers/proxy.js'
+import { startProxy, basicYaml, selfSignedCert, psqlArgs, run } from '../helpers/proxy.js'
 
 t.test('a client that stops reading: the proxy pauses the server instead of buffering', async (t) => {
   const server = await startPostgres()
@@ -128,6 +128,32 @@ t.test('a server connection held back for a slow client reads again once it is b
     t.ok(answered, `${extraKiB} KiB: a ${(length / 1048576).toFixed(2)} MB reply to a slow client, then the next client is answered`)
     next.connection.stream.destroy()
   }
+})
+
+t.test('a server connection lost while the client is held back sending COPY data: the client gets the error, not a hang', async (t) => {
+  const server = await startPostgres()
+  t.teardown(() => server.stop())
+  // A sink that takes a millisecond per row, so the server stops reading and the proxy holds the client back.
+  server.sql(`CREATE TABLE slow_sink (v text);
+    CREATE FUNCTION slow_row() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN PERFORM pg_sleep(0.001); RETURN NEW; END $$;
+    CREATE TRIGGER slow_row BEFORE INSERT ON slow_sink FOR EACH ROW EXECUTE FUNCTION slow_row();`)
+  const proxy = await startProxy(basicYaml(server, { pool: 2 }))
+  t.teardown(() => proxy.stop())
+  const rows = 'x'.repeat(100) + '\n'
+  const copying = run('psql', psqlArgs(proxy.url('app', 'app_pw'), '\\copy slow_sink FROM STDIN'), rows.repeat(200_000))
+  await sleep(1500)
+  const session = [...proxy.proxy.sessions.values()].find((s) => s.backend !== null)
+  t.ok(session?.socket.isPaused(), 'the proxy stopped reading the client while the server is behind')
+  const killed = server.sql("SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE query ILIKE '%COPY%slow_sink%' AND pid <> pg_backend_pid()")
+  t.equal(killed.trim(), '1', 'the server connection running the COPY is terminated')
+  const done = await Promise.race([copying, sleep(15_000).then(() => null)])
+  if (!done) return t.fail('psql is still waiting 15 s after its server connection was terminated')
+  t.not(done.code, 0, 'the COPY failed')
+  t.match(done.stderr, /terminating connection|server connection lost/, `psql said: ${done.stderr.trim()}`)
+  const c = new pg.Client({ connectionString: proxy.url('app', 'app_pw') })
+  await c.connect()
+  t.equal((await c.query('SELECT 5 AS v')).rows[0].v, 5, 'the proxy serves the next client')
+  await c.end()
 })
 
 t.test('TLS to the server: sslmode=require uses it, sslmode=disable does not', async (t) => {
