@@ -1,10 +1,12 @@
-// Transport: backpressure from a client that stops reading, and TLS to the server per sslmode.
+// Transport: backpressure both ways (a client that reads slowly or not at all, a server that
+// takes COPY data slowly), and TLS to the server per sslmode.
 import t from 'tap'
 import pg from 'pg'
 import net from 'node:net'
 import { chownSync, chmodSync } from 'node:fs'
 import { execFileSync, spawn } from 'node:child_process'
 import { createHash } from 'node:crypto'
+import { setTimeout as sleep } from 'node:timers/promises'
 import { startPostgres, ROLES } from '../helpers/pg-server.js'
 import { startProxy, basicYaml, selfSignedCert, psqlArgs, run } from '../helpers/proxy.js'
 
@@ -89,8 +91,6 @@ async function unreadClient(url: string): Promise<{ client: pg.Client; stream: n
   socket.pause()
   return { client, stream: socket }
 }
-
-const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms))
 
 t.test('a server connection held back for a slow client reads again once it is back in the pool', async (t) => {
   // When the last bytes of a reply fill the client's socket, the proxy stops reading the
