@@ -8,7 +8,10 @@ import { execFileSync, spawn } from 'node:child_process'
 import { createHash } from 'node:crypto'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { startPostgres, ROLES } from '../helpers/pg-server.js'
-import { startProxy, basicYaml, selfSignedCert, psqlArgs, run } from '../helpers/proxy.js'
+import { startProxy, basicYaml, selfSignedCert, psqlArgs, run, type RunningProxy } from '../helpers/proxy.js'
+
+/** The client session currently holding a server connection. */
+const sessionWithServer = (proxy: RunningProxy) => [...proxy.proxy.sessions.values()].find((s) => s.backend !== null)
 
 t.test('a client that stops reading: the proxy pauses the server instead of buffering', async (t) => {
   const server = await startPostgres()
@@ -23,7 +26,7 @@ t.test('a client that stops reading: the proxy pauses the server instead of buff
   await new Promise((r) => setTimeout(r, 300))
   stream.pause() // stop reading: the kernel buffers fill up
   await new Promise((r) => setTimeout(r, 2500))
-  const session = [...proxy.proxy.sessions.values()].find((s) => s.backend !== null)
+  const session = sessionWithServer(proxy)
   t.ok(session, 'the slow client still holds its server connection')
   const buffered = session!.socket.writableLength
   t.ok(buffered < 16 * 1024 * 1024, `proxy buffers ${(buffered / 1048576).toFixed(1)} MB for the slow client (bounded)`)
@@ -101,13 +104,12 @@ t.test('a server connection held back for a slow client reads again once it is b
   const proxy = await startProxy(basicYaml(server, { pool: 1 }))
   t.teardown(() => proxy.stop())
   const url = proxy.url('app', 'app_pw')
-  const held = () => [...proxy.proxy.sessions.values()].find((s) => s.backend !== null)
 
   // How much the kernel holds for a client that reads nothing, measured rather than assumed.
   const probe = await unreadClient(url)
   void probe.client.query("SELECT repeat('x', 250) FROM generate_series(1, 40000)").catch(() => undefined)
   await sleep(500)
-  const session = held()
+  const session = sessionWithServer(proxy)
   t.ok(session?.backend?.socket.isPaused(), 'the probe fills the socket and the server connection is held back')
   const inKernel = session!.socket.bytesWritten - session!.socket.writableLength
   probe.stream.destroy()
@@ -142,7 +144,7 @@ t.test('a server connection lost while the client is held back sending COPY data
   const rows = 'x'.repeat(100) + '\n'
   const copying = run('psql', psqlArgs(proxy.url('app', 'app_pw'), '\\copy slow_sink FROM STDIN'), rows.repeat(200_000))
   await sleep(1500)
-  const session = [...proxy.proxy.sessions.values()].find((s) => s.backend !== null)
+  const session = sessionWithServer(proxy)
   t.ok(session?.socket.isPaused(), 'the proxy stopped reading the client while the server is behind')
   const killed = server.sql("SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE query ILIKE '%COPY%slow_sink%' AND pid <> pg_backend_pid()")
   t.equal(killed.trim(), '1', 'the server connection running the COPY is terminated')
