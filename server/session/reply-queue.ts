@@ -1,0 +1,264 @@
+// The expected-reply bookkeeping of one client session's server connection, as a pure
+// state machine: no sockets, no timers. The session tells it what it sent (or answered
+// itself) and what the server replied; it says which reply belongs to which request, which
+// requests the server skipped after an error, and whether the connection is at a point
+// where nothing is owed and no extended-protocol batch is open on the server.
+//
+// PostgreSQL's rules it follows:
+// - A simple Query, a FunctionCall and a Sync each end with one ReadyForQuery.
+// - Extended-protocol messages (Parse/Bind/Describe/Execute/Close) run in an implicit
+//   transaction that stays open until the next Sync (or simple Query, whose end commits it):
+//   until then the server holds uncommitted work, portals and possibly an error.
+// - After an error in an extended message the server discards every message up to the next
+//   Sync, simple Queries included, and answers that Sync with ReadyForQuery.
+//
+// A server connection may go back to a pool only when `settled` is true (and the
+// transaction status of the last ReadyForQuery is idle).
+import type { SessionEffect } from '../../parser/types.js'
+
+export type EntryKind = 'query' | 'internal' | 'parse' | 'bind' | 'describe' | 'close' | 'execute' | 'sync' | 'function' | 'synthetic'
+
+/**
+ * One expected server reply (or proxy-made answer) in the order the client asked for it.
+ * Every kind has the same fields so the per-message code sees one object shape.
+ */
+export interface Entry {
+  kind: EntryKind
+  /** parse: the server-side statement name (null: unnamed) */
+  serverName: string | null
+  /** parse, bind or execute made by the proxy itself: its ParseComplete / BindComplete / CommandComplete is not the client's */
+  swallow: boolean
+  /** query: one per statement, in order, the session effect its CommandComplete confirms (null: none); execute: at most one */
+  effects: readonly (SessionEffect | null)[]
+  /** query: how many of its statements the server completed so far */
+  completed: number
+  failed: boolean
+  /** synthetic: the bytes to send */
+  bytes: readonly Buffer[]
+  /** Called when the server rejects or skips this request (or a proxy answer is dropped because the server skipped its batch). */
+  onFail: (() => void) | null
+  /** internal: called with the tag of each CommandComplete it produces */
+  onTag: ((tag: string) => void) | null
+}
+
+/** Shared empty lists (never written to: entries' effects and bytes are only read). */
+export const NO_EFFECTS: readonly (SessionEffect | null)[] = []
+const NO_BYTES: readonly Buffer[] = []
+
+export interface EntryOptions {
+  serverName?: string | null
+  swallow?: boolean
+  effects?: readonly (SessionEffect | null)[]
+  bytes?: readonly Buffer[]
+  onFail?: (() => void) | null
+  onTag?: ((tag: string) => void) | null
+}
+
+export function entry(kind: EntryKind, o: EntryOptions = {}): Entry {
+  return {
+    kind,
+    serverName: o.serverName ?? null,
+    swallow: o.swallow ?? false,
+    effects: o.effects ?? NO_EFFECTS,
+    completed: 0,
+    failed: false,
+    bytes: o.bytes ?? NO_BYTES,
+    onFail: o.onFail ?? null,
+    onTag: o.onTag ?? null,
+  }
+}
+
+const EXTENDED = new Set<EntryKind>(['parse', 'bind', 'describe', 'close', 'execute'])
+/** Requests the server answers with ReadyForQuery. */
+const ENDS_WITH_READY = new Set<EntryKind>(['query', 'internal', 'sync', 'function'])
+
+export class ReplyQueue {
+  private readonly entries: Entry[] = []
+  /** Extended-protocol messages went to the server since the last Sync, Query or FunctionCall sent. */
+  private unsyncedSent = false
+  /** The server reported an error in an extended message and discards everything up to the next Sync. */
+  private skippingToSync = false
+
+  /** `emit` receives the bytes of proxy-made answers when they reach the head of the queue. */
+  constructor(public emit: (bytes: Buffer) => void) {}
+
+  get length(): number {
+    return this.entries.length
+  }
+
+  get head(): Entry | undefined {
+    return this.entries[0]
+  }
+
+  /** The server still owes replies (proxy-made answers waiting behind them do not count). */
+  get owesReplies(): boolean {
+    for (const e of this.entries) if (e.kind !== 'synthetic') return true
+    return false
+  }
+
+  /** The server is discarding messages until a Sync (an error in an extended batch, no Sync sent after it yet). */
+  get skipping(): boolean {
+    return this.skippingToSync
+  }
+
+  /** An extended batch is open on the server: messages were sent after the last Sync/Query, or the server awaits a Sync after an error. */
+  get unsynced(): boolean {
+    return this.unsyncedSent || this.skippingToSync
+  }
+
+  /** Nothing owed and no batch open: the only state in which the connection may serve someone else (with an idle status). */
+  get settled(): boolean {
+    return this.entries.length === 0 && !this.unsyncedSent && !this.skippingToSync
+  }
+
+  /**
+   * A message went to the server; returns its entry. While the server skips to Sync, anything
+   * but a Sync is discarded by the server: no reply is expected (its onFail runs at once).
+   */
+  expect(kind: Exclude<EntryKind, 'synthetic'>, o: EntryOptions = {}): Entry {
+    const e = entry(kind, o)
+    if (this.skippingToSync && kind !== 'sync') {
+      e.failed = true
+      e.onFail?.()
+      return e
+    }
+    if (EXTENDED.has(kind)) this.unsyncedSent = true
+    else this.unsyncedSent = false // Sync, Query and FunctionCall each end the implicit transaction
+    this.entries.push(e)
+    return e
+  }
+
+  /**
+   * Messages the proxy puts on the wire ahead of everything still unsent (session-state
+   * replay, a deferred BEGIN): they never end a batch the client opened.
+   */
+  expectFirst(...es: Entry[]): void {
+    for (const e of es) if (EXTENDED.has(e.kind)) this.unsyncedSent = true
+    this.entries.unshift(...es)
+  }
+
+  /**
+   * A proxy-made answer: returns false when nothing is owed and the caller should send it now;
+   * otherwise it is queued behind what the server owes (and dropped with it if the server
+   * skips to Sync: PostgreSQL would not have answered that message either).
+   */
+  answer(bytes: readonly Buffer[], onFail: (() => void) | null = null): boolean {
+    if (this.skippingToSync) {
+      onFail?.()
+      return true
+    }
+    if (this.entries.length === 0) return false
+    this.entries.push(entry('synthetic', { bytes, onFail }))
+    return true
+  }
+
+  /** Drop the head entry and emit any proxy-made answers now at the head. */
+  private complete(): Entry {
+    const done = this.entries.shift() as Entry
+    this.emitSynthetic()
+    return done
+  }
+
+  private emitSynthetic(): void {
+    while (this.entries.length > 0 && this.entries[0].kind === 'synthetic') {
+      const e = this.entries.shift() as Entry
+      for (const b of e.bytes) this.emit(b)
+    }
+  }
+
+  // ------------------------------------------------------------ server replies
+
+  /** ParseComplete: the parse entry it answers, or null (not expected: forward it as is). */
+  parseComplete(): Entry | null {
+    return this.head?.kind === 'parse' ? this.complete() : null
+  }
+
+  /** BindComplete or CloseComplete. */
+  bindOrCloseComplete(): Entry | null {
+    const k = this.head?.kind
+    return k === 'bind' || k === 'close' ? this.complete() : null
+  }
+
+  /** NoData or RowDescription: completes a Describe (a RowDescription may also be a query's). */
+  describeDone(): Entry | null {
+    return this.head?.kind === 'describe' ? this.complete() : null
+  }
+
+  /** PortalSuspended or EmptyQueryResponse: the end of an Execute. */
+  executeDone(): Entry | null {
+    return this.head?.kind === 'execute' ? this.complete() : null
+  }
+
+  /**
+   * CommandComplete. Returns the entry it belongs to (still at the head for a query, which
+   * ends with ReadyForQuery) and the effect this statement's completion confirms.
+   */
+  commandComplete(tag: string): { entry: Entry | null; effect: SessionEffect | null } {
+    const head = this.head
+    if (!head) return { entry: null, effect: null }
+    if (head.kind === 'execute') {
+      this.complete()
+      return { entry: head, effect: head.effects[0] ?? null }
+    }
+    if (head.kind === 'query' || head.kind === 'function') {
+      const effect = head.effects[head.completed] ?? null
+      head.completed++
+      return { entry: head, effect }
+    }
+    if (head.kind === 'internal') head.onTag?.(tag)
+    return { entry: head, effect: null }
+  }
+
+  /**
+   * ErrorResponse (ERROR severity). Returns the entry it answers. After an error in an
+   * extended message the server skips to Sync, and so does the queue: the requests in
+   * between are dropped (and their onFail run), proxy answers among them too.
+   */
+  error(): Entry | null {
+    const head = this.head
+    if (!head) return null
+    head.failed = true
+    if (ENDS_WITH_READY.has(head.kind)) return head // ReadyForQuery follows
+    this.skippingToSync = true
+    while (this.entries.length > 0 && this.entries[0].kind !== 'sync') {
+      const e = this.entries.shift() as Entry
+      e.failed = true
+      e.onFail?.()
+    }
+    return head
+  }
+
+  /**
+   * ReadyForQuery: pops everything up to the request it answers (extended requests left
+   * unanswered after an error go too; proxy answers among them are emitted) and returns it.
+   */
+  readyForQuery(): Entry | null {
+    let answered: Entry | null = null
+    while (this.entries.length > 0) {
+      const e = this.entries[0]
+      if (e.kind === 'synthetic') {
+        this.entries.shift()
+        for (const b of e.bytes) this.emit(b)
+        continue
+      }
+      if (ENDS_WITH_READY.has(e.kind)) {
+        answered = this.complete()
+        break
+      }
+      this.entries.shift()
+      if (!e.failed) {
+        e.failed = true
+        e.onFail?.()
+      }
+    }
+    if (answered !== null) this.skippingToSync = false // a ReadyForQuery means the server reads commands again
+    return answered
+  }
+
+  /** The server connection is gone: forget everything (no callbacks run). */
+  clear(): void {
+    this.entries.length = 0
+    this.unsyncedSent = false
+    this.skippingToSync = false
+  }
+}
