@@ -23,6 +23,9 @@ import { parseSync } from 'libpg-query'
 import type { RewriteContext, Refusal, SessionEffect, Sqlstate, TenantCommand } from './types.js'
 import { tokenize, normalizeLiterals, decodeSimpleLiteral, T_WORD, T_PUNCT, T_OP, type Token, type Normalized } from './scan.js'
 import { quoteIdent, quoteLiteral } from './quote.js'
+import { functionRefusal } from './policy/functions.js'
+import { settingRefusal, settingValueRefusal, setConfigRefusal } from './policy/settings.js'
+import { relationRefusal } from './policy/relations.js'
 
 /* eslint-disable @typescript-eslint/no-explicit-any */
 type N = any
@@ -94,53 +97,6 @@ interface Resolved {
 }
 
 const SYSTEM_SCHEMAS = new Set(['pg_catalog', 'information_schema'])
-/** Relations showing other sessions' activity, or other tenants' values (planner statistics): refused in any schema. */
-const DENY_RELATIONS = new Map([
-  ['pg_stat_activity', "it shows other sessions' queries"],
-  ['pg_stat_statements', "it shows other sessions' queries"],
-  ['pg_stat_statements_info', "it shows other sessions' queries"],
-  ['pg_stats', "its column statistics show other tenants' values"],
-  ['pg_stats_ext', "its column statistics show other tenants' values"],
-  ['pg_stats_ext_exprs', "its column statistics show other tenants' values"],
-  ['pg_statistic', "its column statistics show other tenants' values"],
-  ['pg_statistic_ext_data', "its column statistics show other tenants' values"],
-])
-/** Functions that show other sessions or run SQL text / read whole tables behind the rewriter's back. */
-const DENY_FUNCTIONS = new Set([
-  'pg_stat_get_activity',
-  'pg_stat_statements',
-  'pg_stat_statements_info',
-  'pg_stat_statements_reset',
-  'pg_stat_get_backend_activity',
-  'query_to_xml',
-  'query_to_xmlschema',
-  'query_to_xml_and_xmlschema',
-  'table_to_xml',
-  'table_to_xmlschema',
-  'table_to_xml_and_xmlschema',
-  'schema_to_xml',
-  'schema_to_xmlschema',
-  'schema_to_xml_and_xmlschema',
-  'database_to_xml',
-  'database_to_xmlschema',
-  'database_to_xml_and_xmlschema',
-  'ts_stat',
-  'dblink',
-  'dblink_exec',
-  'dblink_open',
-  'dblink_send_query',
-  'pg_read_file',
-  'pg_read_binary_file',
-  'pg_ls_dir',
-  'lo_import',
-  'lo_export',
-  'pg_terminate_backend',
-  'pg_cancel_backend',
-  'setval',
-])
-/** Settings a tenant session may not change (they would change who it is or how we lex). */
-const DENY_SETTINGS = new Set(['role', 'session_authorization'])
-
 /** Node types that cannot contain a sub-SELECT, a function call or a relation: the walker skips them. */
 const LEAF_NODES = new Set(['ColumnRef', 'A_Const', 'ParamRef', 'String', 'Integer', 'Float', 'Boolean', 'TypeName', 'A_Star', 'SetToDefault', 'location', 'name', 'fields'])
 
@@ -306,8 +262,6 @@ export class Analyzer {
     if (!schema && scope) {
       for (let s: Scope | null = scope; s; s = s.parent) if (s.ctes.has(rel)) return { key: rel, kind: 'cte' }
     }
-    const deny = DENY_RELATIONS.get(rel)
-    if (deny) throw new Refuse('42501', `reading "${rel}" is not allowed for tenant sessions: ${deny}`)
     const f = this.ctx.facts
     let key: string
     if (schema) key = `${schema}.${rel}`
@@ -329,6 +283,8 @@ export class Analyzer {
     this.relations.add(key)
     const dot = key.indexOf('.')
     const sch = key.slice(0, dot)
+    const denied = relationRefusal(sch, key.slice(dot + 1))
+    if (denied) throw new Refuse('42501', denied)
     const col = f.tenantTables.get(key)
     if (col !== undefined) {
       this.touchesTenant = true
@@ -398,19 +354,29 @@ export class Analyzer {
 
   checkFunc(fc: N): void {
     if (this.ctx.mode !== 'tenant') return
-    const { name } = funcName(fc)
-    if (DENY_FUNCTIONS.has(name))
-      throw new Refuse('42501', `function ${name}() is not allowed for tenant sessions: it ${name === 'setval' ? 'changes a sequence shared by every tenant' : 'reads data or sessions outside the tenant filter'}`)
-    if (name === 'set_config') {
-      this.normalizable = false // the literal setting name decides
-      const v = constValue(fc.args?.[0])
-      if (typeof v !== 'string') throw new Refuse('0A000', 'set_config() with a setting name that is not a string literal is not supported for tenant sessions')
-      const lv = lower(v)
-      if (lv === this.setting) throw new Refuse('0A000', `set_config('${this.ctx.setting}', …) must be alone in its statement: SELECT set_config('${this.ctx.setting}', 'x', false)`)
-      if (DENY_SETTINGS.has(lv)) throw new Refuse('42501', `changing "${lv}" is not allowed for tenant sessions`)
-      if (lv === 'standard_conforming_strings') throw new Refuse('0A000', 'standard_conforming_strings must stay on for tenant sessions')
-      this.normalizable = false
-    }
+    const { schema, name } = funcName(fc)
+    const refusal = functionRefusal(schema, name, this.ctx.facts.functionPolicy)
+    if (refusal) throw new Refuse('42501', refusal)
+    if (lower(name) === 'set_config' && (!schema || lower(schema) === 'pg_catalog')) this.checkSetConfig(fc)
+  }
+
+  /**
+   * set_config() inside a statement: a constant setting name on the allow list, transaction-local only
+   * (a session-level change would stay on the pooled server connection without the proxy knowing;
+   * `SELECT set_config(name, value, false)` alone in a statement is tracked like SET instead).
+   */
+  checkSetConfig(fc: N): void {
+    this.normalizable = false // the literal setting name decides
+    const args: N[] = fc.args ?? []
+    const v = constValue(args[0])
+    if (typeof v !== 'string') throw new Refuse('42501', 'set_config() with a setting name that is not a string literal is not allowed for tenant sessions')
+    const lv = lower(v)
+    if (lv === this.setting) throw new Refuse('0A000', `set_config('${this.ctx.setting}', …) must be alone in its statement: SELECT set_config('${this.ctx.setting}', 'x', false)`)
+    const refusal = setConfigRefusal(lv)
+    if (refusal) throw new Refuse('42501', refusal)
+    const local = constValue(args[2])
+    if (typeof local !== 'string' || parseBool(local) !== true)
+      throw new Refuse('42501', `set_config('${lv}', …, false) inside a statement is not allowed for tenant sessions: it would change the pooled server session behind pgtenant (use SET, or is_local true)`)
   }
 
   // ---- SELECT -------------------------------------------------------------------------------
@@ -1126,6 +1092,8 @@ export class Analyzer {
       case 'SelectStmt': {
         const tc = this.setConfigCommand(v)
         if (tc) return { ...base(), kind: 'tenant', tenantCommand: tc }
+        const set = tenantMode ? this.sessionSetConfig(v) : null
+        if (set) return base({ effect: set })
         break
       }
       case 'DiscardStmt':
@@ -1149,13 +1117,13 @@ export class Analyzer {
         return base()
       case 'ExplainStmt':
         this.explainBody(v.query)
-        return base()
+        return base(v.query?.ExecuteStmt ? { effect: { kind: 'execute', name: v.query.ExecuteStmt.name } } : {})
       case 'PrepareStmt':
         this.walkStmtBody(v.query, null)
         return base({ effect: { kind: 'prepare', name: v.name } })
       case 'ExecuteStmt':
         this.walkExpr(v.params, null)
-        return base()
+        return base({ effect: { kind: 'execute', name: v.name } })
       case 'DeclareCursorStmt':
         this.walkStmtBody(v.query, null)
         return base()
@@ -1274,6 +1242,31 @@ export class Analyzer {
     return { op: 'set_config', value: val ?? null, local: b }
   }
 
+  /**
+   * `SELECT set_config('name', 'value', false)` alone in a statement, for a setting other than the tenant:
+   * a session-level change the proxy tracks and replays like `SET name = 'value'`. Null for any other shape.
+   */
+  sessionSetConfig(sel: N): SessionEffect | null {
+    const tl: N[] = sel.targetList ?? []
+    if (tl.length !== 1 || sel.fromClause || sel.whereClause || sel.withClause || sel.groupClause || sel.havingClause || sel.sortClause) return null
+    if (sel.limitCount || sel.limitOffset || sel.distinctClause || sel.intoClause || sel.lockingClause || sel.windowClause || sel.valuesLists) return null
+    const fc = tl[0].ResTarget?.val?.FuncCall
+    if (!fc || fc.agg_star || fc.over || fc.agg_filter) return null
+    const { schema, name } = funcName(fc)
+    if (lower(name) !== 'set_config' || (schema && lower(schema) !== 'pg_catalog')) return null
+    const args: N[] = fc.args ?? []
+    if (args.length !== 3) return null
+    const nm = constValue(args[0])
+    const val = constValue(args[1])
+    const local = constValue(args[2])
+    if (typeof nm !== 'string' || typeof val !== 'string' || typeof local !== 'string' || parseBool(local) !== false) return null
+    this.normalizable = false
+    const n = lower(nm)
+    const refusal = setConfigRefusal(n) ?? settingValueRefusal(n, val)
+    if (refusal) throw new Refuse('42501', refusal)
+    return { kind: 'set', name: n, valueSql: quoteLiteral(val) }
+  }
+
   variableSet(v: N, range: [number, number], base: (e?: Partial<CompiledStmt>) => Omit<CompiledStmt, 'tpl'>): Omit<CompiledStmt, 'tpl'> {
     this.normalizable = false
     const kind: string = v.kind
@@ -1294,16 +1287,18 @@ export class Analyzer {
       throw new Refuse('0A000', `this form of SET ${this.ctx.setting} is not supported`)
     }
     if (tenantMode) {
-      if (DENY_SETTINGS.has(name)) throw new Refuse('42501', `${kind === 'VAR_RESET' ? 'RESET' : 'SET'} ${name === 'role' ? 'ROLE' : 'SESSION AUTHORIZATION'} is not allowed for tenant sessions`)
-      if (name === 'client_encoding' && kind === 'VAR_SET_VALUE') {
-        // pgtenant lexes the text as UTF-8; another client encoding could make the backend see other tokens
-        const val = constValue(v.args?.[0])
-        if (typeof val !== 'string' || !['utf8', 'utf-8', 'unicode'].includes(lower(val)))
-          throw new Refuse('0A000', 'client_encoding must stay UTF8 for tenant sessions')
+      if (name === 'role' || name === 'session_authorization')
+        throw new Refuse('42501', `${kind === 'VAR_RESET' ? 'RESET' : 'SET'} ${name === 'role' ? 'ROLE' : 'SESSION AUTHORIZATION'} is not allowed for tenant sessions`)
+      if (kind !== 'VAR_RESET') {
+        const refusal = settingRefusal(name)
+        if (refusal) throw new Refuse('42501', refusal)
       }
-      if (name === 'standard_conforming_strings' && kind === 'VAR_SET_VALUE') {
-        const val = constValue(v.args?.[0])
-        if (typeof val !== 'string' || parseBool(val) !== true) throw new Refuse('0A000', 'standard_conforming_strings must stay on for tenant sessions')
+      if (kind === 'VAR_SET_VALUE' || kind === 'VAR_SET_DEFAULT' || kind === 'VAR_SET_CURRENT') {
+        // pgtenant lexes the text as UTF-8 with standard_conforming_strings on: the server must read it the same way
+        const args: N[] = v.args ?? []
+        const val = kind === 'VAR_SET_VALUE' && args.length === 1 ? constValue(args[0]) : undefined
+        const refusal = settingValueRefusal(name, typeof val === 'string' ? val : null)
+        if (refusal && (name === 'client_encoding' || name === 'standard_conforming_strings')) throw new Refuse('0A000', refusal)
       }
     }
     switch (kind) {

@@ -1,5 +1,7 @@
 // The contract between server/ and parser/: plain data in, plain data out.
 // parser/ never touches sockets, timers or global state; server/ owns the cache instance.
+import type { UserFunctionPolicy } from './policy/functions.js'
+export type { UserFunctionPolicy } from './policy/functions.js'
 
 /** Facts about the backend's schema that decide how a table is treated. Keys are "schema.table", unquoted, as stored in pg_class/pg_namespace. */
 export interface SchemaFacts {
@@ -17,6 +19,9 @@ export interface SchemaFacts {
   /** Optional (added by parser/): "schema.table" → column names in attnum order. Lets `INSERT INTO t VALUES (…)`
    *  without a column list be rewritten for tenant tables (otherwise it is refused with 0A000). */
   columns?: ReadonlyMap<string, readonly string[]>
+  /** Optional: which functions outside pg_catalog tenant sessions may call (`tenant.functions`,
+   *  `tenant.user_functions`); absent = none (see parser/policy/functions.ts). */
+  functionPolicy?: UserFunctionPolicy
 }
 
 /** Session-state changes the pooler tracks so a client keeps its session under transaction pooling. */
@@ -34,6 +39,8 @@ export type SessionEffect =
   | { kind: 'listen'; channel: string }
   | { kind: 'prepare'; name: string }
   | { kind: 'deallocate'; name: string | null }
+  /** SQL EXECUTE name (also EXPLAIN EXECUTE): server/ allows it only for a name this client PREPAREd itself. */
+  | { kind: 'execute'; name: string }
 
 export interface RewriteContext {
   /** 'tenant' rewrites and enforces; 'bypass' only classifies (bypass users, or no `tenant:` config): sql unchanged, no refusals except none. */

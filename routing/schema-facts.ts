@@ -133,5 +133,6 @@ export function buildSchemaFacts(rows: readonly SchemaRow[], tenantConfig: Tenan
     referenceTables.add(key)
     knownRelations.add(key)
   }
-  return { tenantTables, referenceTables, knownRelations, unknown: tenantConfig.unknown, tenantColumnTypes, columns }
+  const functionPolicy = { user: tenantConfig.user_functions ?? 'reject', allowed: new Set((tenantConfig.functions ?? []).map((f) => f.toLowerCase())) }
+  return { tenantTables, referenceTables, knownRelations, unknown: tenantConfig.unknown, tenantColumnTypes, columns, functionPolicy }
 }

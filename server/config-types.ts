@@ -50,6 +50,10 @@ export interface TenantConfig {
   pattern: string
   /** How many of the most active tenants keep their own metrics label (the rest: "_other"); 0 = none. */
   metrics_top?: number
+  /** Functions outside pg_catalog tenant sessions may call ("name" or "schema.name"). */
+  functions?: string[]
+  /** reject (default): only `functions`; allow: every function outside pg_catalog (their bodies run unrewritten SQL). */
+  user_functions?: 'reject' | 'allow'
 }
 
 export interface PoolConfig {

@@ -186,7 +186,7 @@ function readUsers(r: Reader, v: unknown, auth: Config['auth']): Record<string, 
 
 function readTenant(r: Reader, v: unknown): TenantConfig | undefined {
   const o = r.obj(v ?? {}, 'tenant') ?? {}
-  const known = ['setting', 'column', 'tables', 'reference', 'unknown', 'pattern', 'metrics_top']
+  const known = ['setting', 'column', 'tables', 'reference', 'unknown', 'pattern', 'metrics_top', 'functions', 'user_functions']
   for (const k of Object.keys(o)) if (!known.includes(k)) r.fail(`tenant.${k}`, 'unknown key')
   const setting = o.setting === undefined ? 'app.tenant' : r.str(o.setting, 'tenant.setting')
   if (setting !== undefined && !/^[A-Za-z_][A-Za-z0-9_$]*\.[A-Za-z_][A-Za-z0-9_$]*$/.test(setting))
@@ -199,6 +199,11 @@ function readTenant(r: Reader, v: unknown): TenantConfig | undefined {
   if (o.reference !== undefined) {
     if (!Array.isArray(o.reference)) r.fail('tenant.reference', 'must be a list of table names')
     else reference = o.reference.map((x, i) => r.str(x, `tenant.reference[${i}]`) ?? '')
+  }
+  let functions: string[] = []
+  if (o.functions !== undefined) {
+    if (!Array.isArray(o.functions)) r.fail('tenant.functions', 'must be a list of function names ("name" or "schema.name")')
+    else functions = o.functions.map((x, i) => (r.str(x, `tenant.functions[${i}]`) ?? '').toLowerCase())
   }
   const pattern = o.pattern === undefined ? '^[A-Za-z0-9_-]{1,63}$' : r.str(o.pattern, 'tenant.pattern')
   if (pattern !== undefined) {
@@ -216,6 +221,8 @@ function readTenant(r: Reader, v: unknown): TenantConfig | undefined {
     unknown: r.oneOf(o.unknown, 'tenant.unknown', ['reject', 'allow'] as const, 'reject'),
     pattern: pattern ?? '^[A-Za-z0-9_-]{1,63}$',
     metrics_top: r.int(o.metrics_top, 'tenant.metrics_top', 100),
+    functions,
+    user_functions: r.oneOf(o.user_functions, 'tenant.user_functions', ['reject', 'allow'] as const, 'reject'),
   }
 }
 

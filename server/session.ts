@@ -22,6 +22,7 @@ import type { Config, UserConfig } from './config-types.js'
 import type { RewriteResult, SessionEffect, StatementPlan, TenantCommand, Refusal } from '../parser/types.js'
 import { quoteLiteral, quoteIdent, firstKeyword } from './planner.js'
 import { authenticate } from './client-auth.js'
+import { settingRefusal } from '../parser/policy/settings.js'
 import type { ProxyContext, RouteMemo } from './proxy-context.js'
 
 type TxStatus = be.TxStatus
@@ -398,6 +399,11 @@ export class ClientSession {
     if (encoding !== undefined && !/^(utf-?8|unicode)$/i.test(encoding)) return `pgtenant needs client_encoding UTF8 for tenant sessions (the client asked for ${encoding})`
     const scs = this.settings.get('standard_conforming_strings')?.replace(/'/g, '')
     if (scs !== undefined && !/^(on|true|yes|1)$/i.test(scs)) return 'pgtenant needs standard_conforming_strings on for tenant sessions'
+    // startup settings follow the same allow list as SET (parser/policy/settings.ts)
+    for (const name of this.settings.keys()) {
+      const refusal = settingRefusal(name)
+      if (refusal) return refusal
+    }
     return null
   }
 
@@ -715,6 +721,10 @@ export class ClientSession {
         message: 'LISTEN is not supported under transaction pooling: notifications would reach whichever client next uses the server connection',
         hint: 'Use a backend with pool.mode: session for listeners.',
       }
+    // SQL EXECUTE reaches only statements this client PREPAREd: the pooled connection also holds
+    // other clients' (and the proxy's shared) statements
+    if (effect.kind === 'execute' && !this.sqlPrepared.has(effect.name))
+      return { kind: 'refuse', sqlstate: '26000' as Refusal['sqlstate'], message: `prepared statement "${effect.name}" does not exist` }
     if (effect.kind === 'prepare') this.sqlPrepared.add(effect.name)
     else if (effect.kind === 'deallocate') {
       if (effect.name === null) this.sqlPrepared.clear()
