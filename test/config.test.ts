@@ -61,7 +61,7 @@ t.test('defaults: no tenant section is a transparent pooler; one backend is the 
   t.same(c.listen, { host: '127.0.0.1', port: 6432 })
   t.same([c.backends.only.url.port, c.backends.only.url.user, c.backends.only.url.sslmode], [5432, undefined, 'prefer'])
   const tenant = parseConfig('users: { a: { password: x } }\nbackends: { only: { url: "postgres://h/db" } }\ntenant: {}', {}, '/tmp').tenant
-  t.same(tenant, { setting: 'app.tenant', column: 'tenant_id', tables: {}, reference: [], unknown: 'reject', pattern: '^[A-Za-z0-9_-]{1,63}$', metrics_top: 100 })
+  t.same(tenant, { setting: 'app.tenant', column: 'tenant_id', tables: {}, reference: [], unknown: 'reject', pattern: '^[A-Za-z0-9_-]{1,63}$', metrics_top: 100, functions: [], user_functions: 'reject' })
 })
 
 t.test('every mistake names its key', async (t) => {
