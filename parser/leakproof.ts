@@ -1,0 +1,130 @@
+// "Leakproof-safe" expressions (issue #22): a WHERE / JOIN … ON conjunct built only from what this
+// predicate accepts may be evaluated before a row's tenant restriction (PostgreSQL evaluates ANDed
+// conditions in the order it likes), because it cannot carry a value out through a side effect or an
+// error message. Everything else must be put behind the restriction (`CASE WHEN <restriction> THEN
+// (<expr>) END`). Shared by the rewriter (parser/analyze.ts, to decide what to wrap) and the verifier
+// (parser/verify.ts, to check it was wrapped): one definition, over libpg-query's JSON parse tree.
+//
+// Accepted, recursively:
+//   - column references (no `*`) for which `columnOk` says yes (the caller decides which refer to
+//     plain tables, not to subquery / CTE / function outputs, which may be arbitrary expressions);
+//   - constants (A_Const, incl. NULL), parameters ($n), casts of constants and parameters;
+//   - AND / OR / NOT;
+//   - the comparison operators = <> != < > <= >= (unqualified or OPERATOR(pg_catalog.op)) as
+//     binary operators, IN / NOT IN (…) lists, [NOT] BETWEEN [SYMMETRIC], op ANY/ALL (ARRAY[…] |
+//     constant | parameter), IS [NOT] DISTINCT FROM;
+//   - IS [NOT] NULL, IS [NOT] TRUE/FALSE/UNKNOWN.
+// Anything else (function calls, sublinks, other operators, LIKE, CASE, casts of columns, row
+// constructors, subscripts, …) is not leakproof-safe.
+//
+// Pure: no state, no I/O.
+
+/* eslint-disable @typescript-eslint/no-explicit-any */
+type N = any
+
+const COMPARISON = new Set(['=', '<>', '!=', '<', '>', '<=', '>='])
+
+/** The operator of an A_Expr if it is one of the accepted comparison operators, else null. */
+function comparisonOp(name: N): string | null {
+  if (!Array.isArray(name) || name.length === 0 || name.length > 2) return null
+  const parts = name.map((x: N) => x?.String?.sval)
+  if (parts.some((p: unknown) => typeof p !== 'string')) return null
+  if (parts.length === 2 && parts[0] !== 'pg_catalog') return null
+  const op = parts[parts.length - 1]
+  return COMPARISON.has(op) ? op : null
+}
+
+function onlyKey(n: N): string | null {
+  if (n === null || typeof n !== 'object' || Array.isArray(n)) return null
+  const keys = Object.keys(n)
+  return keys.length === 1 ? keys[0] : null
+}
+
+/** A constant, a parameter, or a cast (of a cast …) of one. */
+export function isConstOrParam(n: N): boolean {
+  for (let depth = 0; depth < 64; depth++) {
+    const k = onlyKey(n)
+    if (k === 'A_Const' || k === 'ParamRef') return true
+    if (k !== 'TypeCast') return false
+    n = n.TypeCast.arg
+  }
+  return false
+}
+
+/**
+ * Is `expr` leakproof-safe (see the header)? `columnOk(ref)` is asked for every column reference
+ * (the ColumnRef node's inner object, `{ fields, location }`); by default every column reference
+ * without `*` is accepted.
+ */
+export function isLeakproofSafe(expr: N, columnOk: (ref: N) => boolean = () => true): boolean {
+  const ok = (n: N, depth: number): boolean => {
+    if (depth > 200) return false
+    const k = onlyKey(n)
+    if (k === null) return false
+    const v = n[k]
+    switch (k) {
+      case 'A_Const':
+      case 'ParamRef':
+        return true
+      case 'TypeCast':
+        return isConstOrParam(n)
+      case 'ColumnRef': {
+        const f: N[] = v.fields ?? []
+        if (f.length === 0 || !f.every((x) => typeof x?.String?.sval === 'string')) return false
+        return columnOk(v)
+      }
+      case 'BoolExpr': {
+        const args: N[] = v.args ?? []
+        if (!['AND_EXPR', 'OR_EXPR', 'NOT_EXPR'].includes(v.boolop) || args.length === 0) return false
+        return args.every((a) => ok(a, depth + 1))
+      }
+      case 'NullTest':
+      case 'BooleanTest':
+        return v.arg !== undefined && ok(v.arg, depth + 1)
+      case 'A_Expr':
+        return aExpr(v, depth)
+      default:
+        return false
+    }
+  }
+  const list = (n: N, depth: number): boolean => {
+    const items: N[] | undefined = n?.List?.items
+    return Array.isArray(items) && items.length > 0 && items.every((x) => ok(x, depth + 1))
+  }
+  const arrayOperand = (n: N, depth: number): boolean => {
+    // op ANY/ALL (…): an ARRAY[…] of safe elements, or a constant / parameter (an array literal, $1)
+    if (isConstOrParam(n)) return true
+    const arr = n?.A_ArrayExpr
+    if (arr && onlyKey(n) === 'A_ArrayExpr') {
+      const el: N[] = arr.elements ?? []
+      return el.every((x) => ok(x, depth + 1))
+    }
+    return false
+  }
+  const aExpr = (v: N, depth: number): boolean => {
+    if (v.lexpr === undefined || v.rexpr === undefined) return false
+    switch (v.kind) {
+      case 'AEXPR_OP':
+      case 'AEXPR_DISTINCT':
+      case 'AEXPR_NOT_DISTINCT':
+        return comparisonOp(v.name) !== null && ok(v.lexpr, depth + 1) && ok(v.rexpr, depth + 1)
+      case 'AEXPR_OP_ANY':
+      case 'AEXPR_OP_ALL':
+        return comparisonOp(v.name) !== null && ok(v.lexpr, depth + 1) && arrayOperand(v.rexpr, depth + 1)
+      case 'AEXPR_IN':
+        return comparisonOp(v.name) !== null && ok(v.lexpr, depth + 1) && list(v.rexpr, depth + 1)
+      case 'AEXPR_BETWEEN':
+      case 'AEXPR_NOT_BETWEEN':
+      case 'AEXPR_BETWEEN_SYM':
+      case 'AEXPR_NOT_BETWEEN_SYM':
+        return ok(v.lexpr, depth + 1) && list(v.rexpr, depth + 1) && v.rexpr.List.items.length === 2
+      default:
+        return false
+    }
+  }
+  try {
+    return ok(expr, 0)
+  } catch {
+    return false
+  }
+}
