@@ -116,6 +116,7 @@ export async function runOnce(ctx: Ctx, a: Attempt, protocol: Protocol, login: '
   let direct: CapClient | undefined
   let got: Outcome = { ok: false, code: 'XXXXX', message: 'not run', results: [], copy: [], audit: [], blob: '' }
   let exp: Outcome = { ok: false, code: 'XXXXX', message: 'not run', results: [], copy: [], audit: [], blob: '' }
+  let judged: Outcome | undefined
   try {
     try {
       attacker = ctx.openAttacker ? await ctx.openAttacker(a.tenant, login, a.options) : await proxyClient(ctx.proxy, a.tenant, login, a.options)
@@ -125,9 +126,11 @@ export async function runOnce(ctx: Ctx, a: Attempt, protocol: Protocol, login: '
     }
     direct = await directClient(ctx.env, a.tenant, a.options).catch(() => undefined)
     if (attacker) {
+      let setupRefusal: Outcome | undefined
       const both = async (sql: string) => {
-        const [g] = await Promise.all([exec(attacker!, sql, undefined, 'simple'), direct ? exec(direct, sql, undefined, 'simple') : undefined])
+        const [g, d] = await Promise.all([exec(attacker!, sql, undefined, 'simple'), direct ? exec(direct, sql, undefined, 'simple') : undefined])
         blobs.push(g.blob)
+        if (!g.ok && d?.ok && !setupRefusal) setupRefusal = g
         return g
       }
       if (a.txn) {
@@ -148,6 +151,11 @@ export async function runOnce(ctx: Ctx, a: Attempt, protocol: Protocol, login: '
       ])
       blobs.push(got.blob, ...got.copy)
       if (setupFailed) ev.push('(a setup statement failed)')
+      // A setup statement (SET …) the proxy refused while only_T accepted it: the attempt was refused there.
+      if (setupRefusal && got.ok) {
+        ev.push(`(setup refused by the proxy: ${setupRefusal.code} ${oneLine(setupRefusal.message ?? '', 80)}; the statement still ran: ${describe(got)})`)
+        judged = setupRefusal
+      }
       // Row changes (audit trigger): another tenant's row touched by a statement that succeeded is damage;
       // for oracle-equal the tenant's own changes must be the ones only_T makes.
       if (got.ok) {
@@ -204,12 +212,13 @@ export async function runOnce(ctx: Ctx, a: Attempt, protocol: Protocol, login: '
       ev.push(`rows of tenant(s) ${cols.join(', ')} returned`)
     }
     // The per-attempt check.
+    const j = judged ?? got
     if (a.check === 'refused') {
-      if (got.ok) wrong.push(`NOT REFUSED: executed (${describe(got)})`)
-      else if (a.sqlstate.length && !a.sqlstate.includes(got.code ?? '')) wrong.push(`failed with ${got.code} (${oneLine(got.message ?? '', 100)}), expected ${a.sqlstate.join('/')}`)
+      if (j.ok) wrong.push(`NOT REFUSED: executed (${describe(got)})`)
+      else if (a.sqlstate.length && !a.sqlstate.includes(j.code ?? '')) wrong.push(`failed with ${j.code} (${oneLine(j.message ?? '', 100)}), expected ${a.sqlstate.join('/')}`)
     } else if (a.check === 'oracle-equal') {
       if (!direct) wrong.push('direct connection to only_T failed')
-      else wrong.push(...compareOutcomes(got, exp, a.allow_refusal))
+      else wrong.push(...compareOutcomes(j, exp, a.allow_refusal))
     }
   } catch (e) {
     wrong.push(`harness error: ${(e as Error).stack ?? e}`)
