@@ -8,6 +8,7 @@ import { Planner } from './planner.js'
 import { PoolManager, type Pool } from './backend/pool.js'
 import type { BackendConnection, BackendTarget } from './backend/connection.js'
 import { ClientSession } from './session.js'
+import { sharedStatementName } from './session/statement-names.js'
 import type { ProxyContext, RouteMemo } from './proxy-context.js'
 import { BackendError } from './backend/connection.js'
 import { queryRows } from './backend/query.js'
@@ -533,7 +534,7 @@ export class Proxy implements ProxyContext {
     const key = paramTypes.length > 2 ? `${sql}\u0000${paramTypes.toString('hex')}` : sql
     let name = this.statementNames.get(key)
     if (!name) {
-      name = `pgtenant_${this.statementNames.size + 1}`
+      name = sharedStatementName(this.statementNames.size + 1)
       this.statementNames.set(key, name)
     }
     return name

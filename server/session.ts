@@ -24,35 +24,10 @@ import { quoteLiteral, quoteIdent, firstKeyword } from './planner.js'
 import { authenticate } from './client-auth.js'
 import { settingRefusal } from '../parser/policy/settings.js'
 import type { ProxyContext, RouteMemo } from './proxy-context.js'
+import { ReplyQueue, entry, NO_EFFECTS } from './session/reply-queue.js'
+import { cleanUpForReuse } from './session/cleanup.js'
 
 type TxStatus = be.TxStatus
-
-type EntryKind = 'query' | 'internal' | 'parse' | 'bind' | 'describe' | 'close' | 'execute' | 'sync' | 'function' | 'synthetic'
-
-/**
- * One expected server reply (or proxy-made answer) in the order the client asked for it.
- * Every kind has the same fields so the per-message code sees one object shape.
- */
-interface Entry {
-  kind: EntryKind
-  /** parse: the server-side statement name (null: unnamed) */
-  serverName: string | null
-  /** parse, bind or execute made by the proxy itself: its ParseComplete / BindComplete / CommandComplete is not the client's */
-  swallow: boolean
-  /** query/execute: session effects applied when it succeeds */
-  effects: readonly SessionEffect[]
-  failed: boolean
-  /** synthetic: the bytes to send */
-  bytes: readonly Buffer[]
-}
-
-/** Shared empty lists (never written to: entries' effects and bytes are only read). */
-const NO_EFFECTS: readonly SessionEffect[] = []
-const NO_BYTES: readonly Buffer[] = []
-
-function entry(kind: EntryKind, o: { serverName?: string | null; swallow?: boolean; effects?: readonly SessionEffect[]; bytes?: readonly Buffer[] } = {}): Entry {
-  return { kind, serverName: o.serverName ?? null, swallow: o.swallow ?? false, effects: o.effects ?? NO_EFFECTS, failed: false, bytes: o.bytes ?? NO_BYTES }
-}
 
 /** A statement the client prepared with Parse. */
 interface ClientStatement {
@@ -103,7 +78,8 @@ export class ClientSession {
   private readonly reader: FrameReader
   private readonly out: BatchedWriter
   private readonly scanner: BackendScanner
-  private readonly queue: Entry[] = []
+  /** What the server connection still owes (see session/reply-queue.ts); proxy-made answers wait in it too. */
+  private readonly queue = new ReplyQueue((b) => this.scanner.inject(b))
   private txStatus: TxStatus = 'I'
   private txTouchedTenant = false
   backend: BackendConnection | null = null
@@ -119,6 +95,7 @@ export class ClientSession {
   private acquiring = false
   private stalled: Frame | null = null
   private inputHeldForServer = false // client reads paused until the server connection drains
+  /** A proxy-made error in an extended batch: the client's messages up to its Sync are dropped. */
   private skipUntilSync = false
   /** SQL-level prepared statements (PREPARE) live on one server connection: while any exist, the client keeps it. */
   private readonly sqlPrepared = new Set<string>()
@@ -126,8 +103,8 @@ export class ClientSession {
   private readonly localPortals = new Map<string, ClientStatement>()
   private unnamedToken: object | null = null
   private toBackend: Buffer[] = []
+  /** Setting changes the server confirmed inside the current transaction: kept if it commits. */
   private pendingEffects: SessionEffect[] = []
-  private sawRollback = false
   private loginTimer: NodeJS.Timeout | null = null
   private idleTimer: NodeJS.Timeout | null = null
   private authStep: ((frame: Frame) => void) | null = null
@@ -187,51 +164,19 @@ export class ClientSession {
     this.ctx.sessionClosed(this)
     if (this.backend) {
       const conn = this.backend
-      const pool = this.pool
+      const pool = this.pool as Pool
+      this.flushBackend() // messages already taken from the client go out: the queue expects their replies
       this.backend = null
       this.pool = null
       conn.detach()
-      // A connection in the middle of something is not safe to hand to someone else.
-      const idle = this.queue.length === 0
-      if (!idle || !pool) {
-        pool?.release(conn, false) // mid-query: nobody else may inherit its state
-      } else if (this.txStatus === 'I' && !this.pinned && this.ctx.config.pool.mode === 'transaction') {
-        pool.release(conn, true)
-      } else this.resetAndRelease(conn, pool, this.txStatus !== 'I')
+      const transactionPooling = this.ctx.config.pool.mode === 'transaction'
+      if (this.queue.settled && this.txStatus === 'I' && !this.pinned && transactionPooling) pool.release(conn, true)
+      else {
+        // Mid-batch, mid-query, mid-transaction or with session state: made clean first (or closed).
+        cleanUpForReuse({ conn, pool, queue: this.queue, scanner: this.scanner, status: this.txStatus, reset: !transactionPooling || this.pinned || !this.queue.settled || this.txStatus !== 'I', log: this.log })
+      }
     }
     this.log.info('client disconnected')
-  }
-
-  /** Session pooling (or a dirty connection): DISCARD ALL before anyone else gets it. */
-  private resetAndRelease(conn: BackendConnection, pool: Pool, inTransaction: boolean): void {
-    if (conn.closed) return pool.release(conn, false)
-    let buf = Buffer.alloc(0)
-    const timer = setTimeout(() => {
-      conn.detach()
-      pool.release(conn, false)
-    }, 5000)
-    conn.attach({
-      onData: (chunk) => {
-        // Swallow everything up to the ReadyForQuery that follows DISCARD ALL (concat copies).
-        buf = Buffer.concat([buf, chunk])
-        const z = findReadyForQuery(buf, inTransaction ? 2 : 1)
-        if (z) {
-          clearTimeout(timer)
-          conn.detach()
-          conn.prepared.clear()
-          conn.unnamedOwner = null
-          conn.stateKey = ''
-          pool.release(conn, z === 'I')
-        }
-        return true
-      },
-      onClose: () => {
-        clearTimeout(timer)
-        pool.release(conn, false)
-      },
-    })
-    if (inTransaction) conn.write(fe.encodeQuery('ROLLBACK'))
-    conn.write(fe.encodeQuery('DISCARD ALL'))
   }
 
   private clearTimers(): void {
@@ -251,7 +196,7 @@ export class ClientSession {
 
   /** Cancel whatever this client is running (CancelRequest with our key). */
   cancelRunning(): void {
-    if (this.backend && this.queue.length > 0) this.backend.cancel()
+    if (this.backend && this.queue.owesReplies) this.backend.cancel()
   }
 
   // ---------------------------------------------------------------- input
@@ -517,7 +462,7 @@ export class ClientSession {
         }
         if (!this.ensureBackend()) return false
         this.send(frame.raw)
-        this.queue.push(entry('function'))
+        this.queue.expect('function')
         return true
       case 'X':
         this.socket.end()
@@ -552,6 +497,8 @@ export class ClientSession {
 
   /** A WITH HOLD cursor outlives its transaction on the server connection: nobody else may use that connection meanwhile. */
   private holdsCursor = false
+  /** A cursor was declared or closed since the server was last asked whether held cursors remain (askForHeldCursors). */
+  private cursorCheck = false
 
   private get pinned(): boolean {
     return this.sqlPrepared.size > 0 || this.holdsCursor
@@ -607,7 +554,7 @@ export class ClientSession {
       this.routeHint = NO_HINT
       if (!this.ensureBackend()) return false
       this.send(frame.raw)
-      this.queue.push(entry('query'))
+      this.queue.expect('query')
       this.ctx.metrics?.statementSent(this)
       return true
     }
@@ -623,7 +570,8 @@ export class ClientSession {
       else this.answerTenantCommand(tenantCommands[0].command, 'simple')
       return true
     }
-    const effects: SessionEffect[] = []
+    /** One per statement, in the order the server completes them: what its CommandComplete confirms. */
+    const effects: (SessionEffect | null)[] = []
     this.routeHint = hintOf(plan)
     const setsPath = plan.statements.findIndex((st) => st.kind === 'forward' && isSearchPathEffect(st.effect))
     if (setsPath >= 0 && setsPath < plan.statements.length - 1 && this.ctx.planner.tenantMode && !this.bypass) {
@@ -632,21 +580,19 @@ export class ClientSession {
     }
     for (const st of plan.statements) {
       if (st.kind !== 'forward') continue
-      if (st.command === 'DECLARE' && /\bWITH\s+HOLD\b/i.test(st.sql)) this.holdsCursor = true
-      else if ((st.command === 'CLOSE' && /^\s*CLOSE\s+ALL\b/i.test(st.sql)) || st.effect?.kind === 'discard_all') this.holdsCursor = false
       if (st.effect) {
         const blocked = this.checkEffect(st.effect)
         if (blocked) {
           this.refuse(blocked, false)
           return true
         }
-        effects.push(st.effect)
       }
+      effects.push(st.effect ?? null)
       if (st.touchesTenant) this.txTouchedTenant = true
     }
     if (!this.ensureBackend()) return false
     this.send(plan.sql !== undefined && plan.sql !== sql ? fe.encodeQuery(plan.sql) : frame.raw)
-    this.queue.push(entry('query', { effects }))
+    this.queue.expect('query', { effects })
     this.ctx.metrics?.statementSent(this)
     this.applyImmediateEffects(effects)
     return true
@@ -706,7 +652,7 @@ export class ClientSession {
     this.beginStatement = null
     this.ensurePrepared(stmt)
     this.send(serialize.bind({ portal, statement: stmt.serverName }))
-    this.queue.push(entry('bind', { swallow: true }))
+    this.queue.expect('bind', { swallow: true })
   }
 
   /** Effects the pooler cannot carry across connections: refuse them, or pin the session. */
@@ -725,29 +671,86 @@ export class ClientSession {
     // other clients' (and the proxy's shared) statements
     if (effect.kind === 'execute' && !this.sqlPrepared.has(effect.name))
       return { kind: 'refuse', sqlstate: '26000' as Refusal['sqlstate'], message: `prepared statement "${effect.name}" does not exist` }
-    if (effect.kind === 'prepare') this.sqlPrepared.add(effect.name)
-    else if (effect.kind === 'deallocate') {
-      if (effect.name === null) this.sqlPrepared.clear()
-      else this.sqlPrepared.delete(effect.name)
-    } else if (effect.kind === 'discard_all') this.sqlPrepared.clear()
-    return null
+    return null // prepared names and pins change when the server confirms the statement (confirmed)
   }
 
-  /** Effects that change how the proxy itself behaves right away (not replayed settings). */
-  private applyImmediateEffects(effects: readonly SessionEffect[]): void {
+  /**
+   * The search_path the next statements are planned with changes as soon as they are sent
+   * (they run after it on the server); everything else waits for the server (confirmed).
+   */
+  private applyImmediateEffects(effects: readonly (SessionEffect | null)[]): void {
     for (const e of effects) {
+      if (e === null) continue
       if (isSearchPathEffect(e)) this.planSearchPath = e.kind === 'set' ? e.valueSql : ''
       if (e.kind === 'reset_all' || e.kind === 'discard_all') this.planSearchPath = ''
-      if (e.kind === 'reset_all' && this.userConfig?.tenant === undefined && this.ctx.planner.tenantMode) {
-        this.tenant = null
-        this.invalidateState()
-      }
-      if ((e.kind === 'discard_all' || (e.kind === 'deallocate' && e.name === null)) && this.backend) {
-        this.backend.prepared.clear()
-        this.backend.unnamedOwner = null
-        if (e.kind === 'discard_all') this.statements.clear()
-      }
     }
+  }
+
+  /**
+   * A statement of the client completed on the server (its CommandComplete): the session
+   * effect it carried, and what its tag says, count now. Tags cover what the planner does
+   * not see (plain pooling, bypass users, multi-statement text): cursors and SQL-level
+   * prepared statements pin the connection in every mode.
+   */
+  private confirmed(tag: string, effect: SessionEffect | null): void {
+    switch (tag) {
+      case 'DECLARE CURSOR':
+        this.cursorCheck = true // WITH HOLD or not: the server is asked before the connection is released
+        break
+      case 'CLOSE CURSOR':
+        if (this.holdsCursor) this.cursorCheck = true
+        break
+      case 'CLOSE CURSOR ALL':
+        this.holdsCursor = false
+        this.cursorCheck = false
+        break
+      case 'PREPARE':
+        this.sqlPrepared.add(effect?.kind === 'prepare' ? effect.name : UNTRACKED_PREPARE)
+        break
+      case 'DEALLOCATE':
+        if (effect?.kind === 'deallocate' && effect.name !== null) {
+          this.sqlPrepared.delete(effect.name)
+          this.backend?.prepared.delete(effect.name) // (a bypass session may deallocate a shared statement by name)
+        }
+        break
+      case 'DEALLOCATE ALL':
+        this.sqlPrepared.clear()
+        this.forgetServerStatements()
+        break
+      case 'DISCARD ALL':
+        this.sqlPrepared.clear()
+        this.holdsCursor = false
+        this.cursorCheck = false
+        this.forgetServerStatements()
+        this.statements.clear()
+        this.pendingEffects.push({ kind: 'discard_all' })
+        this.clearTenantAfterReset()
+        return
+      case 'COMMIT':
+        this.applyPendingEffects()
+        return
+      case 'ROLLBACK':
+        this.pendingEffects = []
+        return
+    }
+    if (effect === null) return
+    if (effect.kind === 'set' || effect.kind === 'reset' || effect.kind === 'reset_all') this.pendingEffects.push(effect)
+    if (effect.kind === 'reset_all') this.clearTenantAfterReset()
+  }
+
+  /** RESET ALL / DISCARD ALL reset the tenant setting on the server too. */
+  private clearTenantAfterReset(): void {
+    if (this.userConfig?.tenant !== undefined || !this.ctx.planner.tenantMode || this.tenant === null) return
+    this.tenant = null
+    this.invalidateState()
+  }
+
+  /** DEALLOCATE ALL / DISCARD ALL ran on the server connection: the proxy's shared statements there are gone. */
+  private forgetServerStatements(): void {
+    const conn = this.backend
+    if (!conn) return
+    conn.prepared.clear()
+    conn.unnamedOwner = null
   }
 
   private parseMemoInstance: ParseMemo | null = null
@@ -771,7 +774,7 @@ export class ClientSession {
     }
     if (stmt.local) {
       this.statements.set(msg.name, stmt)
-      this.answer([be.parseComplete()])
+      this.answer([be.parseComplete()], this.unregister(msg.name, stmt))
       return true
     }
     if (stmt.effect) {
@@ -784,13 +787,26 @@ export class ClientSession {
     if (stmt.begins && this.canDeferBegin()) {
       // Prepared on a server connection only if it ever runs there (ensurePrepared).
       this.statements.set(msg.name, stmt)
-      this.answer([be.parseComplete()])
+      this.answer([be.parseComplete()], this.unregister(msg.name, stmt))
       return true
     }
     if (!this.ensureBackend()) return false
+    if (this.txStatus === 'E' && stmt.serverName !== '' && (this.backend as BackendConnection).prepared.has(stmt.serverName)) {
+      // The server would refuse this Parse; the proxy must not answer it from the shared statement.
+      this.extendedError({ kind: 'refuse', sqlstate: '25P02' as Refusal['sqlstate'], message: 'current transaction is aborted, commands ignored until end of transaction block' })
+      return true
+    }
+    // Registered now so that a Bind in the same batch finds it; undone if the server refuses or skips the Parse.
     this.statements.set(msg.name, stmt)
-    this.sendParse(stmt, false, stmt.serverName === msg.name && stmt.sql === msg.sql ? frame.raw : null)
+    this.sendParse(stmt, msg.name, stmt.serverName === msg.name && stmt.sql === msg.sql ? frame.raw : null)
     return true
+  }
+
+  /** Undo the registration of a client statement whose Parse the server did not accept. */
+  private unregister(name: string, stmt: ClientStatement): () => void {
+    return () => {
+      if (this.statements.get(name) === stmt) this.statements.delete(name)
+    }
   }
 
   /** Rewrite a statement for the current tenant (or explain why not). */
@@ -819,24 +835,40 @@ export class ClientSession {
     return this.ctx.statementName(sql, paramTypes)
   }
 
-  /** Make sure `stmt` exists on the attached backend (prepare it there if needed). */
-  private sendParse(stmt: ClientStatement, internal: boolean, unchanged: Buffer | null = null): void {
+  /**
+   * Make sure `stmt` exists on the attached backend (prepare it there if needed). `clientName`:
+   * the client's own Parse (its registration is undone if the server refuses or skips it);
+   * null: a Parse the proxy adds itself, whose reply the client does not see.
+   */
+  private sendParse(stmt: ClientStatement, clientName: string | null, unchanged: Buffer | null = null): void {
     const conn = this.backend as BackendConnection
+    const internal = clientName === null
+    const unregister = clientName === null ? null : this.unregister(clientName, stmt)
     if (stmt.serverName === '') {
       this.send(unchanged ?? this.parseMemo.encodeUnnamed(stmt.sql, stmt.paramTypes))
-      this.queue.push(entry('parse', { serverName: null, swallow: internal }))
-      this.unnamedToken = {}
-      conn.unnamedOwner = this.unnamedToken
-      stmt.token = this.unnamedToken
+      const token = {}
+      this.unnamedToken = token
+      conn.unnamedOwner = token
+      stmt.token = token
+      const onFail = (): void => {
+        if (conn.unnamedOwner === token) conn.unnamedOwner = null
+        unregister?.()
+      }
+      this.queue.expect('parse', { serverName: null, swallow: internal, onFail })
       return
     }
     if (conn.prepared.has(stmt.serverName)) {
-      if (!internal) this.answer([be.parseComplete()])
+      if (!internal) this.answer([be.parseComplete()], unregister)
       return
     }
-    conn.prepared.add(stmt.serverName) // optimistic; removed again if the server refuses it
-    this.send(fe.encodeParse(stmt.serverName, stmt.sql, stmt.paramTypes))
-    this.queue.push(entry('parse', { serverName: stmt.serverName, swallow: internal }))
+    const name = stmt.serverName
+    conn.prepared.add(name) // optimistic: a Bind in the same batch must not prepare it again; undone on failure
+    this.send(fe.encodeParse(name, stmt.sql, stmt.paramTypes))
+    const onFail = (): void => {
+      conn.prepared.delete(name)
+      unregister?.()
+    }
+    this.queue.expect('parse', { serverName: name, swallow: internal, onFail })
   }
 
   /** Find a client statement, re-rewriting it if the tenant changed since it was prepared. */
@@ -856,8 +888,8 @@ export class ClientSession {
     const conn = this.backend as BackendConnection
     if (stmt.serverName === '') {
       const token = stmt.token
-      if (token === NO_TOKEN || conn.unnamedOwner !== token) this.sendParse(stmt, true)
-    } else if (!conn.prepared.has(stmt.serverName)) this.sendParse(stmt, true)
+      if (token === NO_TOKEN || conn.unnamedOwner !== token) this.sendParse(stmt, null)
+    } else if (!conn.prepared.has(stmt.serverName)) this.sendParse(stmt, null)
   }
 
   private handleBind(frame: Frame): boolean {
@@ -885,7 +917,7 @@ export class ClientSession {
     if (!this.ensureBackend()) return false
     this.ensurePrepared(stmt)
     this.send(stmt.serverName === head.statement ? frame.raw : fe.encodeBind(frame, head, stmt.serverName))
-    this.queue.push(entry('bind'))
+    this.queue.expect('bind')
     this.portalEffects.set(head.portal, stmt.effect)
     return true
   }
@@ -906,7 +938,7 @@ export class ClientSession {
       }
       if (!this.ensureBackend()) return false
       this.send(frame.raw)
-      this.queue.push(entry('describe'))
+      this.queue.expect('describe')
       return true
     }
     const stmt = this.resolveStatement(target.name)
@@ -921,7 +953,7 @@ export class ClientSession {
     if (!this.ensureBackend()) return false
     this.ensurePrepared(stmt)
     this.send(stmt.serverName === target.name ? frame.raw : fe.encodeTarget('D', 'S', stmt.serverName))
-    this.queue.push(entry('describe'))
+    this.queue.expect('describe')
     return true
   }
 
@@ -944,7 +976,7 @@ export class ClientSession {
     this.send(frame.raw)
     const effect = this.portalEffects.get(portal)
     const effects = effect ? [effect] : NO_EFFECTS
-    this.queue.push(entry('execute', { effects }))
+    this.queue.expect('execute', { effects })
     this.ctx.metrics?.statementSent(this)
     this.applyImmediateEffects(effects)
     return true
@@ -966,7 +998,7 @@ export class ClientSession {
       return true
     }
     this.send(frame.raw)
-    this.queue.push(entry('close'))
+    this.queue.expect('close')
     return true
   }
 
@@ -980,7 +1012,7 @@ export class ClientSession {
     }
     if (!this.ensureBackend()) return false
     this.send(frame.raw)
-    this.queue.push(entry('sync'))
+    this.queue.expect('sync')
     return true
   }
 
@@ -1046,7 +1078,7 @@ export class ClientSession {
     if (value !== this.effectiveTenant && (this.sqlPrepared.size > 0 || this.holdsCursor) && this.backend) {
       // SQL-level prepared statements and held cursors were rewritten for the old tenant: drop them.
       this.send(fe.encodeQuery('DEALLOCATE ALL; CLOSE ALL'))
-      this.queue.push(entry('internal'))
+      this.queue.expect('internal')
       this.sqlPrepared.clear()
       this.holdsCursor = false
       this.answerWarning(`${setting} changed: SQL-level prepared statements and cursors of the previous tenant were dropped`)
@@ -1060,7 +1092,7 @@ export class ClientSession {
     if (this.backend && inTransaction && this.ctx.planner.tenantMode) {
       // Keep current_setting() on the server in step for the rest of this transaction.
       this.send(fe.encodeQuery(`SELECT set_config(${quoteLiteral(setting)}, ${quoteLiteral(value ?? '')}, true)`))
-      this.queue.push(entry('internal'))
+      this.queue.expect('internal')
       this.backend.stateKey = ''
     }
     this.ctx.tenantChanged(this)
@@ -1072,9 +1104,8 @@ export class ClientSession {
   }
 
   /** Emit proxy-made messages, after every response still owed by the server. */
-  private answer(bytes: Buffer[]): void {
-    if (this.queue.length === 0) for (const b of bytes) this.out.push(b)
-    else this.queue.push(entry('synthetic', { bytes }))
+  private answer(bytes: Buffer[], onFail: (() => void) | null = null): void {
+    if (!this.queue.answer(bytes, onFail)) for (const b of bytes) this.out.push(b)
   }
 
   // ---------------------------------------------------------------- backend
@@ -1142,13 +1173,13 @@ export class ClientSession {
     if (this.deferredBegin !== null) {
       if (this.currentType === 0x51 /* Q */ || this.currentType === 0x46 /* F */) {
         this.toBackend.unshift(fe.encodeQuery(this.deferredBegin))
-        this.queue.unshift(entry('internal'))
+        this.queue.expectFirst(entry('internal'))
       } else {
         // Ahead of an extended-protocol statement the BEGIN goes as Parse/Bind/Execute with no
         // Sync of its own: the server answers it in the same flush as the client's statement.
         // It takes the unnamed statement and portal, which the client's own messages replace.
         this.toBackend.unshift(...deferredBeginMessages(this.deferredBegin))
-        this.queue.unshift(entry('parse', { swallow: true }), entry('bind', { swallow: true }), entry('execute', { swallow: true }))
+        this.queue.expectFirst(entry('parse', { swallow: true }), entry('bind', { swallow: true }), entry('execute', { swallow: true }))
         conn.unnamedOwner = null
       }
       this.deferredBegin = null
@@ -1182,7 +1213,7 @@ export class ClientSession {
     if (this.ctx.planner.tenantMode) parts.push(`SELECT set_config(${quoteLiteral(this.ctx.planner.setting)}, ${quoteLiteral(this.effectiveTenant ?? '')}, false)`)
     // Pipelined ahead of the client's own messages; its replies are swallowed.
     this.toBackend.unshift(fe.encodeQuery(parts.join('; ')))
-    this.queue.unshift(entry('internal'))
+    this.queue.expectFirst(entry('internal'))
     conn.stateKey = key
   }
 
@@ -1229,13 +1260,18 @@ export class ClientSession {
     // COPY data is then dropped, as a server drops it outside COPY) and gets the error.
     this.releaseHeldInput()
     if (this.state !== 'ready') return
-    const owed = this.queue.some((e) => e.kind !== 'synthetic')
+    const owed = this.queue.owesReplies
     const alreadyTold = this.serverFatal
     this.serverFatal = false
-    this.queue.length = 0
+    this.queue.clear()
     this.txStatus = 'I'
     this.localTenant = undefined
     this.txTouchedTenant = false
+    this.pendingEffects = []
+    // Whatever lived on that server connection is gone with it.
+    this.sqlPrepared.clear()
+    this.holdsCursor = false
+    this.cursorCheck = false
     if (owed) {
       this.log.warn({ err: err?.message }, 'server connection lost')
       if (!alreadyTold)
@@ -1245,11 +1281,18 @@ export class ClientSession {
     }
   }
 
-  /** Under transaction pooling, give the connection back once the transaction is over. */
+  /**
+   * Under transaction pooling, give the connection back once the transaction is over: only
+   * at a ReadyForQuery that answered a Sync (or Query) with status idle, nothing owed, no
+   * extended batch open (queue.settled), and nothing pinned. A transaction that declared a
+   * cursor first asks the server whether a WITH HOLD cursor outlived it.
+   */
   private maybeRelease(): void {
     const conn = this.backend
-    if (!conn || this.queue.length > 0 || this.txStatus !== 'I' || this.pinned) return
+    if (!conn || !this.queue.settled || this.txStatus !== 'I') return
     if (this.ctx.config.pool.mode !== 'transaction' || this.toBackend.length > 0) return
+    if (this.cursorCheck) return this.askForHeldCursors(conn)
+    if (this.pinned) return
     this.backend = null
     const pool = this.pool as Pool
     this.pool = null
@@ -1257,52 +1300,45 @@ export class ClientSession {
     pool.release(conn, true)
   }
 
+  /**
+   * Whether WITH HOLD cursors exist on the server connection, from the server itself: the
+   * tag of `SELECT 1 FROM pg_cursors WHERE is_holdable` counts them. Asked only after a
+   * transaction whose statements completed a DECLARE (or a CLOSE while cursors were held),
+   * whatever protocol, spelling or mode declared it.
+   */
+  private askForHeldCursors(conn: BackendConnection): void {
+    this.cursorCheck = false
+    this.queue.expect('internal', {
+      onTag: (tag) => {
+        const n = /^SELECT (\d+)$/.exec(tag)
+        this.holdsCursor = n === null || n[1] !== '0' // unreadable: keep the connection (fail safe)
+      },
+    })
+    conn.write(fe.encodeQuery('SELECT 1 FROM pg_catalog.pg_cursors WHERE is_holdable'))
+  }
+
   // ---------------------------------------------------------------- server replies
-
-  private head(): Entry | undefined {
-    return this.queue[0]
-  }
-
-  /** Drop the head entry and emit any proxy-made answers now at the head. */
-  private complete(): void {
-    this.queue.shift()
-    while (this.queue.length > 0 && this.queue[0].kind === 'synthetic') {
-      const e = this.queue.shift() as Entry
-      for (const b of e.bytes) this.scanner.inject(b)
-    }
-  }
 
   private readonly sink: ScannerSink = {
     forward: (bytes) => this.out.push(bytes),
     onPassThrough: (type) => {
-      const head = this.head()
+      const head = this.queue.head
       if (!head) return true // NoticeResponse / NotificationResponse between queries
       switch (type) {
         case 0x31: // ParseComplete
-          if (head.kind === 'parse') {
-            this.complete()
-            return !head.swallow
-          }
-          return true
+          return !(this.queue.parseComplete()?.swallow ?? false)
         case 0x32: // BindComplete
         case 0x33: // CloseComplete
-          if (head.kind === 'bind' || head.kind === 'close') {
-            this.complete()
-            return !head.swallow
-          }
-          return true
+          return !(this.queue.bindOrCloseComplete()?.swallow ?? false)
         case 0x6e: // NoData
-          if (head.kind === 'describe') this.complete()
+          this.queue.describeDone()
           return true
         case 0x54: // RowDescription
-          if (head.kind === 'describe') {
-            this.complete()
-            return true
-          }
+          if (this.queue.describeDone()) return true
           return head.kind !== 'internal'
         case 0x73: // PortalSuspended
         case 0x49: // EmptyQueryResponse
-          if (head.kind === 'execute') this.complete()
+          this.queue.executeDone()
           return head.kind !== 'internal'
         case 0x44: // DataRow
           if (head.kind === 'internal') return false
@@ -1321,18 +1357,18 @@ export class ClientSession {
           return this.onErrorResponse(raw)
         case 0x43: {
           // CommandComplete
-          const head = this.head()
-          if (head?.kind === 'internal') return false
-          const ended = be.transactionEndTag(raw)
-          if (ended !== null) this.sawRollback = ended === 'ROLLBACK'
-          if (head?.kind === 'execute') {
-            this.complete()
-            return !head.swallow
+          const tag = raw.toString('utf8', 5, raw.length - 1)
+          const { entry: done, effect } = this.queue.commandComplete(tag)
+          if (done === null) return true
+          if (done.kind === 'internal') {
+            if (tag === 'DEALLOCATE ALL' || tag === 'DISCARD ALL') this.forgetServerStatements()
+            return false
           }
-          return true
+          this.confirmed(tag, effect)
+          return !(done.kind === 'execute' && done.swallow)
         }
         case 0x53: // ParameterStatus
-          return this.head()?.kind !== 'internal'
+          return this.queue.head?.kind !== 'internal'
         default:
           return true
       }
@@ -1341,29 +1377,14 @@ export class ClientSession {
 
   private onReadyForQuery(statusByte: number): boolean {
     const status = String.fromCharCode(statusByte) as TxStatus
-    // Pop everything up to the entry this ReadyForQuery answers (extended entries skipped after an error go too).
-    let answered: Entry | undefined
-    while (this.queue.length > 0) {
-      const e = this.queue[0]
-      if (e.kind === 'synthetic') {
-        for (const b of e.bytes) this.scanner.inject(b)
-        this.queue.shift()
-        continue
-      }
-      if (e.kind === 'query' || e.kind === 'sync' || e.kind === 'internal' || e.kind === 'function') {
-        answered = e
-        this.complete()
-        break
-      }
-      this.queue.shift()
-    }
-    if (answered?.kind === 'internal') return false
-    if (answered?.kind === 'query' && !answered.failed) this.pendingEffects.push(...answered.effects)
+    const answered = this.queue.readyForQuery()
+    if (answered?.kind === 'internal') return false // the proxy's own statement; the client's status comes with its own reply
     const wasInTransaction = this.txStatus !== 'I'
     this.txStatus = status
     this.reportQuery()
     if (status === 'I') {
-      this.transactionEnded()
+      // An error with no transaction block open rolled back the implicit transaction it was in.
+      this.transactionEnded(answered?.failed ?? false)
       this.ctx.metrics?.transactionDone(this)
     } else if (!wasInTransaction) this.txStartedAt = Date.now()
     return true
@@ -1378,13 +1399,17 @@ export class ClientSession {
     this.bytesSent = 0
   }
 
-  private transactionEnded(): void {
-    if (!this.sawRollback) for (const e of this.pendingEffects) this.applySettingEffect(e)
+  private transactionEnded(rolledBack = false): void {
+    if (rolledBack) this.pendingEffects = []
+    else this.applyPendingEffects()
     this.planSearchPath = null // the committed settings say it now
-    this.pendingEffects = []
-    this.sawRollback = false
     this.txTouchedTenant = false
     this.endLocalTransactionState()
+  }
+
+  private applyPendingEffects(): void {
+    for (const e of this.pendingEffects) this.applySettingEffect(e)
+    this.pendingEffects = []
   }
 
   private endLocalTransactionState(): void {
@@ -1433,7 +1458,6 @@ export class ClientSession {
   }
 
   private handleErrorResponse(raw: Buffer): boolean {
-    const head = this.head()
     const fields = be.decodeFields(raw)
     if (fields.S === 'FATAL' || fields.S === 'PANIC') {
       // The server connection is going away, not the client's session with the proxy: say ERROR.
@@ -1441,25 +1465,23 @@ export class ClientSession {
       this.scanner.inject(be.errorResponse({ severity: 'ERROR', code: fields.C ?? '08006', message: fields.M ?? 'server connection lost', detail: fields.D, hint: fields.H }))
       return false
     }
+    // The queue marks the request failed and, in an extended batch, skips to Sync as the server does
+    // (failed Parses are unregistered by their onFail).
+    const head = this.queue.error()
     if (!head) return true
     this.ctx.metrics?.backendError(this, fields.C ?? 'XX000')
     if (this.backendName && this.ctx.config.backends[this.backendName]?.citus) this.ctx.workerError(this.backendName, fields.C ?? 'XX000')
     if (head.kind === 'internal') {
-      this.log.warn({ sqlstate: fields.C, message: fields.M }, 'restoring session state on the server failed')
+      this.log.warn({ sqlstate: fields.C, message: fields.M }, 'internal statement on the server failed')
+      if (head.onTag) this.holdsCursor = true // the held-cursor question went unanswered: keep the connection
       return false
-    }
-    if (head.kind === 'query' || head.kind === 'execute') head.failed = true
-    if (head.kind === 'query' || head.kind === 'sync' || head.kind === 'function') return true
-    if (head.kind === 'parse' && head.serverName) this.backend?.prepared.delete(head.serverName)
-    if (head.kind === 'execute' && this.queue.length > 0) this.pendingEffects = []
-    // The server now skips everything up to Sync: so do we (proxy answers in between included).
-    while (this.queue.length > 0 && this.queue[0].kind !== 'sync') {
-      const e = this.queue.shift() as Entry
-      if (e.kind === 'parse' && e.serverName) this.backend?.prepared.delete(e.serverName)
     }
     return true
   }
 }
+
+/** A PREPARE the planner did not see (plain pooling, after another statement): pins until DEALLOCATE ALL / DISCARD ALL. */
+const UNTRACKED_PREPARE = '\u0000untracked'
 
 /** Parse libpq's `options` startup parameter: `-c name=value` and `--name=value`, backslash escapes spaces. */
 export function parseOptions(options: string): [string, string][] {
@@ -1488,19 +1510,6 @@ export function parseOptions(options: string): [string, string][] {
     if (eq > 0) out.push([w.slice(0, eq).replace(/-/g, '_'), w.slice(eq + 1)])
   }
   return out
-}
-
-/** Finds the status of the n-th ReadyForQuery in a buffer of whole messages, or null. */
-function findReadyForQuery(buf: Buffer, nth: number): TxStatus | null {
-  let pos = 0
-  let seen = 0
-  while (pos + 5 <= buf.length) {
-    const len = buf.readInt32BE(pos + 1)
-    if (pos + 1 + len > buf.length) return null
-    if (buf[pos] === 0x5a && ++seen === nth) return String.fromCharCode(buf[pos + 5]) as TxStatus
-    pos += 1 + len
-  }
-  return null
 }
 
 /** Routing input from a plan: does it touch tenant data, and which relations. */

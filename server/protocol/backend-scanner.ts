@@ -33,9 +33,14 @@ export class BackendScanner {
   private runStart = -1
 
   constructor(
-    private readonly sink: ScannerSink,
+    private sink: ScannerSink,
     private readonly maxInspectedBytes = 64 * 1024 * 1024,
   ) {}
+
+  /** Send what follows to another sink (a message split across chunks continues there). */
+  retarget(sink: ScannerSink): void {
+    this.sink = sink
+  }
 
   /** Emit `buf` to the client right after the message currently being handled. */
   inject(buf: Buffer): void {
