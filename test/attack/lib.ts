@@ -38,6 +38,9 @@ export interface Step {
   oracle?: boolean
   /** Close this client after the step. */
   close?: boolean
+  /** A regex over what the step received; group 1 is stored as ${capture_as} for later steps' SQL. */
+  capture?: string
+  capture_as?: string
 }
 
 export interface Attempt {

@@ -52,7 +52,7 @@ const HEALTH_SQL = `SELECT current_setting('client_encoding') AS enc, current_se
   current_setting('session_replication_role') AS srr, current_setting('x.k', true) AS xk, current_setting('myapp.user', true) AS mu,
   current_setting('app.tenant', true) AS tenant, current_user AS usr,
   (SELECT count(*) FROM pg_cursors) AS cursors,
-  (SELECT coalesce(string_agg(name, ',' ORDER BY name), '') FROM pg_prepared_statements WHERE name !~ '^pgtenant') AS foreign_prepared,
+  (SELECT coalesce(string_agg(name, ',' ORDER BY name), '') FROM pg_prepared_statements WHERE name !~ '^pgt(enant)?_') AS foreign_prepared,
   (SELECT count(*) FROM pg_locks WHERE locktype = 'advisory') AS advisory, pg_catalog.txid_current_if_assigned() AS xid`
 
 /** What the pooled server connection carries, seen by the bypass user (one-connection pool: the same connection). */
@@ -152,7 +152,7 @@ export async function runOnce(ctx: Ctx, a: Attempt, protocol: Protocol, login: '
       blobs.push(got.blob, ...got.copy)
       if (setupFailed) ev.push('(a setup statement failed)')
       // A setup statement (SET …) the proxy refused while only_T accepted it: the attempt was refused there.
-      if (setupRefusal && got.ok) {
+      if (setupRefusal) {
         ev.push(`(setup refused by the proxy: ${setupRefusal.code} ${oneLine(setupRefusal.message ?? '', 80)}; the statement still ran: ${describe(got)})`)
         judged = setupRefusal
       }
@@ -164,7 +164,7 @@ export async function runOnce(ctx: Ctx, a: Attempt, protocol: Protocol, login: '
           flag.leak = true
           ev.push(`changed ${foreign.length} row(s) of other tenants: ${foreign.slice(0, 2).map((r) => oneLine(r.line, 200)).join(' ; ')}`)
         }
-        if (a.check === 'oracle-equal' && exp.ok) {
+        if (a.check === 'oracle-equal' && exp.ok && !setupRefusal) {
           const norm = (xs: { line: string }[]) => xs.map((x) => x.line.replace(/"id": 1000\d\d/g, '"id": <seq>')).sort()
           const g = norm(got.audit)
           const e = norm(exp.audit)
@@ -240,6 +240,7 @@ export async function runScenario(ctx: Ctx, a: Attempt): Promise<RunReport> {
   const flag = { leak: false }
   const clients = new Map<string, CapClient>()
   const sent = new Map<string, string[]>()
+  const vars = new Map<string, string>()
   try {
     for (const [i, s] of (a.steps ?? []).entries()) {
       let c = clients.get(s.client)
@@ -252,18 +253,24 @@ export async function runScenario(ctx: Ctx, a: Attempt): Promise<RunReport> {
           continue
         }
       }
-      const mine = [...(sent.get(s.client) ?? []), s.sql]
+      const sql = s.sql.replace(/\$\{(\w+)\}/g, (_, v: string) => vars.get(v) ?? `<${v} not captured>`)
+      const mine = [...(sent.get(s.client) ?? []), sql]
       sent.set(s.client, mine)
       const protocol: Protocol = s.protocol ?? 'simple'
-      const o = await exec(c, s.sql, s.params, protocol, s.name)
+      const o = await exec(c, sql, s.params, protocol, s.name)
       const text = [o.blob, ...o.copy, ...c.all.splice(0)].join('\n')
+      if (s.capture) {
+        const m = new RegExp(s.capture).exec(text)
+        if (m) vars.set(s.capture_as ?? 'v', m[1])
+        else ev.push(`step ${i + 1}: nothing captured by /${s.capture}/ (${describe(o)})`)
+      }
       for (const l of scanLeaks(text, s.tenant, mine.join('\n'))) {
         flag.leak = true
         ev.push(`step ${i + 1} (${s.client}, tenant ${s.tenant}) saw ${l.tenant}'s data (${JSON.stringify(l.marker)}): …${l.context}…`)
       }
       if (s.oracle) {
         const d = await directClient(ctx.env, s.tenant, s.options)
-        const e = await exec(d, s.sql, s.params, protocol, s.name)
+        const e = await exec(d, sql, s.params, protocol, s.name)
         await closeQuietly(d)
         const diff = compareOutcomes(o, e, false)
         if (diff.length) wrong.push(`step ${i + 1} (${s.client}) not as on only_${s.tenant}: ${diff.join('; ')} [proxy: ${describe(o)}]`)
