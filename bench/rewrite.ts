@@ -9,6 +9,7 @@
 import { parseSync } from 'libpg-query'
 import { initParser, rewriteQuery, RewriteCache } from '../parser/index.js'
 import type { RewriteContext, SchemaFacts } from '../parser/types.js'
+import { verifyRewrite } from '../parser/verify.js'
 
 const facts: SchemaFacts = {
   tenantTables: new Map([
@@ -115,6 +116,11 @@ async function main(): Promise<void> {
     rows.push({ size, chars, case: 'cold (parse + rewrite)', ...cold })
     const bare = measure((i) => parseSync(variants[i % variants.length]), { ms, batch: size === 'long' ? 1 : 5 })
     rows.push({ size, chars, case: 'bare parseSync', ...bare })
+    // verify-after-rewrite (parser/verify.ts): one more parse, of the rewritten text, and the tree check
+    const outs = variants.slice(0, 200).map((v) => rewriteQuery(v, ctx).sql!)
+    if (!outs.every((o) => verifyRewrite(o, ctx.tenant!, ctx).ok)) throw new Error(`${size}: verify rejects the rewrite`)
+    const ver = measure((i) => verifyRewrite(outs[i % outs.length], ctx.tenant!, ctx), { ms, batch: size === 'long' ? 1 : 5 })
+    rows.push({ size, chars, case: 'verify (parse output + check)', ...ver })
   }
   const f = (x: number) => (x < 10 ? x.toFixed(2) : x < 100 ? x.toFixed(1) : x.toFixed(0))
   console.log(`\nRewrite benchmark (node ${process.version}, ${ms} ms per case)\n`)
@@ -124,7 +130,8 @@ async function main(): Promise<void> {
   for (const size of ['short', 'medium', 'long']) {
     const c = rows.find((r) => r.size === size && r.case.startsWith('cold'))!
     const p = rows.find((r) => r.size === size && r.case === 'bare parseSync')!
-    console.log(`\n${size}: cold / bare parseSync = ${(c.p50 / p.p50).toFixed(2)}×`)
+    const v = rows.find((r) => r.size === size && r.case.startsWith('verify'))!
+    console.log(`\n${size}: cold / bare parseSync = ${(c.p50 / p.p50).toFixed(2)}×; cold + verify / bare parseSync = ${((c.p50 + v.p50) / p.p50).toFixed(2)}×`)
   }
 }
 

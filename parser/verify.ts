@@ -120,8 +120,15 @@ class Level {
 }
 
 interface Scope {
-  ctes: Set<string>
+  /** CTE name → its body is fenced (a SELECT ending in LIMIT/OFFSET or VALUES: outer conditions are not pushed into it) */
+  ctes: Map<string, boolean>
   parent: Scope | null
+}
+
+/** A sub-select the planner neither pulls up nor pushes outer conditions into: its output columns are computed values, fixed before an outer condition sees them. */
+function fenced(q: N): boolean {
+  const sel = q?.SelectStmt
+  return !!sel && nodeType(q) === 'SelectStmt' && (!!sel.limitOffset || !!sel.limitCount || !!sel.valuesLists)
 }
 
 function nodeType(n: N): string {
@@ -175,11 +182,11 @@ class Verifier {
 
   // ---- names (the same resolution as parser/analyze.ts Analyzer.resolve) --------------------------
 
-  resolve(rv: N, scope: Scope | null): { key: string; col: string | undefined; cte: boolean } {
+  resolve(rv: N, scope: Scope | null): { key: string; col: string | undefined; cte: boolean; fenced?: boolean } {
     const rel: string = rv.relname
     const schema: string | undefined = rv.schemaname
     if (typeof rel !== 'string') throw new Fail('?', 'a relation without a name')
-    if (!schema) for (let s = scope; s; s = s.parent) if (s.ctes.has(rel)) return { key: rel, col: undefined, cte: true }
+    if (!schema) for (let s = scope; s; s = s.parent) if (s.ctes.has(rel)) return { key: rel, col: undefined, cte: true, fenced: s.ctes.get(rel) }
     const f = this.ctx.facts
     let key: string
     if (schema) key = `${schema}.${rel}`
@@ -200,13 +207,14 @@ class Verifier {
 
   withScope(w: N, scope: Scope | null, outer: Level | null): Scope | null {
     if (!w) return scope
-    const s: Scope = { ctes: new Set(), parent: scope }
+    const s: Scope = { ctes: new Map(), parent: scope }
     const ctes: N[] = w.ctes ?? []
-    if (w.recursive) for (const c of ctes) s.ctes.add(c.CommonTableExpr.ctename)
+    if (w.recursive) for (const c of ctes) s.ctes.set(c.CommonTableExpr.ctename, false)
     for (const c of ctes) {
       const cte = c.CommonTableExpr
       this.stmtBody(cte.ctequery, s, outer)
-      s.ctes.add(cte.ctename)
+      // a data-modifying CTE's RETURNING rows are stored values too
+      s.ctes.set(cte.ctename, !w.recursive && (fenced(cte.ctequery) || nodeType(cte.ctequery) !== 'SelectStmt'))
     }
     return s
   }
@@ -356,7 +364,7 @@ class Verifier {
         const r = this.resolve(v, scope)
         const name: string = v.alias?.aliasname ?? v.relname
         const schema: string | null = v.alias ? null : (v.schemaname ?? null)
-        const info: NameInfo = { plain: !r.cte, schema, ranges: [] }
+        const info: NameInfo = { plain: !r.cte || !!r.fenced, schema, ranges: [] }
         if (r.col !== undefined) {
           const range: Range = { ref: name, schema, key: r.key, col: r.col, derived: false, place: derive || v.alias?.colnames ? 'derive' : place, nullBy, joinPath }
           info.ranges.push(range)
@@ -393,8 +401,9 @@ class Verifier {
         const sub = v.subquery?.SelectStmt
         if (!sub || nodeType(v.subquery) !== 'SelectStmt') throw new Fail('?', 'a FROM sub-query that is not a SELECT')
         const name: string | undefined = v.alias?.aliasname
-        const info: NameInfo = { plain: false, schema: null, ranges: [] }
         const d = this.derivedRange(sub, scope)
+        // a derived tenant table outputs the table's stored columns: as plain as the table
+        const info: NameInfo = { plain: !!d || fenced(v.subquery), schema: null, ranges: [] }
         if (d && name) {
           const range: Range = { ref: name, schema: null, key: d.key, col: d.col, derived: true, place: 'where', nullBy, joinPath }
           // the alias's column list may rename c: then the guard cannot name it
@@ -408,12 +417,13 @@ class Verifier {
       case 'RangeFunction': {
         this.exprs(v.functions, scope, level)
         const name = v.alias?.aliasname
-        if (name && !hidden) level.add(name, { plain: false, schema: null, ranges: [] })
+        // a function in FROM is evaluated in its scan, per (already restricted) lateral row: its outputs are values
+        if (name && !hidden) level.add(name, { plain: true, schema: null, ranges: [] })
         else if (!hidden) {
           // an unaliased function is known by its name
           const fn = v.functions?.[0]?.List?.items?.[0]?.FuncCall?.funcname
           const parts = fn ? strings(fn) : null
-          if (parts?.length) level.add(parts[parts.length - 1], { plain: false, schema: null, ranges: [] })
+          if (parts?.length) level.add(parts[parts.length - 1], { plain: true, schema: null, ranges: [] })
         }
         return
       }
@@ -639,8 +649,15 @@ class Verifier {
     level.add('excluded', { plain: true, schema: null, ranges: [] })
     if (t) {
       const { key, col } = t
-      const cols: string[] | null = ins.cols ? ins.cols.map((x: N) => x?.ResTarget?.name) : null
+      let cols: string[] | null = ins.cols ? ins.cols.map((x: N) => x?.ResTarget?.name) : null
+      if (!cols && sel && (!sel.op || sel.op === 'SETOP_NONE')) {
+        // no column list: positions are the table's columns in order (facts.columns, as the rewriter uses them)
+        const known = this.ctx.facts.columns?.get(key)
+        const n = sel.valuesLists ? sel.valuesLists[0]?.List?.items?.length : (sel.targetList ?? []).some((x: N) => hasStar(x?.ResTarget?.val)) ? undefined : sel.targetList?.length
+        if (known && typeof n === 'number' && n <= known.length) cols = known.slice(0, n)
+      }
       if (!cols) throw new Fail(key, `INSERT into tenant table "${key}" without a column list`)
+      if (!ins.cols) ins.cols = cols.map((name) => ({ ResTarget: { name } }))
       const idx = cols.indexOf(col)
       if (idx < 0) throw new Fail(key, `INSERT into tenant table "${key}" does not set its tenant column "${col}"`)
       if (cols.lastIndexOf(col) !== idx || ins.cols[idx].ResTarget.indirection) throw new Fail(key, `INSERT into "${key}": tenant column "${col}" listed twice or with a subscript`)
@@ -825,6 +842,45 @@ class Verifier {
     return out
   }
 
+  /**
+   * A conjunct with each sub-link set aside: sub-selects are checked (restrictions and order) at their
+   * own level, so here a sub-link counts as a parameter, except that a non-EXISTS sub-select that reads
+   * a tenant range of this or an outer level (correlation) evaluates its target list per row of it:
+   * then the conjunct is not leakproof-safe. `refs`: the tenant ranges the conjunct's evaluation reads.
+   */
+  conjunctFacts(expr: N, level: Level, inScope: Range[]): { stripped: N; refs: Set<Range>; correlated: boolean } {
+    let correlated = false
+    const subRefs = new Set<Range>()
+    const strip = (x: N, depth: number): N => {
+      if (depth > 2000) throw new Fail('?', 'expression nested too deeply')
+      if (x === null || typeof x !== 'object') return x
+      if (Array.isArray(x)) return x.map((y) => strip(y, depth + 1))
+      const out: N = {}
+      for (const k in x) {
+        const v = x[k]
+        if (k === 'SubLink' && v && typeof v === 'object') {
+          if (v.subLinkType !== 'EXISTS_SUBLINK') {
+            const r = this.referenced(v.subselect, level, inScope)
+            if (r.size) correlated = true
+            for (const y of r) subRefs.add(y)
+          }
+          const param = { ParamRef: { number: 1 } }
+          if (v.subLinkType === 'ANY_SUBLINK' || v.subLinkType === 'ALL_SUBLINK') {
+            const name = v.operName ?? [{ String: { sval: '=' } }]
+            return { A_Expr: { kind: v.subLinkType === 'ANY_SUBLINK' ? 'AEXPR_OP_ANY' : 'AEXPR_OP_ALL', name, lexpr: strip(v.testexpr, depth + 1), rexpr: param } }
+          }
+          return param
+        }
+        out[k] = strip(v, depth + 1)
+      }
+      return out
+    }
+    const stripped = strip(expr, 0)
+    const refs = this.referenced(stripped, level, inScope)
+    for (const r of subRefs) refs.add(r)
+    return { stripped, refs, correlated }
+  }
+
   /** Is column reference `ref` (inner object) to a plain table's stored column? */
   plainColumn(ref: N, level: Level): boolean {
     const names = strings(ref.fields ?? [])
@@ -847,23 +903,22 @@ class Verifier {
   order(conj: N[], here: Range[], level: Level, join: N | null): void {
     const inScope = [...here, ...this.allRanges(level.parent)]
     if (inScope.length === 0) return
-    const nullableHere = (r: Range): boolean => {
-      if (!here.includes(r)) return r.nullBy.length > 0
-      if (join === null) return r.nullBy.length > 0
-      const i = r.joinPath.indexOf(join)
-      return r.nullBy.some((j) => {
-        const k = r.joinPath.indexOf(j)
-        return k >= 0 && k < i
-      })
-    }
+    // `(q.c = T OR q.c IS NULL)` is accepted for a range on the nullable side of an outer join. (Stricter
+    // would be: only where it can be NULL-extended, i.e. not in the ON of the join that makes it
+    // nullable, where the OR admits only rows whose tenant column is NULL — rows of no tenant.)
+    const nullableHere = (r: Range): boolean => r.nullBy.length > 0
+    void join
     for (const c of conj) {
       if (inScope.some((r) => this.isRestriction(c, r))) continue
-      if (isLeakproofSafe(c, (ref) => this.plainColumn(ref, level))) continue
+      const f = this.conjunctFacts(c, level, inScope)
+      if (!f.correlated && isLeakproofSafe(f.stripped, (ref) => this.plainColumn(ref, level))) continue
       const ce = c?.CaseExpr
       const w = ce?.args?.[0]?.CaseWhen
       const nullDefault = ce?.defresult === undefined || (ce.defresult?.A_Const?.isnull && nodeType(ce.defresult) === 'A_Const')
-      const refs = this.referenced(c, level, inScope)
-      const first = [...refs][0] ?? inScope[0]
+      const refs = f.refs
+      // reads no tenant range of this or an outer level (its sub-queries' own ranges are checked at their level)
+      if (refs.size === 0) continue
+      const first = [...refs][0]
       if (!ce || nodeType(c) !== 'CaseExpr' || ce.arg || ce.args.length !== 1 || !w || !nullDefault)
         throw new Fail(first.key, `a condition on tenant table "${first.key}" is neither leakproof-safe nor behind the tenant restriction (CASE WHEN <restriction> THEN … END)`)
       const covered = new Set<Range>()
@@ -872,7 +927,7 @@ class Verifier {
         if (!r) throw new Fail(first.key, 'a CASE WHEN guard holds something other than tenant restrictions')
         for (const x of inScope) if (this.isRestriction(g, x) || (nullableHere(x) && this.isNullableRestriction(g, x))) covered.add(x)
       }
-      for (const r of this.referenced(w.result, level, inScope))
+      for (const r of this.conjunctFacts(w.result, level, inScope).refs)
         if (!covered.has(r)) throw new Fail(r.key, `a condition reads tenant table "${r.key}" (as "${r.ref}") before its tenant restriction holds: the guard does not cover it`)
     }
   }
