@@ -26,6 +26,7 @@ import { quoteIdent, quoteLiteral } from './quote.js'
 import { functionRefusal } from './policy/functions.js'
 import { settingRefusal, settingValueRefusal, setConfigRefusal } from './policy/settings.js'
 import { relationRefusal } from './policy/relations.js'
+import { conjunctFacts, type RangeInfo } from './order.js'
 
 /* eslint-disable @typescript-eslint/no-explicit-any */
 type N = any
@@ -115,6 +116,18 @@ const STMT_COMMAND: Record<string, string> = {
   MergeStmt: 'MERGE',
 }
 
+/** Does a statement read a relation named `name` without a schema (a CTE referring to itself)? */
+function refersTo(n: N, name: string): boolean {
+  if (n === null || typeof n !== 'object') return false
+  if (Array.isArray(n)) return n.some((x) => refersTo(x, name))
+  for (const k in n) {
+    const v = n[k]
+    if (k === 'RangeVar' && v.relname === name && !v.schemaname) return true
+    if (v && typeof v === 'object' && refersTo(v, name)) return true
+  }
+  return false
+}
+
 function nodeType(n: N): string {
   for (const k in n) return k
   return ''
@@ -159,6 +172,10 @@ export class Analyzer {
   /** "schema.table" of tenant tables made derived tables without an alias (their alias is the bare name) */
   private derivedQualified = new Set<string>()
   private readonly setting: string
+  /** FROM items of the query levels being walked, innermost last (for the evaluation-order guard). */
+  private levels: RangeInfo[][] = []
+  /** Tenant table references seen so far (a sub-select that adds some reads tenant rows). */
+  private tenantRefs = 0
 
   constructor(
     readonly text: string,
@@ -288,6 +305,7 @@ export class Analyzer {
     const col = f.tenantTables.get(key)
     if (col !== undefined) {
       this.touchesTenant = true
+      this.tenantRefs++
       if (this.firstTenantTable === null) this.firstTenantTable = key
       return { key, kind: 'tenant', col }
     }
@@ -311,7 +329,11 @@ export class Analyzer {
     if (w.recursive) for (const c of ctes) s.ctes.add(c.CommonTableExpr.ctename)
     for (const c of ctes) {
       const cte = c.CommonTableExpr
+      const before = this.tenantRefs
       this.walkStmtBody(cte.ctequery, s)
+      // a recursive CTE is never inlined (and cannot take OFFSET): it is a fence already
+      if ((this.tenantRefs !== before || this.guarding()) && cte.ctequery.SelectStmt && !refersTo(cte.ctequery, cte.ctename))
+        this.fenceSubselect(cte.ctequery.SelectStmt)
       s.ctes.add(cte.ctename)
     }
     return s
@@ -342,6 +364,13 @@ export class Analyzer {
           this.checkFunc(v)
           this.walkExpr(v, scope)
           break
+        case 'SubLink': {
+          const before = this.tenantRefs
+          this.walkExpr(v, scope)
+          if ((v.subLinkType === 'ANY_SUBLINK' || v.subLinkType === 'ALL_SUBLINK') && this.tenantRefs !== before && v.subselect?.SelectStmt)
+            this.fenceSubselect(v.subselect.SelectStmt)
+          break
+        }
         case 'MultiAssignRef':
           // SET (a, b) = (SELECT …): every target repeats the same source; walk it once
           if (v.colno === 1) this.walkExpr(v.source, scope)
@@ -397,27 +426,213 @@ export class Analyzer {
     }
     const from: N[] = sel.fromClause ?? []
     const pl = new Placement()
-    for (const item of from) this.fromItem(item, scope, pl, null, false)
-    this.walkExpr(
-      [sel.targetList, sel.whereClause, sel.groupClause, sel.havingClause, sel.windowClause, sel.sortClause, sel.limitCount, sel.limitOffset, sel.distinctClause],
-      scope,
-    )
-    // lockingClause names FROM items: nothing to resolve
-    if (!pl.empty()) {
-      // anchor: first target (or first FROM item for TABLE t)
-      const tl: N[] = sel.targetList ?? []
-      let anchor = -1
-      const tloc = tl.length ? tl[0].ResTarget?.location : -1
-      if (tloc !== undefined && tloc >= 0) anchor = this.tokAt(this.c(tloc))
-      else if (from.length) {
-        anchor = this.tokAt(this.minLoc(from[0]))
-        // TABLE t: turn it into SELECT * FROM t so a WHERE can follow
-        let k = anchor - 1
-        while (k >= 0 && (this.isWord(k, 'only') || this.toks[k].w === '(')) k--
-        if (this.isWord(k, 'table')) this.edit(this.toks[k].s, this.toks[k].e, ['SELECT * FROM'])
-      } else throw new Refuse('0A000', 'pgtenant could not locate the SELECT clauses')
-      this.applyPlacement(pl, anchor, sel.whereClause)
+    this.levels.push(pl.ranges)
+    try {
+      for (const item of from) this.fromItem(item, scope, pl, null, false)
+      this.walkExpr(
+        [sel.targetList, sel.whereClause, sel.groupClause, sel.havingClause, sel.windowClause, sel.sortClause, sel.limitCount, sel.limitOffset, sel.distinctClause],
+        scope,
+      )
+      // lockingClause names FROM items: nothing to resolve
+      if (!pl.empty()) {
+        // anchor: first target (or first FROM item for TABLE t)
+        const tl: N[] = sel.targetList ?? []
+        let anchor = -1
+        const tloc = tl.length ? tl[0].ResTarget?.location : -1
+        if (tloc !== undefined && tloc >= 0) anchor = this.tokAt(this.c(tloc))
+        else if (from.length) {
+          anchor = this.tokAt(this.minLoc(from[0]))
+          // TABLE t: turn it into SELECT * FROM t so a WHERE can follow
+          let k = anchor - 1
+          while (k >= 0 && (this.isWord(k, 'only') || this.toks[k].w === '(')) k--
+          if (this.isWord(k, 'table')) this.edit(this.toks[k].s, this.toks[k].e, ['SELECT * FROM'])
+        } else throw new Refuse('0A000', 'pgtenant could not locate the SELECT clauses')
+        this.applyPlacement(pl, anchor, sel.whereClause)
+      }
+      if (this.guarding()) {
+        for (const join of pl.joins) this.guardConjuncts(join.quals, ...this.onExtent(join))
+        if (sel.whereClause) this.guardConjuncts(sel.whereClause, ...this.whereExtent(this.selectAnchor(sel), false))
+        // a HAVING conjunct without an aggregate may be moved into WHERE by the planner: its guard holds an aggregate
+        if (sel.havingClause) this.guardConjuncts(sel.havingClause, ...this.havingExtent(this.selectAnchor(sel)), true)
+      }
+    } finally {
+      this.levels.pop()
     }
+  }
+
+  /** First token of a SELECT's target list (or of its FROM for TABLE t): where its clause scan starts. */
+  selectAnchor(sel: N): number {
+    const tl: N[] = sel.targetList ?? []
+    const tloc = tl.length ? tl[0].ResTarget?.location : -1
+    if (tloc !== undefined && tloc >= 0) return this.tokAt(this.c(tloc))
+    const from: N[] = sel.fromClause ?? []
+    if (from.length) return this.tokAt(this.minLoc(from[0]))
+    throw new Refuse('0A000', 'pgtenant could not locate the SELECT clauses')
+  }
+
+  // ---- evaluation order (issue #22, parser/order.ts) -----------------------------------------
+
+  /** Is there a tenant range in scope whose conditions need ordering? */
+  guarding(): boolean {
+    return this.ctx.mode === 'tenant' && this.levels.some((l) => l.some((r) => r.tenant))
+  }
+
+  /** Token range [first, last] of the WHERE expression of the query whose clauses start at `anchor`. */
+  whereExtent(anchor: number, dml: boolean): [number, number] {
+    const sc = dml ? this.scanDml(anchor) : this.scanSelect(anchor)
+    const stop = sc.after >= 0 ? sc.after : sc.end
+    if (sc.where < 0 || sc.where + 1 >= stop) throw new Refuse('0A000', 'pgtenant could not locate the WHERE expression')
+    return [sc.where + 1, stop - 1]
+  }
+
+  /** Token range [first, last] of the HAVING expression of the SELECT whose clauses start at `anchor`. */
+  havingExtent(anchor: number): [number, number] {
+    let having = -1
+    const sc = this.scanLevel(anchor, (r, i, w) => {
+      if (w === 'having' && having < 0) having = i
+      else if (having >= 0 && (w === 'window' || w === 'order' || w === 'limit' || w === 'offset' || w === 'fetch' || w === 'for')) return true
+      return SELECT_END.has(w)
+    })
+    if (having < 0 || having + 1 >= sc.end) throw new Refuse('0A000', 'pgtenant could not locate the HAVING expression')
+    return [having + 1, sc.end - 1]
+  }
+
+  /** Token range [first, last] of a JOIN … ON condition. */
+  onExtent(join: N): [number, number] {
+    const t = this.toks
+    const q = this.tokAt(this.minLoc(join.quals))
+    let k = q - 1
+    while (k >= 0 && t[k].w === '(' && t[k].k === T_PUNCT) k--
+    if (!this.isWord(k, 'on')) throw new Refuse('0A000', 'pgtenant could not locate a JOIN … ON condition')
+    const d = t[k].d
+    let i = k + 1
+    for (; i < t.length; i++) {
+      const x = t[i]
+      if (x.d < d) break
+      if (x.d > d) continue
+      if (x.k === T_PUNCT && (x.w === ',' || x.w === ';')) break
+      const w = this.kw(i)
+      if (w && JOIN_STOP.has(w) && !(t[i + 1] && t[i + 1].w === '(' && (w === 'left' || w === 'right'))) break
+    }
+    if (i === k + 1) throw new Refuse('0A000', 'pgtenant could not locate a JOIN … ON condition')
+    return [k + 1, i - 1]
+  }
+
+  /**
+   * Put every top-level conjunct of `expr` (tokens a..b) that is not leakproof-safe behind the tenant
+   * restriction of the ranges it references: `CASE WHEN <restrictions> THEN (<conjunct>) END`.
+   * Conjuncts are the text between ANDs at the expression's own depth; an AND that starts no argument of
+   * the tree's AND (BETWEEN … AND …) does not split.
+   */
+  guardConjuncts(expr: N, a: number, b: number, having = false): void {
+    const t = this.toks
+    const args: N[] = expr.BoolExpr?.boolop === 'AND_EXPR' ? expr.BoolExpr.args : [expr]
+    const d = t[a].d
+    const segs: { s: number; e: number; args: N[] }[] = []
+    let start = a
+    for (let i = a; i <= b + 1; i++) {
+      if (i <= b && !(t[i].d === d && t[i].k === T_WORD && t[i].w === 'and' && this.kw(i))) continue
+      segs.push({ s: start, e: i - 1, args: [] })
+      start = i + 1
+    }
+    for (const arg of args) {
+      const loc = this.minLoc(arg)
+      let k = segs.length - 1
+      while (k > 0 && t[segs[k].s].s > loc) k--
+      segs[k].args.push(arg)
+    }
+    // a segment that starts no argument continues the one before it (BETWEEN x AND y)
+    const merged: typeof segs = []
+    for (const sg of segs) {
+      if (sg.args.length === 0 && merged.length) merged[merged.length - 1].e = sg.e
+      else merged.push(sg)
+    }
+    const columnsOf = (rv: N) => this.columnsOfRangeVar(rv)
+    for (const sg of merged) {
+      if (sg.e < sg.s || sg.args.length === 0) throw new Refuse('0A000', 'pgtenant could not split a condition into its conjuncts')
+      let safe = true
+      const refs = new Set<RangeInfo>()
+      for (const arg of sg.args) {
+        const f = conjunctFacts(arg, this.levels, columnsOf)
+        if (!f.safe) safe = false
+        f.refs.forEach((r) => refs.add(r))
+      }
+      if (safe) continue
+      const guard = this.guardOf(refs)
+      if (!guard.length) continue
+      const when: Part[] = having ? ['coalesce(bool_and(', ...guard, '), true)'] : guard
+      this.insert(t[sg.s].s, ['CASE WHEN ', ...when, ' THEN ('], 1)
+      this.insert(t[sg.e].e, [') END'], -1)
+    }
+  }
+
+  /** The restriction of the tenant ranges in `refs`, NULL-extended rows admitted for nullable ones. */
+  guardOf(refs: Set<RangeInfo>): Part[] {
+    const out: Part[] = []
+    for (const r of refs) {
+      if (!r.tenant) continue
+      if (r.tenantRef === null) throw new Refuse('0A000', `pgtenant cannot order a condition behind the tenant restriction of "${r.name}" (a column alias list hides its tenant column)`)
+      if (out.length) out.push(' AND ')
+      if (r.nullable) out.push(`(${r.tenantRef} = `, TENANT, ` OR ${r.tenantRef} IS NULL)`)
+      else out.push(`${r.tenantRef} = `, TENANT)
+    }
+    return out
+  }
+
+  columnsOfRangeVar(rv: N): readonly string[] | null {
+    const f = this.ctx.facts.columns
+    if (!f) return null
+    if (rv.schemaname) return f.get(`${rv.schemaname}.${rv.relname}`) ?? null
+    for (const sch of ['pg_catalog', ...this.ctx.searchPath]) {
+      const c = f.get(`${sch}.${rv.relname}`)
+      if (c) return c
+    }
+    return null
+  }
+
+  /**
+   * End a sub-select (derived table, CTE, IN/ANY sub-select) that reads tenant rows with OFFSET 0: the
+   * planner then neither pulls it up nor pushes an outer condition into it, so an outer condition on
+   * its columns (which may be expressions over another tenant's rows) runs after its own restriction.
+   */
+  fenceSubselect(sel: N): void {
+    if (this.ctx.mode !== 'tenant' || sel.limitCount || sel.limitOffset || sel.valuesLists) return
+    const t = this.toks
+    const first = this.tokAt(this.minLoc(sel))
+    const last = this.tokAt(this.maxLoc(sel))
+    // the innermost parenthesis around the whole sub-select
+    let depth = t[first].d
+    for (let k = first - 1; k >= 0 && depth > 0; k--) {
+      if (t[k].k !== T_PUNCT || t[k].w !== '(' || t[k].d !== depth - 1) continue
+      depth--
+      const { close } = this.parenList(k)
+      if (close > last) {
+        this.insert(t[close - 1].e, [' OFFSET 0'], 5)
+        return
+      }
+    }
+    throw new Refuse('0A000', 'pgtenant could not locate the end of a sub-select')
+  }
+
+  /** Largest location (char index) in a subtree. */
+  maxLoc(n: N): number {
+    let best = -1
+    const visit = (x: N) => {
+      if (x === null || typeof x !== 'object') return
+      if (Array.isArray(x)) {
+        for (const y of x) visit(y)
+        return
+      }
+      for (const k in x) {
+        const v = x[k]
+        if (k === 'location' && typeof v === 'number') {
+          if (v > best) best = v
+        } else if (typeof v === 'object') visit(v)
+      }
+    }
+    visit(n)
+    if (best < 0) throw new Refuse('0A000', 'pgtenant could not locate an expression in the statement')
+    return this.c(best)
   }
 
   applyPlacement(pl: Placement, anchor: number, whereClause: N, update = false): void {
@@ -516,9 +731,14 @@ export class Analyzer {
     switch (type) {
       case 'RangeVar': {
         const r = this.resolve(v, scope, false)
-        if (r.kind !== 'tenant') return
-        const qual = quoteIdent(v.alias?.aliasname ?? v.relname)
+        const name: string = v.alias?.aliasname ?? v.relname
+        if (r.kind !== 'tenant') {
+          pl.ranges.push({ name, tenant: false, table: r.kind !== 'cte', tenantRef: null, nullable: false, columns: r.kind === 'cte' ? null : (this.ctx.facts.columns?.get(r.key) ?? null) })
+          return
+        }
+        const qual = quoteIdent(name)
         const pred: Part[] = [`${qual}.${quoteIdent(r.col!)} = `, TENANT]
+        pl.ranges.push(this.tenantRange(v, r, !!nullable || derive || !!v.alias?.colnames))
         if (derive || v.alias?.colnames) this.deriveTable(v, r.col!)
         else if (nullable) pl.addOn(nullable, pred)
         else pl.where.push(pred)
@@ -526,6 +746,8 @@ export class Analyzer {
       }
       case 'JoinExpr': {
         this.walkExpr(v.quals, scope)
+        if (v.quals) pl.joins.push(v)
+        if (v.alias) pl.ranges.push({ name: v.alias.aliasname, tenant: false, table: false, tenantRef: null, nullable: false, columns: null })
         const d = derive || !!v.alias
         const jt = v.jointype
         if (jt === 'JOIN_INNER') {
@@ -542,11 +764,16 @@ export class Analyzer {
         }
         return
       }
-      case 'RangeSubselect':
+      case 'RangeSubselect': {
+        const before = this.tenantRefs
         this.walkSelect(v.subquery.SelectStmt, scope)
+        if (this.tenantRefs !== before || this.guarding()) this.fenceSubselect(v.subquery.SelectStmt)
+        pl.ranges.push({ name: v.alias?.aliasname ?? '', tenant: false, table: false, tenantRef: null, nullable: false, columns: null })
         return
+      }
       case 'RangeFunction':
         this.walkExpr(v.functions, scope)
+        pl.ranges.push({ name: v.alias?.aliasname ?? funcName(v.functions?.[0]?.List?.items?.[0]?.FuncCall ?? {}).name, tenant: false, table: false, tenantRef: null, nullable: false, columns: null })
         return
       case 'RangeTableSample': {
         const rv = v.relation.RangeVar
@@ -561,6 +788,45 @@ export class Analyzer {
         // RangeTableFunc (XMLTABLE), JsonTable: expressions only
         this.walkExpr(v, scope)
     }
+  }
+
+  /** Token range [first, last] of a MERGE … ON condition (up to its first WHEN). */
+  mergeOnExtent(m: N): [number, number] {
+    const t = this.toks
+    const q = this.tokAt(this.minLoc(m.joinCondition))
+    let k = q - 1
+    while (k >= 0 && t[k].w === '(' && t[k].k === T_PUNCT) k--
+    if (!this.isWord(k, 'on')) throw new Refuse('0A000', 'pgtenant could not locate the MERGE … ON condition')
+    const d = t[k].d
+    let i = k + 1
+    while (i < t.length && !(t[i].d === d && this.isWord(i, 'when')) && t[i].d >= d) i++
+    return [k + 1, i - 1]
+  }
+
+  /** The range of an UPDATE/DELETE/MERGE target. */
+  targetRange(rv: N, r: Resolved): RangeInfo {
+    if (r.kind === 'tenant') return this.tenantRange(rv, r, false)
+    return { name: rv.alias?.aliasname ?? rv.relname, tenant: false, table: true, tenantRef: null, nullable: false, columns: this.ctx.facts.columns?.get(r.key) ?? null }
+  }
+
+  /** Evaluation order for an UPDATE/DELETE: its joins' ON and its WHERE. */
+  guardDml(pl: Placement, where: N, relTok: number): void {
+    if (!this.guarding()) return
+    for (const join of pl.joins) this.guardConjuncts(join.quals, ...this.onExtent(join))
+    if (where && nodeType(where) !== 'CurrentOfExpr') this.guardConjuncts(where, ...this.whereExtent(relTok, true))
+  }
+
+  /** The guard's view of a tenant range: its tenant column as the range exposes it (renamed by a column alias list). */
+  tenantRange(rv: N, r: Resolved, nullable: boolean): RangeInfo {
+    const name: string = rv.alias?.aliasname ?? rv.relname
+    const cols = this.ctx.facts.columns?.get(r.key) ?? null
+    let col: string | null = r.col!
+    const aliases: N[] | undefined = rv.alias?.colnames
+    if (aliases) {
+      const i = cols ? cols.indexOf(col) : -1
+      col = i < 0 ? null : i < aliases.length ? (aliases[i].String?.sval ?? null) : col
+    }
+    return { name, tenant: true, table: true, tenantRef: col === null ? null : `${quoteIdent(name)}.${quoteIdent(col)}`, nullable, columns: aliases ? null : cols }
   }
 
   /** Replace `[ONLY] name [alias]` by `(SELECT * FROM [ONLY] name WHERE col = 'T') alias`. */
@@ -923,6 +1189,15 @@ export class Analyzer {
         }
       }
       this.addToWhere({ from: -1, where, after: -1, end }, [[`${qual}.${qcol} = `, TENANT]], !!oc.whereClause)
+      if (oc.whereClause && this.ctx.mode === 'tenant') {
+        // the conflicting row may be another tenant's (a key unique across tenants): order the client's condition behind the restriction
+        this.levels.push([this.tenantRange(rv, r, false), { name: 'excluded', tenant: false, table: true, tenantRef: null, nullable: false, columns: null }])
+        try {
+          this.guardConjuncts(oc.whereClause, where + 1, end - 1)
+        } finally {
+          this.levels.pop()
+        }
+      }
     }
   }
 
@@ -936,8 +1211,15 @@ export class Analyzer {
       pl.where.push([`${quoteIdent(rv.alias?.aliasname ?? rv.relname)}.${quoteIdent(r.col!)} = `, TENANT])
       this.setTargets(up.targetList ?? [], r.key, r.col!, new Set(['from', 'where', 'returning']), 'UPDATE of')
     }
-    for (const item of up.fromClause ?? []) this.fromItem(item, scope, pl, null, false)
-    this.walkExpr([up.targetList, up.whereClause, up.returningClause ?? up.returningList], scope)
+    pl.ranges.push(this.targetRange(rv, r))
+    this.levels.push(pl.ranges)
+    try {
+      for (const item of up.fromClause ?? []) this.fromItem(item, scope, pl, null, false)
+      this.walkExpr([up.targetList, up.whereClause, up.returningClause ?? up.returningList], scope)
+      this.guardDml(pl, up.whereClause, relTok)
+    } finally {
+      this.levels.pop()
+    }
     if (r.kind === 'tenant' && up.whereClause && nodeType(up.whereClause) === 'CurrentOfExpr') {
       // WHERE CURRENT OF cannot take another condition: the cursor's own query was restricted, and
       // as a second line (a WITH HOLD cursor may outlive a tenant change) the row's tenant column is
@@ -965,8 +1247,15 @@ export class Analyzer {
     if (r.kind === 'tenant') pl.where.push([`${quoteIdent(rv.alias?.aliasname ?? rv.relname)}.${quoteIdent(r.col!)} = `, TENANT])
     if (r.kind === 'tenant' && del.whereClause && nodeType(del.whereClause) === 'CurrentOfExpr')
       throw new Refuse('0A000', `DELETE from tenant table "${r.key}" … WHERE CURRENT OF is not supported: delete by key`)
-    for (const item of del.usingClause ?? []) this.fromItem(item, scope, pl, null, false)
-    this.walkExpr([del.whereClause, del.returningClause ?? del.returningList], scope)
+    pl.ranges.push(this.targetRange(rv, r))
+    this.levels.push(pl.ranges)
+    try {
+      for (const item of del.usingClause ?? []) this.fromItem(item, scope, pl, null, false)
+      this.walkExpr([del.whereClause, del.returningClause ?? del.returningList], scope)
+      this.guardDml(pl, del.whereClause, relTok)
+    } finally {
+      this.levels.pop()
+    }
     if (!pl.empty()) this.applyPlacement(pl, relTok, del.whereClause, true)
   }
 
@@ -983,15 +1272,26 @@ export class Analyzer {
     // source: a tenant table becomes a filtered derived table (its rows must not even be seen as unmatched)
     const src = m.sourceRelation
     const st = nodeType(src)
+    const ranges: RangeInfo[] = [this.targetRange(rv, r)]
     if (st === 'RangeVar') {
       const sr = this.resolve(src.RangeVar, scope, false)
-      if (sr.kind === 'tenant') this.deriveTable(src.RangeVar, sr.col!)
+      if (sr.kind === 'tenant') {
+        this.deriveTable(src.RangeVar, sr.col!)
+        ranges.push(this.tenantRange(src.RangeVar, sr, true))
+      } else ranges.push({ name: src.RangeVar.alias?.aliasname ?? src.RangeVar.relname, tenant: false, table: sr.kind !== 'cte', tenantRef: null, nullable: false, columns: null })
     } else {
       const pl = new Placement()
       this.fromItem(src, scope, pl, null, true)
       if (!pl.empty()) throw new Refuse('0A000', 'MERGE with a join as source is not supported for tenant tables')
+      ranges.push(...pl.ranges)
     }
-    this.walkExpr(m.joinCondition, scope)
+    this.levels.push(ranges)
+    try {
+      this.walkExpr(m.joinCondition, scope)
+      if (this.guarding()) this.guardConjuncts(m.joinCondition, ...this.mergeOnExtent(m))
+    } finally {
+      this.levels.pop()
+    }
     if (r.kind === 'tenant') {
       const key = r.key
       const col = r.col!
@@ -1345,6 +1645,10 @@ interface ClauseScan {
 class Placement {
   where: Part[][] = []
   on = new Map<N, Part[][]>()
+  /** Every FROM item of the level, for the evaluation-order guard. */
+  ranges: RangeInfo[] = []
+  /** Joins with an ON condition. */
+  joins: N[] = []
   addOn(join: N, pred: Part[]): void {
     const l = this.on.get(join)
     if (l) l.push(pred)
