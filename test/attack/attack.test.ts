@@ -17,7 +17,7 @@ import { ALL_DB, TENANTS, onlyDb } from '../oracle/facts.js'
 import { ROLES } from '../helpers/pg-server.js'
 import type { RunningProxy } from '../helpers/proxy.js'
 import { AUDIT_SQL, loadAttempts, startAttackProxy, capture, closeQuietly, scanLeaks, exec, compareOutcomes, directClient, type Attempt, type CapClient } from './lib.js'
-import { runAttempt, runOnce, health, type Ctx, type RunReport, type Status } from './runner.js'
+import { runAttempt, runOnce, health, committedCheck, type Ctx, type RunReport, type Status } from './runner.js'
 
 const ONLY = process.env.ATTACK_ONLY
 const attempts = loadAttempts().filter((a) => !ONLY || `${a.cls}:${a.id}`.includes(ONLY))
@@ -38,6 +38,7 @@ t.before(async () => {
   t.comment(`pooled server connection at start: ${ctx.healthBaseline}`)
 })
 t.teardown(async () => {
+  for (const c of ctx?.directs?.values() ?? []) await closeQuietly(c)
   await closeQuietly(ctx?.admin)
   await ctx?.inspect.end().catch(() => undefined)
   await proxy?.stop()
@@ -97,6 +98,15 @@ for (const cls of classes) {
         bad++
         t.comment(`${worst.status} ${cls}:${a.id} [${worst.label}] ${worst.evidence.slice(0, 3).join(' | ')}`)
       }
+    }
+    // Once per class: the committed data (attempts inside BEGIN … ROLLBACK skip it per run).
+    const ev: string[] = []
+    const flag = { leak: false }
+    await committedCheck(ctx, null, ev, flag)
+    if (ev.length) {
+      bad++
+      t.comment(`${cls}: committed change found after the class: ${ev.join(' | ')}`)
+      reports.push({ attempt: { ...list[0], id: '(class end: committed data)' }, label: 'committed', status: flag.leak ? 'LEAK' : 'WRONG', evidence: ev })
     }
     t.equal(bad, 0, `${cls}: ${list.length} attempts, ${bad} failing (LEAK or WRONG)`)
   })

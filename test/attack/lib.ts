@@ -425,7 +425,7 @@ tenant:
   pattern: "^[a-z' ]{1,40}$"
 backends:
   all: { url: "postgres://${ROLES.scram.user}:${encodeURIComponent(ROLES.scram.password)}@127.0.0.1:${env.server.port}/${ALL_DB}", pool: ${pool} }
-pool: { mode: transaction, wait_timeout_ms: 10000 }
+pool: { mode: transaction, wait_timeout_ms: 2500 }
 `)
 }
 

@@ -114,6 +114,7 @@ t.before(async () => {
   ctx.healthBaseline = await health(ctx)
 })
 t.teardown(async () => {
+  for (const c of ctx?.directs?.values() ?? []) await closeQuietly(c)
   await closeQuietly(ctx?.admin)
   await ctx?.inspect.end().catch(() => undefined)
   await proxy?.stop()

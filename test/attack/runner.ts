@@ -42,6 +42,7 @@ export interface Ctx {
   keepPids: number[]
   admin?: CapClient
   healthBaseline?: string
+  directs?: Map<string, CapClient>
   /** Opens the attacker's connection (default: the proxy). The self-test replaces it with a direct connection to all_tenants. */
   openAttacker?: (tenant: string, login: 'app' | 'pinned' | 'startup', options?: string) => Promise<CapClient>
 }
@@ -49,7 +50,7 @@ export interface Ctx {
 const HEALTH_SQL = `SELECT current_setting('client_encoding') AS enc, current_setting('standard_conforming_strings') AS scs,
   current_setting('search_path') AS sp, current_setting('backslash_quote') AS bq, current_setting('escape_string_warning') AS esw,
   current_setting('enable_indexscan') AS ix, current_setting('enable_bitmapscan') AS bm, current_setting('enable_seqscan') AS sq,
-  current_setting('session_replication_role') AS srr, current_setting('x.k', true) AS xk, current_setting('myapp.user', true) AS mu,
+  current_setting('session_replication_role') AS srr, nullif(current_setting('x.k', true), '') AS xk, nullif(current_setting('myapp.user', true), '') AS mu,
   current_setting('app.tenant', true) AS tenant, current_user AS usr,
   (SELECT count(*) FROM pg_cursors) AS cursors,
   (SELECT coalesce(string_agg(name, ',' ORDER BY name), '') FROM pg_prepared_statements WHERE name !~ '^pgt(enant)?_') AS foreign_prepared,
@@ -69,8 +70,8 @@ export async function health(ctx: Ctx): Promise<string> {
   return r.fields.map((f, i) => `${f}=${r.rows[0]?.[i]}`).join(' ')
 }
 
-async function afterwards(ctx: Ctx, own: string | null, ev: string[], leakFlag: { leak: boolean }, forceKill: boolean): Promise<void> {
-  // Committed data of all_tenants: another tenant's (or anyone's) committed change is damage.
+/** Committed data of all_tenants equal to the baseline? (Also run once per class by the test.) */
+export async function committedCheck(ctx: Ctx, own: string | null, ev: string[], leakFlag: { leak: boolean }): Promise<void> {
   const snap = await committedSnapshot(ctx.inspect)
   const changed = foreignChanges(snap, ctx.env.baseline, null)
   if (changed.length) {
@@ -82,6 +83,11 @@ async function afterwards(ctx: Ctx, own: string | null, ev: string[], leakFlag: 
     await closeQuietly(ctx.admin)
     ctx.admin = undefined
   }
+}
+
+async function afterwards(ctx: Ctx, own: string | null, ev: string[], leakFlag: { leak: boolean }, forceKill: boolean, committed: boolean): Promise<void> {
+  // Committed data of all_tenants: another tenant's (or anyone's) committed change is damage.
+  if (committed) await committedCheck(ctx, own, ev, leakFlag)
   // State left on the pooled server connection.
   const h = await health(ctx)
   if (ctx.healthBaseline !== undefined && h !== ctx.healthBaseline) {
@@ -105,6 +111,17 @@ function describe(o: Outcome): string {
   return o.ok ? o.results.map((r) => `${r.command} ${r.rowCount ?? ''}`.trim()).join('; ') || 'ok' : `error ${o.code} ${oneLine(o.message ?? '', 120)}${o.fromServer === false ? ' [proxy]' : ''}`
 }
 
+/** A direct connection to only_<tenant>, reused across attempts without startup options. */
+async function directFor(ctx: Ctx, a: Attempt): Promise<CapClient | undefined> {
+  if (a.options) return directClient(ctx.env, a.tenant, a.options).catch(() => undefined)
+  ctx.directs ??= new Map()
+  const have = ctx.directs.get(a.tenant)
+  if (have && !have.dead) return have
+  const c = await directClient(ctx.env, a.tenant).catch(() => undefined)
+  if (c) ctx.directs.set(a.tenant, c)
+  return c
+}
+
 /** One attempt, one protocol, one login. */
 export async function runOnce(ctx: Ctx, a: Attempt, protocol: Protocol, login: 'app' | 'pinned'): Promise<RunReport> {
   const ev: string[] = []
@@ -124,7 +141,7 @@ export async function runOnce(ctx: Ctx, a: Attempt, protocol: Protocol, login: '
       const err = e as { code?: string; message?: string }
       got = { ok: false, code: err.code ?? 'CONN', message: `connect: ${err.message}`, results: [], copy: [], audit: [], blob: '' }
     }
-    direct = await directClient(ctx.env, a.tenant, a.options).catch(() => undefined)
+    direct = await directFor(ctx, a)
     if (attacker) {
       let setupRefusal: Outcome | undefined
       const both = async (sql: string) => {
@@ -224,9 +241,13 @@ export async function runOnce(ctx: Ctx, a: Attempt, protocol: Protocol, login: '
     wrong.push(`harness error: ${(e as Error).stack ?? e}`)
   } finally {
     await closeQuietly(attacker)
-    await closeQuietly(direct)
+    if (direct && (a.options || !a.txn || direct.dead || a.named)) {
+      ctx.directs?.delete(a.tenant)
+      await closeQuietly(direct)
+    }
   }
-  await afterwards(ctx, a.tenant, ev, flag, false).catch((e) => ev.push(`afterwards failed: ${(e as Error).message}`))
+  const mayCommit = !a.txn || /\b(COMMIT|END|BEGIN|START|ROLLBACK|PREPARE\s+TRANSACTION)\b/i.test(a.sql + a.setup.join(' ')) || !!attacker?.dead
+  await afterwards(ctx, a.tenant, ev, flag, false, mayCommit).catch((e) => ev.push(`afterwards failed: ${(e as Error).message}`))
   const status: Status = flag.leak ? 'LEAK' : wrong.length || ev.some((x) => x.startsWith('server connection state') || x.startsWith('COMMITTED')) ? 'WRONG' : 'PASS'
   const evidence = [...ev.filter((x) => status !== 'PASS' || !x.startsWith('(')), ...wrong]
   evidence.push(`proxy: ${describe(got)} | only_T: ${describe(exp)}`)
@@ -285,7 +306,7 @@ export async function runScenario(ctx: Ctx, a: Attempt): Promise<RunReport> {
   } finally {
     for (const c of clients.values()) await closeQuietly(c)
   }
-  await afterwards(ctx, null, ev, flag, true).catch((e) => ev.push(`afterwards failed: ${(e as Error).message}`))
+  await afterwards(ctx, null, ev, flag, true, true).catch((e) => ev.push(`afterwards failed: ${(e as Error).message}`))
   // A scenario's leftover server state is expected (it is the attack); only leaks and wrong results count.
   const evidence = ev
   const status: Status = flag.leak ? 'LEAK' : wrong.length ? 'WRONG' : 'PASS'
