@@ -4,14 +4,41 @@
 //    marker char that encodes its kind. Two texts with the same key differ only inside literals.
 //  - tokenize(): the cold-path tokenizer with paren depth, used to find clause boundaries that
 //    the parse tree has no locations for (end of a FROM list, of a WHERE/ON expression, …).
-// Both follow PostgreSQL's lexer with standard_conforming_strings = on.
+//
+// Both agree with PostgreSQL's lexer (scan.l, standard_conforming_strings = on) on every token
+// boundary and every literal's extent, as compiled into libpg-query 18 (the parser the analyzer
+// uses): test/parser/scan-agreement.test.ts and bench/scan-agreement.ts compare them with its
+// scanner on generated inputs. The rules that matter (scan.l):
+//  - whitespace is space \t \n \r \f \v; a `--` comment ends at \n or \r; `/* */` nests;
+//  - a multi-char operator is cut at an embedded `--` or `/*`, and loses its trailing `+`/`-`
+//    unless it contains one of ~ ! @ # ^ & | ` ? % (`=+1` is `=`, `+`, `1`);
+//  - '…' ('' doubles), E'…' (backslash escapes, '' too), U&'…' ('' doubles), B'…'/X'…' (no
+//    doubling: B'1''0' is B'1' then '0'), N'…' (the keyword NCHAR, then a plain '…'), $tag$…$tag$
+//    (tag: [A-Za-z\x80-…_][A-Za-z\x80-…_0-9]*; `$1` is a parameter); quoted strings followed by
+//    whitespace containing a newline and another quote are ONE literal ('a'\n'b' is 'ab');
+//  - "…" ("" doubles, "" alone is an error), U&"…"; identifiers [A-Za-z_\x80-…][…0-9$]*;
+//  - numbers: 1 1.5 1. .5 1e5 1.e5, 1..2 is 1 .. 2, 0x1F 0o7 0b1 1_000 (PostgreSQL 16+), a
+//    number directly followed by an identifier char is an error ("trailing junk").
+//
+// Where PostgreSQL itself and libpg-query disagree, or PostgreSQL versions disagree, the scanners
+// fail closed: normalizeLiterals returns key null (the text is never shared) and tokenize throws
+// ScanUnsure (the analyzer then refuses the statement):
+//  - a string continuation across a `--` comment ('a' -- c\n'b'): PostgreSQL joins the two
+//    strings, libpg-query 18 does not;
+//  - hex/octal/binary numbers and numbers with `_` (PostgreSQL 15 rejects them, 14 reads `0x1F`
+//    as `0 AS x1F`);
+//  - lone UTF-16 surrogates (the backend gets U+FFFD, libpg-query's encoder gets other bytes).
+// normalizeLiterals also returns key null for U&'…' / U&"…", E'…' with \u \U \x or octal escapes,
+// a NUL or a marker char (\x01-\x05) outside a literal, and every text PostgreSQL's lexer rejects
+// (unterminated literal, identifier or comment, "" identifier, trailing junk after a number).
 
 /** Literal kinds, also the marker char that replaces the literal in a normalised key. */
-export const LIT_STRING = 1 // '…'
+export const LIT_STRING = 1 // '…' (also the '…' of N'…')
 export const LIT_ESTRING = 2 // E'…'
-export const LIT_BITSTRING = 3 // B'…' X'…' N'…'
+export const LIT_BITSTRING = 3 // B'…' X'…'
 export const LIT_NUMBER = 4 // 12 1.5 1e3
 export const LIT_DOLLAR = 5 // $tag$…$tag$
+export const LIT_USTRING = 6 // U&'…' (never in a shared key)
 
 export interface Normalized {
   /** The text with every literal replaced by a marker char; null when the text cannot be shared (unusual lexemes). */
@@ -22,40 +49,151 @@ export interface Normalized {
   kinds: number[]
 }
 
+/** Thrown by tokenize() for a text whose token boundaries PostgreSQL and libpg-query may not agree on. */
+export class ScanUnsure extends Error {
+  constructor(what: string) {
+    super(`the statement has ${what}, which PostgreSQL and pgtenant's parser (or PostgreSQL versions) may read differently`)
+    this.name = 'ScanUnsure'
+  }
+}
+
+// ---- character classes (scan.l) --------------------------------------------------------------
+
+/** ident_start: [A-Za-z\200-\377_] (every non-ASCII char is UTF-8 bytes >= 0x80) */
 function isIdentStart(c: number): boolean {
   return (c >= 97 && c <= 122) || (c >= 65 && c <= 90) || c === 95 || c >= 128
 }
+/** ident_cont: [A-Za-z\200-\377_0-9\$] */
 function isIdentChar(c: number): boolean {
   return (c >= 97 && c <= 122) || (c >= 65 && c <= 90) || c === 95 || c >= 128 || (c >= 48 && c <= 57) || c === 36
 }
 function isDigit(c: number): boolean {
   return c >= 48 && c <= 57
 }
+/** space: [ \t\n\r\f\v] */
+function isSpace(c: number): boolean {
+  return c === 32 || (c >= 9 && c <= 13)
+}
 
-/** End index of a quoted string starting at `i` (the opening quote); backslash escapes when `esc`. -1 if unterminated. */
-function stringEnd(s: string, i: number, esc: boolean): number {
+/** Lone surrogates: the backend gets U+FFFD for them, libpg-query's UTF-8 encoder other bytes. */
+const wellFormed: (s: string) => boolean =
+  typeof (String.prototype as { isWellFormed?: unknown }).isWellFormed === 'function'
+    ? (s) => (s as unknown as { isWellFormed(): boolean }).isWellFormed()
+    : (s) => !/\p{Cs}/u.test(s)
+
+// Side results of the helpers below (no allocation on the hot path).
+const F_EXOTIC = 1 // valid, but not shared: E'' with \u \U \x \octal, 0x/0o/0b/_ numbers
+const F_UNSURE = 2 // PostgreSQL and libpg-query (or PostgreSQL versions) may lex it differently
+const F_ERROR = 4 // PostgreSQL's lexer rejects it
+const F_NUMX = 8 // a 0x/0o/0b number or one with `_` (PostgreSQL 16+; 15 rejects them, 14 reads 0x1F as 0 AS x1F)
+let flags = 0
+
+/** End of the `--` comment starting at i: the index of the next \n or \r, or n. */
+function lineEnd(s: string, i: number): number {
   const n = s.length
-  if (!esc) {
-    let j = i + 1
-    for (;;) {
-      const q = s.indexOf("'", j)
+  let j = i + 2
+  while (j < n) {
+    const c = s.charCodeAt(j)
+    if (c === 10 || c === 13) return j
+    j++
+  }
+  return n
+}
+
+/**
+ * p just after a closing quote: the index of the quote that continues the literal (whitespace with
+ * a newline between two quoted strings), or -1. A continuation that only PostgreSQL sees (across a
+ * `--` comment, which libpg-query 18 does not allow there) sets F_UNSURE and returns -1.
+ */
+function continuation(s: string, p: number): number {
+  const n = s.length
+  let j = p
+  let comment = false
+  for (;;) {
+    const c = s.charCodeAt(j)
+    if (c === 32 || c === 9 || c === 12 || c === 11) j++
+    else if (c === 45 && s.charCodeAt(j + 1) === 45) {
+      j = lineEnd(s, j)
+      comment = true
+    } else break
+  }
+  if (j >= n) return -1
+  let c = s.charCodeAt(j)
+  if (c !== 10 && c !== 13) return -1
+  j++
+  for (;;) {
+    c = s.charCodeAt(j)
+    if (isSpace(c)) j++
+    else if (c === 45 && s.charCodeAt(j + 1) === 45) {
+      j = lineEnd(s, j)
+      if (j >= n) return -1
+      j++
+      comment = true
+    } else break
+  }
+  if (c !== 39) return -1
+  if (comment) {
+    flags |= F_UNSURE
+    return -1
+  }
+  return j
+}
+
+/**
+ * End index of a quoted string whose opening quote is at i (with continuations); -1 if unterminated.
+ * `esc`: E'…' (backslash escapes; \u \U \x and octal escapes set F_EXOTIC). `dbl`: '' is a quote
+ * (not in B'…' / X'…').
+ */
+function stringEnd(s: string, i: number, esc: boolean, dbl: boolean): number {
+  const n = s.length
+  let j = i + 1
+  for (;;) {
+    let q: number
+    if (!esc) {
+      q = s.indexOf("'", j)
       if (q < 0) return -1
-      if (s.charCodeAt(q + 1) === 39) {
+      if (dbl && s.charCodeAt(q + 1) === 39) {
         j = q + 2
         continue
       }
-      return q + 1
+    } else {
+      q = -1
+      for (; j < n; j++) {
+        const c = s.charCodeAt(j)
+        if (c === 92) {
+          const d = s.charCodeAt(++j)
+          if (d === 117 || d === 85 || d === 120 || (d >= 48 && d <= 55)) flags |= F_EXOTIC
+        } else if (c === 39) {
+          if (s.charCodeAt(j + 1) === 39) j++
+          else {
+            q = j
+            break
+          }
+        }
+      }
+      if (q < 0) return -1
     }
+    const c1 = s.charCodeAt(q + 1)
+    if (!isSpace(c1) && c1 !== 45) return q + 1
+    const k = continuation(s, q + 1)
+    if (k < 0) return q + 1
+    j = k + 1
   }
-  for (let j = i + 1; j < n; j++) {
-    const c = s.charCodeAt(j)
-    if (c === 92) j++
-    else if (c === 39) {
-      if (s.charCodeAt(j + 1) === 39) j++
-      else return j + 1
+}
+
+/** End of a "…" identifier whose opening quote is at i; -1 if unterminated; F_ERROR when empty. */
+function qidentEnd(s: string, i: number): number {
+  let j = i + 1
+  for (;;) {
+    const q = s.indexOf('"', j)
+    if (q < 0) return -1
+    if (s.charCodeAt(q + 1) === 34) {
+      j = q + 2
+      continue
     }
+    if (q === i + 1) flags |= F_ERROR // zero-length delimited identifier
+    return q + 1
   }
-  return -1
 }
 
 /** End of a dollar tag ($tag$ or $$) starting at i, or -1 when it is not a tag. */
@@ -68,14 +206,14 @@ function dollarTagEnd(s: string, i: number): number {
   while (j < n) {
     const c = s.charCodeAt(j)
     if (c === 36) return j + 1
-    if (!(isIdentChar(c) && c !== 36)) return -1
+    if (!isIdentChar(c)) return -1
     j++
   }
   return -1
 }
 
+/** End of the nested /* comment starting at i; -1 if unterminated. */
 function commentEnd(s: string, i: number): number {
-  // i at "/*"; nested
   const n = s.length
   let depth = 1
   let j = i + 2
@@ -90,30 +228,120 @@ function commentEnd(s: string, i: number): number {
       j += 2
     } else j++
   }
-  return n
+  return -1
 }
 
-/** Number end starting at i (a digit, or '.' followed by a digit); -1 if followed by identifier chars (PG16 hex/underscore forms and junk are not shared). */
-function numberEnd(s: string, i: number): number {
+/** End of the run of ident_cont chars from p. */
+function identRun(s: string, p: number): number {
   const n = s.length
-  let j = i
-  while (j < n && isDigit(s.charCodeAt(j))) j++
-  if (j < n && s.charCodeAt(j) === 46 && s.charCodeAt(j + 1) !== 46) {
-    j++
-    while (j < n && isDigit(s.charCodeAt(j))) j++
-  }
-  if (j < n && (s.charCodeAt(j) | 32) === 101) {
-    let k = j + 1
+  while (p < n && isIdentChar(s.charCodeAt(p))) p++
+  return p
+}
+
+/** decinteger {decdigit}(_?{decdigit})* from k (a digit): its end; sets `under` when it has a `_`. */
+let under = false
+function decEnd(s: string, k: number): number {
+  k++
+  for (;;) {
     const c = s.charCodeAt(k)
-    if (c === 43 || c === 45) k++
-    if (k < n && isDigit(s.charCodeAt(k))) {
-      j = k
-      while (j < n && isDigit(s.charCodeAt(j))) j++
+    if (isDigit(c)) k++
+    else if (c === 95 && isDigit(s.charCodeAt(k + 1))) {
+      under = true
+      k += 2
+    } else return k
+  }
+}
+
+function isRadixDigit(c: number, radix: number): boolean {
+  if (radix === 120) return isDigit(c) || ((c | 32) >= 97 && (c | 32) <= 102)
+  if (radix === 111) return c >= 48 && c <= 55
+  return c === 48 || c === 49
+}
+
+/**
+ * A number starting at i (a digit, or "." and a digit), as flex's longest match over scan.l's
+ * number rules (ties go to the valid rule, listed first): its end. Sets F_EXOTIC for radix and `_`
+ * forms, F_ERROR for the junk/fail rules (`1e`, `1x`, `0x`, `1.5_`, `1e+`).
+ */
+function numberEnd(s: string, i: number): number {
+  const c0 = s.charCodeAt(i)
+  if (c0 === 48) {
+    const r = s.charCodeAt(i + 1) | 32
+    if (r === 120 || r === 111 || r === 98) {
+      // 0x… 0o… 0b…: valid only when no longer `0` + identifier match exists
+      let k = i + 2
+      let end = -1
+      for (;;) {
+        let m = k
+        if (s.charCodeAt(m) === 95) m++
+        if (isRadixDigit(s.charCodeAt(m), r)) {
+          k = m + 1
+          end = k
+        } else break
+      }
+      flags |= F_EXOTIC | F_NUMX
+      const junk = identRun(s, i + 1)
+      if (end < 0 || junk > end) {
+        flags |= F_ERROR
+        return junk
+      }
+      return end
     }
   }
-  if (j < n && isIdentChar(s.charCodeAt(j))) return -1
-  return j
+  let junk = -1 // end of the longest {number}{identifier} (error) match
+  let anyUnder = false
+  let m: number // mantissa end
+  if (c0 === 46) {
+    under = false
+    m = decEnd(s, i + 1)
+    if (under || isIdentStart(s.charCodeAt(m))) junk = identRun(s, i + 1)
+    anyUnder = under
+  } else {
+    under = false
+    const d = decEnd(s, i)
+    if (under || isIdentStart(s.charCodeAt(d))) junk = identRun(s, i)
+    anyUnder = under
+    m = d
+    if (s.charCodeAt(d) === 46) {
+      if (s.charCodeAt(d + 1) === 46) {
+        // numericfail "1..": the integer, then ".."
+        if (anyUnder) flags |= F_EXOTIC | F_NUMX
+        return d
+      }
+      m = d + 1
+      under = false
+      if (isDigit(s.charCodeAt(m))) m = decEnd(s, m)
+      if (under || isIdentStart(s.charCodeAt(m))) junk = identRun(s, d + 1)
+      anyUnder ||= under
+    }
+  }
+  let valid = m
+  const e = s.charCodeAt(m)
+  if (e === 101 || e === 69) {
+    let k = m + 1
+    const sg = s.charCodeAt(k)
+    const signed = sg === 43 || sg === 45
+    if (signed) k++
+    if (isDigit(s.charCodeAt(k))) {
+      under = false
+      valid = decEnd(s, k)
+      if (under || isIdentStart(s.charCodeAt(valid))) junk = identRun(s, k)
+      anyUnder ||= under
+    } else if (signed) {
+      // realfail "1e+": an error, and the longest match
+      flags |= F_ERROR
+      return k
+    }
+  }
+  if (anyUnder) flags |= F_EXOTIC | F_NUMX
+  if (junk > valid) {
+    flags |= F_ERROR
+    return junk
+  }
+  return valid
 }
+
+// ---- hot path ---------------------------------------------------------------------------------
 
 // ASCII character classes for the hot-path scanner
 const C_OTHER = 0
@@ -125,11 +353,11 @@ const C_DASH = 5 // -
 const C_SLASH = 6 // /
 const C_DOLLAR = 7 // $
 const C_DOT = 8 // .
-const C_CTRL = 9 // chars 0..5: NUL and our marker chars
+const C_CTRL = 9 // chars 0..6: NUL and our marker chars
 const CLASS = new Uint8Array(128)
 for (let c = 0; c < 128; c++) {
   CLASS[c] =
-    c < 6
+    c < 7
       ? C_CTRL
       : (c >= 97 && c <= 122) || (c >= 65 && c <= 90) || c === 95
         ? C_IDSTART
@@ -149,7 +377,7 @@ for (let c = 0; c < 128; c++) {
                       ? C_DOT
                       : C_OTHER
 }
-const MARK = ['', '\u0001', '\u0002', '\u0003', '\u0004', '\u0005']
+const MARK = ['', '\u0001', '\u0002', '\u0003', '\u0004', '\u0005', '\u0006']
 
 /** Hot-path scanner: literal spans plus a key in which each literal becomes one marker char. */
 export function normalizeLiterals(s: string): Normalized {
@@ -158,7 +386,8 @@ export function normalizeLiterals(s: string): Normalized {
   const kinds: number[] = []
   let key = ''
   let last = 0
-  let ok = true
+  flags = 0
+  if (!wellFormed(s)) flags |= F_UNSURE
   let i = 0
   while (i < n) {
     const c = s.charCodeAt(i)
@@ -184,27 +413,45 @@ export function normalizeLiterals(s: string): Normalized {
         }
         if (i - start === 1 && i < n) {
           const nx = s.charCodeAt(i)
+          const lc = c | 32
           if (nx === 39) {
-            const lc = c | 32
             if (lc === 101) {
-              const e = stringEnd(s, i, true)
+              const e = stringEnd(s, i, true, true)
               if (e < 0) return { key: null, spans, kinds }
               litStart = start
               litEnd = e
               kind = LIT_ESTRING
-            } else if (lc === 98 || lc === 120 || lc === 110) {
-              const e = stringEnd(s, i, false)
+            } else if (lc === 98 || lc === 120) {
+              const e = stringEnd(s, i, false, false)
               if (e < 0) return { key: null, spans, kinds }
               litStart = start
               litEnd = e
               kind = LIT_BITSTRING
             }
-          } else if (nx === 38 && (c | 32) === 117) ok = false // U&'…' / U&"…": not shared
+            // N'…': the keyword NCHAR, then a plain '…' (next round); any other letter: an identifier
+          } else if (nx === 38 && lc === 117) {
+            const q = s.charCodeAt(i + 1)
+            if (q === 39) {
+              // U&'…'
+              const e = stringEnd(s, i + 1, false, true)
+              if (e < 0) return { key: null, spans, kinds }
+              flags |= F_EXOTIC
+              litStart = start
+              litEnd = e
+              kind = LIT_USTRING
+            } else if (q === 34) {
+              // U&"…"
+              const e = qidentEnd(s, i + 1)
+              if (e < 0) return { key: null, spans, kinds }
+              flags |= F_EXOTIC
+              i = e
+            }
+          }
         }
         break
       }
       case C_QUOTE: {
-        const e = stringEnd(s, i, false)
+        const e = stringEnd(s, i, false, true)
         if (e < 0) return { key: null, spans, kinds }
         litStart = i
         litEnd = e
@@ -212,41 +459,47 @@ export function normalizeLiterals(s: string): Normalized {
         break
       }
       case C_DQUOTE: {
-        let q = s.indexOf('"', i + 1)
-        if (q < 0) return { key: null, spans, kinds }
-        while (s.charCodeAt(q + 1) === 34) {
-          q = s.indexOf('"', q + 2)
-          if (q < 0) return { key: null, spans, kinds }
-        }
-        i = q + 1
+        const e = qidentEnd(s, i)
+        if (e < 0) return { key: null, spans, kinds }
+        i = e
         break
       }
       case C_DASH:
-        if (s.charCodeAt(i + 1) === 45) {
-          const e = s.indexOf('\n', i)
-          i = e < 0 ? n : e + 1
-        } else i++
+        if (s.charCodeAt(i + 1) === 45) i = lineEnd(s, i)
+        else i++
         break
       case C_SLASH:
-        if (s.charCodeAt(i + 1) === 42) i = commentEnd(s, i)
-        else i++
+        if (s.charCodeAt(i + 1) === 42) {
+          i = commentEnd(s, i)
+          if (i < 0) return { key: null, spans, kinds }
+        } else i++
         break
       case C_DOT:
       case C_DIGIT: {
-        if (cls === C_DOT && !isDigit(s.charCodeAt(i + 1))) {
-          i++
-          break
+        if (cls === C_DOT) {
+          const nx = s.charCodeAt(i + 1)
+          if (nx === 46) {
+            i += 2 // ".." (a following digit starts a new number)
+            break
+          }
+          if (!isDigit(nx)) {
+            i++
+            break
+          }
         }
-        const e = numberEnd(s, i)
-        if (e < 0) {
-          ok = false
-          i++
-          while (i < n && isIdentChar(s.charCodeAt(i))) i++
-        } else {
-          litStart = i
-          litEnd = e
-          kind = LIT_NUMBER
+        let e = i + 1
+        // fast path: digits (and a fraction) not followed by anything a number rule could take
+        while (e < n && isDigit(s.charCodeAt(e))) e++
+        let d = s.charCodeAt(e)
+        if (d === 46 && isDigit(s.charCodeAt(e + 1)) && c !== 46) {
+          e += 2
+          while (e < n && isDigit(s.charCodeAt(e))) e++
+          d = s.charCodeAt(e)
         }
+        if (d === 46 || isIdentChar(d)) e = numberEnd(s, i)
+        litStart = i
+        litEnd = e
+        kind = LIT_NUMBER
         break
       }
       case C_DOLLAR: {
@@ -269,18 +522,18 @@ export function normalizeLiterals(s: string): Normalized {
         break
       }
       default: // C_CTRL: NUL and our marker chars never go into a shared key
-        ok = false
+        flags |= F_UNSURE
         i++
     }
     if (kind !== 0) {
-      key += s.slice(last, litStart) + MARK[kind]
+      if (flags === 0) key += s.slice(last, litStart) + MARK[kind]
       last = litEnd
       spans.push(litStart, litEnd)
       kinds.push(kind)
       i = litEnd
     }
   }
-  if (!ok) return { key: null, spans, kinds }
+  if (flags !== 0 || s.indexOf('\0') >= 0) return { key: null, spans, kinds }
   key += s.slice(last)
   return { key, spans, kinds }
 }
@@ -289,12 +542,12 @@ export function normalizeLiterals(s: string): Normalized {
 // Cold-path tokenizer
 
 export const T_WORD = 1 // unquoted identifier or keyword (w = lower-cased text)
-export const T_QIDENT = 2 // "quoted"
-export const T_STRING = 3
+export const T_QIDENT = 2 // "quoted", U&"quoted"
+export const T_STRING = 3 // every string form, dollar quotes included
 export const T_NUMBER = 4
 export const T_PARAM = 5
 export const T_OP = 6
-export const T_PUNCT = 7 // ( ) [ ] , ; . :
+export const T_PUNCT = 7 // ( ) [ ] , ; . : ..
 
 export interface Token {
   /** start, end: char indices */
@@ -303,96 +556,118 @@ export interface Token {
   k: number
   /** paren/bracket depth at this token; "(" has the outer depth, its ")" too */
   d: number
-  /** lower-cased text for T_WORD, the char for T_PUNCT/T_OP, '' otherwise */
+  /** lower-cased text for T_WORD (ASCII letters only, as PostgreSQL does), the text for T_PUNCT/T_OP, '' otherwise */
   w: string
 }
 
-const OPCHARS = '+-*/<>=~!@#%^&|`?'
+/** op_chars: ~ ! @ # ^ & | ` ? + - * / % < > = */
+function isOpChar(c: number): boolean {
+  switch (c) {
+    case 126: case 33: case 64: case 35: case 94: case 38: case 124: case 96: case 63: // prettier-ignore
+    case 43: case 45: case 42: case 47: case 37: case 60: case 62: case 61: // prettier-ignore
+      return true
+  }
+  return false
+}
+/** the chars that let a multi-char operator end in + or -: ~ ! @ # ^ & | ` ? % */
+function isOpQualifier(c: number): boolean {
+  return c === 126 || c === 33 || c === 64 || c === 35 || c === 94 || c === 38 || c === 124 || c === 96 || c === 63 || c === 37
+}
 
+/** End of the operator starting at i (an op char that does not start a comment), as scan.l's {operator} rule cuts it. */
+function operatorEnd(s: string, i: number): number {
+  const n = s.length
+  let j = i + 1
+  // the run stops at an embedded comment start
+  while (j < n) {
+    const c = s.charCodeAt(j)
+    if (!isOpChar(c)) break
+    if ((c === 45 && s.charCodeAt(j + 1) === 45) || (c === 47 && s.charCodeAt(j + 1) === 42)) break
+    j++
+  }
+  let len = j - i
+  const lastc = s.charCodeAt(i + len - 1)
+  if (len > 1 && (lastc === 43 || lastc === 45)) {
+    let q = false
+    for (let k = i; k < i + len - 1; k++)
+      if (isOpQualifier(s.charCodeAt(k))) {
+        q = true
+        break
+      }
+    if (!q) {
+      do len--
+      while (len > 1 && (s.charCodeAt(i + len - 1) === 43 || s.charCodeAt(i + len - 1) === 45))
+    }
+  }
+  return i + len
+}
+
+function asciiLower(w: string): string {
+  for (let k = 0; k < w.length; k++) {
+    const c = w.charCodeAt(k)
+    if (c >= 65 && c <= 90) return w.replace(/[A-Z]+/g, (x) => x.toLowerCase())
+  }
+  return w
+}
+
+/**
+ * Tokens of s (comments and whitespace dropped), with paren depth. Throws ScanUnsure for a text
+ * whose token boundaries PostgreSQL and libpg-query may not agree on (see the file header); texts
+ * PostgreSQL's lexer rejects get some tokenization (the parser refuses them first).
+ */
 export function tokenize(s: string): Token[] {
   const n = s.length
   const out: Token[] = []
+  if (!wellFormed(s)) throw new ScanUnsure('a lone UTF-16 surrogate')
   let depth = 0
   let i = 0
+  flags = 0
   while (i < n) {
     const c = s.charCodeAt(i)
-    if (c === 32 || c === 10 || c === 9 || c === 13 || c === 12 || c === 11) {
+    if (isSpace(c)) {
       i++
       continue
     }
     if (c === 45 && s.charCodeAt(i + 1) === 45) {
-      const e = s.indexOf('\n', i)
-      i = e < 0 ? n : e + 1
+      i = lineEnd(s, i)
       continue
     }
     if (c === 47 && s.charCodeAt(i + 1) === 42) {
-      i = commentEnd(s, i)
+      const e = commentEnd(s, i)
+      i = e < 0 ? n : e
       continue
     }
     const start = i
     if (c === 39) {
-      const e = stringEnd(s, i, false)
+      const e = stringEnd(s, i, false, true)
       i = e < 0 ? n : e
       out.push({ s: start, e: i, k: T_STRING, d: depth, w: '' })
     } else if (c === 34) {
-      let j = i + 1
-      for (;;) {
-        const q = s.indexOf('"', j)
-        if (q < 0) {
-          j = n
-          break
-        }
-        if (s.charCodeAt(q + 1) === 34) {
-          j = q + 2
-          continue
-        }
-        j = q + 1
-        break
-      }
-      i = j
+      const e = qidentEnd(s, i)
+      i = e < 0 ? n : e
       out.push({ s: start, e: i, k: T_QIDENT, d: depth, w: '' })
     } else if (isIdentStart(c)) {
       i++
       while (i < n && isIdentChar(s.charCodeAt(i))) i++
       const nx = s.charCodeAt(i)
-      if (i - start === 1 && nx === 39) {
-        const e = stringEnd(s, i, (c | 32) === 101)
+      const lc = c | 32
+      if (i - start === 1 && nx === 39 && (lc === 101 || lc === 98 || lc === 120)) {
+        // E'…' B'…' X'…'
+        const e = stringEnd(s, i, lc === 101, lc === 101)
         i = e < 0 ? n : e
         out.push({ s: start, e: i, k: T_STRING, d: depth, w: '' })
-      } else if (i - start === 1 && (c | 32) === 117 && nx === 38 && (s.charCodeAt(i + 1) === 39 || s.charCodeAt(i + 1) === 34)) {
+      } else if (i - start === 1 && lc === 117 && nx === 38 && (s.charCodeAt(i + 1) === 39 || s.charCodeAt(i + 1) === 34)) {
         // U&'…' or U&"…"
         const q = s.charCodeAt(i + 1)
-        if (q === 39) {
-          const e = stringEnd(s, i + 1, false)
-          i = e < 0 ? n : e
-          out.push({ s: start, e: i, k: T_STRING, d: depth, w: '' })
-        } else {
-          let j = i + 2
-          for (;;) {
-            const qq = s.indexOf('"', j)
-            if (qq < 0) {
-              j = n
-              break
-            }
-            if (s.charCodeAt(qq + 1) === 34) {
-              j = qq + 2
-              continue
-            }
-            j = qq + 1
-            break
-          }
-          i = j
-          out.push({ s: start, e: i, k: T_QIDENT, d: depth, w: '' })
-        }
+        const e = q === 39 ? stringEnd(s, i + 1, false, true) : qidentEnd(s, i + 1)
+        i = e < 0 ? n : e
+        out.push({ s: start, e: i, k: q === 39 ? T_STRING : T_QIDENT, d: depth, w: '' })
       } else {
-        out.push({ s: start, e: i, k: T_WORD, d: depth, w: s.slice(start, i).toLowerCase() })
+        // N'…' is the keyword NCHAR ("n") then a '…' string: the word ends here too
+        out.push({ s: start, e: i, k: T_WORD, d: depth, w: asciiLower(s.slice(start, i)) })
       }
     } else if (isDigit(c) || (c === 46 && isDigit(s.charCodeAt(i + 1)))) {
-      const e = numberEnd(s, i)
-      if (e < 0) {
-        i++
-        while (i < n && (isIdentChar(s.charCodeAt(i)) || s.charCodeAt(i) === 46)) i++
-      } else i = e
+      i = numberEnd(s, i)
       out.push({ s: start, e: i, k: T_NUMBER, d: depth, w: '' })
     } else if (c === 36) {
       if (isDigit(s.charCodeAt(i + 1))) {
@@ -419,31 +694,60 @@ export function tokenize(s: string): Token[] {
       i++
       depth--
       out.push({ s: start, e: i, k: T_PUNCT, d: depth, w: s[start] })
-    } else if (c === 44 || c === 59 || c === 46) {
+    } else if (c === 44 || c === 59) {
       i++
       out.push({ s: start, e: i, k: T_PUNCT, d: depth, w: s[start] })
+    } else if (c === 46) {
+      // "." or ".." (DOT_DOT)
+      i += s.charCodeAt(i + 1) === 46 ? 2 : 1
+      out.push({ s: start, e: i, k: T_PUNCT, d: depth, w: s.slice(start, i) })
     } else if (c === 58) {
-      if (s.charCodeAt(i + 1) === 58) {
+      const nx = s.charCodeAt(i + 1)
+      if (nx === 58) {
         i += 2
         out.push({ s: start, e: i, k: T_OP, d: depth, w: '::' })
+      } else if (nx === 61) {
+        i += 2
+        out.push({ s: start, e: i, k: T_OP, d: depth, w: ':=' })
       } else {
         i++
         out.push({ s: start, e: i, k: T_PUNCT, d: depth, w: ':' })
       }
-    } else if (OPCHARS.includes(s[i])) {
-      while (i < n && OPCHARS.includes(s[i]) && !(s[i] === '-' && s[i + 1] === '-') && !(s[i] === '/' && s[i + 1] === '*')) i++
+    } else if (isOpChar(c)) {
+      i = operatorEnd(s, i)
       out.push({ s: start, e: i, k: T_OP, d: depth, w: s.slice(start, i) })
     } else {
       i++
       out.push({ s: start, e: i, k: T_OP, d: depth, w: s[start] })
     }
   }
+  if (flags & F_UNSURE) throw new ScanUnsure('a string continued across a -- comment')
+  if (flags & F_NUMX) throw new ScanUnsure('a hexadecimal, octal, binary or underscored number (PostgreSQL 16+ syntax)')
   return out
 }
 
-/** Decode a plain '…' literal (standard_conforming_strings on) or a number token; null for other forms. */
+/** Decode a plain '…' literal (standard_conforming_strings on; continuations joined) or a plain decimal number; null for other forms. */
 export function decodeSimpleLiteral(text: string, kind: number): string | null {
-  if (kind === LIT_NUMBER) return text
-  if (kind === LIT_STRING) return text.slice(1, -1).replaceAll("''", "'")
-  return null
+  if (kind === LIT_NUMBER) return /^(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][-+]?[0-9]+)?$/.test(text) ? text : null
+  if (kind !== LIT_STRING) return null
+  const n = text.length
+  if (n < 2 || text.charCodeAt(0) !== 39 || text.charCodeAt(n - 1) !== 39) return null
+  let out = ''
+  let j = 1
+  for (;;) {
+    const q = text.indexOf("'", j)
+    if (q < 0) return null
+    out += text.slice(j, q)
+    if (q === n - 1) return out
+    if (text.charCodeAt(q + 1) === 39) {
+      out += "'"
+      j = q + 2
+      continue
+    }
+    // a continuation: whitespace (with a newline), then the next piece's opening quote
+    let k = q + 1
+    while (k < n && isSpace(text.charCodeAt(k))) k++
+    if (k >= n - 1 || text.charCodeAt(k) !== 39) return null
+    j = k + 1
+  }
 }

@@ -1,0 +1,446 @@
+// Differential check of parser/scan.ts against PostgreSQL's own lexer: `npm run bench:scan`.
+// Generates N (default 1,000,000; SCAN_INPUTS=…, SCAN_SEED=…) statements that mix every lexical
+// form scan.l knows (comments ended by \n, \r, \r\n or EOF; nested /* */; '…' E'…' U&'…' B'…' X'…'
+// N'…' with continuations; "…" U&"…"; dollar quotes; operators of op chars; numbers; params;
+// casts; multibyte text and lone surrogates; every whitespace char; control chars) and compares,
+// for each, tokenize()'s token boundaries and kinds and normalizeLiterals()'s literal spans with
+// those of libpg-query's scanner (scan.l compiled to WASM, the parser the analyzer uses). Prints
+// inputs, disagreements (must be 0) and time.
+//
+// This file also exports the generator and the comparison for test/parser/scan-agreement.test.ts.
+//
+// The oracle is libpg-query's scan, the C function that scanSync wraps, called on our own UTF-8
+// bytes (Buffer.from: a lone surrogate becomes U+FFFD, which is what the backend gets), because
+// scanSync's own JSON breaks on control chars in token text, and its encoder sends other bytes
+// for lone surrogates. Offsets come back in bytes and are mapped to char indices.
+import { pathToFileURL } from 'node:url'
+import { createRequire } from 'node:module'
+import { dirname, join } from 'node:path'
+import { loadModule, scanSync } from 'libpg-query'
+import {
+  tokenize,
+  normalizeLiterals,
+  ScanUnsure,
+  T_WORD,
+  T_QIDENT,
+  T_STRING,
+  T_NUMBER,
+  T_PARAM,
+  T_OP,
+  T_PUNCT,
+  LIT_STRING,
+  LIT_ESTRING,
+  LIT_BITSTRING,
+  LIT_NUMBER,
+  LIT_DOLLAR,
+  LIT_USTRING,
+  type Token,
+} from '../parser/scan.js'
+
+// ---- oracle -----------------------------------------------------------------------------------
+
+interface PgTok {
+  s: number // char index
+  e: number
+  type: number
+  name: string
+  text: string
+  kw: number
+}
+export interface PgScan {
+  ok: boolean
+  error?: string
+  tokens: PgTok[]
+}
+
+/* eslint-disable @typescript-eslint/no-explicit-any */
+let mod: any = null
+const TY: Record<string, number> = {}
+
+/** Loads libpg-query (the package's own module, and a raw instance of its WASM for the oracle). */
+export async function loadOracle(): Promise<void> {
+  if (mod) return
+  await loadModule()
+  const require = createRequire(import.meta.url)
+  const dir = dirname(require.resolve('libpg-query'))
+  const spec = pathToFileURL(join(dir, 'libpg-query.js')).href
+  const factory = (await import(spec)).default
+  mod = await factory()
+  // token type numbers, read from the scanner itself
+  for (const [name, text] of [
+    ['SCONST', "'a'"],
+    ['USCONST', "U&'a'"],
+    ['BCONST', "B'1'"],
+    ['XCONST', "X'1'"],
+    ['ICONST', '1'],
+    ['FCONST', '1.5'],
+    ['PARAM', '$1'],
+    ['IDENT', 'abc'],
+    ['UIDENT', 'U&"a"'],
+    ['TYPECAST', '::'],
+    ['DOT_DOT', '..'],
+    ['COLON_EQUALS', ':='],
+    ['SQL_COMMENT', '-- x'],
+    ['C_COMMENT', '/* x */'],
+    ['Op', '~~'],
+  ]) {
+    const r = scanSync(text)
+    TY[name] = r.tokens[0].tokenType
+  }
+}
+
+/** libpg-query's scanner on the UTF-8 bytes of s (as the backend gets them), offsets as char indices. */
+export function pgScan(s: string): PgScan {
+  if (s === '') return { ok: true, tokens: [] } // libpg-query refuses an empty query before lexing
+  const buf = Buffer.from(s, 'utf8')
+  const p = mod._malloc(buf.length + 1)
+  mod.HEAPU8.set(buf, p)
+  mod.HEAPU8[p + buf.length] = 0
+  let str: string
+  try {
+    const r = mod._wasm_scan(p)
+    str = mod.UTF8ToString(r)
+    mod._wasm_free_string(r)
+  } finally {
+    mod._free(p)
+  }
+  if (!str.startsWith('{')) return { ok: false, error: str, tokens: [] }
+  // the JSON holds token text with raw control chars: escape them
+  // eslint-disable-next-line no-control-regex
+  const j = JSON.parse(str.replace(/[\u0000-\u001f]/g, (c) => '\\u' + c.charCodeAt(0).toString(16).padStart(4, '0')))
+  let b2c: Int32Array | null = null
+  if (buf.length !== s.length) {
+    b2c = new Int32Array(buf.length + 1)
+    let bi = 0
+    for (let ci = 0; ci < s.length; ci++) {
+      const c = s.charCodeAt(ci)
+      b2c[bi] = ci
+      if (c < 0x80) bi += 1
+      else if (c < 0x800) bi += 2
+      else if (c >= 0xd800 && c <= 0xdbff && (s.charCodeAt(ci + 1) & 0xfc00) === 0xdc00) {
+        bi += 4
+        ci++
+      } else bi += 3 // BMP char or a lone surrogate (U+FFFD)
+    }
+    b2c[bi] = s.length
+  }
+  const tokens: PgTok[] = (j.tokens ?? []).map((t: any) => ({
+    s: b2c ? b2c[t.start] : t.start,
+    e: b2c ? b2c[t.end] : t.end,
+    type: t.tokenType,
+    name: t.tokenName,
+    text: t.text,
+    kw: t.keywordKind,
+  }))
+  return { ok: true, tokens }
+}
+
+// ---- comparison -------------------------------------------------------------------------------
+
+export interface Verdict {
+  /** '' when scan.ts agrees (or fails closed where it may), else what disagrees */
+  problem: string
+  pgOk: boolean
+  /** tokenize threw ScanUnsure / normalizeLiterals gave key null */
+  unsure: boolean
+  keyNull: boolean
+}
+
+function expectedKind(t: PgTok): number {
+  const y = t.type
+  if (y === TY.SCONST || y === TY.USCONST || y === TY.BCONST || y === TY.XCONST) return T_STRING
+  if (y === TY.ICONST || y === TY.FCONST) return T_NUMBER
+  if (y === TY.PARAM) return T_PARAM
+  if (y === TY.UIDENT) return T_QIDENT
+  if (y === TY.IDENT) return t.text.startsWith('"') ? T_QIDENT : T_WORD
+  if (t.kw > 0) return T_WORD
+  if (y === TY.TYPECAST || y === TY.COLON_EQUALS) return T_OP
+  if (y === TY.DOT_DOT) return T_PUNCT
+  if (y < 256 && '()[],;.:'.includes(String.fromCharCode(y))) return T_PUNCT
+  return T_OP
+}
+function litKindOk(t: PgTok, k: number, s: string): boolean {
+  const y = t.type
+  if (y === TY.ICONST || y === TY.FCONST) return k === LIT_NUMBER
+  if (y === TY.USCONST) return k === LIT_USTRING
+  if (y === TY.BCONST || y === TY.XCONST) return k === LIT_BITSTRING
+  if (y === TY.SCONST) {
+    const c = s[t.s]
+    return c === '$' ? k === LIT_DOLLAR : c === "'" ? k === LIT_STRING : k === LIT_ESTRING
+  }
+  return false
+}
+function isLiteral(y: number): boolean {
+  return y === TY.SCONST || y === TY.USCONST || y === TY.BCONST || y === TY.XCONST || y === TY.ICONST || y === TY.FCONST
+}
+
+const show = (s: string, a: number, b: number) => JSON.stringify(s.slice(a, b))
+
+/** Compares scan.ts with the oracle on s. */
+export function compare(s: string): Verdict {
+  const pg = pgScan(s)
+  const nz = normalizeLiterals(s)
+  let toks: Token[] | null = null
+  let unsure = false
+  try {
+    toks = tokenize(s)
+  } catch (e) {
+    if (!(e instanceof ScanUnsure)) return { problem: `tokenize threw ${(e as Error).message}`, pgOk: pg.ok, unsure: true, keyNull: nz.key === null }
+    unsure = true
+  }
+  const v: Verdict = { problem: '', pgOk: pg.ok, unsure, keyNull: nz.key === null }
+  if (s.includes('\0')) {
+    // PostgreSQL never sees past a NUL (the protocol's strings end there): never shared
+    if (nz.key !== null) v.problem = 'a text with NUL got a shared key'
+    return v
+  }
+  if (!pg.ok) {
+    // PostgreSQL rejects the text: it must never share a plan with a text PostgreSQL accepts
+    if (nz.key !== null) v.problem = `PostgreSQL rejects it (${pg.error}) but normalizeLiterals shares it`
+    return v
+  }
+  if (unsure && nz.key !== null) v.problem = 'tokenize is unsure but normalizeLiterals shares it'
+  const pt = pg.tokens.filter((t) => t.type !== TY.SQL_COMMENT && t.type !== TY.C_COMMENT)
+  if (toks) {
+    const n = Math.max(toks.length, pt.length)
+    for (let i = 0; i < n; i++) {
+      const a = toks[i]
+      const b = pt[i]
+      if (!a || !b || a.s !== b.s || a.e !== b.e) {
+        v.problem = `token ${i}: scan.ts ${a ? `${a.s}-${a.e} ${show(s, a.s, a.e)}` : 'none'}, PostgreSQL ${b ? `${b.s}-${b.e} ${show(s, b.s, b.e)} ${b.name}` : 'none'}`
+        return v
+      }
+      if (a.k !== expectedKind(b)) {
+        v.problem = `token ${i} ${show(s, a.s, a.e)}: kind ${a.k}, PostgreSQL ${b.name} (${b.type}) wants ${expectedKind(b)}`
+        return v
+      }
+    }
+  }
+  const pl = pt.filter((t) => isLiteral(t.type))
+  const nl = nz.kinds.length
+  for (let i = 0; i < Math.max(nl, pl.length); i++) {
+    const b = pl[i]
+    const a0 = nz.spans[2 * i]
+    const a1 = nz.spans[2 * i + 1]
+    if (i >= nl || !b || a0 !== b.s || a1 !== b.e) {
+      v.problem = `literal ${i}: normalizeLiterals ${i < nl ? `${a0}-${a1} ${show(s, a0, a1)}` : 'none'}, PostgreSQL ${b ? `${b.s}-${b.e} ${show(s, b.s, b.e)} ${b.name}` : 'none'}`
+      return v
+    }
+    if (!litKindOk(b, nz.kinds[i], s)) {
+      v.problem = `literal ${i} ${show(s, a0, a1)}: kind ${nz.kinds[i]} for PostgreSQL ${b.name}`
+      return v
+    }
+  }
+  if (nz.key !== null) {
+    let k = ''
+    let last = 0
+    for (let i = 0; i < nl; i++) {
+      k += s.slice(last, nz.spans[2 * i]) + String.fromCharCode(nz.kinds[i])
+      last = nz.spans[2 * i + 1]
+    }
+    k += s.slice(last)
+    if (k !== nz.key) v.problem = 'the key is not the text with each literal replaced by its marker'
+  }
+  return v
+}
+
+// ---- generator --------------------------------------------------------------------------------
+
+export function mulberry32(seed: number): () => number {
+  let a = seed >>> 0
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0
+    let x = Math.imul(a ^ (a >>> 15), 1 | a)
+    x = (x + Math.imul(x ^ (x >>> 7), 61 | x)) ^ x
+    return ((x ^ (x >>> 14)) >>> 0) / 4294967296
+  }
+}
+
+const WS = [' ', ' ', ' ', '\t', '\n', '\r', '\r\n', '\f', '\v', '  \n ', '']
+const NL = ['\n', '\r', '\r\n']
+const OPC = '~!@#^&|`?+-*/%<>='
+const WORDS = ['select', 'SELECT', 'from', 'where', 'WHERE', 'or', 'and', 'true', 'e', 'E', 'b', 'B', 'x', 'X', 'n', 'N', 'u', 'U', 'uescape', 'UESCAPE', 'abc', '_x', 'a1', 'x$y', 'é', 'ñame', '日本', 'ǅ', 'K', 'İd', 'tenant_id', 'nchar', 'int', 'text']
+const CHUNK = ["'", "''", '"', '""', '\\', '\\\\', "\\'", '$', '$$', '$a$', '--', '/*', '*/', '\n', '\r', ' ', 'a', 'é', '😀', '\t', 'x', '0', 'u', '\u000b', '&']
+
+function pick<T>(r: () => number, a: readonly T[]): T {
+  return a[Math.floor(r() * a.length)]
+}
+function chunkText(r: () => number, max: number): string {
+  let t = ''
+  const n = Math.floor(r() * max)
+  for (let i = 0; i < n; i++) t += pick(r, CHUNK)
+  return t
+}
+function ws(r: () => number): string {
+  return pick(r, WS)
+}
+/** whitespace that may or may not hold a newline, and sometimes a -- comment (string continuations) */
+function contWs(r: () => number): string {
+  const x = r()
+  if (x < 0.35) return pick(r, [' \n ', '\n', '\r\n', '\r', '\t\n\f', '\n\v', ' \n\n  '])
+  if (x < 0.5) return pick(r, [' ', '', '\t'])
+  if (x < 0.7) return ' --' + chunkText(r, 3).replace(/[\n\r]/g, '') + pick(r, NL) + pick(r, ['', ' '])
+  if (x < 0.85) return '\n--' + chunkText(r, 3).replace(/[\n\r]/g, '') + pick(r, NL)
+  return pick(r, [' /* c */\n', '\n/* c */ ', ' - \n', '\n-', ' --'])
+}
+function strBody(r: () => number, esc: boolean): string {
+  let t = ''
+  const n = Math.floor(r() * 5)
+  for (let i = 0; i < n; i++) {
+    const x = r()
+    if (x < 0.3) t += pick(r, ['a', 'b c', 'é', '日', '😀', '"', '$$', '--', '/*', '*/', '\n', '\r', '-', '\u000b', ' OR true '])
+    else if (x < 0.45) t += "''"
+    else if (esc && x < 0.8) t += pick(r, ["\\'", '\\\\', '\\n', '\\x41', '\\x4', '\\xg', '\\101', '\\1', '\\0', '\\u0041', '\\U00000041', '\\u00', '\\uD800', '\\'])
+    else if (!esc && x < 0.55) t += '\\'
+    else t += pick(r, ['x', '0', '1', 'F', ' '])
+  }
+  return t
+}
+function quoted(r: () => number): string {
+  const x = r()
+  let pre = ''
+  let esc = false
+  if (x < 0.4) pre = ''
+  else if (x < 0.6) {
+    pre = pick(r, ['E', 'e'])
+    esc = true
+  } else if (x < 0.7) pre = pick(r, ['U&', 'u&'])
+  else if (x < 0.8) pre = pick(r, ['B', 'b', 'X', 'x'])
+  else pre = pick(r, ['N', 'n'])
+  let t = pre + "'" + strBody(r, esc) + "'"
+  while (r() < 0.3) t += contWs(r) + "'" + strBody(r, esc) + "'"
+  if (pre.startsWith('U') || pre.startsWith('u')) if (r() < 0.3) t += ws(r) + 'UESCAPE' + ws(r) + pick(r, ["'!'", "'\\'", "'+'", "''", "'ab'"])
+  return t
+}
+function number(r: () => number): string {
+  const x = r()
+  if (x < 0.1) return pick(r, ['0x', '0X', '0o', '0b', '0B']) + pick(r, ['1F', '_1', '', '1_2', 'g', '12', '7', '1__0', 'FF$', '0']) + (r() < 0.2 ? pick(r, ['x', '_', '.5', 'e1']) : '')
+  const dig = () => {
+    let d = String(Math.floor(r() * 10))
+    while (r() < 0.4) d += (r() < 0.1 ? '_' : '') + String(Math.floor(r() * 10))
+    if (r() < 0.03) d += '_'
+    return d
+  }
+  let t = ''
+  if (r() < 0.85) t += dig()
+  if (r() < 0.35) {
+    t += '.'
+    if (r() < 0.6) t += dig()
+    if (r() < 0.08) t += '.'
+  }
+  if (t === '' || t === '.') t = dig()
+  if (r() < 0.2) {
+    t += pick(r, ['e', 'E'])
+    if (r() < 0.4) t += pick(r, ['+', '-'])
+    if (r() < 0.85) t += dig()
+  }
+  if (r() < 0.12) t += pick(r, ['x', 'e', '_', '$', 'é', 'a1', '.', '..', '::int'])
+  return t
+}
+function operator(r: () => number): string {
+  const x = r()
+  if (x < 0.3) return pick(r, ['::', ':=', '=>', ':', '..', '...', '=+', '=-', '<=', '>=', '<>', '!=', '=+1', '*/', '/-*', '+/*c*/', '-/**/-', '*--c\n'])
+  let t = ''
+  const n = 1 + Math.floor(r() * 4)
+  for (let i = 0; i < n; i++) t += OPC[Math.floor(r() * OPC.length)]
+  return t
+}
+function comment(r: () => number, atEnd: boolean): string {
+  if (r() < 0.5) {
+    const body = chunkText(r, 4).replace(/[\n\r]/g, ' ')
+    return '--' + body + (atEnd && r() < 0.5 ? '' : pick(r, NL))
+  }
+  const x = r()
+  if (x < 0.5) return '/*' + chunkText(r, 4).replace(/\*\//g, '') + '*/'
+  if (x < 0.75) return '/* a /* b' + pick(r, ['', '*', '/']) + ' */ c */'
+  if (x < 0.9) return pick(r, ['/**/', '/*/ */', '/***/', '/*/**/*/', '/* */*/', '/*-- */'])
+  return '/*' + chunkText(r, 3) // often unterminated
+}
+function dollar(r: () => number): string {
+  const x = r()
+  if (x < 0.4) {
+    const tag = pick(r, ['', 'a', 'tag', 'é', '_', 'a1', 'Q_9'])
+    const d = '$' + tag + '$'
+    return d + pick(r, ['', 'x', "'", '$', '$$', '$a$', '$b$', '$ab$', '--', '/*', '\n', 'é']) + (r() < 0.92 ? d : '')
+  }
+  if (x < 0.7) return '$' + String(1 + Math.floor(r() * 12)) + pick(r, ['', '', 'x', '$', '_0', '::int', 'e5', '.5'])
+  return pick(r, ['$', '$a', '$1a$', '$1$', '$a b$', '$é', 'x$a$y$a$', '$$$', '$0'])
+}
+function qident(r: () => number): string {
+  const x = r()
+  if (x < 0.55) return '"' + pick(r, ['a', 'A b', 'a""b', "'", '--', '/*', '\n', 'é', '$1', '']) + '"'
+  if (x < 0.8) return pick(r, ['U&', 'u&']) + '"' + pick(r, ['a', 'd\\0061t', '""', '', "'"]) + '"' + (r() < 0.3 ? ' UESCAPE ' + pick(r, ["'!'", "'a'"]) : '')
+  return pick(r, ['"', '"x', 'U&"', 'U&x', 'u&1', 'U&&'])
+}
+function oddChar(r: () => number): string {
+  return pick(r, ['\u0000', '\u0001', '\u0002', '\u0005', '\u0006', '\u007f', '\ud800', '\udc00', '\ud83d', '\ude00x', '{', '}', '\\', '\u00a0', '\u2028', '\ufeff', '\u212a'])
+}
+const PUNCT = ['(', ')', '[', ']', ',', ';', '.', ':', '(', ')', ',', '*']
+
+/** One generated statement. */
+export function generate(r: () => number): string {
+  let s = ''
+  const parts = 1 + Math.floor(r() * 12)
+  for (let i = 0; i < parts; i++) {
+    const last = i === parts - 1
+    const x = r()
+    if (x < 0.16) s += pick(r, WORDS)
+    else if (x < 0.3) s += quoted(r)
+    else if (x < 0.4) s += number(r)
+    else if (x < 0.52) s += operator(r)
+    else if (x < 0.62) s += comment(r, last)
+    else if (x < 0.69) s += dollar(r)
+    else if (x < 0.76) s += qident(r)
+    else if (x < 0.88) s += pick(r, PUNCT)
+    else if (x < 0.9) s += oddChar(r)
+    else s += ws(r)
+    if (r() < 0.6) s += ws(r)
+  }
+  return s
+}
+
+// ---- the run ----------------------------------------------------------------------------------
+
+export interface RunResult {
+  inputs: number
+  disagreements: number
+  pgRejected: number
+  failedClosed: number
+  shared: number
+  examples: string[]
+  ms: number
+}
+
+export function run(seed: number, inputs: number, maxExamples = 10): RunResult {
+  const r = mulberry32(seed)
+  const res: RunResult = { inputs, disagreements: 0, pgRejected: 0, failedClosed: 0, shared: 0, examples: [], ms: 0 }
+  const t0 = performance.now()
+  for (let i = 0; i < inputs; i++) {
+    const s = generate(r)
+    const v = compare(s)
+    if (!v.pgOk) res.pgRejected++
+    else if (v.unsure || v.keyNull) res.failedClosed++
+    if (!v.keyNull) res.shared++
+    if (v.problem) {
+      res.disagreements++
+      if (res.examples.length < maxExamples) res.examples.push(`${JSON.stringify(s)}: ${v.problem}`)
+    }
+  }
+  res.ms = performance.now() - t0
+  return res
+}
+
+if (import.meta.url === pathToFileURL(process.argv[1] ?? '').href) {
+  await loadOracle()
+  const seed = Number(process.env.SCAN_SEED ?? Date.now() % 2 ** 31)
+  const inputs = Number(process.env.SCAN_INPUTS ?? 1_000_000)
+  console.log(`scan agreement: seed ${seed} (SCAN_SEED=${seed} reproduces), ${inputs.toLocaleString('en-US')} inputs`)
+  const res = run(seed, inputs, 20)
+  console.log(
+    `inputs ${res.inputs.toLocaleString('en-US')}, disagreements ${res.disagreements}, ` +
+      `rejected by PostgreSQL's lexer ${res.pgRejected.toLocaleString('en-US')}, accepted but not shared (fail closed) ${res.failedClosed.toLocaleString('en-US')}, ` +
+      `shared keys ${res.shared.toLocaleString('en-US')}, time ${(res.ms / 1000).toFixed(1)} s (${((res.ms * 1000) / res.inputs).toFixed(1)} µs per input)`,
+  )
+  for (const e of res.examples) console.log('  ' + e)
+  process.exitCode = res.disagreements === 0 ? 0 : 1
+}
