@@ -8,6 +8,7 @@ import { serialize, parseBackend } from '../protocol/pg-protocol.js'
 import type { BackendMessage } from 'pg-protocol/dist/messages.js'
 import { ScramClient } from '../auth/scram.js'
 import { md5Response } from '../auth/md5.js'
+import { FrameReader } from '../protocol/frame-reader.js'
 
 export interface BackendTarget {
   host: string
@@ -55,6 +56,9 @@ export class BackendConnection {
   private handler: AttachedHandler | null = null
   /** While logging in, bytes go to the standard client-side codec; afterwards they pass raw. */
   private loginStream: PassThrough | null = null
+  /** Frames login replies so that a bad length fails the login at once instead of waiting for bytes that never come. */
+  private loginFrames: FrameReader | null = null
+  private loginFailed: ((err: Error) => void) | null = null
 
   private constructor(
     readonly socket: net.Socket,
@@ -73,24 +77,54 @@ export class BackendConnection {
     })
   }
 
-  static async connect(target: BackendTarget, timeoutMs: number): Promise<BackendConnection> {
-    const { socket, reader } = await openSocket(target, timeoutMs)
-    const conn = new BackendConnection(socket, target, reader)
-    try {
-      await withTimeout(conn.login(), timeoutMs, `connecting to ${target.host}:${target.port} timed out`)
-    } catch (err) {
-      conn.close()
-      throw err
-    }
-    return conn
+  /**
+   * Connects and logs in within `timeoutMs` in all (TCP, SSLRequest, TLS, startup,
+   * authentication). Every way a server can fail — refuse, reset, close, stall, answer
+   * garbage — at every stage rejects with a BackendError and destroys every socket the
+   * attempt made; nothing is left unsettled or listening, and no socket is ever without
+   * an 'error' listener (an unhandled 'error' event would end the process).
+   */
+  static connect(target: BackendTarget, timeoutMs: number): Promise<BackendConnection> {
+    return new Promise((resolve, reject) => {
+      const attempt: Attempt = { sockets: [], settled: false }
+      const where = `${target.host}:${target.port}`
+      const fail = (err: Error): void => {
+        if (attempt.settled) return
+        attempt.settled = true
+        clearTimeout(timer)
+        for (const s of attempt.sockets) s.destroy()
+        reject(err instanceof BackendError ? err : new BackendError(`connection to server ${where} failed: ${err.message}`, '08006'))
+      }
+      const timer = setTimeout(() => fail(new BackendError(`connecting to server ${where} timed out after ${timeoutMs} ms`, '08001')), timeoutMs)
+      openSocket(target, attempt).then(({ socket, reader }) => {
+        if (attempt.settled) return
+        const conn = new BackendConnection(socket, target, reader)
+        conn.login().then(() => {
+          if (attempt.settled) return conn.close()
+          attempt.settled = true
+          clearTimeout(timer)
+          resolve(conn)
+        }, fail)
+      }, fail)
+    })
   }
 
   /** `reused`: chunk is a view of the connection's read buffer (see ReusedReadBuffer). */
   private received(chunk: Buffer, reused: boolean): void {
-    if (this.loginStream) this.loginStream.write(reused ? Buffer.from(chunk) : chunk)
+    if (this.loginStream) this.loginReceived(reused ? Buffer.from(chunk) : chunk)
     else if (this.handler) {
       if (!this.handler.onData(chunk) && reused) this.reader?.renew()
     } else this.close() // a server talking while idle is out of step with us: drop it
+  }
+
+  private loginReceived(chunk: Buffer): void {
+    const frames = this.loginFrames as FrameReader
+    frames.push(chunk)
+    try {
+      for (let f = frames.next(); f && this.loginStream; f = frames.next()) this.loginStream.write(f.raw)
+    } catch (err) {
+      this.loginFailed?.(new BackendError(`bad login response from server: ${(err as Error).message}`, '08P01'))
+    }
   }
 
   attach(handler: AttachedHandler): void {
@@ -126,8 +160,9 @@ export class BackendConnection {
 
   /** Sends a CancelRequest for whatever this connection is running, on a new socket. */
   cancel(): void {
-    const s = net.connect({ host: this.target.host, port: this.target.port })
-    s.on('error', () => undefined)
+    const s = ignoreErrors(net.connect({ host: this.target.host, port: this.target.port }))
+    // A server that neither answers nor closes must not keep the socket forever.
+    s.setTimeout(CANCEL_TIMEOUT_MS, () => s.destroy())
     s.on('connect', () => s.end(serialize.cancel(this.pid, this.secret)))
   }
 
@@ -135,6 +170,7 @@ export class BackendConnection {
     const { user, database, password } = this.target
     const stream = new PassThrough()
     this.loginStream = stream
+    this.loginFrames = new FrameReader(MAX_LOGIN_MESSAGE_BYTES)
     return new Promise<void>((resolve, reject) => {
       let scram: ScramClient | null = null
       let settled = false
@@ -142,6 +178,8 @@ export class BackendConnection {
         if (settled) return
         settled = true
         this.loginStream = null
+        this.loginFrames = null
+        this.loginFailed = null
         stream.end()
         if (err) reject(err)
         else resolve()
@@ -186,6 +224,7 @@ export class BackendConnection {
           finish(err instanceof BackendError ? err : new BackendError(`login to server failed: ${(err as Error).message}`, '28000'))
         }
       }
+      this.loginFailed = finish
       parseBackend(stream, onMessage).catch((err: Error) => finish(new BackendError(`bad login response from server: ${err.message}`, '08P01')))
       this.socket.once('close', () => finish(new BackendError('server closed the connection during login', '08006')))
       this.socket.write(serialize.startup({ user, database, client_encoding: 'UTF8' }))
@@ -223,30 +262,53 @@ class ReusedReadBuffer {
 }
 
 const READ_BUFFER_BYTES = 64 * 1024
+const CANCEL_TIMEOUT_MS = 10_000
+/** No login reply (authentication request, ParameterStatus, BackendKeyData, an error) is anywhere near this. */
+const MAX_LOGIN_MESSAGE_BYTES = 1024 * 1024
 
-/** A connected socket; `reader` is set unless the connection went over TLS. */
-function openSocket(target: BackendTarget, timeoutMs: number): Promise<{ socket: net.Socket; reader: ReusedReadBuffer | null }> {
-  return withTimeout(
-    new Promise((resolve, reject) => {
-      const reader = new ReusedReadBuffer()
-      const socket = net.connect({ host: target.host, port: target.port, onread: reader.options })
-      socket.once('error', (err) => reject(new BackendError(`could not connect to server ${target.host}:${target.port}: ${err.message}`, '08001')))
-      socket.once('connect', () => {
-        socket.removeAllListeners('error')
-        if (target.sslmode === 'disable' || target.sslmode === 'allow') return resolve({ socket, reader })
-        negotiateTls(socket, reader, target).then(resolve, reject)
-      })
-    }),
-    timeoutMs,
-    `connecting to ${target.host}:${target.port} timed out`,
-  )
+/** One connection attempt: every socket it made (destroyed when it fails) and whether it is over. */
+interface Attempt {
+  sockets: net.Socket[]
+  settled: boolean
 }
 
-function negotiateTls(socket: net.Socket, reader: ReusedReadBuffer, target: BackendTarget): Promise<{ socket: net.Socket; reader: ReusedReadBuffer | null }> {
+function ignoreErrors(socket: net.Socket): net.Socket {
+  socket.on('error', () => undefined) // errors are handled through 'close' and the attempt's own listeners
+  return socket
+}
+
+/** A connected socket; `reader` is set unless the connection went over TLS. Rejects on any failure before it is ready. */
+function openSocket(target: BackendTarget, attempt: Attempt): Promise<{ socket: net.Socket; reader: ReusedReadBuffer | null }> {
+  const where = `${target.host}:${target.port}`
+  return new Promise((resolve, reject) => {
+    const reader = new ReusedReadBuffer()
+    const socket = ignoreErrors(net.connect({ host: target.host, port: target.port, onread: reader.options }))
+    attempt.sockets.push(socket)
+    let connected = false
+    socket.once('error', (err) => {
+      if (!connected) reject(new BackendError(`could not connect to server ${where}: ${err.message}`, '08001'))
+      else reject(new BackendError(`connection to server ${where} failed while negotiating TLS: ${err.message}`, '08006'))
+    })
+    socket.once('close', () => reject(new BackendError(`server ${where} closed the connection before it was established`, '08006')))
+    socket.once('connect', () => {
+      connected = true
+      if (target.sslmode === 'disable' || target.sslmode === 'allow') return resolve({ socket, reader })
+      negotiateTls(socket, reader, target, attempt).then(resolve, reject)
+    })
+  })
+}
+
+function negotiateTls(socket: net.Socket, reader: ReusedReadBuffer, target: BackendTarget, attempt: Attempt): Promise<{ socket: net.Socket; reader: ReusedReadBuffer | null }> {
+  const where = `${target.host}:${target.port}`
   return new Promise((resolve, reject) => {
     reader.deliver = (answer: Buffer) => {
       reader.deliver = () => undefined
-      if (answer[0] === 0x53 /* S */) {
+      // One byte, and nothing after it: bytes that follow an 'S' before the handshake could
+      // have been injected by a man in the middle (as libpq refuses them).
+      if (answer.length !== 1 || (answer[0] !== 0x53 /* S */ && answer[0] !== 0x4e) /* N */) {
+        return reject(new BackendError(`server ${where} sent an invalid answer to SSLRequest (${answer.length} bytes, first 0x${answer[0].toString(16)})`, '08P01'))
+      }
+      if (answer[0] === 0x53) {
         // TLS reads the socket itself from here on; the reused buffer is no longer involved.
         const secure = tls.connect({
           socket,
@@ -254,27 +316,14 @@ function negotiateTls(socket: net.Socket, reader: ReusedReadBuffer, target: Back
           rejectUnauthorized: target.sslmode === 'verify-ca' || target.sslmode === 'verify-full',
           checkServerIdentity: target.sslmode === 'verify-full' ? tls.checkServerIdentity : () => undefined,
         })
+        ignoreErrors(secure as unknown as net.Socket)
+        attempt.sockets.push(secure as unknown as net.Socket)
         secure.once('secureConnect', () => resolve({ socket: secure as unknown as net.Socket, reader: null }))
-        secure.once('error', (err) => reject(new BackendError(`TLS to server failed: ${err.message}`, '08001')))
+        secure.once('error', (err) => reject(new BackendError(`TLS to server ${where} failed: ${err.message}`, '08001')))
+        secure.once('close', () => reject(new BackendError(`server ${where} closed the connection during the TLS handshake`, '08006')))
       } else if (target.sslmode === 'prefer') resolve({ socket, reader })
-      else reject(new BackendError(`server ${target.host}:${target.port} does not support TLS (sslmode=${target.sslmode})`, '08001'))
+      else reject(new BackendError(`server ${where} does not support TLS (sslmode=${target.sslmode})`, '08001'))
     }
     socket.write(serialize.requestSsl())
-  })
-}
-
-function withTimeout<T>(p: Promise<T>, ms: number, message: string): Promise<T> {
-  return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => reject(new BackendError(message, '08001')), ms)
-    p.then(
-      (v) => {
-        clearTimeout(timer)
-        resolve(v)
-      },
-      (e) => {
-        clearTimeout(timer)
-        reject(e)
-      },
-    )
   })
 }
