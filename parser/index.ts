@@ -16,8 +16,9 @@
 import { loadModule } from 'libpg-query'
 import type { RewriteContext, RewriteResult, StatementPlan, Refusal, SchemaFacts } from './types.js'
 import { analyze, TENANT, type Plan, type Part, type CompiledStmt } from './analyze.js'
-import { normalizeLiterals, decodeSimpleLiteral } from './scan.js'
+import { normalizeLiterals, decodeSimpleLiteral, type Normalized } from './scan.js'
 import { quoteLiteral } from './quote.js'
+import { verifyRewrite, fillForVerify } from './verify.js'
 
 export type * from './types.js'
 export { quoteLiteral, quoteIdent } from './quote.js'
@@ -296,6 +297,40 @@ function finish(
   return res
 }
 
+/**
+ * A value no client text contains (checked): the verifier sees it in every tenant slot and in every
+ * literal the plan checks against the tenant before sending, so only the rewriter's own restrictions
+ * count, never a tenant literal the client wrote.
+ */
+const VERIFY_SENTINEL = `pgtenant-verify-${Math.random().toString(36).slice(2)}${Math.random().toString(36).slice(2)}`
+const QUOTED_SENTINEL = quoteLiteral(VERIFY_SENTINEL)
+
+/**
+ * Defence in depth (issue #13): a newly rewritten plan is re-parsed and checked structurally
+ * (parser/verify.ts) before it is cached or used; a plan that fails becomes a 42501 refusal that
+ * carries the verifier's finding (server/ logs it). Cache hits reuse the verified plan.
+ */
+function verified(plan: Plan, sql: string, nz: Normalized, ctx: RewriteContext): Plan {
+  if (ctx.mode !== 'tenant' || plan.refusal) return plan
+  const checked = new Set(plan.checks.map((c) => c.lit))
+  const texts: string[] = []
+  if (plan.whole) texts.push(fillForVerify(plan.whole, sql, nz.spans, checked, QUOTED_SENTINEL))
+  else for (const s of plan.stmts) if (s.kind === 'forward') texts.push(fillForVerify(s.tpl, sql, nz.spans, checked, QUOTED_SENTINEL))
+  for (const text of texts) {
+    const r = verifyRewrite(text, VERIFY_SENTINEL, ctx, { originalSql: sql })
+    if (r.ok) continue
+    const refusal: Refusal = {
+      kind: 'refuse',
+      sqlstate: '42501',
+      message: `pgtenant refused the statement: its rewrite could not be verified to restrict table "${r.table}" to the tenant (${r.reason})`,
+      verifyFailure: { table: r.table, reason: r.reason },
+    }
+    const command = plan.stmts.find((s) => s.kind === 'forward')?.command ?? ''
+    return { stmts: [{ kind: 'refuse', refusal, tpl: [], command, touchesTenant: false, firstTenantTable: null, relations: [] }], whole: null, refusal, checks: [], normalizable: false, touchesTenant: false }
+  }
+  return plan
+}
+
 function toPublicNoSql(s: CompiledStmt): StatementPlan {
   if (s.kind === 'refuse') return s.refusal!
   if (s.kind === 'tenant') return { kind: 'tenant', command: s.tenantCommand! }
@@ -356,7 +391,7 @@ function rewriteInner(sql: string, ctx: RewriteContext, cache?: RewriteCache): R
         )
       }
     }
-    const plan = analyze(sql, ctx, nz)
+    const plan = verified(analyze(sql, ctx, nz), sql, nz, ctx)
     const spans = nz.spans
     const stmts = plan.stmts.map((s) => (s.kind === 'forward' ? splitTenant(s.tpl, sql, spans) : null))
     const whole = plan.whole ? splitTenant(plan.whole, sql, spans) : null
@@ -381,7 +416,7 @@ function rewriteInner(sql: string, ctx: RewriteContext, cache?: RewriteCache): R
     )
   }
   const nz = normalizeLiterals(sql)
-  const plan = analyze(sql, ctx, nz)
+  const plan = verified(analyze(sql, ctx, nz), sql, nz, ctx)
   return finish(
     plan,
     ctx,

@@ -90,6 +90,8 @@ export interface Refusal {
   /** Says what was refused and why, e.g. `table "public.orders" is a tenant table and no tenant is set`. */
   message: string
   hint?: string
+  /** Set when the verify-after-rewrite step (parser/verify.ts) refused the rewritten text: server/ logs it at error level. */
+  verifyFailure?: { table: string; reason: string }
 }
 
 /** One statement of the client's text. */

@@ -370,7 +370,8 @@ class Verifier {
           info.ranges.push(range)
           level.ranges.push(range)
         }
-        if (!hidden) level.add(name, info)
+        // names inside an aliased join stay known (its ON refers to them; PostgreSQL rejects them outside)
+        level.add(name, info)
         return
       }
       case 'JoinExpr': {
@@ -411,7 +412,7 @@ class Verifier {
           info.ranges.push(range)
           level.ranges.push(range)
         } else this.select(sub, scope, v.lateral ? level : level.parent)
-        if (name && !hidden) level.add(name, info)
+        if (name) level.add(name, info)
         return
       }
       case 'RangeFunction': {
@@ -763,6 +764,18 @@ class Verifier {
 
   // ---- evaluation order (issue #22) ----------------------------------------------------------------
 
+  /** Known columns of a relation named in FROM (schema facts), or null. */
+  columnsOf(rv: N): readonly string[] | null {
+    const f = this.ctx.facts.columns
+    if (!f) return null
+    if (rv.schemaname) return f.get(`${rv.schemaname}.${rv.relname}`) ?? null
+    for (const sch of ['pg_catalog', ...this.ctx.searchPath]) {
+      const c = f.get(`${sch}.${rv.relname}`)
+      if (c) return c
+    }
+    return null
+  }
+
   /** Looks a qualifier up from `level` outwards: the ranges it names, or null when no level knows it. */
   lookup(q: string, schema: string | null, level: Level | null): NameInfo[] | null {
     for (let l = level; l; l = l.parent) {
@@ -788,6 +801,27 @@ class Verifier {
       for (const r of inScope) out.add(r)
     }
     const shadows: Set<string>[] = []
+    // columns of each enclosing sub-select's FROM tables (null: some item's columns are unknown)
+    const shadowCols: (Set<string> | null)[] = []
+    const fromColumns = (from: N[] | undefined): Set<string> | null => {
+      const cols = new Set<string>()
+      let open = false
+      const visit = (it: N) => {
+        const t = nodeType(it)
+        const v = it?.[t]
+        if (!v) return
+        if (t === 'RangeVar' && !v.alias?.colnames) {
+          const known = this.columnsOf(v)
+          if (known) known.forEach((c) => cols.add(c))
+          else open = true
+        } else if (t === 'JoinExpr') {
+          visit(v.larg)
+          visit(v.rarg)
+        } else open = true
+      }
+      for (const it of from ?? []) visit(it)
+      return open ? null : cols
+    }
     const fromNames = (from: N[] | undefined): Set<string> => {
       const s = new Set<string>()
       const visit = (it: N) => {
@@ -818,6 +852,8 @@ class Verifier {
           const f: N[] = v.fields ?? []
           const names = strings(f.filter((y) => y?.A_Star === undefined))
           if (!names || names.length === 0 || (names.length === 1 && f.length === 1)) {
+            // an unqualified name a sub-select's own tables have is theirs (SQL resolves innermost first)
+            if (names?.length === 1 && shadowCols.some((c) => c !== null && c.has(names[0]))) continue
             all()
             continue
           }
@@ -832,9 +868,11 @@ class Verifier {
           else for (const i of infos) for (const r of i.ranges) out.add(r)
         } else if (k === 'SelectStmt') {
           shadows.push(fromNames(v.fromClause))
+          shadowCols.push(fromColumns(v.fromClause))
           for (const c of v.withClause?.ctes ?? []) shadows[shadows.length - 1].add(c?.CommonTableExpr?.ctename)
           visit(v, depth + 1)
           shadows.pop()
+          shadowCols.pop()
         } else visit(v, depth + 1)
       }
     }

@@ -122,11 +122,11 @@ export class ClientSession {
     this.pid = ctx.clientPid()
     this.secret = randomBytes(4).readInt32BE(0)
     this.log = ctx.log.child({ session: id, client: `${socket.remoteAddress}:${socket.remotePort}` })
-    this.reader = new FrameReader(ctx.maxMessageBytes)
+    this.reader = ctx.preAuth.reader(this)
     this.out = new BatchedWriter(socket, () => this.backend?.socket.pause())
     this.scanner = new BackendScanner(this.sink)
     this.attachSocket(socket)
-    this.loginTimer = setTimeout(() => this.fatal('08006', 'login timed out: the client did not finish startup and authentication in time'), ctx.config.pool.login_timeout_ms)
+    this.loginTimer = setTimeout(() => ctx.preAuth.loginTimedOut(this), ctx.config.pool.login_timeout_ms)
   }
 
   // ---------------------------------------------------------------- sockets
@@ -578,10 +578,12 @@ export class ClientSession {
       this.refuse({ kind: 'refuse', sqlstate: '0A000', message: 'SET search_path must be sent in a statement of its own: the statements after it would be checked against the old search_path' }, false)
       return true
     }
+    const preparedHere = new Set<string>()
     for (const st of plan.statements) {
       if (st.kind !== 'forward') continue
       if (st.effect) {
-        const blocked = this.checkEffect(st.effect)
+        if (st.effect.kind === 'prepare') preparedHere.add(st.effect.name)
+        const blocked = this.checkEffect(st.effect, preparedHere)
         if (blocked) {
           this.refuse(blocked, false)
           return true
@@ -656,7 +658,7 @@ export class ClientSession {
   }
 
   /** Effects the pooler cannot carry across connections: refuse them, or pin the session. */
-  private checkEffect(effect: SessionEffect): Refusal | null {
+  private checkEffect(effect: SessionEffect, preparedHere?: ReadonlySet<string>): Refusal | null {
     if (this.ctx.planner.tenantMode && !this.bypass && effect.kind === 'set_local' && effect.name.toLowerCase() === 'search_path')
       return { kind: 'refuse', sqlstate: '0A000', message: 'SET LOCAL search_path is not supported for tenant sessions: use SET search_path', hint: 'The proxy resolves table names with the session search_path.' }
     if (this.ctx.config.pool.mode !== 'transaction') return null
@@ -669,7 +671,8 @@ export class ClientSession {
       }
     // SQL EXECUTE reaches only statements this client PREPAREd: the pooled connection also holds
     // other clients' (and the proxy's shared) statements
-    if (effect.kind === 'execute' && !this.sqlPrepared.has(effect.name))
+    // (a PREPARE earlier in the same message counts: the server runs it first)
+    if (effect.kind === 'execute' && !this.sqlPrepared.has(effect.name) && !preparedHere?.has(effect.name))
       return { kind: 'refuse', sqlstate: '26000' as Refusal['sqlstate'], message: `prepared statement "${effect.name}" does not exist` }
     return null // prepared names and pins change when the server confirms the statement (confirmed)
   }

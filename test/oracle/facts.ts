@@ -64,6 +64,7 @@ export const ORACLE_TENANT_YAML = `tenant:
   reference: [countries, currencies, plans]
   unknown: reject
   pattern: "^[a-z' ]{1,40}$"
+  functions: [oracle_reset, oracle_snapshot, oracle_rows]
 `
 
 /** The same configuration as a TenantConfig, for routing/schema-facts.ts buildSchemaFacts (discovery). */
@@ -74,4 +75,5 @@ export const ORACLE_TENANT_CONFIG: TenantConfig = {
   reference: ['countries', 'currencies', 'plans'],
   unknown: 'reject',
   pattern: "^[a-z' ]{1,40}$",
+  functions: ['oracle_reset', 'oracle_snapshot', 'oracle_rows'],
 }
