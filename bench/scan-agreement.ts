@@ -377,26 +377,51 @@ function oddChar(r: () => number): string {
 }
 const PUNCT = ['(', ')', '[', ']', ',', ';', '.', ':', '(', ')', ',', '*']
 
+/** ORM-shaped statements that generate() mutates (a fragment spliced in anywhere, a range cut out). */
+const BASE = [
+  'SELECT "ads".* FROM "ads" WHERE "ads"."id" = 1 LIMIT 1',
+  "SELECT ads.id, ads.title FROM ads WHERE ads.status = 'active' AND ads.created_at > '2024-01-01' ORDER BY 1 DESC LIMIT 25 OFFSET 50",
+  'INSERT INTO "ads" ("title", "company_id") VALUES ($1, $2) RETURNING "id"',
+  "UPDATE ads SET title = E'it\\'s', price = 1.5e3 WHERE id = $1 AND tags @> ARRAY['x']::text[]",
+  'DELETE FROM ads USING campaigns c WHERE ads.campaign_id = c.id AND c.budget <= -1 -- cleanup\n',
+  "SELECT count(*) FILTER (WHERE a.x >= .5) FROM ads a JOIN campaigns c ON c.id = a.campaign_id /* report */ WHERE a.title ILIKE '%é%'",
+  "SELECT $$body$$, $f$ x $f$, U&'d\\0061t', B'101', X'1F', N'nat', 'a'\n'b' FROM ads",
+  'SELECT f(a := 1, b => 2), x::int, y[1:2], "q""x" FROM t WHERE a !~~* b OR a =+1',
+]
+
 /** One generated statement. */
 export function generate(r: () => number): string {
+  if (r() < 0.3) {
+    let s = pick(r, BASE)
+    const edits = 1 + Math.floor(r() * 3)
+    for (let k = 0; k < edits; k++) {
+      const at = Math.floor(r() * (s.length + 1))
+      if (r() < 0.25) s = s.slice(0, at) + s.slice(at + 1 + Math.floor(r() * 4))
+      else s = s.slice(0, at) + fragment(r, false) + s.slice(at)
+    }
+    return s
+  }
   let s = ''
   const parts = 1 + Math.floor(r() * 12)
   for (let i = 0; i < parts; i++) {
-    const last = i === parts - 1
-    const x = r()
-    if (x < 0.16) s += pick(r, WORDS)
-    else if (x < 0.3) s += quoted(r)
-    else if (x < 0.4) s += number(r)
-    else if (x < 0.52) s += operator(r)
-    else if (x < 0.62) s += comment(r, last)
-    else if (x < 0.69) s += dollar(r)
-    else if (x < 0.76) s += qident(r)
-    else if (x < 0.88) s += pick(r, PUNCT)
-    else if (x < 0.9) s += oddChar(r)
-    else s += ws(r)
+    s += fragment(r, i === parts - 1)
     if (r() < 0.6) s += ws(r)
   }
   return s
+}
+
+function fragment(r: () => number, last: boolean): string {
+  const x = r()
+  if (x < 0.16) return pick(r, WORDS)
+  if (x < 0.3) return quoted(r)
+  if (x < 0.4) return number(r)
+  if (x < 0.52) return operator(r)
+  if (x < 0.62) return comment(r, last)
+  if (x < 0.69) return dollar(r)
+  if (x < 0.76) return qident(r)
+  if (x < 0.88) return pick(r, PUNCT)
+  if (x < 0.9) return oddChar(r)
+  return ws(r)
 }
 
 // ---- the run ----------------------------------------------------------------------------------
