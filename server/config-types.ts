@@ -66,6 +66,8 @@ export interface PoolConfig {
   idle_timeout_ms: number
   /** A client must finish startup+auth within this. */
   login_timeout_ms: number
+  /** Client connections (per process) that may be logging in at once; more are refused with 53300. */
+  max_authenticating_connections: number
   /** Idle clients (no transaction open) are disconnected after this; 0 = never. */
   client_idle_timeout_ms: number
   /** On SIGTERM, running transactions get this long before connections are closed. */

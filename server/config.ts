@@ -26,6 +26,7 @@ export const POOL_DEFAULTS: PoolConfig = {
   connect_timeout_ms: 5000,
   idle_timeout_ms: 60000,
   login_timeout_ms: 10000,
+  max_authenticating_connections: 1000,
   client_idle_timeout_ms: 0,
   shutdown_timeout_ms: 30000,
   max_server_connections: 200,
@@ -234,7 +235,7 @@ function readPool(r: Reader, v: unknown): PoolConfig {
   for (const k of keys) {
     if (k === 'mode') continue
     const key = k as Exclude<keyof PoolConfig, 'mode'>
-    out[key] = r.int(o[key], `pool.${key}`, POOL_DEFAULTS[key], key === 'max_client_connections' || key === 'max_server_connections' ? 1 : 0)
+    out[key] = r.int(o[key], `pool.${key}`, POOL_DEFAULTS[key], key === 'max_client_connections' || key === 'max_server_connections' || key === 'max_authenticating_connections' ? 1 : 0)
   }
   return out
 }

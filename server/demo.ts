@@ -46,6 +46,7 @@ export function demoConfig(backendPort: number, listenPort: number): Config {
       connect_timeout_ms: 5000,
       idle_timeout_ms: 600000,
       login_timeout_ms: 10000,
+      max_authenticating_connections: 100,
       client_idle_timeout_ms: 0,
       shutdown_timeout_ms: 2000,
       max_server_connections: 1,

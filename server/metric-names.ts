@@ -4,6 +4,7 @@
 export const METRICS = {
   clientConnections: { name: 'pgtenant_client_connections', type: 'gauge', labels: ['state'], help: 'Client connections by state: active, idle, idle_in_transaction, waiting (for a server connection), login' },
   clientAccepted: { name: 'pgtenant_client_connections_accepted_total', type: 'counter', labels: [], help: 'Client connections that logged in' },
+  loginCutoffs: { name: 'pgtenant_client_login_cutoffs_total', type: 'counter', labels: ['reason'], help: 'Client connections cut off before they logged in: login_timeout, message_too_large (over the pre-authentication message limit), too_many_authenticating (pool.max_authenticating_connections)' },
   clientRefused: { name: 'pgtenant_client_connections_refused_total', type: 'counter', labels: ['reason'], help: 'Client connections refused: auth, limit, shutdown, protocol' },
   cancelRequests: { name: 'pgtenant_cancel_requests_total', type: 'counter', labels: ['result'], help: 'CancelRequests received: local (the client is on this process), forwarded (to the worker that holds the client), unmatched' },
   authFailures: { name: 'pgtenant_auth_failures_total', type: 'counter', labels: [], help: 'Failed client authentications' },

@@ -95,6 +95,10 @@ export class Metrics implements SessionMetrics {
     this.c.clientAccepted.inc()
   }
 
+  loginCutOff(reason: 'login_timeout' | 'message_too_large' | 'too_many_authenticating'): void {
+    this.c.loginCutoffs.inc({ reason })
+  }
+
   cancelRequest(result: 'local' | 'forwarded' | 'unmatched'): void {
     this.c.cancelRequests.inc({ result })
   }
@@ -211,6 +215,7 @@ function makeMetrics(registry: client.Registry, source: MetricsSource) {
   return {
     clientAccepted: counter(m.clientAccepted),
     clientRefused: counter(m.clientRefused),
+    loginCutoffs: counter(m.loginCutoffs),
     authFailures: counter(m.authFailures),
     cancelRequests: counter(m.cancelRequests),
     poolWait: histogram(m.poolWait, LATENCY_BUCKETS),

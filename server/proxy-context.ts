@@ -8,6 +8,7 @@ import type { Pool } from './backend/pool.js'
 import type { ClientSession } from './session.js'
 import type { Refusal, RewriteResult, SchemaFacts } from '../parser/types.js'
 import type { Route } from '../routing/placement.js'
+import type { PreAuthGuard } from './preauth.js'
 
 /** A session's last routing answer, kept on the session by the proxy (see Proxy.routeAndPool). */
 export interface RouteMemo {
@@ -41,6 +42,8 @@ export interface ProxyContext {
   readonly planner: Planner
   readonly metrics?: SessionMetrics
   readonly maxMessageBytes: number
+  /** Limits before authentication: the session's frame reader and its login timeout (server/preauth.ts). */
+  readonly preAuth: Pick<PreAuthGuard, 'reader' | 'loginTimedOut'>
   /** Measure rewrite time per statement (only when Prometheus is on: it costs two clock reads). */
   readonly timingRewrites: boolean
   readonly tlsEnabled: boolean

@@ -17,6 +17,7 @@ import promClient from 'prom-client'
 import { clientPid, workerOfPid, workerShare, type ClusterLink, type WorkerRole } from './cluster.js'
 import { Observers } from './observers.js'
 import { withSharedReadBuffer } from './client-socket.js'
+import { PreAuthGuard } from './preauth.js'
 import { AdminConsole } from './admin/console.js'
 import { readFileSync } from 'node:fs'
 import { decideRoute, compileTenantPattern, formatRoute, redactRoute, type Route } from '../routing/placement.js'
@@ -29,6 +30,8 @@ export class Proxy implements ProxyContext {
   readonly pools: PoolManager
   readonly sessions = new Map<number, ClientSession>()
   readonly maxMessageBytes = 256 * 1024 * 1024
+  /** Limits on clients still logging in: message size, login timeout, how many at once (server/preauth.ts). */
+  readonly preAuth: PreAuthGuard
   /** Session hooks: per-tenant statistics always, Prometheus when configured. */
   readonly metrics: Observers
   /** Schema facts per backend name (for per-tenant backends: read from the first tenant database used). */
@@ -71,6 +74,12 @@ export class Proxy implements ProxyContext {
     this.pools = new PoolManager(limitsOf(config))
     this.secureContext = config.tls ? tls.createSecureContext({ cert: config.tls.cert, key: config.tls.key }) : null
     this.tenantPattern = compileTenantPattern(config.tenant?.pattern)
+    this.preAuth = new PreAuthGuard({
+      log,
+      maxMessageBytes: this.maxMessageBytes,
+      limits: () => ({ loginTimeoutMs: this.config.pool.login_timeout_ms, maxAuthenticating: this.config.pool.max_authenticating_connections }),
+      cutOff: (reason) => this.metrics.prometheus?.loginCutOff(reason),
+    })
   }
 
   get tlsEnabled(): boolean {
@@ -299,8 +308,10 @@ export class Proxy implements ProxyContext {
       socket.destroy()
       return
     }
+    if (!this.preAuth.admit(socket)) return
     const session = new ClientSession(socket, this, this.nextSessionId++)
     this.sessions.set(session.id, session)
+    this.preAuth.track(session)
   }
 
   startTls(session: ClientSession): void {
@@ -353,6 +364,7 @@ export class Proxy implements ProxyContext {
 
   sessionClosed(session: ClientSession): void {
     this.sessions.delete(session.id)
+    this.preAuth.closed(session)
     if (this.byPid.get(session.pid) === session) this.byPid.delete(session.pid)
   }
 
