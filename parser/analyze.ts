@@ -506,13 +506,16 @@ export class Analyzer {
     if (!this.isWord(k, 'on')) throw new Refuse('0A000', 'pgtenant could not locate a JOIN … ON condition')
     const d = t[k].d
     let i = k + 1
+    let cases = 0 // CASE … END at this depth: its WHEN is not a clause keyword
     for (; i < t.length; i++) {
       const x = t[i]
       if (x.d < d) break
       if (x.d > d) continue
       if (x.k === T_PUNCT && (x.w === ',' || x.w === ';')) break
       const w = this.kw(i)
-      if (w && JOIN_STOP.has(w) && !(t[i + 1] && t[i + 1].w === '(' && (w === 'left' || w === 'right'))) break
+      if (w === 'case') cases++
+      else if (w === 'end' && cases > 0) cases--
+      else if (cases === 0 && w && JOIN_STOP.has(w) && !(t[i + 1] && t[i + 1].w === '(' && (w === 'left' || w === 'right'))) break
     }
     if (i === k + 1) throw new Refuse('0A000', 'pgtenant could not locate a JOIN … ON condition')
     return [k + 1, i - 1]
@@ -661,23 +664,9 @@ export class Analyzer {
 
   addToOn(join: N, preds: Part[][]): void {
     const t = this.toks
-    const q = this.tokAt(this.minLoc(join.quals))
-    let k = q - 1
-    while (k >= 0 && t[k].w === '(' && t[k].k === T_PUNCT) k--
-    if (!this.isWord(k, 'on')) throw new Refuse('0A000', 'pgtenant could not locate a JOIN … ON condition')
-    const d = t[k].d
-    let i = k + 1
-    for (; i < t.length; i++) {
-      const x = t[i]
-      if (x.d < d) break
-      if (x.d > d) continue
-      if (x.k === T_PUNCT && (x.w === ',' || x.w === ';')) break
-      const w = this.kw(i)
-      if (w && JOIN_STOP.has(w) && !(t[i + 1] && t[i + 1].w === '(' && (w === 'left' || w === 'right'))) break
-    }
-    if (i === k + 1) throw new Refuse('0A000', 'pgtenant could not locate a JOIN … ON condition')
-    this.insert(t[k + 1].s, ['('])
-    this.insert(t[i - 1].e, [') AND ', ...joinPreds(preds)])
+    const [a, b] = this.onExtent(join)
+    this.insert(t[a].s, ['('])
+    this.insert(t[b].e, [') AND ', ...joinPreds(preds)])
   }
 
   scanSelect(a: number): ClauseScan {

@@ -23,6 +23,7 @@ import type { RewriteResult, SessionEffect, StatementPlan, TenantCommand, Refusa
 import { quoteLiteral, quoteIdent } from './planner.js'
 import { authenticate } from './client-auth.js'
 import { settingRefusal } from '../parser/policy/settings.js'
+import { fingerprintSync } from 'libpg-query'
 import type { ProxyContext, RouteMemo } from './proxy-context.js'
 import { ReplyQueue, entry, NO_EFFECTS } from './session/reply-queue.js'
 import { cleanUpForReuse } from './session/cleanup.js'
@@ -532,6 +533,8 @@ export class ClientSession {
       searchPath: this.searchPath(),
     })
     if (timed) this.ctx.metrics?.rewriteObserved(result, Number(process.hrtime.bigint() - start) / 1e9)
+    const failed = result?.refusal?.verifyFailure
+    if (failed) this.log.error({ fingerprint: fingerprintOf(sql), table: failed.table, reason: failed.reason, user: this.user }, 'rewritten statement failed verification: refused')
     return result
   }
 
@@ -1485,3 +1488,12 @@ export class ClientSession {
 
 /** A PREPARE the planner did not see (plain pooling, after another statement): pins until DEALLOCATE ALL / DISCARD ALL. */
 const UNTRACKED_PREPARE = '\u0000untracked'
+
+/** The statement's fingerprint (no literals, so no tenant data in the log). */
+function fingerprintOf(sql: string): string {
+  try {
+    return fingerprintSync(sql)
+  } catch {
+    return '(no fingerprint)'
+  }
+}
