@@ -908,7 +908,12 @@ export class ClientSession {
       return true
     }
     if (stmt.local) {
-      this.localPortals.set(head.portal, stmt)
+      const bound = this.bindTenantCommand(frame, head, stmt)
+      if ('kind' in bound) {
+        this.extendedError(bound)
+        return true
+      }
+      this.localPortals.set(head.portal, bound)
       this.answer([be.bindComplete()])
       return true
     }
@@ -929,6 +934,16 @@ export class ClientSession {
   }
 
   private readonly portalEffects = new Map<string, SessionEffect | undefined>()
+
+  /** `SELECT set_config('app.tenant', $n, …)`: the tenant is the Bind's parameter $n (text format), never a cleared tenant. */
+  private bindTenantCommand(frame: Frame, head: fe.BindHead, stmt: ClientStatement): ClientStatement | Refusal {
+    const cmd = stmt.local as TenantCommand
+    if (cmd.op !== 'set_config' || !cmd.valueParam) return stmt
+    const p = fe.decodeBindParam(frame, head, cmd.valueParam - 1)
+    if (!p) return { kind: 'refuse', sqlstate: '08P01' as Refusal['sqlstate'], message: `bind message supplies too few parameters for set_config('${this.ctx.planner.setting}', $${cmd.valueParam}, …)` }
+    if (p.format !== 0) return { kind: 'refuse', sqlstate: '0A000', message: `set_config('${this.ctx.planner.setting}', $${cmd.valueParam}, …) needs its parameter in text format` }
+    return { ...stmt, local: { op: 'set_config', value: p.value === null ? null : p.value.toString('utf8'), local: cmd.local } }
+  }
 
   private handleDescribe(frame: Frame): boolean {
     const target = fe.decodeTarget(frame)
@@ -953,7 +968,7 @@ export class ClientSession {
       return true
     }
     if (stmt.local) {
-      this.answer([Buffer.from([0x74, 0, 0, 0, 6, 0, 0]), this.localRowDescription(stmt.local)]) // ParameterDescription: none
+      this.answer([parameterDescription(stmt.local), this.localRowDescription(stmt.local)])
       return true
     }
     if (!this.ensureBackend()) return false
@@ -1496,4 +1511,15 @@ function fingerprintOf(sql: string): string {
   } catch {
     return '(no fingerprint)'
   }
+}
+
+/** ParameterDescription of a statement the proxy answers itself: set_config's $n parameters are text, else none. */
+function parameterDescription(cmd: TenantCommand): Buffer {
+  const n = cmd.op === 'set_config' && cmd.valueParam ? cmd.valueParam : 0
+  const b = Buffer.alloc(7 + 4 * n)
+  b[0] = 0x74
+  b.writeInt32BE(6 + 4 * n, 1)
+  b.writeInt16BE(n, 5)
+  for (let i = 0; i < n; i++) b.writeInt32BE(25, 7 + 4 * i)
+  return b
 }

@@ -111,6 +111,22 @@ export function decodeBindHead(frame: Frame): BindHead {
   return { portal, statement, restStart: r.pos }
 }
 
+/** Parameter `index` (0-based) of a Bind message: its bytes (null for SQL NULL) and format code; null when absent. */
+export function decodeBindParam(frame: Frame, head: BindHead, index: number): { value: Buffer | null; format: number } | null {
+  const r = new PayloadReader(frame.raw, head.restStart)
+  const nFormats = r.int16()
+  const formats: number[] = []
+  for (let i = 0; i < nFormats; i++) formats.push(r.int16())
+  const nParams = r.int16()
+  if (index < 0 || index >= nParams) return null
+  for (let i = 0; i < nParams; i++) {
+    const len = r.int32()
+    const value = len < 0 ? null : r.bytes(len)
+    if (i === index) return { value, format: nFormats === 0 ? 0 : nFormats === 1 ? formats[0] : (formats[i] ?? 0) }
+  }
+  return null
+}
+
 /** Describe ('D') and Close ('C') share one shape: a kind byte and a name. */
 export function decodeTarget(frame: Frame): { kind: 'S' | 'P'; name: string } {
   const r = new PayloadReader(frame.raw, frame.bodyStart)

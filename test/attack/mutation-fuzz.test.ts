@@ -18,7 +18,8 @@ import type { RunningProxy } from '../helpers/proxy.js'
 import { AUDIT_SQL, startAttackProxy, closeQuietly, oneLine, type Attempt } from './lib.js'
 import { runOnce, health, type Ctx } from './runner.js'
 
-const SEED = Number(process.env.ATTACK_FUZZ_SEED ?? Date.now() % 2147483647)
+// CI runs a fixed seed (a red build must be reproducible); elsewhere each run explores a new one
+const SEED = Number(process.env.ATTACK_FUZZ_SEED ?? (process.env.CI ? 20261207 : Date.now() % 2147483647))
 const SECONDS = Number(process.env.ATTACK_FUZZ_SECONDS ?? 60)
 const N = Number(process.env.ATTACK_FUZZ_N ?? 5000)
 

@@ -83,6 +83,23 @@ t.test('psql: SET, SHOW and the tenant through the extended protocol (node-postg
   await c.end()
 })
 
+t.test('set_config of the tenant with a Bind parameter sets the tenant from the parameter (issue 22)', async (t) => {
+  const c = await connect()
+  t.same((await c.query("SELECT set_config('app.tenant', $1, false)", ['b'])).rows, [{ set_config: 'b' }])
+  t.equal((await c.query('SHOW app.tenant')).rows[0]['app.tenant'], 'b', 'the tenant is the parameter, not cleared')
+  t.same(await tenantsOf(c), ['b'])
+  // a named statement reused with another parameter
+  const q = { name: 'settenant', text: "SELECT set_config('app.tenant', $1, false)" }
+  await c.query({ ...q, values: ['c'] })
+  t.same(await tenantsOf(c), ['c'])
+  await c.query({ ...q, values: ['a'] })
+  t.same(await tenantsOf(c), ['a'])
+  // NULL clears it, as set_config(…, NULL, …) does on PostgreSQL
+  await c.query("SELECT set_config('app.tenant', $1, false)", [null])
+  await t.rejects(c.query('SELECT * FROM notes'), { code: '42501', message: /no tenant is set/ })
+  await c.end()
+})
+
 t.test('the server sees the tenant: current_setting, defaults and triggers', async (t) => {
   const c = await connect()
   await c.query("SET app.tenant = 'e'")
