@@ -84,9 +84,38 @@ export type Sqlstate =
   | '25001' // active_sql_transaction (tenant change inside a transaction; decided by server/)
   | '3D000'
 
+/** Why a statement was refused, as data: decide on this, never on the message text (which may be reworded). */
+export type RefusalReason =
+  /** The text does not parse (or holds a NUL character the parser would stop at). */
+  | 'parse_error'
+  /** A statement kind tenant sessions may not run: DDL, administrative commands, TRUNCATE, LOCK, CALL/DO,
+   *  SELECT … INTO, COPY to or from a server file or program, SET ROLE / SESSION AUTHORIZATION. */
+  | 'statement_policy'
+  /** A relation in none of the schema-facts sets while `unknown: reject`: may be newer than the facts (refresh them and retry). */
+  | 'unknown_relation'
+  /** A relation the deny list forbids (parser/policy/relations.ts). */
+  | 'relation_policy'
+  /** A write to a reference table or a system catalog. */
+  | 'read_only_relation'
+  /** A function call the function policy forbids (parser/policy/functions.ts). */
+  | 'function_policy'
+  /** A setting tenant sessions may not change, or set_config() in a form pgtenant cannot track (parser/policy/settings.ts). */
+  | 'setting_policy'
+  /** A tenant column assigned in a way pgtenant cannot check, or a tenant value it cannot use (e.g. with a NUL). */
+  | 'tenant_value'
+  /** A statement shape the rewriter does not support for tenant tables (0A000). */
+  | 'unsupported'
+  /** The rewriter could not locate a clause or token it needs in the text (0A000): never forwarded unrestricted. */
+  | 'unlocatable'
+  /** An unexpected failure inside the rewriter. */
+  | 'internal'
+
 export interface Refusal {
   kind: 'refuse'
   sqlstate: Sqlstate
+  /** Optional (added by parser/): why, as a code. Set on every refusal of the analysis (parser/analyze.ts); not yet on
+   *  those parser/index.ts makes itself (no tenant set, a checked tenant literal, verify failure: see verifyFailure). */
+  reason?: RefusalReason
   /** Says what was refused and why, e.g. `table "public.orders" is a tenant table and no tenant is set`. */
   message: string
   hint?: string

@@ -1,0 +1,108 @@
+// Parse-tree node types: libpg-query's own (it re-exports @pgsql/types, generated from PostgreSQL's
+// parse nodes), plus the few helpers the rewrite modules use to read them. A `Node` is a one-key
+// wrapper ({ SelectStmt: {...} }); `field(n, 'SelectStmt')` unwraps it when it is of that kind.
+// Generic walks over the whole tree (locations, column references) treat it as plain JSON (`Json`).
+import type { Node, A_Const, FuncCall, RangeVar } from 'libpg-query'
+
+export type {
+  Node,
+  RawStmt,
+  ParseResult,
+  A_Const,
+  Alias,
+  BoolExpr,
+  ColumnRef,
+  CommonTableExpr,
+  CopyStmt,
+  DeleteStmt,
+  ExplainStmt,
+  FuncCall,
+  InsertStmt,
+  JoinExpr,
+  MergeStmt,
+  MergeWhenClause,
+  OnConflictClause,
+  RangeFunction,
+  RangeSubselect,
+  RangeTableSample,
+  RangeVar,
+  ResTarget,
+  SelectStmt,
+  SubLink,
+  MultiAssignRef,
+  UpdateStmt,
+  VariableSetStmt,
+  WithClause,
+} from 'libpg-query'
+
+/** Every key a Node wrapper can have ("SelectStmt", "RangeVar", …). */
+export type NodeKind = Node extends infer U ? (U extends unknown ? keyof U : never) : never
+/** The payload type of node kind K. */
+export type NodeOf<K extends NodeKind> = Extract<Node, Record<K, unknown>>[K]
+
+/** The parse tree as plain JSON, for walks that visit every field (the JSON boundary). */
+/* eslint-disable-next-line @typescript-eslint/no-explicit-any */
+export type Json = any
+
+/** The payload of `n` if it is a node of kind `k`. */
+export function field<K extends NodeKind>(n: Node | undefined | null, k: K): NodeOf<K> | undefined {
+  return n ? (n as unknown as Partial<Record<K, NodeOf<K>>>)[k] : undefined
+}
+
+/** A node's kind (its one key). */
+export function nodeKind(n: Node): NodeKind {
+  for (const k in n) return k as NodeKind
+  return '' as NodeKind
+}
+
+/** A node's payload, whatever its kind. */
+export function payload(n: Node): Json {
+  return (n as Record<string, unknown>)[nodeKind(n)]
+}
+
+export function lower(s: string): string {
+  return s.toLowerCase()
+}
+
+/** A string, integer, float or boolean constant's text; undefined when the node is not a plain constant. */
+export function constValue(n: Node | undefined): string | null | undefined {
+  const c: A_Const | undefined = field(n, 'A_Const')
+  if (!c) return undefined
+  if (c.isnull) return null
+  if (c.sval) return c.sval.sval ?? ''
+  if (c.ival) return String(c.ival.ival ?? 0)
+  if (c.fval) return c.fval.fval
+  if (c.boolval) return c.boolval.boolval ? 'true' : 'false'
+  return undefined
+}
+
+/** A function call's name and (when qualified) schema, as written (folded by the parser). */
+export function funcName(fc: FuncCall): { schema: string | null; name: string } {
+  const parts = (fc.funcname ?? []).map((x) => field(x, 'String')?.sval ?? '')
+  return { schema: parts.length > 1 ? parts[parts.length - 2] : null, name: parts[parts.length - 1] ?? '' }
+}
+
+/** The name a FROM item of this relation is known by: its alias, else its relation name. */
+export function rangeName(rv: RangeVar): string {
+  return rv.alias?.aliasname ?? rv.relname!
+}
+
+/** Does a statement read a relation named `name` without a schema (a CTE referring to itself)? */
+export function refersTo(n: Json, name: string): boolean {
+  if (n === null || typeof n !== 'object') return false
+  if (Array.isArray(n)) return n.some((x) => refersTo(x, name))
+  for (const k in n) {
+    const v = n[k]
+    if (k === 'RangeVar' && v.relname === name && !v.schemaname) return true
+    if (v && typeof v === 'object' && refersTo(v, name)) return true
+  }
+  return false
+}
+
+/** PostgreSQL's boolean input forms; null when `s` is none of them. */
+export function parseBool(s: string): boolean | null {
+  const v = lower(s.trim())
+  if (['t', 'true', 'on', '1', 'yes', 'y'].includes(v)) return true
+  if (['f', 'false', 'off', '0', 'no', 'n'].includes(v)) return false
+  return null
+}

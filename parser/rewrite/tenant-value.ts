@@ -1,0 +1,115 @@
+// Values written to a tenant column (INSERT values, UPDATE / ON CONFLICT / MERGE SET): each must equal
+// the session tenant. A plain literal is checked before sending, DEFAULT becomes the tenant, anything
+// else is wrapped in an execution-time guard that fails for any other value.
+import { decodeSimpleLiteral, T_OP } from '../scan.js'
+import { quoteLiteral } from '../quote.js'
+import { Refuse, unsupported } from './refuse.js'
+import type { RewriteState } from './state.js'
+import { TENANT } from './template.js'
+import { constValue, field, nodeKind, type Node } from './nodes.js'
+
+/** Marker in the guard's error text (the ELSE branch below); server/ reports such an error as a tenant violation. */
+const GUARD_MARKER = ' pgtenant: '
+
+/** The tenant column's SQL type (format_type), "text" when the facts do not say. */
+export function typeOf(cx: RewriteState, key: string): string {
+  return cx.ctx.facts.tenantColumnTypes?.get(key) ?? 'text'
+}
+
+/** ELSE branch of the tenant guard: NULL for a NULL value, else an error whose message names the column. */
+export function guardRaise(expr: string, type: string, col: string): string {
+  const msg = quoteLiteral(`${GUARD_MARKER}${col} must equal the session tenant`)
+  return `((${expr})::${type}::text || ${msg})::int4::text::${type}`
+}
+
+/**
+ * The value for a tenant column at tokens [a, b]: a plain literal is checked against the session
+ * tenant before sending (on every use of the plan, since the literal and the tenant vary), DEFAULT
+ * becomes the tenant, and anything else (parameters, expressions, EXCLUDED.col, sub-selects) is
+ * wrapped in an execution-time guard:
+ *
+ *   CASE (<expr>)::<type> WHEN '<tenant>' THEN '<tenant>'::<type>
+ *     ELSE ((<expr>)::<type>::text || ' pgtenant: <col> must equal the session tenant')::int4::text::<type> END
+ *
+ * Why this shape: PostgreSQL 15 has no error() function, so the ELSE branch raises through a
+ * failing cast whose message carries our text: `invalid input syntax for type integer: "globex
+ * pgtenant: company_id must equal the session tenant"` (SQLSTATE 22P02, the statement writes
+ * nothing). The text can never be a valid integer, and it depends on <expr>, so the planner cannot
+ * fold it into an error while the branch is not taken (a constant '…'::int4 would raise at parse
+ * time). A NULL value yields NULL (NULL || text is NULL), exactly what the statement does on the
+ * tenant's own database (a NOT NULL tenant column then fails with 23502). `<type>` is the column's
+ * type (SchemaFacts.tenantColumnTypes, from format_type), so the expression keeps the column type
+ * and a `$n` parameter is inferred as that type. The simple CASE evaluates <expr> once on the good
+ * path; the ELSE branch evaluates it again only to build the error (a volatile <expr> can then at
+ * worst yield NULL, never another tenant's value).
+ */
+export function tenantValue(cx: RewriteState, node: Node | undefined, a: number, b: number, key: string, col: string, what: string): void {
+  const t = cx.toks
+  const message = `${what} "${key}": column "${col}" must equal the session tenant`
+  const cv = constValue(node)
+  if (typeof cv === 'string' && a === b) {
+    const li = litIndex(cx, t[a].s, t[a].e)
+    if (li >= 0) {
+      const lt = cx.text.slice(t[a].s, t[a].e)
+      const dec = decodeSimpleLiteral(lt, cx.lits.kinds[li])
+      if (dec !== null && dec === cv) {
+        cx.checks.push({ lit: li, message, stmt: cx.stmtIndex })
+        return
+      }
+    }
+  }
+  if (node && nodeKind(node) === 'SetToDefault') {
+    cx.edit(t[a].s, t[b].e, [TENANT])
+    return
+  }
+  const type = typeOf(cx, key)
+  const expr = cx.text.slice(t[a].s, t[b].e)
+  // the expression's text is repeated in the ELSE branch: a plan whose copy holds a literal cannot be
+  // shared with texts that differ in that literal
+  const sp = cx.lits.spans
+  for (let k = 0; k < sp.length; k += 2) if (sp[k] >= t[a].s && sp[k + 1] <= t[b].e) cx.normalizable = false
+  cx.insert(t[a].s, ['CASE ('])
+  cx.insert(t[b].e, [`)::${type} WHEN `, TENANT, ' THEN ', TENANT, `::${type} ELSE ${guardRaise(expr, type, col)} END`])
+}
+
+/** Index of the client literal spanning exactly chars [s, e), or -1. */
+function litIndex(cx: RewriteState, s: number, e: number): number {
+  const sp = cx.lits.spans
+  let lo = 0
+  let hi = sp.length / 2 - 1
+  while (lo <= hi) {
+    const m = (lo + hi) >> 1
+    if (sp[2 * m] < s) lo = m + 1
+    else if (sp[2 * m] > s) hi = m - 1
+    else return sp[2 * m + 1] === e ? m : -1
+  }
+  return -1
+}
+
+/** SET targets (UPDATE, ON CONFLICT DO UPDATE, MERGE UPDATE): the tenant column may only be set to the tenant. */
+export function setTargets(cx: RewriteState, targets: Node[], key: string, col: string, stops: Set<string>, what: string): void {
+  const t = cx.toks
+  for (const target of targets) {
+    const r = field(target, 'ResTarget')!
+    if (r.name !== col) continue
+    if (r.indirection) throw new Refuse('tenant_value', '42501', `${what} "${key}": the tenant column "${col}" cannot be assigned through a subscript or field`)
+    const val = r.val
+    const multi = field(val, 'MultiAssignRef')
+    if (multi) {
+      const row = field(multi.source, 'RowExpr')
+      if (!row) throw unsupported(`${what} "${key}": assigning the tenant column "${col}" from a sub-SELECT is not supported`)
+      let o = cx.tokAt(cx.c(row.location!))
+      if (cx.isWord(o, 'row')) o++
+      const { items } = cx.parenList(o)
+      const k = multi.colno! - 1
+      tenantValue(cx, row.args![k], items[k][0], items[k][1], key, col, what)
+      continue
+    }
+    // name [= value]: find "=" after the column name
+    let i = cx.tokAt(cx.c(r.location!))
+    while (i < t.length && !(t[i].k === T_OP && t[i].w === '=')) i++
+    const a = i + 1
+    const b = cx.exprRange(a, stops)
+    tenantValue(cx, val, a, b, key, col, what)
+  }
+}
