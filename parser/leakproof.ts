@@ -13,7 +13,8 @@
 //   - the comparison operators = <> != < > <= >= (unqualified or OPERATOR(pg_catalog.op)) as
 //     binary operators, IN / NOT IN (…) lists, [NOT] BETWEEN [SYMMETRIC], op ANY/ALL (ARRAY[…] |
 //     constant | parameter), IS [NOT] DISTINCT FROM;
-//   - IS [NOT] NULL, IS [NOT] TRUE/FALSE/UNKNOWN.
+//   - IS [NOT] NULL, IS [NOT] TRUE/FALSE/UNKNOWN;
+//   - row constructors of accepted operands (compared column by column with the same operators).
 // Anything else (function calls, sublinks, other operators, LIKE, CASE, casts of columns, row
 // constructors, subscripts, …) is not leakproof-safe.
 //
@@ -77,6 +78,12 @@ export function isLeakproofSafe(expr: N, columnOk: (ref: N) => boolean = () => t
         const args: N[] = v.args ?? []
         if (!['AND_EXPR', 'OR_EXPR', 'NOT_EXPR'].includes(v.boolop) || args.length === 0) return false
         return args.every((a) => ok(a, depth + 1))
+      }
+      case 'RowExpr': {
+        // (a, b) = (1, $2), (a, b) IN ((…), (…)): PostgreSQL compares row constructors column by column
+        // with the same operators, so a row of safe operands is as safe as its columns
+        const args: N[] = v.args ?? []
+        return args.length > 0 && args.every((a) => ok(a, depth + 1))
       }
       case 'NullTest':
       case 'BooleanTest':

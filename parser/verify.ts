@@ -126,6 +126,21 @@ interface Scope {
 }
 
 /** A sub-select the planner neither pulls up nor pushes outer conditions into: its output columns are computed values, fixed before an outer condition sees them. */
+/** Does a statement read a relation named `name` without a schema (a recursive CTE's self-reference)? */
+function readsName(n: N, name: string): boolean {
+  if (n === null || typeof n !== 'object') return false
+  if (Array.isArray(n)) return n.some((x) => readsName(x, name))
+  for (const k in n) {
+    const v = n[k]
+    if (k === 'RangeVar' && v.relname === name && !v.schemaname) return true
+    if (v && typeof v === 'object' && readsName(v, name)) return true
+  }
+  return false
+}
+
+/** Columns every table has (an unqualified one inside a sub-select with a FROM table is that table's). */
+const SYSTEM_COLUMNS = new Set(['ctid', 'xmin', 'xmax', 'cmin', 'cmax', 'tableoid'])
+
 function fenced(q: N): boolean {
   const sel = q?.SelectStmt
   return !!sel && nodeType(q) === 'SelectStmt' && (!!sel.limitOffset || !!sel.limitCount || !!sel.valuesLists)
@@ -182,6 +197,23 @@ class Verifier {
 
   // ---- names (the same resolution as parser/analyze.ts Analyzer.resolve) --------------------------
 
+  /** Does a statement read a tenant table anywhere (any relation that resolves to one; CTE names are not looked through)? */
+  readsTenant(n: N): boolean {
+    if (n === null || typeof n !== 'object') return false
+    if (Array.isArray(n)) return n.some((x) => this.readsTenant(x))
+    for (const k in n) {
+      const v = n[k]
+      if (k === 'RangeVar') {
+        try {
+          if (this.resolve(v, null).col !== undefined) return true
+        } catch {
+          return true
+        }
+      } else if (v && typeof v === 'object' && this.readsTenant(v)) return true
+    }
+    return false
+  }
+
   resolve(rv: N, scope: Scope | null): { key: string; col: string | undefined; cte: boolean; fenced?: boolean } {
     const rel: string = rv.relname
     const schema: string | undefined = rv.schemaname
@@ -209,12 +241,19 @@ class Verifier {
     if (!w) return scope
     const s: Scope = { ctes: new Map(), parent: scope }
     const ctes: N[] = w.ctes ?? []
-    if (w.recursive) for (const c of ctes) s.ctes.set(c.CommonTableExpr.ctename, false)
+    if (w.recursive) for (const c of ctes) s.ctes.set(c.CommonTableExpr.ctename, readsName(c.CommonTableExpr.ctequery, c.CommonTableExpr.ctename)) // a self-reference reads the materialized work table
     for (const c of ctes) {
       const cte = c.CommonTableExpr
       this.stmtBody(cte.ctequery, s, outer)
       // a data-modifying CTE's RETURNING rows are stored values too
-      s.ctes.set(cte.ctename, !w.recursive && (fenced(cte.ctequery) || nodeType(cte.ctequery) !== 'SelectStmt'))
+      // a CTE that refers to itself is never inlined: a fence like OFFSET 0
+      s.ctes.set(
+        cte.ctename,
+        (w.recursive && readsName(cte.ctequery, cte.ctename)) ||
+          (!w.recursive && (fenced(cte.ctequery) || nodeType(cte.ctequery) !== 'SelectStmt')) ||
+          (w.recursive && fenced(cte.ctequery)) ||
+          !this.readsTenant(cte.ctequery), // reads no tenant table: computes nothing from tenant rows
+      )
     }
     return s
   }
@@ -404,7 +443,8 @@ class Verifier {
         const name: string | undefined = v.alias?.aliasname
         const d = this.derivedRange(sub, scope)
         // a derived tenant table outputs the table's stored columns: as plain as the table
-        const info: NameInfo = { plain: !!d || fenced(v.subquery), schema: null, ranges: [] }
+        // a sub-select that reads no tenant table (and is not LATERAL) computes nothing from tenant rows
+        const info: NameInfo = { plain: !!d || fenced(v.subquery) || (!v.lateral && !this.readsTenant(v.subquery)), schema: null, ranges: [] }
         if (d && name) {
           const range: Range = { ref: name, schema: null, key: d.key, col: d.col, derived: true, place: 'where', nullBy, joinPath }
           // the alias's column list may rename c: then the guard cannot name it
@@ -853,7 +893,20 @@ class Verifier {
           const names = strings(f.filter((y) => y?.A_Star === undefined))
           if (!names || names.length === 0 || (names.length === 1 && f.length === 1)) {
             // an unqualified name a sub-select's own tables have is theirs (SQL resolves innermost first)
-            if (names?.length === 1 && shadowCols.some((c) => c !== null && c.has(names[0]))) continue
+            if (names?.length === 1 && shadowCols.some((c) => c !== null && (c.has(names[0]) || SYSTEM_COLUMNS.has(names[0])))) continue
+            if (names?.length === 1 && f.length === 1) {
+              // innermost level first, as SQL resolves it: the tenant ranges whose (known) columns include it
+              let found = false
+              for (let l: Level | null = level; l && !found; l = l.parent) {
+                const cands = l.ranges.filter((r) => {
+                  const cols = this.ctx.facts.columns?.get(r.key)
+                  return !cols || cols.includes(names[0])
+                })
+                for (const r of cands) if (inScope.includes(r)) out.add(r)
+                found = cands.length > 0
+              }
+              if (found) continue
+            }
             all()
             continue
           }
@@ -866,7 +919,8 @@ class Verifier {
           const infos = this.lookup(q, schema, level)
           if (!infos) all()
           else for (const i of infos) for (const r of i.ranges) out.add(r)
-        } else if (k === 'SelectStmt') {
+        } else if (k === 'SelectStmt' || k === 'larg' || k === 'rarg') {
+          // (the arms of a set operation are SelectStmts without the wrapper key)
           shadows.push(fromNames(v.fromClause))
           shadowCols.push(fromColumns(v.fromClause))
           for (const c of v.withClause?.ctes ?? []) shadows[shadows.length - 1].add(c?.CommonTableExpr?.ctename)
