@@ -71,4 +71,6 @@ export interface ProxyContext {
   refreshFactsFor(session: ClientSession): Promise<boolean>
   /** Server-side name for a named prepared statement with this text and parameter types. */
   statementName(sql: string, paramTypes: Buffer): string
+  /** The schema changed (DDL, or a server's 0A000 on a shared statement): new Parses get new server statements. */
+  schemaChanged(): void
 }

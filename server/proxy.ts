@@ -546,10 +546,21 @@ export class Proxy implements ProxyContext {
     const key = paramTypes.length > 2 ? `${sql}\u0000${paramTypes.toString('hex')}` : sql
     let name = this.statementNames.get(key)
     if (!name) {
-      name = sharedStatementName(this.statementNames.size + 1)
+      name = sharedStatementName(++this.statementCount)
       this.statementNames.set(key, name)
     }
     return name
+  }
+
+  private statementCount = 0
+
+  /**
+   * DDL ran, or a server said a shared statement's result type changed (0A000): Parses from
+   * now on get new server statements, planned against the schema as it is now; statements
+   * clients prepared before keep theirs, and fail as they would directly.
+   */
+  schemaChanged(): void {
+    this.statementNames.clear()
   }
 
   /** Apply a new config (SIGHUP): users, pool sizes and limits change; connections stay. */

@@ -170,7 +170,7 @@ export class ClientSession {
       this.backend = null
       this.pool = null
       conn.detach()
-      const transactionPooling = this.ctx.config.pool.mode === 'transaction'
+      const transactionPooling = this.poolMode === 'transaction'
       if (this.queue.settled && this.txStatus === 'I' && !this.pinned && transactionPooling) pool.release(conn, true)
       else {
         // Mid-batch, mid-query, mid-transaction or with session state: made clean first (or closed).
@@ -392,8 +392,10 @@ export class ClientSession {
   /** A portal bound to a BEGIN by the proxy itself (extended protocol), and its statement. */
   private beginPortal: string | null = null
   private beginStatement: ClientStatement | null = null
-  /** The server sent FATAL before closing: the client has been told already. */
+  /** The server sent FATAL before closing while the client was idle: nothing to tell it (see serverEndsClient). */
   private serverFatal = false
+  /** The server's FATAL was forwarded: the client's connection closes with the server's. */
+  private endsWithServer = false
 
   /**
    * A refusal because a relation is unknown may just mean the table is newer than our schema
@@ -517,6 +519,22 @@ export class ClientSession {
     return this.userConfig?.bypass ?? false
   }
 
+  /** The pool mode this session runs under. */
+  get poolMode(): 'transaction' | 'session' {
+    return this.ctx.config.pool.mode
+  }
+
+  /**
+   * Whether a server connection ending now must end this client's connection too, as
+   * PostgreSQL's would: always under session pooling, and under transaction pooling when
+   * the client is inside a transaction, has state on that server connection (pinned), or
+   * waits for replies. Otherwise (an idle client between transactions) the next
+   * transaction simply gets another server connection.
+   */
+  private serverEndsClient(): boolean {
+    return this.poolMode !== 'transaction' || this.txStatus !== 'I' || this.pinned || this.queue.owesReplies || this.queue.unsynced
+  }
+
   get effectiveTenant(): string | null {
     return this.localTenant !== undefined ? this.localTenant : this.tenant
   }
@@ -610,7 +628,7 @@ export class ClientSession {
    * one round trip less. A COMMIT/ROLLBACK before anything else needs no server at all.
    */
   private deferTransactionControl(frame: Frame, sql: string, plan: RewriteResult | null): boolean {
-    if (this.backend || this.acquiring || this.ctx.config.pool.mode !== 'transaction') return false
+    if (this.backend || this.acquiring || this.poolMode !== 'transaction') return false
     if (this.deferredBegin === null) {
       if (!this.canDeferBegin() || !isPlainBegin(sql)) return false
       this.deferredBegin = sql
@@ -631,7 +649,7 @@ export class ClientSession {
 
   /** Whether a BEGIN now may be answered by the proxy and sent later with the transaction's first statement. */
   private canDeferBegin(): boolean {
-    return !this.backend && !this.acquiring && this.deferredBegin === null && this.txStatus === 'I' && this.ctx.config.pool.mode === 'transaction'
+    return !this.backend && !this.acquiring && this.deferredBegin === null && this.txStatus === 'I' && this.poolMode === 'transaction'
   }
 
   /**
@@ -664,7 +682,7 @@ export class ClientSession {
   private checkEffect(effect: SessionEffect, preparedHere?: ReadonlySet<string>): Refusal | null {
     if (this.ctx.planner.tenantMode && !this.bypass && effect.kind === 'set_local' && effect.name.toLowerCase() === 'search_path')
       return { kind: 'refuse', sqlstate: '0A000', message: 'SET LOCAL search_path is not supported for tenant sessions: use SET search_path', hint: 'The proxy resolves table names with the session search_path.' }
-    if (this.ctx.config.pool.mode !== 'transaction') return null
+    if (this.poolMode !== 'transaction') return null
     if (effect.kind === 'listen')
       return {
         kind: 'refuse',
@@ -699,6 +717,7 @@ export class ClientSession {
    * prepared statements pin the connection in every mode.
    */
   private confirmed(tag: string, effect: SessionEffect | null): void {
+    if (DDL_TAG.test(tag)) this.ctx.schemaChanged() // statements prepared from now on are planned against the new schema
     switch (tag) {
       case 'DECLARE CURSOR':
         this.cursorCheck = true // WITH HOLD or not: the server is asked before the connection is released
@@ -806,6 +825,20 @@ export class ClientSession {
     this.statements.set(msg.name, stmt)
     this.sendParse(stmt, msg.name, stmt.serverName === msg.name && stmt.sql === msg.sql ? frame.raw : null)
     return true
+  }
+
+  /**
+   * The server statement `serverName` was planned against an older schema (0A000 "cached plan
+   * must not change result type"). The client gets the error, as directly; Parses from now on
+   * get new server statements (a driver's own re-prepare, as postgres.js does, then works), and
+   * this client's statements on that name are prepared afresh at their next use.
+   */
+  private staleStatement(serverName: string | null): void {
+    this.ctx.schemaChanged()
+    if (!serverName) return
+    this.log.info({ statement: serverName }, 'shared statement planned against an older schema: preparing afresh')
+    for (const [name, stmt] of this.statements)
+      if (stmt.serverName === serverName) this.statements.set(name, { ...stmt, serverName: this.serverNameFor(name, stmt.sql, stmt.paramTypes) })
   }
 
   /** Undo the registration of a client statement whose Parse the server did not accept. */
@@ -928,7 +961,7 @@ export class ClientSession {
     if (!this.ensureBackend()) return false
     this.ensurePrepared(stmt)
     this.send(stmt.serverName === head.statement ? frame.raw : fe.encodeBind(frame, head, stmt.serverName))
-    this.queue.expect('bind')
+    this.queue.expect('bind', { serverName: stmt.serverName })
     this.portalEffects.set(head.portal, stmt.effect)
     return true
   }
@@ -974,7 +1007,7 @@ export class ClientSession {
     if (!this.ensureBackend()) return false
     this.ensurePrepared(stmt)
     this.send(stmt.serverName === target.name ? frame.raw : fe.encodeTarget('D', 'S', stmt.serverName))
-    this.queue.expect('describe')
+    this.queue.expect('describe', { serverName: stmt.serverName })
     return true
   }
 
@@ -1282,8 +1315,18 @@ export class ClientSession {
     this.releaseHeldInput()
     if (this.state !== 'ready') return
     const owed = this.queue.owesReplies
-    const alreadyTold = this.serverFatal
+    const idleFatal = this.serverFatal
+    // Told FATAL, or lost without a word while in a transaction, holding session state or under session pooling: the client's connection ends too.
+    const ends = this.endsWithServer || (!idleFatal && (this.poolMode !== 'transaction' || this.txStatus !== 'I' || this.pinned))
     this.serverFatal = false
+    if (ends) {
+      if (!this.endsWithServer) this.out.push(be.errorResponse({ severity: 'FATAL', code: '08006', message: 'server closed the connection unexpectedly', detail: err?.message }))
+      this.log.warn({ err: err?.message }, 'server connection lost: client connection closed')
+      this.out.flush()
+      this.socket.end()
+      this.onClientClose()
+      return
+    }
     this.queue.clear()
     this.txStatus = 'I'
     this.localTenant = undefined
@@ -1295,8 +1338,7 @@ export class ClientSession {
     this.cursorCheck = false
     if (owed) {
       this.log.warn({ err: err?.message }, 'server connection lost')
-      if (!alreadyTold)
-        this.out.push(be.errorResponse({ severity: 'ERROR', code: '08006', message: 'server connection lost: the query was interrupted (pgtenant keeps this session open)' }))
+      this.out.push(be.errorResponse({ severity: 'ERROR', code: '08006', message: 'server connection lost: the query was interrupted (pgtenant keeps this session open)' }))
       this.out.push(be.readyForQuery('I'))
       this.out.flush()
     }
@@ -1311,7 +1353,7 @@ export class ClientSession {
   private maybeRelease(): void {
     const conn = this.backend
     if (!conn || !this.queue.settled || this.txStatus !== 'I') return
-    if (this.ctx.config.pool.mode !== 'transaction' || this.toBackend.length > 0) return
+    if (this.poolMode !== 'transaction' || this.toBackend.length > 0) return
     if (this.cursorCheck) return this.askForHeldCursors(conn)
     if (this.pinned) return
     this.backend = null
@@ -1481,15 +1523,22 @@ export class ClientSession {
   private handleErrorResponse(raw: Buffer): boolean {
     const fields = be.decodeFields(raw)
     if (fields.S === 'FATAL' || fields.S === 'PANIC') {
-      // The server connection is going away, not the client's session with the proxy: say ERROR.
+      if (this.serverEndsClient()) {
+        // As PostgreSQL: the client gets the FATAL as it is and its connection ends with the server's (onBackendClose).
+        this.endsWithServer = true
+        this.log.info({ sqlstate: fields.C, message: fields.M }, 'server ended the connection: ending the client connection too')
+        return true
+      }
+      // An idle client between transactions, nothing on that connection: the next transaction gets another one, unseen.
       this.serverFatal = true
-      this.scanner.inject(be.errorResponse({ severity: 'ERROR', code: fields.C ?? '08006', message: fields.M ?? 'server connection lost', detail: fields.D, hint: fields.H }))
+      this.log.info({ sqlstate: fields.C, message: fields.M }, 'server ended an idle connection')
       return false
     }
     // The queue marks the request failed and, in an extended batch, skips to Sync as the server does
     // (failed Parses are unregistered by their onFail).
     const head = this.queue.error()
     if (!head) return true
+    if (fields.C === '0A000' && (fields.R === 'RevalidateCachedQuery' || /cached plan must not change result type/.test(fields.M ?? ''))) this.staleStatement(head.serverName)
     this.ctx.metrics?.backendError(this, fields.C ?? 'XX000')
     if (this.backendName && this.ctx.config.backends[this.backendName]?.citus) this.ctx.workerError(this.backendName, fields.C ?? 'XX000')
     if (head.kind === 'internal') {
@@ -1500,6 +1549,9 @@ export class ClientSession {
     return true
   }
 }
+
+/** Command tags of statements that may change what a prepared statement returns (ALTER TABLE, DROP/CREATE VIEW, …). */
+const DDL_TAG = /^(ALTER|CREATE|DROP) /
 
 /** A PREPARE the planner did not see (plain pooling, after another statement): pins until DEALLOCATE ALL / DISCARD ALL. */
 const UNTRACKED_PREPARE = '\u0000untracked'

@@ -124,7 +124,7 @@ t.test('bad input: FATAL 08P01 and the connection closes; nothing else is affect
   await stillServing(t)
 })
 
-t.test('a server connection killed mid-query: only its client gets 08006, and it can go on', async (t) => {
+t.test('a server connection killed mid-query: only its client gets the FATAL and is disconnected, as directly (issue 14 item 2)', async (t) => {
   const victim = new pg.Client({ connectionString: url })
   await victim.connect()
   const bystander = new pg.Client({ connectionString: url })
@@ -133,13 +133,17 @@ t.test('a server connection killed mid-query: only its client gets 08006, and it
   const running = victim.query('SELECT pg_sleep(20)').then(() => null, (e) => e)
   await new Promise((r) => setTimeout(r, 500))
   server.sql("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE query = 'SELECT pg_sleep(20)'")
+  victim.on('error', () => undefined)
   const e = await running
   t.ok(e, 'the victim got an error')
   t.match(e?.code, /^(08006|57P01)$/, `SQLSTATE ${e?.code}: ${e?.message}`)
-  t.equal((await victim.query('SELECT 2 AS v')).rows[0].v, 2, 'victim session still usable')
+  t.ok(await victim.query('SELECT 2 AS v').then(() => false, () => true), 'the victim connection is closed, as PostgreSQL closes it')
+  const again = new pg.Client({ connectionString: url })
+  await again.connect()
+  t.equal((await again.query('SELECT 2 AS v')).rows[0].v, 2, 'a new connection works')
   t.equal((await bystander.query('SELECT 3 AS v')).rows[0].v, 3, 'bystander unaffected')
   await bystander.query('COMMIT')
-  await victim.end()
+  await again.end()
   await bystander.end()
 })
 
