@@ -60,6 +60,7 @@ tenant:
   column: tenant_id
   tables: { accounts: org }
   reference: [countries, currencies, plans]
+  functions: [oracle_reset, oracle_snapshot, oracle_rows]
   unknown: reject
 backends:
   all: { url: "postgres://${ROLES.scram.user}:${encodeURIComponent(ROLES.scram.password)}@127.0.0.1:${env.server.port}/${ALL_DB}", pool: 2 }
