@@ -47,7 +47,7 @@ import { RewriteState, type Scope, type Walk } from './rewrite/state.js'
 import { Refuse } from './rewrite/refuse.js'
 import { buildTemplate, firstWord, sortEdits, trimmed } from './rewrite/template.js'
 import type { CompiledStmt, Plan, StmtInfo } from './rewrite/plan.js'
-import { nodeKind, payload, type Node, type ParseResult } from './rewrite/nodes.js'
+import { field, nodeKind, type Node, type ParseResult } from './rewrite/nodes.js'
 import { walkExpr } from './rewrite/expressions.js'
 import { walkSelect } from './rewrite/select.js'
 import { walkInsert } from './rewrite/insert.js'
@@ -57,24 +57,21 @@ import { statement } from './rewrite/statement.js'
 
 export { TENANT, type Part } from './rewrite/template.js'
 export type { CompiledStmt, Plan } from './rewrite/plan.js'
-export type { Check } from './rewrite/state.js'
-export { Refuse } from './rewrite/refuse.js'
 
 /** Bodies allowed inside CTEs, PREPARE, EXPLAIN, DECLARE, COPY (query), and as top-level DML. */
 function walkStmtBody(cx: RewriteState, n: Node, scope: Scope | null): void {
   const type = nodeKind(n)
-  const v = payload(n)
   switch (type) {
     case 'SelectStmt':
-      return walkSelect(cx, v, scope)
+      return walkSelect(cx, field(n, type)!, scope)
     case 'InsertStmt':
-      return walkInsert(cx, v, scope)
+      return walkInsert(cx, field(n, type)!, scope)
     case 'UpdateStmt':
-      return walkUpdate(cx, v, scope)
+      return walkUpdate(cx, field(n, type)!, scope)
     case 'DeleteStmt':
-      return walkDelete(cx, v, scope)
+      return walkDelete(cx, field(n, type)!, scope)
     case 'MergeStmt':
-      return walkMerge(cx, v, scope)
+      return walkMerge(cx, field(n, type)!, scope)
     default:
       throw new Refuse('statement_policy', '42501', `${type.replace(/Stmt$/, '')} is not allowed here for tenant sessions`)
   }

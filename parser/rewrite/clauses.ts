@@ -27,7 +27,7 @@ const SELECT_END = new Set(['union', 'intersect', 'except', 'returning'])
  * Walks the keywords at token a's nesting depth until the depth closes, a `;`, or `visit`
  * says the clause ends there (r.end = that token).
  */
-export function scanLevel(src: SourceText, a: number, visit: (r: ClauseScan, i: number, w: string) => boolean): ClauseScan {
+function scanLevel(src: SourceText, a: number, visit: (r: ClauseScan, i: number, w: string) => boolean): ClauseScan {
   const t = src.toks
   const d = t[a].d
   const r: ClauseScan = { from: -1, where: -1, after: -1, end: t.length }
@@ -95,7 +95,7 @@ export function whereExtent(src: SourceText, anchor: number, dml: boolean): [num
 /** Token range [first, last] of the HAVING expression of the SELECT whose clauses start at `anchor`. */
 export function havingExtent(src: SourceText, anchor: number): [number, number] {
   let having = -1
-  const sc = scanLevel(src, anchor, (r, i, w) => {
+  const sc = scanLevel(src, anchor, (_r, i, w) => {
     if (w === 'having' && having < 0) having = i
     else if (having >= 0 && (w === 'window' || w === 'order' || w === 'limit' || w === 'offset' || w === 'fetch' || w === 'for')) return true
     return SELECT_END.has(w)

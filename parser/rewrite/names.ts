@@ -7,7 +7,7 @@ import type { RewriteState, Scope } from './state.js'
 import { field, refersTo, type RangeVar, type WithClause } from './nodes.js'
 import { fenceSubselect, guarding } from './order-guard.js'
 
-export type RelKind = 'tenant' | 'reference' | 'system' | 'unknown' | 'cte'
+type RelKind = 'tenant' | 'reference' | 'system' | 'unknown' | 'cte'
 export interface Resolved {
   /** "schema.table", or the CTE name */
   key: string

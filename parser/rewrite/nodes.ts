@@ -6,39 +6,28 @@ import type { Node, A_Const, FuncCall, RangeVar } from 'libpg-query'
 
 export type {
   Node,
-  RawStmt,
   ParseResult,
-  A_Const,
-  Alias,
-  BoolExpr,
-  ColumnRef,
-  CommonTableExpr,
   CopyStmt,
   DeleteStmt,
-  ExplainStmt,
   FuncCall,
   InsertStmt,
   JoinExpr,
   MergeStmt,
   MergeWhenClause,
+  MultiAssignRef,
   OnConflictClause,
-  RangeFunction,
-  RangeSubselect,
-  RangeTableSample,
   RangeVar,
-  ResTarget,
   SelectStmt,
   SubLink,
-  MultiAssignRef,
   UpdateStmt,
   VariableSetStmt,
   WithClause,
 } from 'libpg-query'
 
 /** Every key a Node wrapper can have ("SelectStmt", "RangeVar", …). */
-export type NodeKind = Node extends infer U ? (U extends unknown ? keyof U : never) : never
+type NodeKind = Node extends infer U ? (U extends unknown ? keyof U : never) : never
 /** The payload type of node kind K. */
-export type NodeOf<K extends NodeKind> = Extract<Node, Record<K, unknown>>[K]
+type NodeOf<K extends NodeKind> = Extract<Node, Record<K, unknown>>[K]
 
 /** The parse tree as plain JSON, for walks that visit every field (the JSON boundary). */
 /* eslint-disable-next-line @typescript-eslint/no-explicit-any */

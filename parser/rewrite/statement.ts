@@ -6,8 +6,8 @@ import { Refuse } from './refuse.js'
 import type { RewriteState } from './state.js'
 import type { CompiledStmt, StmtInfo } from './plan.js'
 import { walkCopy } from './copy.js'
-import { sessionSetConfig, setConfigCommand, variableSet } from './settings.js'
-import { field, lower, nodeKind, payload, type Json, type Node } from './nodes.js'
+import { sessionSetConfig, setConfigCommand, variableSet, type Base } from './settings.js'
+import { field, lower, nodeKind, type Json, type Node } from './nodes.js'
 
 const STMT_COMMAND: Record<string, string> = {
   SelectStmt: 'SELECT',
@@ -20,45 +20,54 @@ const STMT_COMMAND: Record<string, string> = {
 /** Analyse one top-level statement; returns the non-template part of its plan. */
 export function statement(cx: RewriteState, n: Node, range: [number, number], index: number): StmtInfo {
   cx.beginStatement(index)
-  const type = nodeKind(n)
-  const v = payload(n)
-  const command = commandOf(cx, type, v, range)
-  const base = (extra: Partial<CompiledStmt> = {}): StmtInfo => {
+  const command = commandOf(cx, n, range)
+  const base: Base = (extra = {}) => {
     if (cx.derivedQualified.size) unqualifyRefs(cx, n)
     return plain(cx, command, extra)
   }
-  // session-level statements: the same in both modes
-  switch (type) {
+  return sessionStatement(cx, n, range, base) ?? (cx.tenantMode ? tenantStatement(cx, n, command, base) : bypassStatement(n, base))
+}
+
+/** Session-level statements, the same in both modes; null for any other statement. */
+function sessionStatement(cx: RewriteState, n: Node, range: [number, number], base: Base): StmtInfo | null {
+  switch (nodeKind(n)) {
     case 'VariableSetStmt':
-      return variableSet(cx, v, range, base)
+      return variableSet(cx, field(n, 'VariableSetStmt')!, range, base)
     case 'VariableShowStmt':
       cx.normalizable = false
-      if (lower(v.name ?? '') === cx.setting) return { ...base(), kind: 'tenant', tenantCommand: { op: 'show' } }
+      if (lower(field(n, 'VariableShowStmt')!.name ?? '') === cx.setting) return { ...base(), kind: 'tenant', tenantCommand: { op: 'show' } }
       return base()
     case 'SelectStmt': {
-      const tc = setConfigCommand(cx, v)
+      const sel = field(n, 'SelectStmt')!
+      const tc = setConfigCommand(cx, sel)
       if (tc) return { ...base(), kind: 'tenant', tenantCommand: tc }
-      const set = cx.tenantMode ? sessionSetConfig(cx, v) : null
+      const set = cx.tenantMode ? sessionSetConfig(cx, sel) : null
       if (set) return base({ effect: set })
-      break
+      return null
     }
     case 'DiscardStmt':
-      return base(v.target === 'DISCARD_ALL' ? { effect: { kind: 'discard_all' } } : {})
+      return base(field(n, 'DiscardStmt')!.target === 'DISCARD_ALL' ? { effect: { kind: 'discard_all' } } : {})
     case 'ListenStmt':
-      return base({ effect: { kind: 'listen', channel: v.conditionname } })
-    case 'DeallocateStmt':
+      return base({ effect: { kind: 'listen', channel: field(n, 'ListenStmt')!.conditionname! } })
+    case 'DeallocateStmt': {
+      const v = field(n, 'DeallocateStmt')!
       return base({ effect: { kind: 'deallocate', name: v.isall ? null : (v.name ?? null) } })
+    }
+    default:
+      return null
   }
-  if (!cx.tenantMode) {
-    if (type === 'PrepareStmt') return base({ effect: { kind: 'prepare', name: v.name } })
-    return base()
-  }
-  return tenantStatement(cx, n, type, v, command, base)
+}
+
+/** Bypass mode only classifies: every statement is forwarded unchanged. */
+function bypassStatement(n: Node, base: Base): StmtInfo {
+  const prep = field(n, 'PrepareStmt')
+  if (prep) return base({ effect: { kind: 'prepare', name: prep.name! } })
+  return base()
 }
 
 /** A statement in tenant mode: rewritten, passed, or refused by kind. */
-function tenantStatement(cx: RewriteState, n: Node, type: string, v: Json, command: string, base: (extra?: Partial<CompiledStmt>) => StmtInfo): StmtInfo {
-  switch (type) {
+function tenantStatement(cx: RewriteState, n: Node, command: string, base: Base): StmtInfo {
+  switch (nodeKind(n)) {
     case 'SelectStmt':
     case 'InsertStmt':
     case 'UpdateStmt':
@@ -67,21 +76,26 @@ function tenantStatement(cx: RewriteState, n: Node, type: string, v: Json, comma
       cx.walk.body(n, null)
       return base()
     case 'ExplainStmt': {
-      explainBody(cx, v.query)
-      const exec = field(v.query, 'ExecuteStmt')
+      const q = field(n, 'ExplainStmt')!.query!
+      explainBody(cx, q)
+      const exec = field(q, 'ExecuteStmt')
       return base(exec ? { effect: { kind: 'execute', name: exec.name! } } : {})
     }
-    case 'PrepareStmt':
-      cx.walk.body(v.query, null)
-      return base({ effect: { kind: 'prepare', name: v.name } })
-    case 'ExecuteStmt':
+    case 'PrepareStmt': {
+      const v = field(n, 'PrepareStmt')!
+      cx.walk.body(v.query!, null)
+      return base({ effect: { kind: 'prepare', name: v.name! } })
+    }
+    case 'ExecuteStmt': {
+      const v = field(n, 'ExecuteStmt')!
       cx.walk.expr(v.params, null)
-      return base({ effect: { kind: 'execute', name: v.name } })
+      return base({ effect: { kind: 'execute', name: v.name! } })
+    }
     case 'DeclareCursorStmt':
-      cx.walk.body(v.query, null)
+      cx.walk.body(field(n, 'DeclareCursorStmt')!.query!, null)
       return base()
     case 'CopyStmt':
-      walkCopy(cx, v)
+      walkCopy(cx, field(n, 'CopyStmt')!)
       return base()
     case 'FetchStmt':
     case 'ClosePortalStmt':
@@ -153,8 +167,9 @@ function unqualifyRefs(cx: RewriteState, n: Json): void {
 }
 
 /** The command tag: the statement's first keyword (VALUES for a bare VALUES list). */
-function commandOf(cx: RewriteState, type: string, v: Json, range: [number, number]): string {
-  if (STMT_COMMAND[type] && v.valuesLists) return 'VALUES'
+function commandOf(cx: RewriteState, n: Node, range: [number, number]): string {
+  const type = nodeKind(n)
+  if (field(n, 'SelectStmt')?.valuesLists) return 'VALUES'
   const t = cx.toks
   // first token at or after the statement start (which may be blank space or a comment)
   let lo = 0
