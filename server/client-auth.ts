@@ -14,7 +14,8 @@ export interface AuthIO {
   send(buf: Buffer): void
   onMessage(handler: (frame: Frame) => void): void
   done(user: UserConfig): void
-  fail(code: string, message: string): void
+  /** `reason` (for the log and metrics only, never the client): unknown_user, wrong_password, … */
+  fail(code: string, message: string, reason?: string): void
 }
 
 const secretCache = new Map<string, ScramSecret>()
@@ -35,9 +36,11 @@ function secretFor(name: string, user: UserConfig | undefined): ScramSecret {
 
 export function authenticate(session: ClientSession, ctx: ProxyContext, io: AuthIO): void {
   const user = ctx.findUser(session.user)
+  // The client sees the same message whatever the reason; the log and the metrics say which.
   const failed = (): void => {
-    session.log.info('password authentication failed')
-    io.fail('28P01', `password authentication failed for user "${session.user}"`)
+    const reason = !user ? 'unknown_user' : ctx.config.auth !== 'md5' && user.password.startsWith('md5') && user.password.length === 35 ? 'md5_hash_with_scram' : 'wrong_password'
+    session.log.warn({ reason, client: `${session.socket.remoteAddress}:${session.socket.remotePort}` }, 'password authentication failed')
+    io.fail('28P01', `password authentication failed for user "${session.user}"`, reason)
   }
   if (ctx.config.auth === 'md5') {
     const salt = randomBytes(4)
@@ -56,7 +59,10 @@ export function authenticate(session: ClientSession, ctx: ProxyContext, io: Auth
     try {
       if (first.type !== 0x70) return io.fail('08P01', 'expected a SASL initial response')
       const initial = decodeSaslInitial(first)
-      if (initial.mechanism !== 'SCRAM-SHA-256') return io.fail('28000', `SASL mechanism "${initial.mechanism}" is not supported (use SCRAM-SHA-256)`)
+      if (initial.mechanism !== 'SCRAM-SHA-256') {
+        session.log.warn({ reason: 'unsupported_mechanism', mechanism: initial.mechanism }, 'authentication failed')
+        return io.fail('28000', `SASL mechanism "${initial.mechanism}" is not supported (use SCRAM-SHA-256)`, 'unsupported_mechanism')
+      }
       io.send(be.authenticationSaslContinue(scram.handleClientFirst(initial.data)))
       io.onMessage((final) => {
         try {

@@ -88,10 +88,12 @@ export interface Config {
   placement: { default: string; tenants: Record<string, string> }
   pool: PoolConfig
   /** Statements slower than this (client-visible) are logged with literals replaced; 0 = off. */
-  log?: { slow_statement_ms: number }
+  log?: { slow_statement_ms: number; /** A stats line this often (default 60000; 0 = none). */ stats_interval_ms?: number }
   /** Citus metadata refresh period. */
   citus?: { refresh_interval_ms: number }
   log_level: 'trace' | 'debug' | 'info' | 'warn' | 'error' | 'fatal' | 'silent'
+  /** json (default, one object a line) or pretty (readable time and level, for a terminal). */
+  log_format?: 'json' | 'pretty'
   /** Processes serving clients (Node cluster, the listening socket shared); pools are split among them. */
   workers: number
 }

@@ -15,7 +15,7 @@ export class ConfigError extends Error {
 /** Worker processes (`workers: N`); a client's cancel key carries its worker in 6 bits. */
 export const MAX_WORKERS = 64
 
-const TOP_LEVEL = new Set(['listen', 'metrics', 'tls', 'auth', 'users', 'tenant', 'backends', 'placement', 'pool', 'log_level', 'log', 'citus', 'workers'])
+const TOP_LEVEL = new Set(['listen', 'metrics', 'tls', 'auth', 'users', 'tenant', 'backends', 'placement', 'pool', 'log_level', 'log_format', 'log', 'citus', 'workers'])
 const SSLMODES = ['disable', 'allow', 'prefer', 'require', 'verify-ca', 'verify-full'] as const
 const LOG_LEVELS = ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'] as const
 
@@ -140,14 +140,15 @@ export function parseConfig(yamlText: string, env: NodeJS.ProcessEnv, baseDir: s
   const citus = citusObj ? { refresh_interval_ms: r.int(citusObj.refresh_interval_ms, 'citus.refresh_interval_ms', 60000, 1000) } : undefined
   const log_level = r.oneOf(root.log_level, 'log_level', LOG_LEVELS, 'info')
   const logObj = r.obj(root.log, 'log')
-  if (logObj) for (const k of Object.keys(logObj)) if (k !== 'slow_statement_ms') r.fail(`log.${k}`, 'unknown key (expected slow_statement_ms)')
-  const log = logObj ? { slow_statement_ms: r.int(logObj.slow_statement_ms, 'log.slow_statement_ms', 0) } : undefined
+  if (logObj) for (const k of Object.keys(logObj)) if (k !== 'slow_statement_ms' && k !== 'stats_interval_ms') r.fail(`log.${k}`, 'unknown key (expected slow_statement_ms, stats_interval_ms)')
+  const log = logObj ? { slow_statement_ms: r.int(logObj.slow_statement_ms, 'log.slow_statement_ms', 0), stats_interval_ms: r.int(logObj.stats_interval_ms, 'log.stats_interval_ms', 60000, 0) } : undefined
+  const log_format = r.oneOf(root.log_format, 'log_format', ['json', 'pretty'] as const, 'json')
 
   const workers = r.int(root.workers, 'workers', 1, 1)
   if (workers > MAX_WORKERS) r.fail('workers', `at most ${MAX_WORKERS}`)
 
   if (r.problems.length > 0 || !listen) throw new ConfigError(r.problems.length > 0 ? r.problems : ['listen: invalid'])
-  return { listen, metrics, tls, auth, users, tenant, backends, placement, pool, log_level, log, citus, workers }
+  return { listen, metrics, tls, auth, users, tenant, backends, placement, pool, log_level, log_format, log, citus, workers }
 }
 
 function readTls(r: Reader, v: unknown): Config['tls'] {

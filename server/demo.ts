@@ -20,9 +20,15 @@ INSERT INTO projects VALUES
   ('globex', 1, 1, 'Fusion', 9000000), ('globex', 2, 3, 'Container tracking', 120000);
 `
 
-export function demoConfig(backendPort: number, listenPort: number): Config {
+/** The demo serves metrics here unless `--metrics-port` says otherwise (0: off). */
+export const DEMO_METRICS_PORT = 9187
+/** Server connections of the demo's pool (PGlite runs one query at a time whatever the pool). */
+const DEMO_POOL = 3
+
+export function demoConfig(backendPort: number, listenPort: number, metricsPort = DEMO_METRICS_PORT): Config {
   return {
     listen: { host: '127.0.0.1', port: listenPort },
+    ...(metricsPort > 0 ? { metrics: { host: '127.0.0.1', port: metricsPort } } : {}),
     auth: 'scram-sha-256',
     users: {
       app: { password: 'app_pw', bypass: false, admin: false },
@@ -34,7 +40,7 @@ export function demoConfig(backendPort: number, listenPort: number): Config {
       demo: {
         name: 'demo',
         url: { host: '127.0.0.1', port: backendPort, database: 'postgres', user: 'postgres', password: 'postgres', sslmode: 'disable', raw: `postgres://postgres@127.0.0.1:${backendPort}/postgres`, perTenant: false },
-        pool: 1,
+        pool: DEMO_POOL,
         citus: false,
       },
     },
@@ -49,7 +55,7 @@ export function demoConfig(backendPort: number, listenPort: number): Config {
       max_authenticating_connections: 100,
       client_idle_timeout_ms: 0,
       shutdown_timeout_ms: 2000,
-      max_server_connections: 1,
+      max_server_connections: DEMO_POOL,
     },
     log_level: 'warn',
     workers: 1,
@@ -62,7 +68,7 @@ export async function startDemoDatabase(): Promise<{ port: number; stop: () => P
   const { PGLiteSocketServer } = await import('@electric-sql/pglite-socket')
   const db = await PGlite.create()
   await db.exec(DEMO_SQL)
-  const server = new PGLiteSocketServer({ db, port: 0, host: '127.0.0.1', maxConnections: 4 })
+  const server = new PGLiteSocketServer({ db, port: 0, host: '127.0.0.1', maxConnections: DEMO_POOL + 2 }) // the pool, catalog reads, a spare
   await server.start()
   const port = Number(/:(\d+)$/.exec(server.getServerConn())?.[1] ?? 0)
   return {

@@ -103,9 +103,9 @@ export class Metrics implements SessionMetrics {
     this.c.cancelRequests.inc({ result })
   }
 
-  clientRefused(reason: 'auth' | 'limit' | 'shutdown' | 'protocol'): void {
+  clientRefused(reason: 'auth' | 'limit' | 'shutdown' | 'protocol', detail?: string): void {
     this.c.clientRefused.inc({ reason })
-    if (reason === 'auth') this.c.authFailures.inc()
+    if (reason === 'auth') this.c.authFailures.inc({ reason: detail ?? 'other' })
   }
 
   // ---- HTTP endpoint
@@ -139,7 +139,7 @@ export class Metrics implements SessionMetrics {
     if (path === '/healthz') return { status: 200, type: 'text/plain', body: 'ok\n' }
     if (path === '/readyz') {
       const ok = await this.source.ready()
-      return { status: ok ? 200 : 503, type: 'text/plain', body: ok ? 'ready\n' : 'not ready: default backend unreachable\n' }
+      return { status: ok ? 200 : 503, type: 'text/plain', body: ok ? 'ready\n' : 'not ready: pgtenant is not accepting clients (starting or shutting down)\n' }
     }
     return { status: 404, type: 'text/plain', body: 'not found: try /metrics, /healthz or /readyz\n' }
   }
@@ -200,6 +200,15 @@ function makeMetrics(registry: client.Registry, source: MetricsSource) {
       },
     })
   }
+  new client.Gauge({
+    name: m.ready.name,
+    help: m.ready.help,
+    registers: [registry],
+    aggregator: 'min', // with workers: ready only when every worker is
+    async collect() {
+      this.set((await source.ready()) ? 1 : 0)
+    },
+  })
   perBackend(m.poolSize, (p) => p.size)
   perBackend(m.poolWaiting, (p) => p.waiting)
   new client.Gauge({

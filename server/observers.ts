@@ -49,8 +49,35 @@ export class Observers implements SessionMetrics {
     this.prometheus?.clientAccepted()
   }
 
-  clientRefused(reason: 'auth' | 'limit' | 'shutdown' | 'protocol'): void {
-    this.prometheus?.clientRefused(reason)
+  clientRefused(reason: 'auth' | 'limit' | 'shutdown' | 'protocol', detail?: string): void {
+    this.prometheus?.clientRefused(reason, detail)
+  }
+
+  /**
+   * A stats line every `intervalMs` (0: none), like PgBouncer's: transactions, queries and
+   * their mean latency in the interval, clients and server connections now.
+   */
+  startStatsLog(intervalMs: number, now: () => { clients: number; server_connections: number }): NodeJS.Timeout | null {
+    if (intervalMs <= 0) return null
+    let last = { ...this.stats.totals }
+    const timer = setInterval(() => {
+      const t = this.stats.totals
+      const queries = t.queries - last.queries
+      const ms = t.totalLatencyMs - last.totalLatencyMs
+      const line = {
+        interval_s: intervalMs / 1000,
+        transactions: t.transactions - last.transactions,
+        queries,
+        avg_query_ms: queries ? Number((ms / queries).toFixed(3)) : 0,
+        errors: t.errors - last.errors,
+        refusals: t.refusals - last.refusals,
+        ...now(),
+      }
+      last = { ...t }
+      this.log.info(line, `stats: ${line.transactions} xacts/${line.interval_s} s, ${line.queries} queries, avg ${line.avg_query_ms} ms, ${line.clients} clients, ${line.server_connections} server connections`)
+    }, intervalMs)
+    timer.unref()
+    return timer
   }
 
   /** Slow statements are logged with literals replaced, so no tenant data reaches the log. */

@@ -31,7 +31,8 @@ export interface SessionMetrics {
   queryDone(session: ClientSession, seconds: number, rows: number, bytes: number): void
   transactionDone(session: ClientSession): void
   clientAccepted(): void
-  clientRefused(reason: 'auth' | 'limit' | 'shutdown' | 'protocol'): void
+  /** `detail`: for auth, why (unknown_user, wrong_password, …): pgtenant_auth_failures_total{reason}. */
+  clientRefused(reason: 'auth' | 'limit' | 'shutdown' | 'protocol', detail?: string): void
 }
 
 export interface ProxyContext {

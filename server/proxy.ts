@@ -86,18 +86,13 @@ export class Proxy implements ProxyContext {
     return this.secureContext !== null
   }
 
+  /**
+   * Binds the client port and the metrics port (every port before announcing anything);
+   * a port that cannot be bound rejects with a ListenError and leaves nothing bound.
+   */
   async listen(): Promise<net.AddressInfo> {
     const server = net.createServer({ noDelay: true, pauseOnConnect: true }, (socket) => this.accept(withSharedReadBuffer(socket)))
-    this.server = server
-    await new Promise<void>((resolve, reject) => {
-      server.once('error', reject)
-      server.listen(this.config.listen.port, this.config.listen.host, () => resolve())
-    })
-    server.on('error', (err) => this.log.error({ err }, 'listener error'))
-    this.reaper = setInterval(() => this.pools.reap(), Math.max(1000, Math.min(this.config.pool.idle_timeout_ms / 2, 10000)))
-    this.reaper.unref()
-    const addr = server.address() as net.AddressInfo
-    this.log.info({ host: addr.address, port: addr.port }, 'pgtenant listening')
+    await bind(server, this.config.listen.host, this.config.listen.port, 'listen')
     if (this.config.metrics) {
       this.metrics.prometheus = new Metrics(this.metricsSource(), this.config.tenant?.metrics_top ?? 100)
       // Workers answer the primary's metric requests; only the primary serves HTTP.
@@ -105,12 +100,40 @@ export class Proxy implements ProxyContext {
         new promClient.AggregatorRegistry() // in a worker, this installs the answering side
         promClient.AggregatorRegistry.setRegistries([this.metrics.prometheus.registry])
       } else {
-        this.metricsPort = await this.metrics.prometheus.listen(this.config.metrics.host, this.config.metrics.port, this.log)
+        try {
+          this.metricsPort = await this.metrics.prometheus.listen(this.config.metrics.host, this.config.metrics.port, this.log)
+        } catch (err) {
+          server.close()
+          throw listenError(err as NodeJS.ErrnoException, 'metrics', this.config.metrics.host, this.config.metrics.port)
+        }
       }
     }
+    this.server = server
+    this.running = { listen: this.config.listen, metrics: this.config.metrics, workers: this.config.workers, log_level: this.config.log_level }
+    server.on('error', (err) => this.log.error({ err }, 'listener error'))
+    this.reaper = setInterval(() => this.pools.reap(), Math.max(1000, Math.min(this.config.pool.idle_timeout_ms / 2, 10000)))
+    this.reaper.unref()
+    const addr = server.address() as net.AddressInfo
+    this.log.info(
+      {
+        host: addr.address,
+        port: addr.port,
+        metrics: this.config.metrics && !this.role ? `${this.config.metrics.host}:${this.metricsPort}` : this.config.metrics ? 'primary' : 'off',
+        tls: this.tlsEnabled ? 'on' : 'off',
+        pool_mode: this.config.pool.mode,
+        config: this.configPath ?? '(demo)',
+        version: this.version,
+      },
+      `pgtenant listening on ${addr.address}:${addr.port} (TLS ${this.tlsEnabled ? 'on' : 'off'}, ${this.config.pool.mode} pooling${this.config.metrics && !this.role ? `, metrics on ${this.config.metrics.host}:${this.metricsPort}` : ''})`,
+    )
+    this.statsTimer = this.metrics.startStatsLog(this.config.log?.stats_interval_ms ?? 60_000, () => ({ clients: this.sessions.size, server_connections: this.pools.totalConnections }))
     await this.loadCatalogs()
     return addr
   }
+
+  /** Settings that take effect only at start (a reload that changes them logs "needs restart"). */
+  running: { listen: Config['listen']; metrics: Config['metrics']; workers: number; log_level: string } | null = null
+  private statsTimer: NodeJS.Timeout | null = null
 
   metricsPort = 0
   /** The file the config came from (RELOAD on the admin console re-reads it). */
@@ -162,6 +185,7 @@ export class Proxy implements ProxyContext {
   private catalogTarget(backend: BackendConfig, tenant?: string): BackendTarget {
     const user = backend.url.user ?? Object.keys(this.config.users).find((u) => !isHashed(this.config.users[u].password)) ?? 'postgres'
     const t = targetFor(backend, user, this.findUser(user))
+    t.onConnectFailed = (err) => this.connectFailed(backend.name, t, err, 'catalog')
     if (tenant !== undefined) {
       const route = decideRoute({ placement: { default: backend.name, tenants: {} }, backends: this.config.backends, tenant, touchesTenant: true, bypass: false, tenantPattern: this.tenantPattern })
       if (route.kind !== 'refuse') return { ...t, host: route.target.host, port: route.target.port, database: route.target.database }
@@ -276,6 +300,12 @@ export class Proxy implements ProxyContext {
     return this.facts.get(name) !== before
   }
 
+  /** Every failed server connect, whatever the stage or the caller: a warn line and pgtenant_server_connect_errors_total. */
+  private connectFailed(backend: string, target: BackendTarget, err: BackendError, purpose: 'pool' | 'catalog'): void {
+    this.metrics.prometheus?.connectFailed(backend)
+    this.log.warn({ backend, server: `${target.host}:${target.port}`, database: target.database, user: target.user, purpose, sqlstate: err.sqlstate, reason: err.message }, 'server connect failed')
+  }
+
   private placementOf(tenant: string | null): string {
     const p = this.config.placement
     return tenant !== null && Object.hasOwn(p.tenants, tenant) ? p.tenants[tenant] : p.default
@@ -290,17 +320,14 @@ export class Proxy implements ProxyContext {
     }
   }
 
-  /** Ready: listening, and the default backend answers. */
+  /**
+   * Ready: accepting clients (listening and not draining for shutdown). As with PgBouncer,
+   * a backend outage does not make the proxy unready: clients still connect and get a
+   * PostgreSQL error that says what is wrong (and the outage shows in
+   * pgtenant_server_connect_errors_total), instead of being refused at TCP level.
+   */
   async ready(): Promise<boolean> {
-    if (!this.server?.listening || this.shuttingDown) return false
-    const backend = this.config.backends[this.config.placement.default]
-    if (!backend || backend.url.perTenant) return !!this.server?.listening
-    try {
-      await this.withCatalogConnection(this.catalogTarget(backend), async () => undefined)
-      return true
-    } catch {
-      return false
-    }
+    return !!this.server?.listening && !this.shuttingDown
   }
 
   private accept(socket: net.Socket): void {
@@ -411,7 +438,7 @@ export class Proxy implements ProxyContext {
 
   /** The hot path: an idle server connection for this session's next transaction, right now, or null. */
   acquireNow(session: ClientSession): { conn: BackendConnection; pool: Pool } | null {
-    if (this.isPaused(session)) return null
+    if (this.isPaused(session) || this.shuttingDown) return null
     let memo: RouteMemo
     try {
       memo = this.routeAndPool(session)
@@ -460,6 +487,7 @@ export class Proxy implements ProxyContext {
   }
 
   async acquire(session: ClientSession): Promise<{ conn: BackendConnection; pool: Pool }> {
+    if (this.shuttingDown && !session.inTransaction) throw new BackendError('pgtenant is shutting down: no new transactions', '57P01')
     while (this.isPaused(session)) await new Promise<void>((resolve) => this.pauseWaiters.push(resolve))
     const { route, pool } = this.routeAndPool(session)
     this.metrics.prometheus?.routed(route.kind, route.backend)
@@ -475,7 +503,6 @@ export class Proxy implements ProxyContext {
         void this.refreshCitus(route.backend)
         return this.acquireOnCoordinator(session, route.backend)
       }
-      if (err instanceof BackendError && err.sqlstate.startsWith('08')) this.metrics.prometheus?.connectFailed(route.backend)
       if (err instanceof BackendError && err.sqlstate === '3D000' && route.kind === 'dedicated')
         throw new BackendError(`the database for tenant "${route.tenant}" does not exist (${route.target.database})`, '3D000')
       throw err
@@ -534,6 +561,7 @@ export class Proxy implements ProxyContext {
     const configured = this.findUser(session.user)
     const password = route.target.user !== undefined ? route.target.password : configured && !isHashed(configured.password) ? configured.password : undefined
     const target: BackendTarget = { host: route.target.host, port: route.target.port, database: route.target.database, user, password, sslmode: route.target.sslmode }
+    target.onConnectFailed = (err) => this.connectFailed(route.backend, target, err, 'pool')
     return this.pools.pool(key, route.backend, target, this.config.backends[route.backend].pool)
   }
 
@@ -566,6 +594,24 @@ export class Proxy implements ProxyContext {
   /** Apply a new config (SIGHUP): users, pool sizes and limits change; connections stay. */
   reload(config: Config): void {
     config = workerShare(config, this.role?.count ?? 1)
+    // What only a restart can change keeps its running value (SHOW CONFIG shows what runs).
+    const running = this.running
+    if (running) {
+      const restart: string[] = []
+      const same = (a: unknown, b: unknown): boolean => JSON.stringify(a ?? null) === JSON.stringify(b ?? null)
+      if (!same(config.listen, running.listen)) restart.push('listen')
+      if (!same(config.metrics, running.metrics)) restart.push('metrics')
+      if (config.workers !== running.workers) restart.push('workers')
+      if ((config.log_format ?? 'json') !== (this.config.log_format ?? 'json')) restart.push('log_format')
+      if ((config.tenant?.metrics_top ?? 100) !== (this.config.tenant?.metrics_top ?? 100)) restart.push('tenant.metrics_top')
+      if (restart.length) this.log.warn({ keys: restart }, `configuration reload: ${restart.join(', ')} changed and needs restart; keeping the running value`)
+      config = { ...config, listen: running.listen, metrics: running.metrics, workers: running.workers, log_format: this.config.log_format }
+      if (config.tenant && this.config.tenant) config.tenant = { ...config.tenant, metrics_top: this.config.tenant.metrics_top }
+      if (config.log_level !== this.log.level) {
+        this.log.info({ from: this.log.level, to: config.log_level }, 'log level changed')
+        this.log.level = config.log_level
+      }
+    }
     this.config = config
     this.routingGeneration++
     this.planner.reconfigure(config)
@@ -583,19 +629,56 @@ export class Proxy implements ProxyContext {
     this.log.info('configuration reloaded')
   }
 
-  /** Stop accepting, let running transactions finish (up to the timeout), then close everything. */
+  /**
+   * Safe shutdown (SIGTERM, SHUTDOWN): stop accepting, close idle clients at once, let
+   * running transactions finish (up to the timeout) and close each client as its
+   * transaction ends; a client that starts a new transaction meanwhile gets 57P01. Then
+   * close everything. terminate() (a second signal, SIGINT) ends the wait at once.
+   */
   async shutdown(timeoutMs = this.config.pool.shutdown_timeout_ms): Promise<void> {
+    if (this.stopping) return this.stopping
+    this.stopping = this.drain(timeoutMs)
+    return this.stopping
+  }
+
+  /** Immediate shutdown: clients in a transaction are cut off now (57P01). */
+  terminate(): Promise<void> {
+    this.drainAbort?.()
+    return this.shutdown(0)
+  }
+
+  private stopping: Promise<void> | null = null
+  private drainAbort: (() => void) | null = null
+
+  private async drain(timeoutMs: number): Promise<void> {
     this.shuttingDown = true
     this.server?.close()
-    this.metrics.prometheus?.close()
     if (this.reaper) clearInterval(this.reaper)
     if (this.citusTimer) clearInterval(this.citusTimer)
-    const deadline = Date.now() + timeoutMs
-    while (Date.now() < deadline && [...this.sessions.values()].some((s) => s.backend !== null)) {
-      await new Promise((r) => setTimeout(r, 50))
+    if (this.statsTimer) clearInterval(this.statsTimer)
+    const bye = (s: ClientSession): void => s.fatal('57P01', 'terminating connection: pgtenant is shutting down')
+    const closeIdle = (): number => {
+      let busy = 0
+      for (const s of [...this.sessions.values()]) {
+        if (s.busy) busy++
+        else bye(s)
+      }
+      return busy
     }
-    for (const s of this.sessions.values()) s.fatal('57P01', 'terminating connection: pgtenant is shutting down')
+    const busy = closeIdle()
+    const deadline = Date.now() + timeoutMs
+    if (timeoutMs > 0) this.log.info({ clients: busy, timeout_s: timeoutMs / 1000 }, `draining ${busy} clients, up to ${timeoutMs / 1000} s`)
+    if (busy > 0 && timeoutMs > 0) {
+      let aborted = false
+      const abort = new Promise<void>((resolve) => (this.drainAbort = () => ((aborted = true), resolve())))
+      while (!aborted && Date.now() < deadline && closeIdle() > 0) await Promise.race([new Promise((r) => setTimeout(r, 50)), abort])
+      if (aborted) this.log.warn('second shutdown signal: closing every client now')
+    }
+    const cut = [...this.sessions.values()].filter((s) => s.busy).length
+    if (cut > 0) this.log.warn({ clients: cut }, `shutdown: ${cut} clients still in a transaction are cut off`)
+    for (const s of [...this.sessions.values()]) bye(s)
     this.pools.closeAll()
+    this.metrics.prometheus?.close()
     this.log.info('pgtenant stopped')
   }
 }
@@ -647,4 +730,19 @@ export function targetFor(backend: BackendConfig, clientUser: string, user: User
 
 function isHashed(password: string): boolean {
   return password.startsWith('SCRAM-SHA-256$') || (password.startsWith('md5') && password.length === 35)
+}
+
+/** A port that cannot be bound: one line for the operator (the CLI prints it and exits 2). */
+export class ListenError extends Error {}
+
+function listenError(err: NodeJS.ErrnoException, key: string, host: string, port: number): ListenError {
+  const why = err.code === 'EADDRINUSE' ? 'address already in use' : err.code === 'EACCES' ? 'permission denied' : err.code === 'EADDRNOTAVAIL' ? 'address not available on this machine' : err.message
+  return new ListenError(`cannot listen on ${host}:${port} (${key}): ${why}`)
+}
+
+function bind(server: net.Server, host: string, port: number, key: string): Promise<void> {
+  return new Promise<void>((resolve, reject) => {
+    server.once('error', (err) => reject(listenError(err, key, host, port)))
+    server.listen(port, host, () => resolve())
+  })
 }

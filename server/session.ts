@@ -151,8 +151,14 @@ export class ClientSession {
   }
 
   private onInputError(err: Error): void {
-    if (err instanceof ProtocolViolation) this.fatal('08P01', `protocol violation: ${err.message}`)
-    else {
+    if (err instanceof ProtocolViolation) {
+      if (this.state === 'startup' || this.state === 'auth') {
+        // Not a PostgreSQL client (an HTTP request, a port scanner, garbage): say so in the log and the metrics.
+        this.ctx.metrics?.clientRefused('protocol')
+        this.log.warn({ client: `${this.socket.remoteAddress}:${this.socket.remotePort}`, err: err.message }, 'client refused: protocol violation before login')
+      }
+      this.fatal('08P01', `protocol violation: ${err.message}`)
+    } else {
       this.log.error({ err }, 'internal error while handling client message')
       this.fatal('XX000', `internal proxy error: ${err.message}`)
     }
@@ -281,8 +287,8 @@ export class ClientSession {
         this.authStep = fn
       },
       done: (user) => this.finishLogin(user, params),
-      fail: (code, message) => {
-        this.ctx.metrics?.clientRefused(code === '28P01' || code === '28000' ? 'auth' : 'protocol')
+      fail: (code, message, reason) => {
+        this.ctx.metrics?.clientRefused(code === '28P01' || code === '28000' ? 'auth' : 'protocol', reason)
         this.fatal(code, message)
       },
     })
@@ -327,7 +333,11 @@ export class ClientSession {
   }
 
   private finishAdminLogin(user: UserConfig): void {
-    if (!user.admin) return this.fatal('28000', `user "${this.user}" is not allowed to use the admin console (needs admin: true)`)
+    if (!user.admin) {
+      this.ctx.metrics?.clientRefused('auth', 'not_admin')
+      this.log.warn({ reason: 'not_admin' }, 'admin console login refused: user lacks admin: true')
+      return this.fatal('28000', `user "${this.user}" is not allowed to use the admin console (needs admin: true)`)
+    }
     const parts = [be.authenticationOk(), be.parameterStatus('server_version', '15.0 (pgtenant admin console)'), be.parameterStatus('client_encoding', 'UTF8'), be.parameterStatus('standard_conforming_strings', 'on'), be.parameterStatus('DateStyle', 'ISO, MDY'), be.parameterStatus('integer_datetimes', 'on')]
     parts.push(be.backendKeyData(this.pid, this.secret), be.readyForQuery('I'))
     this.socket.write(Buffer.concat(parts))
@@ -534,6 +544,16 @@ export class ClientSession {
   private serverEndsClient(): boolean {
     return this.poolMode !== 'transaction' || this.txStatus !== 'I' || this.pinned || this.queue.owesReplies || this.queue.unsynced
   }
+  /** Inside a transaction (the client's view: BEGIN answered, COMMIT not yet). */
+  get inTransaction(): boolean {
+    return this.txStatus !== 'I'
+  }
+
+  /** In a transaction, owed replies, or waiting for a server connection: a shutdown drain lets it finish. */
+  get busy(): boolean {
+    return this.state === 'ready' && (this.acquiring || this.txStatus !== 'I' || !this.queue.settled)
+  }
+
 
   get effectiveTenant(): string | null {
     return this.localTenant !== undefined ? this.localTenant : this.tenant

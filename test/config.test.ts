@@ -72,7 +72,7 @@ t.test('every mistake names its key', async (t) => {
   t.same(problems(base + 'backends: { m: { url: "postgres://h/db" } }\npool: { mode: statement }'), ['pool.mode: must be "transaction" or "session"'])
   t.same(problems(base + 'backends: { m: { url: "postgres://h/db?sslmode=maybe" } }'), ['backends.m.url: sslmode must be one of disable, allow, prefer, require, verify-ca, verify-full'])
   t.same(problems(base + 'backends: { m: { url: "postgres://h/db" } }\nlisten: nowhere'), ['listen: must be host:port, got "nowhere"'])
-  t.same(problems(base + 'backends: { m: { url: "postgres://h/db" } }\nlisten_port: 5'), ['listen_port: unknown key (expected one of: listen, metrics, tls, auth, users, tenant, backends, placement, pool, log_level, log, citus, workers)']);
+  t.same(problems(base + 'backends: { m: { url: "postgres://h/db" } }\nlisten_port: 5'), ['listen_port: unknown key (expected one of: listen, metrics, tls, auth, users, tenant, backends, placement, pool, log_level, log_format, log, citus, workers)']);
   t.same(problems(base + 'backends: { m: { url: "postgres://h/db" } }\nworkers: 65'), ['workers: at most 64'])
   t.same(problems(base + 'backends: { m: { url: "postgres://\${NOPE}@h/db" } }'), ['backends.m.url: environment variable NOPE is not set'])
   t.same(problems(base + 'backends: { m: { url: "postgres://h/db" } }\ntls: { cert: /nonexistent.crt, key: /nonexistent.key }'), [

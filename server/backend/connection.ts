@@ -17,6 +17,8 @@ export interface BackendTarget {
   user: string
   password?: string
   sslmode: 'disable' | 'allow' | 'prefer' | 'require' | 'verify-ca' | 'verify-full'
+  /** Told about every failed connect attempt, whatever the stage (the proxy logs and counts it). */
+  onConnectFailed?: (err: BackendError) => void
 }
 
 export class BackendError extends Error {
@@ -93,7 +95,9 @@ export class BackendConnection {
         attempt.settled = true
         clearTimeout(timer)
         for (const s of attempt.sockets) s.destroy()
-        reject(err instanceof BackendError ? err : new BackendError(`connection to server ${where} failed: ${err.message}`, '08006'))
+        const e = err instanceof BackendError ? err : new BackendError(`connection to server ${where} failed: ${err.message}`, '08006')
+        target.onConnectFailed?.(e)
+        reject(e)
       }
       const timer = setTimeout(() => fail(new BackendError(`connecting to server ${where} timed out after ${timeoutMs} ms`, '08001')), timeoutMs)
       openSocket(target, attempt).then(({ socket, reader }) => {

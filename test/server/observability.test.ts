@@ -64,12 +64,12 @@ t.test('counters match a known workload; tenants beyond tenant.metrics_top are s
   t.equal(labels, 3, 'only t1, t2 and _other have series')
   const bad = new pg.Client({ connectionString: proxy.url('app', 'wrong') })
   await bad.connect().catch(() => undefined)
-  t.equal((await scrape(mport)).get('pgtenant_auth_failures_total'), 1)
+  t.equal((await scrape(mport)).get('pgtenant_auth_failures_total{reason="wrong_password"}'), 1)
   t.equal((await fetch(`http://127.0.0.1:${mport}/healthz`)).status, 200)
   t.equal((await fetch(`http://127.0.0.1:${mport}/readyz`)).status, 200)
 })
 
-t.test('metrics_top: 0 keeps no per-tenant labels; /readyz is 503 when the default backend is down', async (t) => {
+t.test('metrics_top: 0 keeps no per-tenant labels; /readyz stays 200 when the default backend is down (clients get a PostgreSQL error)', async (t) => {
   const mport = await freePort()
   const proxy = await startProxy(basicYaml(server, { extra: `metrics: 127.0.0.1:${mport}\ntenant: { column: tenant_id, metrics_top: 0 }` }))
   t.teardown(() => proxy.stop())
@@ -81,7 +81,8 @@ t.test('metrics_top: 0 keeps no per-tenant labels; /readyz is 503 when the defau
   const mport2 = await freePort()
   const down = await startProxy(`listen: 127.0.0.1:$PROXY_PORT\nmetrics: 127.0.0.1:${mport2}\nusers: { a: { password: x } }\nbackends: { main: { url: "postgres://u:p@127.0.0.1:${closed}/db" } }\npool: { connect_timeout_ms: 500 }\n`)
   t.teardown(() => down.stop())
-  t.equal((await fetch(`http://127.0.0.1:${mport2}/readyz`)).status, 503)
+  t.equal((await fetch(`http://127.0.0.1:${mport2}/readyz`)).status, 200, 'ready: accepting clients, as PgBouncer stays up')
+  t.equal((await scrape(mport2)).get('pgtenant_ready'), 1)
   t.equal((await fetch(`http://127.0.0.1:${mport2}/healthz`)).status, 200)
 })
 
