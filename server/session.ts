@@ -142,6 +142,7 @@ export class ClientSession {
   }
 
   private readonly onClientData = (chunk: Buffer): void => {
+    if (this.state === 'startup' && this.reader.buffered === 0) this.packetHead = Buffer.from(chunk.subarray(0, 8)) // what a new packet starts with (see processStartup)
     this.reader.push(chunk)
     try {
       this.processInput()
@@ -232,8 +233,26 @@ export class ClientSession {
     this.out.flush()
   }
 
+  /** The first bytes of the packet being read before login: a Terminate or an HTTP request is not a startup packet. */
+  private packetHead: Buffer | null = null
+
   private processStartup(): void {
-    const frame = this.reader.nextUntyped()
+    const head = this.reader.buffered > 0 ? this.packetHead : null
+    if (head && head.length >= 5 && head[0] === 0x58 && head.readInt32BE(1) === 4) {
+      // Terminate before any startup packet (node-postgres closing a connection it never used): PostgreSQL closes silently.
+      this.log.debug('Terminate before the startup packet: closed')
+      this.socket.end()
+      return this.onClientClose()
+    }
+    if (head && /^(GET|POST|HEAD|PUT|DELETE|OPTIONS|PATCH|CONNECT|TRACE) /.test(head.toString('latin1')))
+      throw new ProtocolViolation('this is a PostgreSQL port (pgtenant), not an HTTP server: connect with a PostgreSQL client; metrics are served over HTTP on the metrics address')
+    let frame: Frame | null
+    try {
+      frame = this.reader.nextUntyped()
+    } catch (err) {
+      if (!(err instanceof ProtocolViolation)) throw err
+      throw new ProtocolViolation(`${err.message}: expected a startup packet (length, then protocol 3.0 and parameters), an SSLRequest, a GSSENCRequest or a CancelRequest`)
+    }
     if (!frame) return
     const packet = fe.decodeStartup(frame)
     switch (packet.kind) {
