@@ -90,7 +90,7 @@ t.test('login timeout and idle client timeout', async (t) => {
 
 t.test('the demo: no --config starts an embedded database with two isolated tenants', async (t) => {
   const port = await freePort()
-  const cli = startCli(['--port', String(port)])
+  const cli = startCli(['--port', String(port), '--metrics-port', String(await freePort())])
   await cli.waitFor(/Connect with:/, 90000)
   t.match(cli.output(), new RegExp(`psql "postgres://app:app_pw@127.0.0.1:${port}/demo"`))
   const url = `postgres://app:app_pw@127.0.0.1:${port}/demo`
