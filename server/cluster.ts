@@ -20,7 +20,7 @@ export interface WorkerRole {
 }
 
 /** Admin commands that act on every worker. */
-export type ClusterCommand = { op: 'pause'; tenant: string } | { op: 'resume'; tenant?: string } | { op: 'reload' } | { op: 'shutdown' }
+export type ClusterCommand = { op: 'pause'; tenant: string } | { op: 'resume'; tenant?: string } | { op: 'disable'; tenant: string } | { op: 'enable'; tenant: string } | { op: 'reload' } | { op: 'shutdown' }
 
 type Message =
   | { pgtenant: 'cancel'; pid: number; secret: number }

@@ -418,6 +418,65 @@ export class Proxy implements ProxyContext {
     return pool.serverParams as Map<string, string>
   }
 
+  /** DISABLE TENANT: its new transactions are refused with 57P03 until ENABLE (running ones finish). */
+  readonly disabled = new Set<string>()
+
+  /**
+   * RECONNECT: server connections (of one backend, or all) are replaced: idle ones are closed
+   * now, those in use when they are back in the pool. Returns how many are still to close.
+   */
+  reconnect(backend?: string): number {
+    const mark = this.newestConnectionId()
+    this.reconnectMarks.set(backend ?? '*', mark)
+    this.closeStale()
+    if (!this.reconnectTimer) {
+      this.reconnectTimer = setInterval(() => {
+        if (this.closeStale() === 0 && this.reconnectTimer) {
+          clearInterval(this.reconnectTimer)
+          this.reconnectTimer = null
+        }
+      }, 100)
+      this.reconnectTimer.unref()
+    }
+    return this.staleCount()
+  }
+
+  private readonly reconnectMarks = new Map<string, number>()
+  private reconnectTimer: NodeJS.Timeout | null = null
+
+  private newestConnectionId(): number {
+    let max = 0
+    for (const p of this.pools.pools.values()) for (const c of p.idle) max = Math.max(max, c.id)
+    for (const s of this.sessions.values()) if (s.backend) max = Math.max(max, s.backend.id)
+    return max
+  }
+
+  private isStale(backend: string, id: number): boolean {
+    return id <= Math.max(this.reconnectMarks.get('*') ?? 0, this.reconnectMarks.get(backend) ?? 0)
+  }
+
+  /** Server connections opened before a RECONNECT still open (idle or in use). */
+  staleCount(backend?: string): number {
+    let n = 0
+    for (const p of this.pools.pools.values()) if (backend === undefined || p.backendName === backend) for (const c of p.idle) if (this.isStale(p.backendName, c.id)) n++
+    for (const s of this.sessions.values()) if (s.backend && s.backendName && (backend === undefined || s.backendName === backend) && this.isStale(s.backendName, s.backend.id)) n++
+    return n
+  }
+
+  /** Close idle connections opened before a RECONNECT; returns how many (idle or in use) remain. */
+  private closeStale(): number {
+    for (const p of this.pools.pools.values()) {
+      for (let i = p.idle.length - 1; i >= 0; i--) {
+        const c = p.idle[i]
+        if (this.isStale(p.backendName, c.id)) {
+          p.idle.splice(i, 1)
+          this.pools.retire(c, null)
+        }
+      }
+    }
+    return this.staleCount()
+  }
+
   /** PAUSE: hold new transactions of this tenant ('*' = everyone) until RESUME. */
   pause(tenant: string): void {
     this.paused.add(tenant)
@@ -438,7 +497,7 @@ export class Proxy implements ProxyContext {
 
   /** The hot path: an idle server connection for this session's next transaction, right now, or null. */
   acquireNow(session: ClientSession): { conn: BackendConnection; pool: Pool } | null {
-    if (this.isPaused(session) || this.shuttingDown) return null
+    if (this.isPaused(session) || this.shuttingDown || this.disabled.size > 0) return null
     let memo: RouteMemo
     try {
       memo = this.routeAndPool(session)
@@ -488,6 +547,8 @@ export class Proxy implements ProxyContext {
 
   async acquire(session: ClientSession): Promise<{ conn: BackendConnection; pool: Pool }> {
     if (this.shuttingDown && !session.inTransaction) throw new BackendError('pgtenant is shutting down: no new transactions', '57P01')
+    const tenant = session.effectiveTenant
+    if (tenant !== null && this.disabled.has(tenant) && !session.inTransaction) throw new BackendError(`tenant "${tenant}" is disabled (DISABLE on the pgtenant admin console; ENABLE lets it in again)`, '57P03')
     while (this.isPaused(session)) await new Promise<void>((resolve) => this.pauseWaiters.push(resolve))
     const { route, pool } = this.routeAndPool(session)
     this.metrics.prometheus?.routed(route.kind, route.backend)

@@ -11,7 +11,29 @@ import type { ClientSession } from '../session.js'
 type Rows = (string | number | boolean | null)[][]
 
 const COMMANDS =
-  'SHOW POOLS | CLIENTS | SERVERS | TENANTS | STATS | CONFIG | VERSION, EXPLAIN REWRITE [FOR TENANT \'x\'] <statement>, RELOAD, PAUSE [TENANT \'x\'], RESUME [TENANT \'x\'], KILL CLIENT <id>, SHUTDOWN'
+  'SHOW POOLS | CLIENTS | SERVERS | DATABASES | USERS | TENANTS | STATS | CONFIG | VERSION | HELP, EXPLAIN REWRITE [FOR TENANT \'x\'] <statement>, RELOAD, PAUSE [TENANT \'x\'], RESUME [TENANT \'x\'], DISABLE TENANT \'x\', ENABLE TENANT \'x\', RECONNECT [backend], WAIT_CLOSE [backend], KILL CLIENT <id>, SHUTDOWN'
+
+const HELP: [string, string][] = [
+  ['SHOW POOLS', 'server connection pools: active, idle, connecting, waiting clients, size'],
+  ['SHOW CLIENTS', 'client connections: user, database, tenant, state, address'],
+  ['SHOW SERVERS', 'server connections and the client using each'],
+  ['SHOW DATABASES', 'backends: address, database, pool size, Citus, tenants placed there'],
+  ['SHOW USERS', 'users: pinned tenant, bypass, admin, password kind (never the password)'],
+  ['SHOW TENANTS', 'per-tenant statements, transactions, errors, refusals, latency; paused/disabled'],
+  ['SHOW STATS', 'totals since start'],
+  ['SHOW CONFIG', 'the running configuration (passwords masked)'],
+  ['SHOW VERSION', 'pgtenant version and worker'],
+  ["EXPLAIN REWRITE [FOR TENANT 'x'] <statement>", 'what pgtenant would send for a tenant, and where'],
+  ['RELOAD', 're-read the configuration file (as SIGHUP)'],
+  ["PAUSE [TENANT 'x']", 'hold new transactions (of one tenant); running ones finish'],
+  ["RESUME [TENANT 'x']", 'release paused transactions'],
+  ["DISABLE TENANT 'x'", "refuse the tenant's new transactions with 57P03 until ENABLE"],
+  ["ENABLE TENANT 'x'", 'undo DISABLE'],
+  ['RECONNECT [backend]', 'replace server connections: idle ones now, busy ones when released'],
+  ['WAIT_CLOSE [backend]', 'succeeds once every connection RECONNECT replaced is closed (else 55006: retry); it does not block'],
+  ['KILL CLIENT <id>', 'close one client connection (57P01)'],
+  ['SHUTDOWN', 'safe shutdown, as SIGTERM'],
+]
 
 export class AdminConsole {
   constructor(private readonly proxy: Proxy) {}
@@ -47,6 +69,26 @@ export class AdminConsole {
       this.proxy.resume(tenant)
       this.proxy.clusterLink?.broadcast({ op: 'resume', tenant })
       return [be.commandComplete('RESUME')]
+    }
+    if ((m = /^(disable|enable)\s+tenant\s+('(?:[^']|'')*')$/i.exec(text))) {
+      const tenant = unquote(m[2])
+      const disable = m[1].toLowerCase() === 'disable'
+      if (disable) this.proxy.disabled.add(tenant)
+      else this.proxy.disabled.delete(tenant)
+      this.proxy.clusterLink?.broadcast(disable ? { op: 'disable', tenant } : { op: 'enable', tenant })
+      this.proxy.log.warn({ tenant }, disable ? 'tenant disabled on the admin console' : 'tenant enabled on the admin console')
+      return [be.commandComplete(disable ? 'DISABLE' : 'ENABLE')]
+    }
+    if ((m = /^(reconnect|wait_close)(?:\s+("?)(\w+)\2)?$/i.exec(text))) {
+      const backend = m[3]
+      if (backend !== undefined && !Object.hasOwn(this.proxy.config.backends, backend)) throw adminError('42704', `no backend "${backend}" (see SHOW DATABASES)`)
+      if (m[1].toLowerCase() === 'reconnect') {
+        this.proxy.reconnect(backend)
+        return [be.commandComplete('RECONNECT')]
+      }
+      const left = this.proxy.staleCount(backend)
+      if (left > 0) throw adminError('55006', `${left} server connections replaced by RECONNECT are still in use; run WAIT_CLOSE again`)
+      return [be.commandComplete('WAIT_CLOSE')]
     }
     if ((m = /^kill\s+client\s+(\d+)$/i.exec(text))) {
       const victim = this.proxy.sessions.get(Number(m[1]))
@@ -90,7 +132,7 @@ export class AdminConsole {
         const clients = new Map<string, number>()
         for (const s of p.sessions.values()) if (s.effectiveTenant !== null) clients.set(s.effectiveTenant, (clients.get(s.effectiveTenant) ?? 0) + 1)
         return table(
-          ['tenant', 'placement', 'clients', 'statements', 'transactions', 'errors', 'refusals', 'rows', 'total_ms', 'mean_ms'],
+          ['tenant', 'placement', 'clients', 'statements', 'transactions', 'errors', 'refusals', 'rows', 'total_ms', 'mean_ms', 'status'],
           p.metrics.stats.list().map((c) => [
             c.tenant,
             p.placementFor(c.tenant),
@@ -102,6 +144,7 @@ export class AdminConsole {
             c.rows,
             c.totalLatencyMs.toFixed(1),
             c.queries ? (c.totalLatencyMs / c.queries).toFixed(3) : '0',
+            p.disabled.has(c.tenant) ? 'disabled' : p.paused.has(c.tenant) || p.paused.has('*') ? 'paused' : 'active',
           ]),
         )
       }
@@ -114,6 +157,32 @@ export class AdminConsole {
       }
       case 'config':
         return table(['key', 'value'], configRows(p))
+      case 'help':
+        return table(['command', 'description'], HELP)
+      case 'databases': {
+        const placed = new Map<string, number>()
+        for (const b of Object.values(p.config.placement.tenants)) placed.set(b, (placed.get(b) ?? 0) + 1)
+        return table(
+          ['name', 'host', 'port', 'database', 'user', 'pool_size', 'citus', 'per_tenant', 'default', 'tenants_placed', 'server_connections'],
+          Object.values(p.config.backends).map((b) => {
+            let conns = 0
+            for (const pool of p.pools.pools.values()) if (pool.backendName === b.name) conns += pool.total
+            return [b.name, b.url.host, b.url.port, b.url.database, b.url.user ?? '(client user)', b.pool, b.citus, b.url.perTenant, p.config.placement.default === b.name, placed.get(b.name) ?? 0, conns]
+          }),
+        )
+      }
+      case 'users':
+        return table(
+          ['name', 'tenant', 'bypass', 'admin', 'password', 'clients'],
+          Object.entries(p.config.users).map(([name, u]) => [
+            name,
+            u.tenant ?? null,
+            u.bypass,
+            u.admin,
+            u.password.startsWith('SCRAM-SHA-256$') ? 'scram-sha-256' : /^md5[0-9a-f]{32}$/.test(u.password) ? 'md5' : 'plain',
+            [...p.sessions.values()].filter((s) => s.user === name).length,
+          ]),
+        )
       default:
         throw adminError('42601', `unknown SHOW item "${what}"`, COMMANDS)
     }

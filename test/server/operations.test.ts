@@ -186,3 +186,47 @@ t.test('a stats line per interval', async (t) => {
   t.match(line.msg, /^stats: \d+ xacts\/0\.3 s, \d+ queries, avg [\d.]+ ms, 1 clients, \d+ server connections$/)
   await c.end()
 })
+
+t.test('admin console: SHOW HELP, DATABASES, USERS; DISABLE/ENABLE TENANT; RECONNECT and WAIT_CLOSE', async (t) => {
+  const s = await start(server.url(ROLES.scram.user, ROLES.scram.password))
+  const admin = new pg.Client({ connectionString: `postgres://boss:boss_pw@127.0.0.1:${s.port}/pgtenant` })
+  await admin.connect()
+  t.teardown(() => admin.end())
+  const help = (await admin.query('SHOW HELP')).rows.map((r) => r.command)
+  for (const c of ['SHOW DATABASES', 'SHOW USERS', 'RECONNECT [backend]', 'WAIT_CLOSE [backend]', "DISABLE TENANT 'x'", "ENABLE TENANT 'x'"]) t.ok(help.includes(c), `SHOW HELP lists ${c}`)
+  const dbs = (await admin.query('SHOW DATABASES')).rows
+  t.equal(dbs.length, 1)
+  t.match(dbs[0], { name: 'main', host: '127.0.0.1', database: 'postgres', user: 'scram_user', pool_size: '3', citus: 'false', default: 'true' })
+  const users = (await admin.query('SHOW USERS')).rows
+  t.same(
+    users.map((u) => [u.name, u.admin, u.password]),
+    [
+      ['app', 'false', 'plain'],
+      ['boss', 'true', 'plain'],
+    ],
+  )
+  t.notMatch(JSON.stringify(users), /app_pw|boss_pw/)
+  const c = new pg.Client({ connectionString: `postgres://app:app_pw@127.0.0.1:${s.port}/db`, options: '-c app.tenant=t1' })
+  await c.connect()
+  t.teardown(() => c.end())
+  const pidBefore = (await c.query('SELECT pg_backend_pid() AS p')).rows[0].p
+  // DISABLE: the tenant's new transactions are refused; the session stays; ENABLE lets it in.
+  await admin.query("DISABLE TENANT 't1'")
+  await t.rejects(c.query('SELECT count(*) FROM items'), { code: '57P03', message: /tenant "t1" is disabled/ })
+  t.match((await admin.query('SHOW TENANTS')).rows.find((r) => r.tenant === 't1'), { status: 'disabled' })
+  await admin.query("ENABLE TENANT 't1'")
+  t.equal((await c.query('SELECT count(*)::int AS n FROM items')).rows[0].n, 2, 'enabled again')
+  // RECONNECT: an idle server connection is replaced; one in a transaction when it is released.
+  await c.query('BEGIN')
+  await c.query('SELECT 1')
+  await admin.query('RECONNECT main')
+  await t.rejects(admin.query('WAIT_CLOSE main'), { code: '55006', message: /still in use/ })
+  t.equal((await c.query('SELECT pg_backend_pid() AS p')).rows[0].p, pidBefore, 'the running transaction keeps its connection')
+  await c.query('COMMIT')
+  const deadline = Date.now() + 10000
+  let waited = false
+  while (!waited && Date.now() < deadline) waited = await admin.query('WAIT_CLOSE').then(() => true, () => false)
+  t.ok(waited, 'WAIT_CLOSE succeeds once the old connection is closed')
+  t.not((await c.query('SELECT pg_backend_pid() AS p')).rows[0].p, pidBefore, 'a new server connection')
+  await t.rejects(admin.query('RECONNECT nope'), { code: '42704' })
+})
