@@ -22,6 +22,7 @@ import { verifyRewrite, fillForVerify } from './verify.js'
 
 export type * from './types.js'
 export { quoteLiteral, quoteIdent } from './quote.js'
+export { guardViolationColumn } from './rewrite/tenant-value.js'
 
 let loaded: Promise<void> | null = null
 /** Loads libpg-query's WASM module once; call (and await) before rewriteQuery. */

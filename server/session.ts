@@ -23,6 +23,7 @@ import type { RewriteResult, SessionEffect, StatementPlan, TenantCommand, Refusa
 import { quoteLiteral, quoteIdent } from './planner.js'
 import { authenticate } from './client-auth.js'
 import { settingRefusal } from '../parser/policy/settings.js'
+import { guardViolationColumn } from '../parser/index.js'
 import { fingerprintSync } from 'libpg-query'
 import type { ProxyContext, RouteMemo } from './proxy-context.js'
 import { ReplyQueue, entry, NO_EFFECTS } from './session/reply-queue.js'
@@ -431,7 +432,7 @@ export class ClientSession {
    * facts: rediscover once and plan the same message again (it stays stalled meanwhile).
    */
   private refreshedFor(frame: Frame, refusal: Refusal): boolean {
-    if (this.retriedFrame === frame || !/is not known to pgtenant/.test(refusal.message)) return false
+    if (this.retriedFrame === frame || refusal.reason !== 'unknown_relation') return false
     this.retriedFrame = frame
     this.ctx.refreshFactsFor(this).finally(() => this.resumeInput())
     return true
@@ -1545,14 +1546,14 @@ export class ClientSession {
     const forward = this.handleErrorResponse(raw)
     if (!forward) return false
     // The rewriter's execution-time guard fails with a cast error that names itself: report it as the tenant violation it is.
-    const guard = /pgtenant: (\S+) must equal the session tenant/.exec(raw.toString('utf8', 5))
-    if (!guard) return true
+    const guardColumn = guardViolationColumn(raw.toString('utf8', 5))
+    if (guardColumn === null) return true
     const fields = be.decodeFields(raw)
     this.scanner.inject(
       be.errorResponse({
         severity: 'ERROR',
         code: '42501',
-        message: `tenant violation: ${guard[1]} must equal the session tenant (${this.effectiveTenant ?? 'none'}); nothing was written`,
+        message: `tenant violation: ${guardColumn} must equal the session tenant (${this.effectiveTenant ?? 'none'}); nothing was written`,
         detail: fields.M,
       }),
     )

@@ -11,6 +11,21 @@ import { constValue, field, nodeKind, type Node } from './nodes.js'
 /** Marker in the guard's error text (the ELSE branch below); server/ reports such an error as a tenant violation. */
 const GUARD_MARKER = ' pgtenant: '
 
+const GUARD_SUFFIX = ' must equal the session tenant'
+
+/**
+ * The tenant column named by a server error raised by guardRaise's ELSE branch, or null for any other
+ * error: the one place that reads the guard's text is the module that writes it.
+ */
+export function guardViolationColumn(serverMessage: string): string | null {
+  const at = serverMessage.indexOf(GUARD_MARKER)
+  if (at < 0) return null
+  const rest = serverMessage.slice(at + GUARD_MARKER.length)
+  const end = rest.indexOf(GUARD_SUFFIX)
+  if (end <= 0 || /\s/.test(rest.slice(0, end))) return null
+  return rest.slice(0, end)
+}
+
 /** The tenant column's SQL type (format_type), "text" when the facts do not say. */
 export function typeOf(cx: RewriteState, key: string): string {
   return cx.ctx.facts.tenantColumnTypes?.get(key) ?? 'text'
@@ -18,7 +33,7 @@ export function typeOf(cx: RewriteState, key: string): string {
 
 /** ELSE branch of the tenant guard: NULL for a NULL value, else an error whose message names the column. */
 export function guardRaise(expr: string, type: string, col: string): string {
-  const msg = quoteLiteral(`${GUARD_MARKER}${col} must equal the session tenant`)
+  const msg = quoteLiteral(`${GUARD_MARKER}${col}${GUARD_SUFFIX}`)
   return `((${expr})::${type}::text || ${msg})::int4::text::${type}`
 }
 

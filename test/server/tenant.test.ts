@@ -100,6 +100,15 @@ t.test('set_config of the tenant with a Bind parameter sets the tenant from the 
   await c.end()
 })
 
+t.test('a tenant table created after start-up is discovered at its first use (refusal reason unknown_relation)', async (t) => {
+  server.sql(`CREATE TABLE late_notes (tenant_id text NOT NULL, id int); INSERT INTO late_notes SELECT t, 1 FROM unnest(ARRAY['a', 'b']) t;`)
+  const c = await connect()
+  await c.query("SET app.tenant = 'b'")
+  t.same(await tenantsOf(c, 'SELECT tenant_id FROM late_notes'), ['b'], 'rediscovered, and restricted as a tenant table')
+  await t.rejects(c.query('SELECT * FROM never_created_table'), { code: '42501', message: /is not known to pgtenant/ })
+  await c.end()
+})
+
 t.test('the server sees the tenant: current_setting, defaults and triggers', async (t) => {
   const c = await connect()
   await c.query("SET app.tenant = 'e'")
