@@ -1,5 +1,7 @@
 # pgtenant container image. Build: docker build -t pgtenant .
 # Run:   docker run --rm -p 6432:6432 -p 9187:9187 -v $PWD/pgtenant.yaml:/etc/pgtenant/pgtenant.yaml:ro pgtenant
+#   or, with the default config (deploy/docker/pgtenant.yaml: metrics on 0.0.0.0:9187, the rest from the environment):
+#        docker run --rm -p 6432:6432 -p 9187:9187 -e DATABASE_URL=postgres://app:pw@db:5432/saas -e APP_PASSWORD=… -e ADMIN_PASSWORD=… pgtenant
 
 # ---- build: dev dependencies, TypeScript → dist/
 FROM node:20-bookworm-slim AS build
@@ -25,8 +27,11 @@ ENV NODE_ENV=production
 COPY package.json package-lock.json ./
 RUN npm ci --omit=dev --ignore-scripts --no-audit --no-fund && npm cache clean --force
 COPY --from=build /app/dist ./dist
+# The default config enables `metrics: 0.0.0.0:9187`, which the HEALTHCHECK needs; a config
+# mounted over it must keep metrics on (the HEALTHCHECK fails without them).
+COPY deploy/docker/pgtenant.yaml /etc/pgtenant/pgtenant.yaml
 USER node
-# 6432: PostgreSQL clients; 9187: /metrics, /healthz, /readyz (set `metrics: 0.0.0.0:9187`).
+# 6432: PostgreSQL clients; 9187: /metrics, /healthz, /readyz.
 EXPOSE 6432 9187
 HEALTHCHECK --interval=10s --timeout=3s --start-period=10s --retries=3 \
   CMD ["node", "-e", "fetch('http://127.0.0.1:9187/healthz').then((r) => process.exit(r.ok ? 0 : 1), () => process.exit(1))"]
