@@ -55,6 +55,8 @@ export class BackendConnection {
   stateKey = ''
   lastUsed = Date.now()
   closed = false
+  /** Set by the pool while the connection is idle in it: the server closed it (killed, restarted), take it out now. */
+  onIdleClose: ((conn: BackendConnection) => void) | null = null
   private handler: AttachedHandler | null = null
   /** While logging in, bytes go to the standard client-side codec; afterwards they pass raw. */
   private loginStream: PassThrough | null = null
@@ -75,7 +77,8 @@ export class BackendConnection {
       this.closed = true
       const h = this.handler
       this.handler = null
-      h?.onClose(new BackendError('server connection closed unexpectedly', '08006'))
+      if (h) h.onClose(new BackendError('server connection closed unexpectedly', '08006'))
+      else this.onIdleClose?.(this)
     })
   }
 
@@ -160,6 +163,35 @@ export class BackendConnection {
       this.socket.end(serialize.end())
       this.socket.destroy()
     }
+  }
+
+  /**
+   * Close for good and settle when the server has closed its end too, which it does as its
+   * backend process exits (after leaving pg_stat_activity): until then the connection still
+   * counts against the pool's promise to the database. A server that does not close within
+   * `timeoutMs` (busy, unreachable) is cut off and settles then.
+   */
+  retire(timeoutMs: number): Promise<void> {
+    this.onIdleClose = null
+    if (this.socket.destroyed) {
+      this.closed = true
+      return Promise.resolve()
+    }
+    return new Promise((resolve) => {
+      const timer = setTimeout(() => {
+        this.socket.destroy()
+        resolve()
+      }, timeoutMs)
+      this.socket.once('close', () => {
+        clearTimeout(timer)
+        resolve()
+      })
+      if (!this.closed) {
+        this.closed = true
+        this.socket.end(serialize.end())
+      }
+      if (this.socket.isPaused()) this.socket.resume() // the server's close must be read to be seen
+    })
   }
 
   /** Sends a CancelRequest for whatever this connection is running, on a new socket. */

@@ -1,6 +1,22 @@
-// Server-connection pools: one per (backend, database, user), all under one global cap.
-// When the cap is reached, idle connections of other pools are closed first; then
-// clients wait, up to the wait timeout.
+// Server-connection pools: one per (backend, database, user), all under one global cap
+// (pool.max_server_connections), which may be below the sum of the pool sizes.
+//
+// Under the cap, connections move to where clients wait (issue 15 item 4):
+// - a pool that needs a connection while the cap is reached closes the least recently used
+//   idle connection of another pool (`PoolManager.makeRoom`);
+// - a connection released in one pool is closed instead of being reused there when another
+//   pool is blocked by the cap with clients waiting and deserves it more (`PoolManager.giveWay`):
+//   always when the releasing pool has no one waiting (it would only sit idle), else when the
+//   other pool's clients have waited longer and it holds a smaller share of its size, so that
+//   busy pools converge on shares of the cap in proportion to their sizes without trading one
+//   connection back and forth; a pool with waiters and no connection at all always gets one.
+//   The blocked pool then opens its connection ahead of anyone else.
+// - when a connection goes away anywhere, pools with waiters are served oldest waiter first.
+// A closed connection leaves the count only when the server has closed its end (its backend
+// has exited; `BackendConnection.retire`), so the server itself never sees more than the
+// cap or a pool's size, not even while a connection moves from one pool to another.
+// The manager keeps the number of server connections as a running counter, so these checks
+// cost O(pools with waiters), not O(pools).
 import { BackendConnection, BackendError, type BackendTarget } from './connection.js'
 
 interface Waiter {
@@ -11,6 +27,8 @@ interface Waiter {
   stateKey: string
   /** How many times a later waiter was served before this one. */
   passed: number
+  /** Arrival order across all pools (a manager-wide sequence): smaller waited longer. */
+  since: number
 }
 
 export interface PoolLimits {
@@ -19,6 +37,9 @@ export interface PoolLimits {
   idleTimeoutMs: number
   maxServerConnections: number
 }
+
+/** How long a closed server connection may take to go away on the server before it is cut off and no longer counted. */
+const RETIRE_TIMEOUT_MS = 5000
 
 /** How many idle connections the pool looks through for one already in the client's state. */
 const AFFINITY_SCAN = 16
@@ -40,6 +61,10 @@ export class Pool {
   /** ParameterStatus values of the first connection, reported to clients at login. */
   serverParams: Map<string, string> | null = null
   lastUsed = Date.now()
+  /** Connections this pool closed to make room for another pool's waiters (metrics, tests). */
+  gaveWay = 0
+  /** Connections other pools are closing to make room for this one's waiters. */
+  incoming = 0
 
   constructor(
     readonly key: string,
@@ -57,11 +82,16 @@ export class Pool {
     return this.waiters.length
   }
 
+  /** Arrival order of the client that has waited longest here (Infinity: nobody waits). */
+  get oldestWait(): number {
+    return this.waiters.length > 0 ? this.waiters[0].since : Infinity
+  }
+
   acquire(stateKey = ''): Promise<BackendConnection> {
     this.lastUsed = Date.now()
     const conn = this.takeIdle(stateKey)
     if (conn) return Promise.resolve(conn)
-    if (this.total < this.size && this.manager.reserve(this)) return this.open()
+    if (this.total < this.size && this.manager.hasRoom()) return this.open()
     return new Promise((resolve, reject) => {
       const waiter: Waiter = {
         resolve,
@@ -77,8 +107,11 @@ export class Pool {
         }, this.manager.limits.waitTimeoutMs),
         stateKey,
         passed: 0,
+        since: this.manager.arrival(),
       }
       this.waiters.push(waiter)
+      if (this.waiters.length === 1) this.manager.waitingPools.add(this)
+      if (this.total + this.incoming < this.size) this.manager.makeRoom(this)
     })
   }
 
@@ -92,9 +125,15 @@ export class Pool {
   release(conn: BackendConnection, reusable: boolean): void {
     this.active--
     this.lastUsed = Date.now()
-    if (!reusable || conn.closed || this.total >= this.size + 1) {
-      conn.close()
-      this.manager.connectionClosed()
+    if (!reusable || conn.closed || this.total >= this.size) {
+      this.manager.retire(conn, null)
+      return
+    }
+    const other = this.manager.giveWay(this)
+    if (other) {
+      // Another pool's clients need the room under the cap more than this pool does.
+      this.gaveWay++
+      this.manager.retire(conn, other)
       return
     }
     const waiter = this.nextWaiter(conn.stateKey)
@@ -105,6 +144,7 @@ export class Pool {
       return
     }
     this.idle.push(conn)
+    conn.onIdleClose = this.idleClosed
   }
 
   /** Serve queued clients if there is room now (called when a connection closed anywhere). */
@@ -112,13 +152,13 @@ export class Pool {
     while (this.waiters.length > 0) {
       const conn = this.takeIdle('')
       if (conn) {
-        const w = this.waiters.shift() as Waiter
+        const w = this.shiftWaiter()
         clearTimeout(w.timer)
         w.resolve(conn)
         continue
       }
-      if (this.total < this.size && this.manager.reserve(this)) {
-        const w = this.waiters.shift() as Waiter
+      if (this.total < this.size && this.manager.hasRoom()) {
+        const w = this.shiftWaiter()
         clearTimeout(w.timer)
         this.open().then(w.resolve, w.reject)
         continue
@@ -134,28 +174,43 @@ export class Pool {
       const c = this.idle[i]
       if (c.closed || now - c.lastUsed >= maxIdleMs) {
         this.idle.splice(i, 1)
-        c.close()
+        this.manager.retire(c, null)
         closed++
       }
     }
     return closed
   }
 
-  /** Close the least recently used idle connection (to make room under the global cap). */
-  evictOne(): boolean {
+  /** Close the least recently used idle connection to make room for `to` under the global cap. */
+  evictOne(to: Pool): boolean {
     if (this.idle.length === 0) return false
-    const c = this.idle.shift() as BackendConnection
-    c.close()
+    this.gaveWay++
+    this.manager.retire(this.idle.shift() as BackendConnection, to)
     return true
   }
 
   closeAll(): void {
-    for (const c of this.idle) c.close()
-    this.idle.length = 0
+    for (const c of this.idle.splice(0)) this.manager.retire(c, null)
     for (const w of this.waiters.splice(0)) {
       clearTimeout(w.timer)
       w.reject(new BackendError('pool closed', '57P01'))
     }
+    this.manager.waitingPools.delete(this)
+  }
+
+  /** An idle connection the server closed (killed, restarted): out of the pool and the count at once. */
+  private readonly idleClosed = (conn: BackendConnection): void => {
+    const i = this.idle.indexOf(conn)
+    if (i < 0) return
+    this.idle.splice(i, 1)
+    this.manager.count--
+    this.manager.connectionClosed()
+  }
+
+  private shiftWaiter(): Waiter {
+    const w = this.waiters.shift() as Waiter
+    if (this.waiters.length === 0) this.manager.waitingPools.delete(this)
+    return w
   }
 
   /**
@@ -176,10 +231,12 @@ export class Pool {
     }
     while (this.idle.length > 0) {
       const c = this.idle.pop() as BackendConnection
+      c.onIdleClose = null
       if (!c.closed) {
         this.active++
         return c
       }
+      this.manager.count--
       this.manager.connectionClosed()
     }
     return null
@@ -187,6 +244,7 @@ export class Pool {
 
   private async open(): Promise<BackendConnection> {
     this.connecting++
+    this.manager.count++
     try {
       const conn = await BackendConnection.connect(this.target, this.manager.limits.connectTimeoutMs)
       if (!this.serverParams) this.serverParams = new Map(conn.params)
@@ -195,6 +253,7 @@ export class Pool {
       return conn
     } catch (err) {
       this.connecting--
+      this.manager.count--
       this.manager.connectionClosed()
       throw err
     }
@@ -203,31 +262,41 @@ export class Pool {
   /** The waiting client a released connection in state `stateKey` goes to (see WAITER_SCAN). */
   private nextWaiter(stateKey: string): Waiter | undefined {
     const head = this.waiters[0]
-    if (head === undefined || stateKey === '' || head.stateKey === stateKey || head.passed >= MAX_PASSED) return this.waiters.shift()
+    if (head === undefined) return undefined
+    if (stateKey === '' || head.stateKey === stateKey || head.passed >= MAX_PASSED) return this.shiftWaiter()
     const n = Math.min(this.waiters.length, WAITER_SCAN)
     for (let i = 1; i < n; i++) {
       if (this.waiters[i].stateKey !== stateKey) continue
       for (let j = 0; j < i; j++) this.waiters[j].passed++
       return this.waiters.splice(i, 1)[0]
     }
-    return this.waiters.shift()
+    return this.shiftWaiter()
   }
 
   private removeWaiter(w: Waiter): void {
     const i = this.waiters.indexOf(w)
     if (i >= 0) this.waiters.splice(i, 1)
+    if (this.waiters.length === 0) this.manager.waitingPools.delete(this)
   }
 }
 
 export class PoolManager {
   readonly pools = new Map<string, Pool>()
+  /** Pools with at least one waiting client. */
+  readonly waitingPools = new Set<Pool>()
+  /** Server connections of all pools (idle, busy and being opened): a running counter. */
+  count = 0
+  private arrivals = 0
 
   constructor(public limits: PoolLimits) {}
 
   get totalConnections(): number {
-    let n = 0
-    for (const p of this.pools.values()) n += p.total
-    return n
+    return this.count
+  }
+
+  /** The next waiter's place in the manager-wide arrival order. */
+  arrival(): number {
+    return ++this.arrivals
   }
 
   pool(key: string, backendName: string, target: BackendTarget, size: number): Pool {
@@ -239,36 +308,97 @@ export class PoolManager {
     return p
   }
 
-  /** May `requester` open one more connection under the global cap? Evicts an idle one elsewhere if needed. */
-  reserve(requester: Pool): boolean {
-    if (this.totalConnections < this.limits.maxServerConnections) return true
+  /** May one more connection be opened under the global cap? */
+  hasRoom(): boolean {
+    return this.count < this.limits.maxServerConnections
+  }
+
+  /**
+   * `requester` has waiters and is below its size: if the cap is what stops it, close the
+   * least recently used idle connection of another pool for it (the room goes to it once
+   * that connection is gone on the server).
+   */
+  makeRoom(requester: Pool): void {
     let victim: Pool | null = null
     for (const p of this.pools.values()) {
       if (p === requester || p.idle.length === 0) continue
       if (!victim || p.idle[0].lastUsed < victim.idle[0].lastUsed) victim = p
     }
-    if (!victim) {
-      const own = requester.idle.length > 0 ? requester : null
-      return own ? own.evictOne() : false
-    }
-    return victim.evictOne()
+    victim?.evictOne(requester)
   }
 
-  /** A connection went away somewhere: let waiting clients of any pool use the room. */
-  connectionClosed(): void {
-    queueMicrotask(() => {
-      for (const p of this.pools.values()) if (p.waiting > 0) p.serveWaiters()
+  /**
+   * Close `conn` (already out of its pool's idle list and active count). It stays counted
+   * until the server has let go of it; then the room goes first to `forPool` (the pool it
+   * was closed for), then to the longest-waiting clients of any pool.
+   */
+  retire(conn: BackendConnection, forPool: Pool | null): void {
+    if (forPool) forPool.incoming++
+    this.retiring++
+    conn.retire(RETIRE_TIMEOUT_MS).then(() => {
+      this.retiring--
+      this.count--
+      if (forPool) {
+        forPool.incoming--
+        if (forPool.waiting > 0) forPool.serveWaiters()
+      }
+      this.serveOldestFirst()
     })
   }
 
+  /** Connections closed but not yet gone on the server (still counted). */
+  private retiring = 0
+
+  /**
+   * `from` is about to reuse a released connection (hand it to its own waiter or keep it
+   * idle). Returns the pool that should get the room instead, or null. Only at the cap, and
+   * only for a pool that is blocked by it (clients waiting, below its own size). Among those,
+   * the one whose client has waited longest. If `from` has waiters of its own, it gives way
+   * only to a pool whose waiters are older and that, even with one more connection, would
+   * hold a smaller share of its size than `from` holds now (or that holds nothing at all):
+   * weighted shares converge (water-filling), and a connection is never traded straight back.
+   */
+  giveWay(from: Pool): Pool | null {
+    if (this.waitingPools.size === 0 || this.count < this.limits.maxServerConnections) return null
+    let best: Pool | null = null
+    for (const p of this.waitingPools) {
+      // Blocked: clients waiting beyond what is already on its way, room below its size.
+      if (p === from || p.total + p.incoming >= p.size || p.waiting <= p.incoming) continue
+      if (!best || p.oldestWait < best.oldestWait) best = p
+    }
+    if (!best) return null
+    if (from.waiting === 0) return best
+    if (best.oldestWait > from.oldestWait) return null
+    const has = best.total + best.incoming
+    if (has === 0) return best
+    // from.total already excludes the released connection: (has+1)/best.size < (from+1)/from.size.
+    return (has + 1) * from.size < (from.total + 1) * best.size ? best : null
+  }
+
+  /** A connection went away somewhere: let waiting clients of any pool use the room, longest-waiting first. */
+  connectionClosed(): void {
+    if (this.scheduled) return
+    this.scheduled = true
+    queueMicrotask(() => {
+      this.scheduled = false
+      this.serveOldestFirst()
+    })
+  }
+
+  private serveOldestFirst(): void {
+    if (this.waitingPools.size === 0 || !this.hasRoom()) return
+    const pools = this.waitingPools.size === 1 ? [...this.waitingPools] : [...this.waitingPools].sort((a, b) => a.oldestWait - b.oldestWait)
+    for (const p of pools) if (p.waiting > 0) p.serveWaiters()
+  }
+
+  private scheduled = false
+
   /** Periodic upkeep: close idle connections past the idle timeout, forget empty pools. */
   reap(now = Date.now()): void {
-    let closed = 0
     for (const [key, p] of this.pools) {
-      closed += p.closeIdle(this.limits.idleTimeoutMs, now)
-      if (p.total === 0 && p.waiting === 0 && now - p.lastUsed >= this.limits.idleTimeoutMs) this.pools.delete(key)
+      p.closeIdle(this.limits.idleTimeoutMs, now)
+      if (p.total === 0 && p.waiting === 0 && p.incoming === 0 && now - p.lastUsed >= this.limits.idleTimeoutMs) this.pools.delete(key)
     }
-    if (closed > 0) this.connectionClosed()
   }
 
   closeAll(): void {
