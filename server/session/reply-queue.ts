@@ -33,7 +33,7 @@ export interface Entry {
   /** query: how many of its statements the server completed so far */
   completed: number
   failed: boolean
-  /** synthetic: the bytes to send */
+  /** synthetic: the bytes to send; a request the proxy sent only to make the server fail: what the client gets in place of the server's error */
   bytes: readonly Buffer[]
   /** Called when the server rejects or skips this request (or a proxy answer is dropped because the server skipped its batch). */
   onFail: (() => void) | null
