@@ -74,6 +74,8 @@ export interface PoolConfig {
   shutdown_timeout_ms: number
   /** Global cap on backend connections across all pools. */
   max_server_connections: number
+  /** Shared prepared statements kept per server connection, least recently used closed first; 0 = unlimited. */
+  max_prepared_statements: number
 }
 
 export interface Config {

@@ -30,6 +30,7 @@ export const POOL_DEFAULTS: PoolConfig = {
   client_idle_timeout_ms: 0,
   shutdown_timeout_ms: 30000,
   max_server_connections: 200,
+  max_prepared_statements: 100,
 }
 
 export function loadConfig(path: string): Config {

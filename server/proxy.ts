@@ -8,7 +8,7 @@ import { Planner } from './planner.js'
 import { PoolManager, type Pool } from './backend/pool.js'
 import type { BackendConnection, BackendTarget } from './backend/connection.js'
 import { ClientSession } from './session.js'
-import { sharedStatementName } from './session/statement-names.js'
+import { SharedStatementNames, sharedNamesLimit } from './backend/prepared.js'
 import type { ProxyContext, RouteMemo } from './proxy-context.js'
 import { BackendError } from './backend/connection.js'
 import { queryRows } from './backend/query.js'
@@ -50,7 +50,7 @@ export class Proxy implements ProxyContext {
   readonly paused = new Set<string>()
   private pauseWaiters: (() => void)[] = []
   private readonly byPid = new Map<number, ClientSession>()
-  private readonly statementNames = new Map<string, string>()
+  private readonly statementNames = new SharedStatementNames(() => sharedNamesLimit(this.config.pool.max_prepared_statements))
   private server: net.Server | null = null
   private secureContext: tls.SecureContext | null = null
   private nextSessionId = 1
@@ -632,16 +632,8 @@ export class Proxy implements ProxyContext {
   }
 
   statementName(sql: string, paramTypes: Buffer): string {
-    const key = paramTypes.length > 2 ? `${sql}\u0000${paramTypes.toString('hex')}` : sql
-    let name = this.statementNames.get(key)
-    if (!name) {
-      name = sharedStatementName(++this.statementCount)
-      this.statementNames.set(key, name)
-    }
-    return name
+    return this.statementNames.name(sql, paramTypes)
   }
-
-  private statementCount = 0
 
   /**
    * DDL ran, or a server said a shared statement's result type changed (0A000): Parses from
@@ -772,6 +764,7 @@ function limitsOf(config: Config) {
     connectTimeoutMs: config.pool.connect_timeout_ms,
     idleTimeoutMs: config.pool.idle_timeout_ms,
     maxServerConnections: config.pool.max_server_connections,
+    maxPreparedStatements: config.pool.max_prepared_statements,
   }
 }
 

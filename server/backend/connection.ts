@@ -9,6 +9,7 @@ import type { BackendMessage } from 'pg-protocol/dist/messages.js'
 import { ScramClient } from '../auth/scram.js'
 import { md5Response } from '../auth/md5.js'
 import { FrameReader } from '../protocol/frame-reader.js'
+import { PreparedStatements } from './prepared.js'
 
 export interface BackendTarget {
   host: string
@@ -47,8 +48,8 @@ export class BackendConnection {
   pid = 0
   secret = 0
   readonly params = new Map<string, string>()
-  /** Server-side names of prepared statements that exist on this connection. */
-  readonly prepared = new Set<string>()
+  /** Server-side names of the shared prepared statements on this connection (bounded, least recently used out: prepared.ts). */
+  readonly prepared = new PreparedStatements()
   /** Which client's unnamed statement is currently parsed here (unnamed statements are per connection). */
   unnamedOwner: object | null = null
   /** Identity of the session state (settings, tenant) last applied on this connection. */
@@ -137,6 +138,7 @@ export class BackendConnection {
   attach(handler: AttachedHandler): void {
     this.handler = handler
     this.lastUsed = Date.now()
+    this.prepared.epoch++ // statements used from here on stay until the next attachment
   }
 
   detach(): void {

@@ -18,6 +18,7 @@
 // The manager keeps the number of server connections as a running counter, so these checks
 // cost O(pools with waiters), not O(pools).
 import { BackendConnection, BackendError, type BackendTarget } from './connection.js'
+import { DEFAULT_MAX_PREPARED_STATEMENTS } from './prepared.js'
 
 interface Waiter {
   resolve(conn: BackendConnection): void
@@ -36,6 +37,8 @@ export interface PoolLimits {
   connectTimeoutMs: number
   idleTimeoutMs: number
   maxServerConnections: number
+  /** Shared prepared statements kept per server connection (pool.max_prepared_statements; 0 = unlimited). */
+  maxPreparedStatements?: number
 }
 
 /** How long a closed server connection may take to go away on the server before it is cut off and no longer counted. */
@@ -233,6 +236,7 @@ export class Pool {
       const c = this.idle.pop() as BackendConnection
       c.onIdleClose = null
       if (!c.closed) {
+        c.prepared.limit = this.manager.limits.maxPreparedStatements ?? DEFAULT_MAX_PREPARED_STATEMENTS
         this.active++
         return c
       }
@@ -248,6 +252,7 @@ export class Pool {
     try {
       const conn = await BackendConnection.connect(this.target, this.manager.limits.connectTimeoutMs)
       if (!this.serverParams) this.serverParams = new Map(conn.params)
+      conn.prepared.limit = this.manager.limits.maxPreparedStatements ?? DEFAULT_MAX_PREPARED_STATEMENTS
       this.connecting--
       this.active++
       return conn
