@@ -1124,8 +1124,20 @@ export class ClientSession {
   }
 
   private extendedError(r: Refusal): void {
-    this.refuse(r, true)
     this.skipUntilSync = true
+    if (this.backend && this.queue.unsynced && !this.queue.skipping) {
+      // An extended batch is open on the server (say an INSERT executed, no Sync yet). PostgreSQL's
+      // own error would abort its implicit transaction; so must the proxy's: the server gets a Parse
+      // that always fails (a syntax error, or 25P02 in an aborted transaction) in the refused
+      // message's place, skips to the client's Sync and rolls back. The client gets the refusal in
+      // place of that server error.
+      this.ctx.metrics?.refused(this, r)
+      this.log.info({ sqlstate: r.sqlstate, reason: r.message }, 'statement refused inside a batch: the server aborts it')
+      this.send(fe.encodeParse(REFUSAL_STATEMENT, REFUSAL_SQL, Buffer.alloc(2)))
+      this.queue.expect('parse', { serverName: REFUSAL_STATEMENT, swallow: true, bytes: [be.errorResponse({ severity: 'ERROR', code: r.sqlstate, message: r.message, hint: r.hint })] })
+      return
+    }
+    this.refuse(r, true)
   }
 
   private answerTenantCommand(cmd: TenantCommand, protocol: 'simple' | 'extended'): void {
@@ -1580,6 +1592,11 @@ export class ClientSession {
     // (failed Parses are unregistered by their onFail).
     const head = this.queue.error()
     if (!head) return true
+    if (head.kind === 'parse' && head.serverName === REFUSAL_STATEMENT) {
+      // The failure the proxy caused to abort the batch (extendedError): the client gets the refusal instead.
+      for (const b of head.bytes) this.scanner.inject(b)
+      return false
+    }
     if (fields.C === '0A000' && (fields.R === 'RevalidateCachedQuery' || /cached plan must not change result type/.test(fields.M ?? ''))) this.staleStatement(head.serverName)
     this.ctx.metrics?.backendError(this, fields.C ?? 'XX000')
     if (this.backendName && this.ctx.config.backends[this.backendName]?.citus) this.ctx.workerError(this.backendName, fields.C ?? 'XX000')
@@ -1594,6 +1611,10 @@ export class ClientSession {
 
 /** Command tags of statements that may change what a prepared statement returns (ALTER TABLE, DROP/CREATE VIEW, …). */
 const DDL_TAG = /^(ALTER|CREATE|DROP) /
+
+/** A Parse the server always refuses, sent in place of a message the proxy refused inside an open batch (extendedError). */
+const REFUSAL_STATEMENT = 'pgtenant_refused'
+const REFUSAL_SQL = 'pgtenant: a statement in this batch was refused by the proxy'
 
 /** A PREPARE the planner did not see (plain pooling, after another statement): pins until DEALLOCATE ALL / DISCARD ALL. */
 const UNTRACKED_PREPARE = '\u0000untracked'
