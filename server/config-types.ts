@@ -15,6 +15,8 @@ export interface UserConfig {
   bypass: boolean
   /** May use the admin console (database "pgtenant"). */
   admin: boolean
+  /** Overrides the backend's and the global pool mode for this user's clients (PgBouncer's per-user pool_mode). */
+  pool_mode?: 'transaction' | 'session'
 }
 
 export interface BackendUrl {
@@ -38,6 +40,8 @@ export interface BackendConfig {
   /** Max server connections per pool (one pool per backend, database and user). */
   pool: number
   citus: boolean
+  /** Overrides pool.mode for clients whose login lands on this backend (PgBouncer's per-database pool_mode). */
+  pool_mode?: 'transaction' | 'session'
 }
 
 export interface TenantConfig {

@@ -175,7 +175,7 @@ function readUsers(r: Reader, v: unknown, auth: Config['auth']): Record<string, 
       r.fail(path, 'must be a mapping with a password')
       continue
     }
-    for (const k of Object.keys(u)) if (!['password', 'tenant', 'bypass', 'admin'].includes(k)) r.fail(`${path}.${k}`, 'unknown key')
+    for (const k of Object.keys(u)) if (!['password', 'tenant', 'bypass', 'admin', 'pool_mode'].includes(k)) r.fail(`${path}.${k}`, 'unknown key')
     const password = u.password === undefined ? r.fail(`${path}.password`, 'required') : r.str(u.password, `${path}.password`)
     if (password !== undefined && auth === 'md5' && password.startsWith('SCRAM-SHA-256$'))
       r.fail(`${path}.password`, 'auth: md5 needs a plain or md5 password, not a SCRAM verifier')
@@ -183,6 +183,8 @@ function readUsers(r: Reader, v: unknown, auth: Config['auth']): Record<string, 
     const bypass = r.bool(u.bypass, `${path}.bypass`)
     if (bypass && tenant !== undefined) r.fail(path, 'a user cannot be both pinned to a tenant and bypass')
     users[name] = { password: password ?? '', tenant, bypass, admin: r.bool(u.admin, `${path}.admin`) }
+    const poolMode = readPoolMode(r, u.pool_mode, `${path}.pool_mode`)
+    if (poolMode) users[name].pool_mode = poolMode
   }
   return users
 }
@@ -229,6 +231,12 @@ function readTenant(r: Reader, v: unknown): TenantConfig | undefined {
   }
 }
 
+/** A per-backend or per-user pool_mode (absent: the next level's). */
+function readPoolMode(r: Reader, v: unknown, path: string): 'transaction' | 'session' | undefined {
+  if (v === undefined) return undefined
+  return r.oneOf(v, path, ['transaction', 'session'] as const, 'transaction')
+}
+
 function readPool(r: Reader, v: unknown): PoolConfig {
   const o = r.obj(v, 'pool') ?? {}
   const keys = Object.keys(POOL_DEFAULTS)
@@ -253,11 +261,13 @@ function readBackends(r: Reader, v: unknown): Record<string, BackendConfig> {
     const path = `backends.${name}`
     const b = r.obj(raw, path)
     if (!b) continue
-    for (const k of Object.keys(b)) if (!['url', 'pool', 'citus'].includes(k)) r.fail(`${path}.${k}`, 'unknown key')
+    for (const k of Object.keys(b)) if (!['url', 'pool', 'citus', 'pool_mode'].includes(k)) r.fail(`${path}.${k}`, 'unknown key')
     const urlText = b.url === undefined ? r.fail(`${path}.url`, 'required') : r.str(b.url, `${path}.url`)
     const url = urlText === undefined ? undefined : parseBackendUrl(urlText, `${path}.url`, r)
     if (!url) continue
     out[name] = { name, url, pool: r.int(b.pool, `${path}.pool`, 20, 1), citus: r.bool(b.citus, `${path}.citus`) }
+    const poolMode = readPoolMode(r, b.pool_mode, `${path}.pool_mode`)
+    if (poolMode) out[name].pool_mode = poolMode
   }
   return out
 }

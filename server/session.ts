@@ -329,6 +329,7 @@ export class ClientSession {
     const unsafe = this.unsafeTextSettings()
     if (unsafe) return this.fatal('0A000', unsafe)
     if (user.tenant !== undefined) this.tenant = user.tenant
+    this.loginPoolMode = this.decidePoolMode()
     this.ctx
       .serverParams(this)
       .then((serverParams) => {
@@ -550,9 +551,34 @@ export class ClientSession {
     return this.userConfig?.bypass ?? false
   }
 
-  /** The pool mode this session runs under. */
+  /**
+   * The pool mode this session runs under, fixed at login: the user's `pool_mode`, else that of
+   * the backend its login lands on (the placement of its login tenant, else the default
+   * backend), else `pool.mode` (PgBouncer: per-user, per-database, global).
+   */
   get poolMode(): 'transaction' | 'session' {
-    return this.ctx.config.pool.mode
+    return this.loginPoolMode ?? this.decidePoolMode()
+  }
+
+  private loginPoolMode: 'transaction' | 'session' | null = null
+
+  private decidePoolMode(): 'transaction' | 'session' {
+    const config = this.ctx.config
+    const byUser = this.userConfig?.pool_mode
+    if (byUser) return byUser
+    const tenant = this.effectiveTenant
+    const backend = (tenant !== null && config.placement.tenants[tenant]) || config.placement.default
+    return config.backends[backend]?.pool_mode ?? config.pool.mode
+  }
+
+  /** Which setting would give this client session pooling (for hints). */
+  private get sessionModeSetting(): string {
+    const config = this.ctx.config
+    const user = `users.${this.user}.pool_mode: session`
+    if (this.userConfig?.pool_mode) return user
+    const tenant = this.effectiveTenant
+    const backend = (tenant !== null && config.placement.tenants[tenant]) || config.placement.default
+    return `${user} (or backends.${backend}.pool_mode: session)`
   }
 
   /**
@@ -729,7 +755,7 @@ export class ClientSession {
         kind: 'refuse',
         sqlstate: '0A000',
         message: 'LISTEN is not supported under transaction pooling: notifications would reach whichever client next uses the server connection',
-        hint: 'Use a backend with pool.mode: session for listeners.',
+        hint: `Connect listeners in session pooling: set ${this.sessionModeSetting}.`,
       }
     // SQL EXECUTE reaches only statements this client PREPAREd: the pooled connection also holds
     // other clients' (and the proxy's shared) statements
