@@ -18,6 +18,7 @@ import { BackendScanner, type ScannerSink } from './protocol/backend-scanner.js'
 import { BatchedWriter, writeAll } from './protocol/output.js'
 import { BackendConnection, BackendError } from './backend/connection.js'
 import type { Pool } from './backend/pool.js'
+import { REPLICATION_REFUSAL, replicationAttempts, wantsReplication } from './session/replication.js'
 import { closeEvicted } from './backend/prepared.js'
 import type { Config, UserConfig } from './config-types.js'
 import type { RewriteResult, SessionEffect, StatementPlan, TenantCommand, Refusal } from '../parser/types.js'
@@ -295,7 +296,7 @@ export class ClientSession {
     this.database = params.database || this.user
     this.log = this.log.child({ user: this.user, database: this.database })
     if (!this.user) return this.fatal('28000', 'no PostgreSQL user name specified in startup packet')
-    if (params.replication && params.replication !== 'false') return this.fatal('0A000', 'replication connections are not supported by pgtenant')
+    if (wantsReplication(params.replication)) return this.refuseReplication()
     const refusal = this.ctx.admitClient(this)
     if (refusal) {
       this.ctx.metrics?.clientRefused(refusal.code === '57P03' ? 'shutdown' : 'limit')
@@ -319,6 +320,15 @@ export class ClientSession {
   /** Connected to the admin console (database "pgtenant"): the proxy answers everything itself. */
   get isAdminConsole(): boolean {
     return this.database === 'pgtenant'
+  }
+
+  /** Replication is not proxied: one clear FATAL; a client retrying in a loop is refused without a log line each (session/replication.ts). */
+  private refuseReplication(): void {
+    const address = this.socket.remoteAddress ?? ''
+    const verdict = replicationAttempts.attempt(address)
+    this.ctx.metrics?.clientRefused(verdict === 'refuse' ? 'replication' : 'replication_rate_limited')
+    if (verdict === 'refuse') this.log.warn({ client: address, reason: 'replication' }, 'replication connection refused: pgtenant does not proxy replication')
+    this.fatal('0A000', REPLICATION_REFUSAL)
   }
 
   private finishLogin(user: UserConfig, params: Record<string, string>): void {
