@@ -48,6 +48,7 @@ export function demoConfig(backendPort: number, listenPort: number, metricsPort 
     pool: {
       mode: 'transaction',
       max_client_connections: 100,
+      max_prepared_statements: 100,
       wait_timeout_ms: 30000,
       connect_timeout_ms: 5000,
       idle_timeout_ms: 600000,
