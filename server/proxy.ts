@@ -186,6 +186,7 @@ export class Proxy implements ProxyContext {
     const user = backend.url.user ?? Object.keys(this.config.users).find((u) => !isHashed(this.config.users[u].password)) ?? 'postgres'
     const t = targetFor(backend, user, this.findUser(user))
     t.onConnectFailed = (err) => this.connectFailed(backend.name, t, err, 'catalog')
+    t.applicationName = 'pgtenant catalog' // outside the pools: tell them apart in pg_stat_activity
     if (tenant !== undefined) {
       const route = decideRoute({ placement: { default: backend.name, tenants: {} }, backends: this.config.backends, tenant, touchesTenant: true, bypass: false, tenantPattern: this.tenantPattern })
       if (route.kind !== 'refuse') return { ...t, host: route.target.host, port: route.target.port, database: route.target.database }

@@ -18,6 +18,8 @@ export interface BackendTarget {
   user: string
   password?: string
   sslmode: 'disable' | 'allow' | 'prefer' | 'require' | 'verify-ca' | 'verify-full'
+  /** application_name at login: set for the proxy's own catalog reads ("pgtenant catalog"), which are not pool connections. */
+  applicationName?: string
   /** Told about every failed connect attempt, whatever the stage (the proxy logs and counts it). */
   onConnectFailed?: (err: BackendError) => void
 }
@@ -122,7 +124,20 @@ export class BackendConnection {
     if (this.loginStream) this.loginReceived(reused ? Buffer.from(chunk) : chunk)
     else if (this.handler) {
       if (!this.handler.onData(chunk) && reused) this.reader?.renew()
-    } else this.close() // a server talking while idle is out of step with us: drop it
+    } else this.closeGently() // a server talking while idle (a FATAL before it exits, or out of step): drop it
+  }
+
+  /**
+   * Close, but let the server close its end first (it does as its backend exits): until the
+   * socket's 'close' the connection still counts in its pool (the FATAL of a terminated backend
+   * arrives before the backend has left pg_stat_activity). Cut off after RETIRE_FALLBACK_MS.
+   */
+  private closeGently(): void {
+    if (this.closed) return
+    this.closed = true
+    this.socket.end(serialize.end())
+    if (this.socket.isPaused()) this.socket.resume()
+    setTimeout(() => this.socket.destroy(), RETIRE_FALLBACK_MS).unref()
   }
 
   private loginReceived(chunk: Buffer): void {
@@ -265,7 +280,9 @@ export class BackendConnection {
       this.loginFailed = finish
       parseBackend(stream, onMessage).catch((err: Error) => finish(new BackendError(`bad login response from server: ${err.message}`, '08P01')))
       this.socket.once('close', () => finish(new BackendError('server closed the connection during login', '08006')))
-      this.socket.write(serialize.startup({ user, database, client_encoding: 'UTF8' }))
+      const startup: Record<string, string> = { user, database, client_encoding: 'UTF8' }
+      if (this.target.applicationName) startup.application_name = this.target.applicationName
+      this.socket.write(serialize.startup(startup))
     })
   }
 }
@@ -301,6 +318,8 @@ class ReusedReadBuffer {
 
 const READ_BUFFER_BYTES = 64 * 1024
 const CANCEL_TIMEOUT_MS = 10_000
+/** How long a closing connection waits for the server to close its end before cutting it off. */
+const RETIRE_FALLBACK_MS = 5_000
 /** No login reply (authentication request, ParameterStatus, BackendKeyData, an error) is anywhere near this. */
 const MAX_LOGIN_MESSAGE_BYTES = 1024 * 1024
 

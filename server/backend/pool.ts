@@ -240,8 +240,7 @@ export class Pool {
         this.active++
         return c
       }
-      this.manager.count--
-      this.manager.connectionClosed()
+      this.manager.retire(c, null) // counted until the server has let go of it
     }
     return null
   }
