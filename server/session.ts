@@ -557,6 +557,16 @@ export class ClientSession {
     return this.queue.length === 0 && this.txStatus !== 'I' ? 'idle_in_transaction' : 'active'
   }
 
+  /** Inside a transaction (the client's view: BEGIN answered, COMMIT not yet). */
+  get inTransaction(): boolean {
+    return this.txStatus !== 'I'
+  }
+
+  /** In a transaction, owed replies, or waiting for a server connection: a shutdown drain lets it finish. */
+  get busy(): boolean {
+    return this.state === 'ready' && (this.acquiring || this.txStatus !== 'I' || !this.queue.settled)
+  }
+
   get bypass(): boolean {
     return this.userConfig?.bypass ?? false
   }
@@ -601,16 +611,6 @@ export class ClientSession {
   private serverEndsClient(): boolean {
     return this.poolMode !== 'transaction' || this.txStatus !== 'I' || this.pinned || this.queue.owesReplies || this.queue.unsynced
   }
-  /** Inside a transaction (the client's view: BEGIN answered, COMMIT not yet). */
-  get inTransaction(): boolean {
-    return this.txStatus !== 'I'
-  }
-
-  /** In a transaction, owed replies, or waiting for a server connection: a shutdown drain lets it finish. */
-  get busy(): boolean {
-    return this.state === 'ready' && (this.acquiring || this.txStatus !== 'I' || !this.queue.settled)
-  }
-
 
   get effectiveTenant(): string | null {
     return this.localTenant !== undefined ? this.localTenant : this.tenant
