@@ -40,6 +40,7 @@
 import { parseSync } from 'libpg-query'
 import type { RewriteContext } from './types.js'
 import { isLeakproofSafe } from './leakproof.js'
+import { refersTo as readsName, relationColumns } from './rewrite/nodes.js'
 
 /* eslint-disable @typescript-eslint/no-explicit-any */
 type N = any
@@ -126,18 +127,6 @@ interface Scope {
 }
 
 /** A sub-select the planner neither pulls up nor pushes outer conditions into: its output columns are computed values, fixed before an outer condition sees them. */
-/** Does a statement read a relation named `name` without a schema (a recursive CTE's self-reference)? */
-function readsName(n: N, name: string): boolean {
-  if (n === null || typeof n !== 'object') return false
-  if (Array.isArray(n)) return n.some((x) => readsName(x, name))
-  for (const k in n) {
-    const v = n[k]
-    if (k === 'RangeVar' && v.relname === name && !v.schemaname) return true
-    if (v && typeof v === 'object' && readsName(v, name)) return true
-  }
-  return false
-}
-
 /** Columns every table has (an unqualified one inside a sub-select with a FROM table is that table's). */
 const SYSTEM_COLUMNS = new Set(['ctid', 'xmin', 'xmax', 'cmin', 'cmax', 'tableoid'])
 
@@ -804,18 +793,6 @@ class Verifier {
 
   // ---- evaluation order (issue #22) ----------------------------------------------------------------
 
-  /** Known columns of a relation named in FROM (schema facts), or null. */
-  columnsOf(rv: N): readonly string[] | null {
-    const f = this.ctx.facts.columns
-    if (!f) return null
-    if (rv.schemaname) return f.get(`${rv.schemaname}.${rv.relname}`) ?? null
-    for (const sch of ['pg_catalog', ...this.ctx.searchPath]) {
-      const c = f.get(`${sch}.${rv.relname}`)
-      if (c) return c
-    }
-    return null
-  }
-
   /** Looks a qualifier up from `level` outwards: the ranges it names, or null when no level knows it. */
   lookup(q: string, schema: string | null, level: Level | null): NameInfo[] | null {
     for (let l = level; l; l = l.parent) {
@@ -851,7 +828,7 @@ class Verifier {
         const v = it?.[t]
         if (!v) return
         if (t === 'RangeVar' && !v.alias?.colnames) {
-          const known = this.columnsOf(v)
+          const known = relationColumns(this.ctx, v)
           if (known) known.forEach((c) => cols.add(c))
           else open = true
         } else if (t === 'JoinExpr') {

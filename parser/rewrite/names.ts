@@ -86,15 +86,3 @@ export function withScope(cx: RewriteState, w: WithClause | undefined, scope: Sc
   }
   return s
 }
-
-/** Column names of a relation reference in attnum order, when the schema facts have them. */
-export function columnsOfRangeVar(cx: RewriteState, rv: RangeVar): readonly string[] | null {
-  const f = cx.ctx.facts.columns
-  if (!f) return null
-  if (rv.schemaname) return f.get(`${rv.schemaname}.${rv.relname}`) ?? null
-  for (const sch of ['pg_catalog', ...cx.ctx.searchPath]) {
-    const c = f.get(`${sch}.${rv.relname}`)
-    if (c) return c
-  }
-  return null
-}

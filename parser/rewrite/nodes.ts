@@ -3,6 +3,7 @@
 // wrapper ({ SelectStmt: {...} }); `field(n, 'SelectStmt')` unwraps it when it is of that kind.
 // Generic walks over the whole tree (locations, column references) treat it as plain JSON (`Json`).
 import type { Node, A_Const, FuncCall, RangeVar } from 'libpg-query'
+import type { RewriteContext } from '../types.js'
 
 export type {
   Node,
@@ -86,6 +87,18 @@ export function refersTo(n: Json, name: string): boolean {
     if (v && typeof v === 'object' && refersTo(v, name)) return true
   }
   return false
+}
+
+/** Column names of a relation reference in attnum order, when the schema facts have them (pg_catalog, then the search_path). */
+export function relationColumns(ctx: RewriteContext, rv: { schemaname?: string; relname?: string }): readonly string[] | null {
+  const f = ctx.facts.columns
+  if (!f) return null
+  if (rv.schemaname) return f.get(`${rv.schemaname}.${rv.relname}`) ?? null
+  for (const sch of ['pg_catalog', ...ctx.searchPath]) {
+    const c = f.get(`${sch}.${rv.relname}`)
+    if (c) return c
+  }
+  return null
 }
 
 /** PostgreSQL's boolean input forms; null when `s` is none of them. */

@@ -9,9 +9,8 @@ import { Refuse, unlocatable } from './refuse.js'
 import type { RewriteState } from './state.js'
 import { TENANT, type Part } from './template.js'
 import type { Resolved } from './names.js'
-import { columnsOfRangeVar } from './names.js'
 import { onExtent, whereExtent } from './clauses.js'
-import { field, nodeKind, rangeName, type JoinExpr, type Node, type RangeVar, type SelectStmt } from './nodes.js'
+import { field, nodeKind, rangeName, relationColumns, type JoinExpr, type Node, type RangeVar, type SelectStmt } from './nodes.js'
 
 /** Is there a tenant range in scope whose conditions need ordering? */
 export function guarding(cx: RewriteState): boolean {
@@ -70,7 +69,7 @@ function conjuncts(cx: RewriteState, expr: Node, a: number, b: number): Segment[
  */
 export function guardConjuncts(cx: RewriteState, expr: Node, a: number, b: number, having = false): void {
   const t = cx.toks
-  const columnsOf = (rv: RangeVar) => columnsOfRangeVar(cx, rv)
+  const columnsOf = (rv: RangeVar) => relationColumns(cx.ctx, rv)
   for (const sg of conjuncts(cx, expr, a, b)) {
     if (sg.e < sg.s || sg.args.length === 0) throw unlocatable('split a condition into its conjuncts')
     let safe = true
