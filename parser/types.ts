@@ -82,6 +82,7 @@ export type Sqlstate =
   | '0A000' // feature_not_supported
   | '42P01' // undefined_table
   | '25001' // active_sql_transaction (tenant change inside a transaction; decided by server/)
+  | '25P02' // in_failed_sql_transaction (a tenant command in an aborted transaction block; decided by server/)
   | '3D000'
 
 /** Why a statement was refused, as data: decide on this, never on the message text (which may be reworded). */

@@ -221,7 +221,7 @@ export class ClientSession {
     }
     if (this.state !== 'ready') return
     this.armIdleTimer()
-    while (this.state === 'ready') {
+    while (this.state === 'ready' && !this.holdForTenantOutcome) {
       const frame = this.stalled ?? this.reader.next()
       if (!frame) break
       this.stalled = null
@@ -653,7 +653,8 @@ export class ClientSession {
       if (!this.ensureBackend()) return false
       this.send(frame.raw)
       this.queue.expect('query')
-      this.ctx.metrics?.statementSent(this)
+      if (this.batchTenantUndo) this.holdForTenantOutcome = true // the Query ends the batch that set the tenant
+    this.ctx.metrics?.statementSent(this)
       return true
     }
     if (plan.refusal) {
@@ -665,6 +666,7 @@ export class ClientSession {
     if (tenantCommands.length > 0) {
       if (plan.statements.length > 1)
         this.refuse({ kind: 'refuse', sqlstate: '0A000', message: `${this.ctx.planner.setting} must be set in a statement of its own, not together with other statements` }, false)
+      else if (this.mustWaitForStatus()) return false
       else this.answerTenantCommand(tenantCommands[0].command, 'simple')
       return true
     }
@@ -693,6 +695,7 @@ export class ClientSession {
     if (!this.ensureBackend()) return false
     this.send(plan.sql !== undefined && plan.sql !== sql ? fe.encodeQuery(plan.sql) : frame.raw)
     this.queue.expect('query', { effects })
+    if (this.batchTenantUndo) this.holdForTenantOutcome = true // the Query ends the batch that set the tenant
     this.ctx.metrics?.statementSent(this)
     this.applyImmediateEffects(effects)
     return true
@@ -833,6 +836,7 @@ export class ClientSession {
         return
       case 'ROLLBACK':
         this.pendingEffects = []
+        this.revertBatchTenant() // a tenant set before BEGIN in the same batch is rolled back with it
         return
     }
     if (effect === null) return
@@ -1099,6 +1103,7 @@ export class ClientSession {
     const portal = frame.raw[5] === 0 ? '' : new fe.PayloadReader(frame.raw, 5).cstring()
     const local = this.localPortals.get(portal)
     if (local) {
+      if (this.mustWaitForStatus()) return false
       this.answerTenantCommand(local.local as TenantCommand, 'extended')
       return true
     }
@@ -1135,16 +1140,22 @@ export class ClientSession {
   }
 
   private handleSync(frame: Frame): boolean {
+    const refusedInBatch = this.skipUntilSync
     this.skipUntilSync = false
+    if (refusedInBatch && this.batchTenantUndo) this.revertBatchTenant() // the proxy's refusal failed the batch, as the server's error would
     if (this.txStatus === 'I') this.beginPortal = null // the implicit transaction's portals end here
     if (!this.backend && !this.acquiring) {
-      if (this.txStatus === 'I') this.endLocalTransactionState() // not inside a deferred BEGIN
+      if (this.txStatus === 'I') {
+        this.endLocalTransactionState() // not inside a deferred BEGIN
+        this.batchTenantUndo = null
+      }
       this.answer([be.readyForQuery(this.txStatus)])
       return true
     }
     if (!this.ensureBackend()) return false
     this.send(frame.raw)
     this.queue.expect('sync')
+    if (this.batchTenantUndo) this.holdForTenantOutcome = true
     return true
   }
 
@@ -1179,11 +1190,19 @@ export class ClientSession {
   private answerTenantCommand(cmd: TenantCommand, protocol: 'simple' | 'extended'): void {
     const tail = protocol === 'simple' ? [be.readyForQuery(this.txStatus)] : []
     const setting = this.ctx.planner.setting
+    if (this.txStatus === 'E') {
+      // As PostgreSQL: an aborted transaction block ignores SET, set_config and SHOW too.
+      const aborted: Refusal = { kind: 'refuse', sqlstate: '25P02', message: 'current transaction is aborted, commands ignored until end of transaction block' }
+      if (protocol === 'simple') this.refuse(aborted, false)
+      else this.extendedError(aborted)
+      return
+    }
     if (cmd.op === 'show') {
       const rows = [be.dataRow([this.effectiveTenant ?? '']), be.commandComplete('SHOW')]
       this.answer(protocol === 'simple' ? [be.rowDescription([setting]), ...rows, ...tail] : rows)
       return
     }
+    const undo = protocol === 'extended' ? this.undoInImplicitTransaction(cmd) : null
     const refusal = this.changeTenant(cmd.value, cmd.local)
     if (refusal) {
       if (protocol === 'simple') this.refuse(refusal, false)
@@ -1192,10 +1211,71 @@ export class ClientSession {
     }
     if (cmd.op === 'set_config') {
       const rows = [be.dataRow([cmd.value ?? '']), be.commandComplete('SELECT 1')]
-      this.answer(protocol === 'simple' ? [be.rowDescription(['set_config']), ...rows, ...tail] : rows)
+      this.answer(protocol === 'simple' ? [be.rowDescription(['set_config']), ...rows, ...tail] : rows, undo)
       return
     }
-    this.answer([be.commandComplete(cmd.tag), ...tail])
+    this.answer([be.commandComplete(cmd.tag), ...tail], undo)
+  }
+
+  /**
+   * The tenant before the first tenant change of an extended batch outside a transaction
+   * block. PostgreSQL runs such a batch as one implicit transaction: an error anywhere in it
+   * (before the change: the server skips it; after it: the server rolls it back) leaves the
+   * setting as it was, and so does the proxy (revertBatchTenant). Null: nothing to undo.
+   */
+  private batchTenantUndo: { tenant: string | null } | null = null
+  /** A Sync or Query that ends such a batch went to the server: the client's next messages wait for its outcome. */
+  private holdForTenantOutcome = false
+
+  /**
+   * A tenant command is answered by the proxy from the transaction status; with a pipelined
+   * Query or Sync still unanswered that status is not known yet (the server may be about to
+   * report an aborted block): hold the command, and the client's input, until it is.
+   */
+  private mustWaitForStatus(): boolean {
+    if (!this.queue.awaitsClientReady) return false
+    this.holdForTenantOutcome = true
+    return true
+  }
+
+  /** Remembers the tenant to restore if this batch fails; returns what a skipped answer must undo. */
+  private undoInImplicitTransaction(cmd: TenantCommand): (() => void) | null {
+    if (cmd.op === 'show' || this.userConfig?.tenant !== undefined) return null
+    if (cmd.local) {
+      // Skipped by the server after an earlier error in the batch: SET LOCAL never happened.
+      const before = this.localTenant
+      return () => {
+        this.localTenant = before
+        this.invalidateState()
+      }
+    }
+    if (this.txStatus !== 'I') return null
+    this.batchTenantUndo ??= { tenant: this.tenant }
+    return () => this.revertBatchTenant()
+  }
+
+  /** The batch that changed the tenant failed: the tenant is what it was before the batch. */
+  private revertBatchTenant(): void {
+    const undo = this.batchTenantUndo
+    this.batchTenantUndo = null
+    if (undo === null || undo.tenant === this.tenant) return
+    this.tenant = undo.tenant
+    this.invalidateState()
+    this.ctx.tenantChanged(this)
+  }
+
+  /** The implicit transaction ended: its tenant change stands (committed) or goes (rolled back). */
+  private settleBatchTenant(rolledBack: boolean): void {
+    if (rolledBack) this.revertBatchTenant()
+    else this.batchTenantUndo = null
+  }
+
+  /** The server answered the Sync or Query that ended the batch: read the client again. */
+  private releaseTenantHold(status: TxStatus): void {
+    if (status === 'E') this.revertBatchTenant() // a BEGIN in the batch made it a failed block: it will be rolled back
+    if (!this.holdForTenantOutcome) return
+    this.holdForTenantOutcome = false
+    queueMicrotask(() => this.resumeInput()) // not from inside the server reply being scanned
   }
 
   private changeTenant(value: string | null, local: boolean): Refusal | null {
@@ -1540,6 +1620,7 @@ export class ClientSession {
       this.transactionEnded(answered?.failed ?? false)
       this.ctx.metrics?.transactionDone(this)
     } else if (!wasInTransaction) this.txStartedAt = Date.now()
+    this.releaseTenantHold(status)
     return true
   }
 
@@ -1555,6 +1636,7 @@ export class ClientSession {
   private transactionEnded(rolledBack = false): void {
     if (rolledBack) this.pendingEffects = []
     else this.applyPendingEffects()
+    this.settleBatchTenant(rolledBack)
     this.planSearchPath = null // the committed settings say it now
     this.txTouchedTenant = false
     this.endLocalTransactionState()

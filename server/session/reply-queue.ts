@@ -96,6 +96,12 @@ export class ReplyQueue {
     return false
   }
 
+  /** A client's Query, Sync or FunctionCall is still unanswered: the transaction status will be known at its ReadyForQuery. */
+  get awaitsClientReady(): boolean {
+    for (const e of this.entries) if (e.kind === 'query' || e.kind === 'sync' || e.kind === 'function') return true
+    return false
+  }
+
   /** The server is discarding messages until a Sync (an error in an extended batch, no Sync sent after it yet). */
   get skipping(): boolean {
     return this.skippingToSync
@@ -230,7 +236,8 @@ export class ReplyQueue {
 
   /**
    * ReadyForQuery: pops everything up to the request it answers (extended requests left
-   * unanswered after an error go too; proxy answers among them are emitted) and returns it.
+   * unanswered after an error go too; proxy answers among them are emitted) and returns it;
+   * `failed` on it says the work it ended was rolled back (an error, if in no transaction block).
    */
   readyForQuery(): Entry | null {
     let answered: Entry | null = null
@@ -242,6 +249,8 @@ export class ReplyQueue {
         continue
       }
       if (ENDS_WITH_READY.has(e.kind)) {
+        // A Sync that ends a batch the server skipped after an error ends a rolled-back implicit transaction.
+        if (e.kind === 'sync' && this.skippingToSync) e.failed = true
         answered = this.complete()
         break
       }

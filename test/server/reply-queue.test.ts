@@ -180,3 +180,17 @@ t.test('a ReadyForQuery after skipped extended requests drops them (their onFail
   t.same(failed, ['bind', 'execute'])
   t.ok(q.settled)
 })
+
+t.test('the Sync that ends a batch the server skipped after an error is answered as failed (its implicit transaction rolled back)', async (t) => {
+  const { q } = queue()
+  q.expect('execute')
+  q.expect('execute')
+  q.expect('sync')
+  q.commandComplete('SELECT 1')
+  q.error()
+  t.equal(q.readyForQuery()?.failed, true, 'an error in the batch: rolled back')
+  q.expect('execute')
+  q.expect('sync')
+  q.commandComplete('SELECT 1')
+  t.equal(q.readyForQuery()?.failed, false, 'no error: committed')
+})
