@@ -161,6 +161,8 @@ async function main(): Promise<void> {
         if (c.op === 'reload') reload()
         else if (c.op === 'pause') proxy.pause(c.tenant)
         else if (c.op === 'resume') proxy.resume(c.tenant)
+        else if (c.op === 'disable' && 'database' in c) proxy.disableDatabase(c.database)
+        else if (c.op === 'enable' && 'database' in c) proxy.enableDatabase(c.database)
         else if (c.op === 'disable') proxy.disabled.add(c.tenant)
         else if (c.op === 'enable') proxy.disabled.delete(c.tenant)
       },

@@ -13,6 +13,7 @@ import client from 'prom-client'
 import type { Logger } from 'pino'
 import { loadConfig, MAX_WORKERS } from './config.js'
 import type { Config } from './config-types.js'
+import { setLogLevel } from './log.js'
 
 export interface WorkerRole {
   index: number
@@ -20,7 +21,7 @@ export interface WorkerRole {
 }
 
 /** Admin commands that act on every worker. */
-export type ClusterCommand = { op: 'pause'; tenant: string } | { op: 'resume'; tenant?: string } | { op: 'disable'; tenant: string } | { op: 'enable'; tenant: string } | { op: 'reload' } | { op: 'shutdown' }
+export type ClusterCommand = { op: 'pause'; tenant: string } | { op: 'resume'; tenant?: string } | { op: 'disable'; tenant: string } | { op: 'enable'; tenant: string } | { op: 'disable'; database: string } | { op: 'enable'; database: string } | { op: 'reload' } | { op: 'shutdown' }
 
 type Message =
   | { pgtenant: 'cancel'; pid: number; secret: number }
@@ -165,7 +166,7 @@ export async function runPrimary(configPath: string, config: Config, log: Logger
 
   process.on('SIGHUP', () => {
     try {
-      loadConfig(configPath) // each worker reads it again; here it is only checked
+      setLogLevel(log, loadConfig(configPath).log_level) // each worker reads it again; the primary only applies its log level
     } catch (err) {
       log.error({ err: (err as Error).message }, 'new configuration is invalid; keeping the old one')
       return

@@ -15,6 +15,25 @@ export function createLogger(level: string, fields?: Record<string, unknown>, fo
   return out === process.stdout ? pino(options) : pino(options, { write: (line: string) => void out.write(line) })
 }
 
+/**
+ * A reload's log_level, applied live to a root logger made by createLogger. Every child
+ * logger follows it (sessions', and anything else made with .child()): a pino child made
+ * without a `level` option reads its level and log methods from its parent, so the parent's
+ * new level reaches children that already exist. Never give a child a level of its own (it
+ * would stop following); test/server/admin-wait-enable-loglevel.test.ts checks a session
+ * connected before a reload logs at the new level. Returns whether the level changed.
+ */
+export function setLogLevel(log: Logger, level: string): boolean {
+  const from = log.level
+  if (from === level) return false
+  const line = { from, to: level }
+  const wasInfo = log.isLevelEnabled('info')
+  if (wasInfo) log.info(line, 'log level changed') // said at the old level or the new one, whichever shows it
+  log.level = level
+  if (!wasInfo && log.isLevelEnabled('info')) log.info(line, 'log level changed')
+  return true
+}
+
 export function sessionLogger(parent: Logger, fields: { session: number; user?: string; client?: string }): Logger {
   return parent.child(fields)
 }

@@ -19,6 +19,7 @@ import { Observers } from './observers.js'
 import { withSharedReadBuffer } from './client-socket.js'
 import { PreAuthGuard } from './preauth.js'
 import { AdminConsole } from './admin/console.js'
+import { setLogLevel } from './log.js'
 import { readFileSync } from 'node:fs'
 import { decideRoute, compileTenantPattern, formatRoute, redactRoute, type Route } from '../routing/placement.js'
 import { loadCitusMetadata, type CitusMetadata } from '../routing/citus-metadata.js'
@@ -277,6 +278,7 @@ export class Proxy implements ProxyContext {
 
   /** Schema facts for the backend this session's tenant is placed on; a promise while first discovered. */
   factsFor(session: ClientSession): SchemaFacts | Promise<void> | undefined {
+    if (session.isAdminConsole) return this.admin.held(session) // a WAIT_CLOSE holds the messages after it
     if (!this.config.tenant || session.bypass) return undefined
     const name = this.placementOf(session.effectiveTenant)
     const facts = this.facts.get(name)
@@ -370,7 +372,8 @@ export class Proxy implements ProxyContext {
     const session = this.byPid.get(pid)
     const matched = session !== undefined && session.secret === secret
     this.metrics.prometheus?.cancelRequest(matched ? 'local' : 'unmatched')
-    if (matched) session.cancelRunning()
+    if (matched && session.isAdminConsole) this.admin.cancel(session) // ends a waiting WAIT_CLOSE
+    else if (matched) session.cancelRunning()
   }
 
   /** The pid of a new client's cancel key (it names this worker). */
@@ -402,6 +405,7 @@ export class Proxy implements ProxyContext {
 
   async serverParams(session: ClientSession): Promise<Map<string, string>> {
     // Reported at login: the values of the backend the session starts on (its default placement).
+    if (this.disabledDatabases.size > 0) this.refuseDisabledLogin(session)
     let route: Route
     try {
       route = this.route(session, { touchesTenant: false, relations: [] })
@@ -419,63 +423,45 @@ export class Proxy implements ProxyContext {
     return pool.serverParams as Map<string, string>
   }
 
+  /** DISABLE <database>: a login whose backend (its tenant's placement, else placement.default) is disabled gets FATAL 57P03. */
+  private refuseDisabledLogin(session: ClientSession): void {
+    const backend = this.placementOf(session.effectiveTenant)
+    if (!this.disabledDatabases.has(backend)) return
+    const err = this.databaseDisabledError(backend)
+    session.log.warn({ backend, reason: 'database_disabled' }, 'client refused: database disabled')
+    session.fatal(err.sqlstate, err.message) // the session's own catch would prefix "could not reach the server"
+    throw err
+  }
+
   /** DISABLE TENANT: its new transactions are refused with 57P03 until ENABLE (running ones finish). */
   readonly disabled = new Set<string>()
 
   /**
-   * RECONNECT: server connections (of one backend, or all) are replaced: idle ones are closed
-   * now, those in use when they are back in the pool. Returns how many are still to close.
+   * RECONNECT: the server connections of one backend (or all) are replaced: idle ones are
+   * closed now, the others are marked close_needed and closed when released (WAIT_CLOSE
+   * waits for them; see PoolManager.replace).
    */
-  reconnect(backend?: string): number {
-    const mark = this.newestConnectionId()
-    this.reconnectMarks.set(backend ?? '*', mark)
-    this.closeStale()
-    if (!this.reconnectTimer) {
-      this.reconnectTimer = setInterval(() => {
-        if (this.closeStale() === 0 && this.reconnectTimer) {
-          clearInterval(this.reconnectTimer)
-          this.reconnectTimer = null
-        }
-      }, 100)
-      this.reconnectTimer.unref()
-    }
-    return this.staleCount()
+  reconnect(backend?: string): void {
+    this.pools.replace(backend)
   }
 
-  private readonly reconnectMarks = new Map<string, number>()
-  private reconnectTimer: NodeJS.Timeout | null = null
+  /**
+   * DISABLE <database>: backend name -> the first session id it refuses. Logins whose backend
+   * it is are refused with 57P03, and so are new transactions there of sessions that connected
+   * after the DISABLE; sessions already connected keep using it.
+   */
+  readonly disabledDatabases = new Map<string, number>()
 
-  private newestConnectionId(): number {
-    let max = 0
-    for (const p of this.pools.pools.values()) for (const c of p.idle) max = Math.max(max, c.id)
-    for (const s of this.sessions.values()) if (s.backend) max = Math.max(max, s.backend.id)
-    return max
+  disableDatabase(backend: string): void {
+    if (!this.disabledDatabases.has(backend)) this.disabledDatabases.set(backend, this.nextSessionId)
   }
 
-  private isStale(backend: string, id: number): boolean {
-    return id <= Math.max(this.reconnectMarks.get('*') ?? 0, this.reconnectMarks.get(backend) ?? 0)
+  enableDatabase(backend: string): void {
+    this.disabledDatabases.delete(backend)
   }
 
-  /** Server connections opened before a RECONNECT still open (idle or in use). */
-  staleCount(backend?: string): number {
-    let n = 0
-    for (const p of this.pools.pools.values()) if (backend === undefined || p.backendName === backend) for (const c of p.idle) if (this.isStale(p.backendName, c.id)) n++
-    for (const s of this.sessions.values()) if (s.backend && s.backendName && (backend === undefined || s.backendName === backend) && this.isStale(s.backendName, s.backend.id)) n++
-    return n
-  }
-
-  /** Close idle connections opened before a RECONNECT; returns how many (idle or in use) remain. */
-  private closeStale(): number {
-    for (const p of this.pools.pools.values()) {
-      for (let i = p.idle.length - 1; i >= 0; i--) {
-        const c = p.idle[i]
-        if (this.isStale(p.backendName, c.id)) {
-          p.idle.splice(i, 1)
-          this.pools.retire(c, null)
-        }
-      }
-    }
-    return this.staleCount()
+  private databaseDisabledError(backend: string): BackendError {
+    return new BackendError(`database "${backend}" is disabled (DISABLE on the pgtenant admin console; ENABLE lets new clients in again)`, '57P03')
   }
 
   /** PAUSE: hold new transactions of this tenant ('*' = everyone) until RESUME. */
@@ -498,7 +484,7 @@ export class Proxy implements ProxyContext {
 
   /** The hot path: an idle server connection for this session's next transaction, right now, or null. */
   acquireNow(session: ClientSession): { conn: BackendConnection; pool: Pool } | null {
-    if (this.isPaused(session) || this.shuttingDown || this.disabled.size > 0) return null
+    if (this.isPaused(session) || this.shuttingDown || this.disabled.size > 0 || this.disabledDatabases.size > 0) return null
     let memo: RouteMemo
     try {
       memo = this.routeAndPool(session)
@@ -552,6 +538,7 @@ export class Proxy implements ProxyContext {
     if (tenant !== null && this.disabled.has(tenant) && !session.inTransaction) throw new BackendError(`tenant "${tenant}" is disabled (DISABLE on the pgtenant admin console; ENABLE lets it in again)`, '57P03')
     while (this.isPaused(session)) await new Promise<void>((resolve) => this.pauseWaiters.push(resolve))
     const { route, pool } = this.routeAndPool(session)
+    if (this.disabledDatabases.size > 0 && !session.inTransaction && session.id >= (this.disabledDatabases.get(route.backend) ?? Infinity)) throw this.databaseDisabledError(route.backend)
     this.metrics.prometheus?.routed(route.kind, route.backend)
     const started = Date.now()
     try {
@@ -661,11 +648,16 @@ export class Proxy implements ProxyContext {
       if (restart.length) this.log.warn({ keys: restart }, `configuration reload: ${restart.join(', ')} changed and needs restart; keeping the running value`)
       config = { ...config, listen: running.listen, metrics: running.metrics, workers: running.workers, log_format: this.config.log_format }
       if (config.tenant && this.config.tenant) config.tenant = { ...config.tenant, metrics_top: this.config.tenant.metrics_top }
-      if (config.log_level !== this.log.level) {
-        this.log.info({ from: this.log.level, to: config.log_level }, 'log level changed')
-        this.log.level = config.log_level
-      }
+      setLogLevel(this.log, config.log_level) // session loggers are children: they follow
     }
+    // A backend whose connection settings changed (or that is gone): its server connections
+    // are replaced as by RECONNECT (close_needed; WAIT_CLOSE waits for them), as PgBouncer does.
+    const changed = Object.keys(this.config.backends).filter((name) => JSON.stringify(config.backends[name]?.url ?? null) !== JSON.stringify(this.config.backends[name].url))
+    for (const name of changed) {
+      this.pools.replace(name, { forget: true })
+      if (!Object.hasOwn(config.backends, name)) this.disabledDatabases.delete(name)
+    }
+    if (changed.length) this.log.info({ backends: changed }, 'configuration reload: server connections of changed backends are replaced')
     this.config = config
     this.routingGeneration++
     this.planner.reconfigure(config)

@@ -11,7 +11,7 @@ import type { ClientSession } from '../session.js'
 type Rows = (string | number | boolean | null)[][]
 
 const COMMANDS =
-  'SHOW POOLS | CLIENTS | SERVERS | DATABASES | USERS | TENANTS | STATS | CONFIG | VERSION | HELP, EXPLAIN REWRITE [FOR TENANT \'x\'] <statement>, RELOAD, PAUSE [TENANT \'x\'], RESUME [TENANT \'x\'], DISABLE TENANT \'x\', ENABLE TENANT \'x\', RECONNECT [backend], WAIT_CLOSE [backend], KILL CLIENT <id>, SHUTDOWN'
+  'SHOW POOLS | CLIENTS | SERVERS | DATABASES | USERS | TENANTS | STATS | CONFIG | VERSION | HELP, EXPLAIN REWRITE [FOR TENANT \'x\'] <statement>, RELOAD, PAUSE [TENANT \'x\'], RESUME [TENANT \'x\'], DISABLE <db>, ENABLE <db>, DISABLE TENANT \'x\', ENABLE TENANT \'x\', RECONNECT [db], WAIT_CLOSE [db], KILL CLIENT <id>, SHUTDOWN'
 
 const HELP: [string, string][] = [
   ['SHOW POOLS', 'server connection pools: active, idle, connecting, waiting clients, size'],
@@ -27,21 +27,36 @@ const HELP: [string, string][] = [
   ['RELOAD', 're-read the configuration file (as SIGHUP)'],
   ["PAUSE [TENANT 'x']", 'hold new transactions (of one tenant); running ones finish'],
   ["RESUME [TENANT 'x']", 'release paused transactions'],
+  ['DISABLE <db>', 'refuse new clients of a backend (SHOW DATABASES name) with 57P03; connected ones stay'],
+  ['ENABLE <db>', 'undo DISABLE <db>'],
   ["DISABLE TENANT 'x'", "refuse the tenant's new transactions with 57P03 until ENABLE"],
-  ["ENABLE TENANT 'x'", 'undo DISABLE'],
-  ['RECONNECT [backend]', 'replace server connections: idle ones now, busy ones when released'],
-  ['WAIT_CLOSE [backend]', 'succeeds once every connection RECONNECT replaced is closed (else 55006: retry); it does not block'],
+  ["ENABLE TENANT 'x'", "undo DISABLE TENANT 'x'"],
+  ['RECONNECT [db]', 'replace server connections (of a backend, or all): idle ones now, busy ones when released'],
+  ['WAIT_CLOSE [db]', 'wait until the server connections RECONNECT or RELOAD replaced are closed'],
   ['KILL CLIENT <id>', 'close one client connection (57P01)'],
   ['SHUTDOWN', 'safe shutdown, as SIGTERM'],
 ]
 
+/** A database (backend) name: "quoted" (any name, "" for a quote) or bare. Groups 2 and 3. */
+const DB = '(?:"((?:[^"]|"")+)"|([^\\s"\';]+))'
+const dbName = (m: RegExpExecArray): string => (m[2] !== undefined ? m[2].replace(/""/g, '"') : m[3])
+const ENABLE_DB = new RegExp(`^(disable|enable)\\s+${DB}$`, 'i')
+const RECONNECT = new RegExp(`^(reconnect|wait_close)(?:\\s+${DB})?$`, 'i')
+
+/** run() returned it: the reply comes later (a blocking WAIT_CLOSE). */
+const DEFERRED: Buffer[] = []
+
 export class AdminConsole {
   constructor(private readonly proxy: Proxy) {}
+
+  /** Sessions whose WAIT_CLOSE is still waiting: the promise settles after its reply is written. */
+  private readonly waiting = new Map<ClientSession, { held: Promise<void>; cancel(): void }>()
 
   execute(sql: string, session: ClientSession): Buffer[] {
     const text = sql.trim().replace(/;\s*$/, '').trim()
     try {
-      return [...this.run(text, session), be.readyForQuery('I')]
+      const reply = this.run(text, session)
+      return reply === DEFERRED ? [] : [...reply, be.readyForQuery('I')]
     } catch (err) {
       return [be.errorResponse({ severity: 'ERROR', code: (err as { sqlstate?: string }).sqlstate ?? 'XX000', message: (err as Error).message }), be.readyForQuery('I')]
     }
@@ -70,6 +85,15 @@ export class AdminConsole {
       this.proxy.clusterLink?.broadcast({ op: 'resume', tenant })
       return [be.commandComplete('RESUME')]
     }
+    if ((m = ENABLE_DB.exec(text)) && !/^tenant$/i.test(m[3] ?? '')) {
+      const backend = this.backendName(dbName(m))
+      const disable = m[1].toLowerCase() === 'disable'
+      if (disable) this.proxy.disableDatabase(backend)
+      else this.proxy.enableDatabase(backend)
+      this.proxy.clusterLink?.broadcast(disable ? { op: 'disable', database: backend } : { op: 'enable', database: backend })
+      this.proxy.log.warn({ backend }, disable ? 'database disabled on the admin console: new clients are refused' : 'database enabled on the admin console')
+      return [be.commandComplete(disable ? 'DISABLE' : 'ENABLE')]
+    }
     if ((m = /^(disable|enable)\s+tenant\s+('(?:[^']|'')*')$/i.exec(text))) {
       const tenant = unquote(m[2])
       const disable = m[1].toLowerCase() === 'disable'
@@ -79,16 +103,13 @@ export class AdminConsole {
       this.proxy.log.warn({ tenant }, disable ? 'tenant disabled on the admin console' : 'tenant enabled on the admin console')
       return [be.commandComplete(disable ? 'DISABLE' : 'ENABLE')]
     }
-    if ((m = /^(reconnect|wait_close)(?:\s+("?)(\w+)\2)?$/i.exec(text))) {
-      const backend = m[3]
-      if (backend !== undefined && !Object.hasOwn(this.proxy.config.backends, backend)) throw adminError('42704', `no backend "${backend}" (see SHOW DATABASES)`)
+    if ((m = RECONNECT.exec(text))) {
+      const backend = m[2] === undefined && m[3] === undefined ? undefined : this.backendName(dbName(m))
       if (m[1].toLowerCase() === 'reconnect') {
         this.proxy.reconnect(backend)
         return [be.commandComplete('RECONNECT')]
       }
-      const left = this.proxy.staleCount(backend)
-      if (left > 0) throw adminError('55006', `${left} server connections replaced by RECONNECT are still in use; run WAIT_CLOSE again`)
-      return [be.commandComplete('WAIT_CLOSE')]
+      return this.waitClose(session, backend)
     }
     if ((m = /^kill\s+client\s+(\d+)$/i.exec(text))) {
       const victim = this.proxy.sessions.get(Number(m[1]))
@@ -103,6 +124,49 @@ export class AdminConsole {
       return [be.commandComplete('SHUTDOWN')]
     }
     throw adminError('42601', `unknown admin command: ${text.slice(0, 80)}`, COMMANDS)
+  }
+
+  /** A name from SHOW DATABASES (a configured backend), else 42704. */
+  private backendName(name: string): string {
+    if (!Object.hasOwn(this.proxy.config.backends, name)) throw adminError('42704', `no database "${name}" (the names are those of SHOW DATABASES: ${Object.keys(this.proxy.config.backends).join(', ')})`)
+    return name
+  }
+
+  /**
+   * WAIT_CLOSE [db], as PgBouncer's: the reply (CommandComplete, ReadyForQuery) is written
+   * once every server connection RECONNECT or RELOAD marked close_needed is closed, however
+   * it closes (released, shutdown, the server gone). Nothing blocks meanwhile: the session
+   * holds any message the client sends after it (held(), through the session's wait for
+   * schema facts) until the reply is out; a CancelRequest ends the wait with 57014.
+   */
+  private waitClose(session: ClientSession, backend: string | undefined): Buffer[] {
+    if (this.proxy.pools.closeNeededCount(backend) === 0) return [be.commandComplete('WAIT_CLOSE')]
+    const wait = this.proxy.pools.waitClosed(backend)
+    let release!: () => void
+    const held = new Promise<void>((resolve) => (release = resolve))
+    const finish = (reply: Buffer[]): void => {
+      if (this.waiting.get(session)?.held !== held) return
+      this.waiting.delete(session)
+      wait.cancel()
+      session.socket.off('close', gone)
+      if (session.state !== 'closed' && !session.socket.destroyed) session.socket.write(Buffer.concat([...reply, be.readyForQuery('I')]))
+      release()
+    }
+    const gone = (): void => finish([])
+    this.waiting.set(session, { held, cancel: () => finish([be.errorResponse({ severity: 'ERROR', code: '57014', message: 'canceling statement due to user request (WAIT_CLOSE)' })]) })
+    session.socket.once('close', gone)
+    void wait.done.then(() => finish([be.commandComplete('WAIT_CLOSE')]))
+    return DEFERRED
+  }
+
+  /** While a WAIT_CLOSE of this session waits: a promise that settles once its reply is written. */
+  held(session: ClientSession): Promise<void> | undefined {
+    return this.waiting.get(session)?.held
+  }
+
+  /** A CancelRequest for an admin console session: ends its WAIT_CLOSE. */
+  cancel(session: ClientSession): void {
+    this.waiting.get(session)?.cancel()
   }
 
   private show(what: string): Buffer[] {
@@ -123,10 +187,10 @@ export class AdminConsole {
       case 'servers': {
         const rows: Rows = []
         for (const pool of p.pools.pools.values()) {
-          for (const s of p.sessions.values()) if (s.backend) rows.push([s.backend.id, pool.backendName, `${s.backend.target.host}:${s.backend.target.port}`, s.backend.target.database, 'active', s.backend.pid, s.id])
-          for (const c of pool.idle) rows.push([c.id, pool.backendName, `${c.target.host}:${c.target.port}`, c.target.database, 'idle', c.pid, null])
+          for (const s of p.sessions.values()) if (s.backend) rows.push([s.backend.id, pool.backendName, `${s.backend.target.host}:${s.backend.target.port}`, s.backend.target.database, 'active', s.backend.pid, s.id, p.pools.closeNeeded.has(s.backend)])
+          for (const c of pool.idle) rows.push([c.id, pool.backendName, `${c.target.host}:${c.target.port}`, c.target.database, 'idle', c.pid, null, false])
         }
-        return table(['id', 'backend', 'address', 'database', 'state', 'server_pid', 'client_id'], dedupe(rows))
+        return table(['id', 'backend', 'address', 'database', 'state', 'server_pid', 'client_id', 'close_needed'], dedupe(rows))
       }
       case 'tenants': {
         const clients = new Map<string, number>()
@@ -163,11 +227,11 @@ export class AdminConsole {
         const placed = new Map<string, number>()
         for (const b of Object.values(p.config.placement.tenants)) placed.set(b, (placed.get(b) ?? 0) + 1)
         return table(
-          ['name', 'host', 'port', 'database', 'user', 'pool_size', 'citus', 'per_tenant', 'default', 'tenants_placed', 'server_connections'],
+          ['name', 'host', 'port', 'database', 'user', 'pool_size', 'citus', 'per_tenant', 'default', 'tenants_placed', 'server_connections', 'disabled'],
           Object.values(p.config.backends).map((b) => {
             let conns = 0
             for (const pool of p.pools.pools.values()) if (pool.backendName === b.name) conns += pool.total
-            return [b.name, b.url.host, b.url.port, b.url.database, b.url.user ?? '(client user)', b.pool, b.citus, b.url.perTenant, p.config.placement.default === b.name, placed.get(b.name) ?? 0, conns]
+            return [b.name, b.url.host, b.url.port, b.url.database, b.url.user ?? '(client user)', b.pool, b.citus, b.url.perTenant, p.config.placement.default === b.name, placed.get(b.name) ?? 0, conns, p.disabledDatabases.has(b.name)]
           }),
         )
       }

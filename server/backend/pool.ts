@@ -68,6 +68,17 @@ export class Pool {
   gaveWay = 0
   /** Connections other pools are closing to make room for this one's waiters. */
   incoming = 0
+  /**
+   * Every server connection this pool opened whose socket is not closed yet (idle, in use,
+   * being cleaned up, being retired): RECONNECT marks them all, WAIT_CLOSE waits for them.
+   */
+  readonly live = new Set<BackendConnection>()
+  /** Bumped by RECONNECT/RELOAD (replace): a connect started before it is closed once released. */
+  private generation = 0
+  /** Connects in flight that started before the last replace() (WAIT_CLOSE waits for them too). */
+  staleConnecting = 0
+  /** Dropped from the manager's map by a reload that changed its backend: what it still opens is closed once released. */
+  retired = false
 
   constructor(
     readonly key: string,
@@ -128,7 +139,7 @@ export class Pool {
   release(conn: BackendConnection, reusable: boolean): void {
     this.active--
     this.lastUsed = Date.now()
-    if (!reusable || conn.closed || this.total >= this.size) {
+    if (!reusable || conn.closed || this.total >= this.size || (this.manager.closeNeeded.size > 0 && this.manager.closeNeeded.has(conn))) {
       this.manager.retire(conn, null)
       return
     }
@@ -192,6 +203,18 @@ export class Pool {
     return true
   }
 
+  /**
+   * RECONNECT (or a RELOAD that changed this pool's backend): idle connections are closed
+   * now; those in use, being cleaned up or still connecting are marked close_needed and
+   * closed when released, never reused.
+   */
+  replace(): void {
+    this.generation++
+    this.staleConnecting = this.connecting
+    for (const c of this.live) this.manager.closeNeeded.set(c, this.backendName)
+    for (const c of this.idle.splice(0)) this.manager.retire(c, null)
+  }
+
   closeAll(): void {
     for (const c of this.idle.splice(0)) this.manager.retire(c, null)
     for (const w of this.waiters.splice(0)) {
@@ -248,19 +271,38 @@ export class Pool {
   private async open(): Promise<BackendConnection> {
     this.connecting++
     this.manager.count++
+    const generation = this.generation
     try {
       const conn = await BackendConnection.connect(this.target, this.manager.limits.connectTimeoutMs)
       if (!this.serverParams) this.serverParams = new Map(conn.params)
       conn.prepared.limit = this.manager.limits.maxPreparedStatements ?? DEFAULT_MAX_PREPARED_STATEMENTS
       this.connecting--
       this.active++
+      this.track(conn, generation !== this.generation || this.retired)
       return conn
     } catch (err) {
       this.connecting--
       this.manager.count--
       this.manager.connectionClosed()
+      if (generation !== this.generation && !this.retired) {
+        this.staleConnecting--
+        this.manager.closeNeededChanged()
+      }
       throw err
     }
+  }
+
+  /** Keep `conn` in `live` until its socket closes, whichever way (released, retired, shutdown, server gone). */
+  private track(conn: BackendConnection, closeNeeded: boolean): void {
+    if (closeNeeded) {
+      if (!this.retired) this.staleConnecting--
+      this.manager.closeNeeded.set(conn, this.backendName)
+    }
+    this.live.add(conn)
+    conn.socket.once('close', () => {
+      this.live.delete(conn)
+      if (this.manager.closeNeeded.delete(conn)) this.manager.closeNeededChanged()
+    })
   }
 
   /** The waiting client a released connection in state `stateKey` goes to (see WAITER_SCAN). */
@@ -293,6 +335,55 @@ export class PoolManager {
   private arrivals = 0
 
   constructor(public limits: PoolLimits) {}
+
+  /**
+   * Server connections RECONNECT or RELOAD replaced (close_needed), by backend name: closed
+   * when released instead of being reused; an entry leaves when the connection's socket has
+   * closed, whatever closed it.
+   */
+  readonly closeNeeded = new Map<BackendConnection, string>()
+  private readonly closeWaiters = new Set<{ backend: string | undefined; done(): void }>()
+
+  /** RECONNECT [backend]: replace the server connections of that backend's pools (or all). */
+  replace(backend?: string, opts: { forget?: boolean } = {}): void {
+    for (const [key, p] of this.pools) {
+      if (backend !== undefined && p.backendName !== backend) continue
+      p.replace()
+      if (opts.forget) {
+        // Its settings changed (RELOAD): the next transaction gets a new pool with the new target.
+        p.retired = true
+        p.staleConnecting = 0
+        this.pools.delete(key)
+      }
+    }
+    this.closeNeededChanged()
+  }
+
+  /** Server connections still to close after RECONNECT/RELOAD (of one backend, or all), connects in flight included. */
+  closeNeededCount(backend?: string): number {
+    let n = 0
+    for (const b of this.closeNeeded.values()) if (backend === undefined || b === backend) n++
+    for (const p of this.pools.values()) if (backend === undefined || p.backendName === backend) n += p.staleConnecting
+    return n
+  }
+
+  /** WAIT_CLOSE: settles once closeNeededCount(backend) is 0; cancel() forgets the wait. */
+  waitClosed(backend?: string): { done: Promise<void>; cancel(): void } {
+    if (this.closeNeededCount(backend) === 0) return { done: Promise.resolve(), cancel: () => undefined }
+    let waiter!: { backend: string | undefined; done(): void }
+    const done = new Promise<void>((resolve) => (waiter = { backend, done: resolve }))
+    this.closeWaiters.add(waiter)
+    return { done, cancel: () => void this.closeWaiters.delete(waiter) }
+  }
+
+  /** A close_needed connection went away (or a stale connect failed): settle the WAIT_CLOSEs now satisfied. */
+  closeNeededChanged(): void {
+    for (const w of this.closeWaiters) {
+      if (this.closeNeededCount(w.backend) > 0) continue
+      this.closeWaiters.delete(w)
+      w.done()
+    }
+  }
 
   get totalConnections(): number {
     return this.count
