@@ -18,12 +18,12 @@ import { BackendScanner, type ScannerSink } from './protocol/backend-scanner.js'
 import { BatchedWriter, writeAll } from './protocol/output.js'
 import { BackendConnection, BackendError } from './backend/connection.js'
 import type { Pool } from './backend/pool.js'
-import { REPLICATION_REFUSAL, replicationAttempts, wantsReplication } from './session/replication.js'
+import { REPLICATION_REFUSAL, replicationAttempts } from './session/replication.js'
 import { closeEvicted } from './backend/prepared.js'
 import type { Config, UserConfig } from './config-types.js'
 import type { RewriteResult, SessionEffect, StatementPlan, TenantCommand, Refusal } from '../parser/types.js'
 import { quoteLiteral, quoteIdent } from './planner.js'
-import { authenticate } from './client-auth.js'
+import { startLogin, type LoginHost } from './session/login.js'
 import { settingRefusal } from '../parser/policy/settings.js'
 import { guardViolationColumn } from '../parser/index.js'
 import { fingerprintSync } from 'libpg-query'
@@ -292,29 +292,30 @@ export class ClientSession {
   }
 
   private startLogin(params: Record<string, string>): void {
-    this.user = params.user ?? ''
-    this.database = params.database || this.user
-    this.log = this.log.child({ user: this.user, database: this.database })
-    if (!this.user) return this.fatal('28000', 'no PostgreSQL user name specified in startup packet')
-    if (wantsReplication(params.replication)) return this.refuseReplication()
-    const refusal = this.ctx.admitClient(this)
-    if (refusal) {
-      this.ctx.metrics?.clientRefused(refusal.code === '57P03' ? 'shutdown' : 'limit')
-      return this.fatal(refusal.code, refusal.message)
-    }
-    this.state = 'auth'
-    authenticate(this, this.ctx, {
-      send: (buf) => this.socket.write(buf),
-      onMessage: (fn) => {
+    startLogin(this.loginHost(), params)
+  }
+
+  /** What the login (session/login.ts) may touch of this session. */
+  private loginHost(): LoginHost {
+    return {
+      session: this,
+      ctx: this.ctx,
+      setAuthStep: (fn) => {
         this.authStep = fn
       },
-      done: (user) => this.finishLogin(user, params),
-      fail: (code, message, reason) => {
-        this.ctx.metrics?.clientRefused(code === '28P01' || code === '28000' ? 'auth' : 'protocol', reason)
-        this.fatal(code, message)
+      loggedIn: () => {
+        if (this.loginTimer) clearTimeout(this.loginTimer)
+        this.loginTimer = null
+        this.state = 'ready'
       },
-    })
-    this.processInput()
+      processInput: () => this.processInput(),
+      applyStartupParams: (params) => this.applyStartupParams(params),
+      unsafeTextSettings: () => this.unsafeTextSettings(),
+      fixPoolMode: () => {
+        this.loginPoolMode = this.decidePoolMode()
+      },
+      refuseReplication: () => this.refuseReplication(),
+    }
   }
 
   /** Connected to the admin console (database "pgtenant"): the proxy answers everything itself. */
@@ -329,55 +330,6 @@ export class ClientSession {
     this.ctx.metrics?.clientRefused(verdict === 'refuse' ? 'replication' : 'replication_rate_limited')
     if (verdict === 'refuse') this.log.warn({ client: address, reason: 'replication' }, 'replication connection refused: pgtenant does not proxy replication')
     this.fatal('0A000', REPLICATION_REFUSAL)
-  }
-
-  private finishLogin(user: UserConfig, params: Record<string, string>): void {
-    this.userConfig = user
-    this.authStep = null
-    if (this.isAdminConsole) return this.finishAdminLogin(user)
-    this.applyStartupParams(params)
-    const unsafe = this.unsafeTextSettings()
-    if (unsafe) return this.fatal('0A000', unsafe)
-    if (user.tenant !== undefined) this.tenant = user.tenant
-    this.loginPoolMode = this.decidePoolMode()
-    this.ctx
-      .serverParams(this)
-      .then((serverParams) => {
-        if (this.state === 'closed') return
-        this.socket.write(be.authenticationOk())
-        const reported = new Map(serverParams)
-        for (const [k, v] of Object.entries(params)) if (reported.has(k) || k === 'application_name') reported.set(k, v)
-        const parts: Buffer[] = []
-        for (const [k, v] of reported) parts.push(be.parameterStatus(k, v))
-        parts.push(be.backendKeyData(this.pid, this.secret), be.readyForQuery('I'))
-        this.socket.write(Buffer.concat(parts))
-        if (this.loginTimer) clearTimeout(this.loginTimer)
-        this.loginTimer = null
-        this.state = 'ready'
-        this.ctx.metrics?.clientAccepted()
-        this.log.info({ tenant: this.tenant }, 'client logged in')
-        this.processInput()
-      })
-      .catch((err: Error) => {
-        const code = err instanceof BackendError ? err.sqlstate : '08006'
-        this.fatal(code, `pgtenant could not reach the server: ${err.message}`)
-      })
-  }
-
-  private finishAdminLogin(user: UserConfig): void {
-    if (!user.admin) {
-      this.ctx.metrics?.clientRefused('auth', 'not_admin')
-      this.log.warn({ reason: 'not_admin' }, 'admin console login refused: user lacks admin: true')
-      return this.fatal('28000', `user "${this.user}" is not allowed to use the admin console (needs admin: true)`)
-    }
-    const parts = [be.authenticationOk(), be.parameterStatus('server_version', '15.0 (pgtenant admin console)'), be.parameterStatus('client_encoding', 'UTF8'), be.parameterStatus('standard_conforming_strings', 'on'), be.parameterStatus('DateStyle', 'ISO, MDY'), be.parameterStatus('integer_datetimes', 'on')]
-    parts.push(be.backendKeyData(this.pid, this.secret), be.readyForQuery('I'))
-    this.socket.write(Buffer.concat(parts))
-    if (this.loginTimer) clearTimeout(this.loginTimer)
-    this.loginTimer = null
-    this.state = 'ready'
-    this.log.info('admin console login')
-    this.processInput()
   }
 
   /** The rewriter splices UTF-8 text with standard-conforming string literals: anything else could change what a statement means. */
