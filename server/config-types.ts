@@ -17,6 +17,18 @@ export interface UserConfig {
   admin: boolean
   /** Overrides the backend's and the global pool mode for this user's clients (PgBouncer's per-user pool_mode). */
   pool_mode?: 'transaction' | 'session'
+  /** Logs in without a password (local development; warned about at start-up). */
+  trust?: boolean
+}
+
+/** Passthrough authentication: users not in `users`, or listed without a password, are checked against the server. */
+export interface PassthroughConfig {
+  /** Where passwords are checked (its URL's host, port and database); absent: the backend of the client's database. */
+  backend?: string
+  /** A successful check is remembered (a salted hash, in memory) this long; 0: every login asks the server. */
+  cache_ttl_ms: number
+  /** loopback (default): the clear-text password only over TLS or from a loopback address; allow: over any connection. */
+  plaintext: 'loopback' | 'allow'
 }
 
 export interface BackendUrl {
@@ -42,6 +54,13 @@ export interface BackendConfig {
   citus: boolean
   /** Overrides pool.mode for clients whose login lands on this backend (PgBouncer's per-database pool_mode). */
   pool_mode?: 'transaction' | 'session'
+}
+
+/** A client database name (PgBouncer's [databases] entry): which backend, and optionally which database on its server. */
+export interface DatabaseConfig {
+  backend: string
+  /** The server database; absent: the backend URL's (for "*": the name the client gave). */
+  dbname?: string
 }
 
 export interface TenantConfig {
@@ -89,8 +108,14 @@ export interface Config {
   /** How clients authenticate: scram-sha-256 (default) or md5 (md5 needs plain passwords in `users`). */
   auth: 'scram-sha-256' | 'md5'
   users: Record<string, UserConfig>
+  /** Users not in `users` (or without a password) log in with their server password, checked on the server. */
+  passthrough?: PassthroughConfig
+  /** loopback: every client connecting from a loopback address logs in without a password (local development). Default off. */
+  trust?: 'off' | 'loopback'
   tenant?: TenantConfig
   backends: Record<string, BackendConfig>
+  /** Client database name -> backend (and server database); "*" is the fallback. Absent: backend names and their URLs' databases (server/databases.ts). */
+  databases?: Record<string, DatabaseConfig>
   placement: { default: string; tenants: Record<string, string> }
   pool: PoolConfig
   /** Statements slower than this (client-visible) are logged with literals replaced; 0 = off. */

@@ -3,7 +3,7 @@
 import { readFileSync } from 'node:fs'
 import { dirname, resolve } from 'node:path'
 import YAML from 'yaml'
-import type { BackendConfig, BackendUrl, Config, HostPort, PoolConfig, TenantConfig, UserConfig } from './config-types.js'
+import type { BackendConfig, BackendUrl, Config, DatabaseConfig, PassthroughConfig, HostPort, PoolConfig, TenantConfig, UserConfig } from './config-types.js'
 
 export class ConfigError extends Error {
   override readonly name = 'ConfigError'
@@ -15,7 +15,7 @@ export class ConfigError extends Error {
 /** Worker processes (`workers: N`); a client's cancel key carries its worker in 6 bits. */
 export const MAX_WORKERS = 64
 
-const TOP_LEVEL = new Set(['listen', 'metrics', 'tls', 'auth', 'users', 'tenant', 'backends', 'placement', 'pool', 'log_level', 'log_format', 'log', 'citus', 'workers'])
+const TOP_LEVEL = new Set(['listen', 'metrics', 'tls', 'auth', 'users', 'passthrough', 'trust', 'tenant', 'backends', 'databases', 'placement', 'pool', 'log_level', 'log_format', 'log', 'citus', 'workers'])
 const SSLMODES = ['disable', 'allow', 'prefer', 'require', 'verify-ca', 'verify-full'] as const
 const LOG_LEVELS = ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'] as const
 
@@ -132,11 +132,15 @@ export function parseConfig(yamlText: string, env: NodeJS.ProcessEnv, baseDir: s
   const metrics = root.metrics === undefined ? undefined : r.hostPort(root.metrics, 'metrics')
   const tls = readTls(r, root.tls)
   const auth = r.oneOf(root.auth, 'auth', ['scram-sha-256', 'md5'] as const, 'scram-sha-256')
-  const users = readUsers(r, root.users, auth)
+  const trust = root.trust === false ? 'off' : r.oneOf(root.trust, 'trust', ['off', 'loopback'] as const, 'off')
+  const passthroughOn = root.passthrough !== undefined && root.passthrough !== false && root.passthrough !== null
+  const users = readUsers(r, root.users, auth, passthroughOn || trust === 'loopback')
   const tenant = root.tenant === undefined ? undefined : readTenant(r, root.tenant)
   const pool = readPool(r, root.pool)
   const backends = readBackends(r, root.backends)
   const placement = readPlacement(r, root.placement, backends)
+  const databases = root.databases === undefined ? undefined : readDatabases(r, root.databases, backends)
+  const passthrough = passthroughOn ? readPassthrough(r, root.passthrough, backends) : undefined
   const citusObj = r.obj(root.citus, 'citus')
   const citus = citusObj ? { refresh_interval_ms: r.int(citusObj.refresh_interval_ms, 'citus.refresh_interval_ms', 60000, 1000) } : undefined
   const log_level = r.oneOf(root.log_level, 'log_level', LOG_LEVELS, 'info')
@@ -149,7 +153,66 @@ export function parseConfig(yamlText: string, env: NodeJS.ProcessEnv, baseDir: s
   if (workers > MAX_WORKERS) r.fail('workers', `at most ${MAX_WORKERS}`)
 
   if (r.problems.length > 0 || !listen) throw new ConfigError(r.problems.length > 0 ? r.problems : ['listen: invalid'])
-  return { listen, metrics, tls, auth, users, tenant, backends, placement, pool, log_level, log_format, log, citus, workers }
+  const config: Config = { listen, metrics, tls, auth, users, tenant, backends, placement, pool, log_level, log_format, log, citus, workers }
+  if (databases) config.databases = databases
+  if (passthrough) config.passthrough = passthrough
+  if (trust !== 'off') config.trust = trust
+  return config
+}
+
+/** `passthrough:` (or `passthrough: true`): check unlisted users' passwords on the server. */
+function readPassthrough(r: Reader, v: unknown, backends: Record<string, BackendConfig>): PassthroughConfig {
+  const o = v === true ? {} : (r.obj(v, 'passthrough') ?? {})
+  for (const k of Object.keys(o)) if (!['backend', 'cache_ttl_ms', 'plaintext'].includes(k)) r.fail(`passthrough.${k}`, 'unknown key (expected backend, cache_ttl_ms, plaintext)')
+  const out: PassthroughConfig = {
+    cache_ttl_ms: r.int(o.cache_ttl_ms, 'passthrough.cache_ttl_ms', 60000, 0),
+    plaintext: r.oneOf(o.plaintext, 'passthrough.plaintext', ['loopback', 'allow'] as const, 'loopback'),
+  }
+  if (o.backend !== undefined) {
+    const name = r.str(o.backend, 'passthrough.backend')
+    if (name !== undefined && !backends[name]) r.fail('passthrough.backend', `no backend named "${name}"`)
+    else if (name !== undefined && backends[name].url.perTenant) r.fail('passthrough.backend', `backend "${name}" has one database per tenant: name one with a fixed database`)
+    else if (name !== undefined) out.backend = name
+  }
+  return out
+}
+
+/** `databases:` client name -> { backend, dbname }; "*" is the fallback. */
+function readDatabases(r: Reader, v: unknown, backends: Record<string, BackendConfig>): Record<string, DatabaseConfig> | undefined {
+  const o = r.obj(v, 'databases')
+  if (!o) return undefined
+  const out: Record<string, DatabaseConfig> = Object.create(null)
+  for (const [name, raw] of Object.entries(o)) {
+    const path = `databases.${name}`
+    if (name === 'pgtenant') {
+      r.fail(path, 'the name "pgtenant" is the admin console')
+      continue
+    }
+    // `name: backend` is short for `name: { backend: backend }`.
+    const e = typeof raw === 'string' ? { backend: raw } : r.obj(raw, path)
+    if (!e) {
+      r.fail(path, 'must be a backend name or a mapping with backend (and dbname)')
+      continue
+    }
+    for (const k of Object.keys(e)) if (k !== 'backend' && k !== 'dbname') r.fail(`${path}.${k}`, 'unknown key (expected backend, dbname)')
+    const backend = e.backend === undefined ? r.fail(`${path}.backend`, 'required') : r.str(e.backend, `${path}.backend`)
+    if (backend === undefined) continue
+    const b = backends[backend]
+    if (!b) {
+      r.fail(`${path}.backend`, `no backend named "${backend}"`)
+      continue
+    }
+    const entry: DatabaseConfig = { backend }
+    if (e.dbname !== undefined) {
+      const dbname = r.str(e.dbname, `${path}.dbname`)
+      if (dbname) entry.dbname = dbname
+      else if (dbname !== undefined) r.fail(`${path}.dbname`, 'must not be empty')
+    }
+    if ((entry.dbname !== undefined || name === '*') && (b.url.perTenant || b.citus))
+      r.fail(path, `backend "${backend}" ${b.citus ? 'is a Citus cluster' : 'has one database per tenant'}: ${name === '*' ? 'it cannot take other database names' : 'dbname cannot change its database'}`)
+    out[name] = entry
+  }
+  return out
 }
 
 function readTls(r: Reader, v: unknown): Config['tls'] {
@@ -161,11 +224,12 @@ function readTls(r: Reader, v: unknown): Config['tls'] {
   return { cert: cert.text, key: key.text, certPath: cert.path, keyPath: key.path }
 }
 
-function readUsers(r: Reader, v: unknown, auth: Config['auth']): Record<string, UserConfig> {
+function readUsers(r: Reader, v: unknown, auth: Config['auth'], anyUser: boolean): Record<string, UserConfig> {
   const o = r.obj(v, 'users')
   if (!o) {
-    r.fail('users', 'required: at least one user who may log in')
-    return {}
+    // With passthrough or trust: loopback, users are optional (those listed get settings).
+    if (!anyUser) r.fail('users', 'required: at least one user who may log in (or passthrough / trust: loopback)')
+    return Object.create(null)
   }
   const users: Record<string, UserConfig> = Object.create(null)
   for (const [name, raw] of Object.entries(o)) {
@@ -175,8 +239,10 @@ function readUsers(r: Reader, v: unknown, auth: Config['auth']): Record<string, 
       r.fail(path, 'must be a mapping with a password')
       continue
     }
-    for (const k of Object.keys(u)) if (!['password', 'tenant', 'bypass', 'admin', 'pool_mode'].includes(k)) r.fail(`${path}.${k}`, 'unknown key')
-    const password = u.password === undefined ? r.fail(`${path}.password`, 'required') : r.str(u.password, `${path}.password`)
+    for (const k of Object.keys(u)) if (!['password', 'tenant', 'bypass', 'admin', 'pool_mode', 'trust'].includes(k)) r.fail(`${path}.${k}`, 'unknown key')
+    const trust = r.bool(u.trust, `${path}.trust`)
+    // Without a password: trusted, or checked on the server (passthrough).
+    const password = u.password === undefined ? (trust || anyUser ? undefined : r.fail(`${path}.password`, 'required (or trust: true, or a passthrough section)')) : r.str(u.password, `${path}.password`)
     if (password !== undefined && auth === 'md5' && password.startsWith('SCRAM-SHA-256$'))
       r.fail(`${path}.password`, 'auth: md5 needs a plain or md5 password, not a SCRAM verifier')
     const tenant = u.tenant === undefined ? undefined : r.str(u.tenant, `${path}.tenant`)
@@ -185,6 +251,7 @@ function readUsers(r: Reader, v: unknown, auth: Config['auth']): Record<string, 
     users[name] = { password: password ?? '', tenant, bypass, admin: r.bool(u.admin, `${path}.admin`) }
     const poolMode = readPoolMode(r, u.pool_mode, `${path}.pool_mode`)
     if (poolMode) users[name].pool_mode = poolMode
+    if (trust) users[name].trust = true
   }
   return users
 }

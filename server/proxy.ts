@@ -19,6 +19,8 @@ import { Observers } from './observers.js'
 import { withSharedReadBuffer } from './client-socket.js'
 import { PreAuthGuard } from './preauth.js'
 import { AdminConsole } from './admin/console.js'
+import { routingFor, sessionDatabase } from './databases.js'
+import { authWarnings } from './client-auth.js'
 import { setLogLevel } from './log.js'
 import { readFileSync } from 'node:fs'
 import { decideRoute, compileTenantPattern, formatRoute, redactRoute, type Route } from '../routing/placement.js'
@@ -127,6 +129,7 @@ export class Proxy implements ProxyContext {
       },
       `pgtenant listening on ${addr.address}:${addr.port} (TLS ${this.tlsEnabled ? 'on' : 'off'}, ${this.config.pool.mode} pooling${this.config.metrics && !this.role ? `, metrics on ${this.config.metrics.host}:${this.metricsPort}` : ''})`,
     )
+    for (const warning of authWarnings(this.config)) this.log.warn(warning)
     this.statsTimer = this.metrics.startStatsLog(this.config.log?.stats_interval_ms ?? 60_000, () => ({ clients: this.sessions.size, server_connections: this.pools.totalConnections }))
     await this.loadCatalogs()
     return addr
@@ -280,7 +283,7 @@ export class Proxy implements ProxyContext {
   factsFor(session: ClientSession): SchemaFacts | Promise<void> | undefined {
     if (session.isAdminConsole) return this.admin.held(session) // a WAIT_CLOSE holds the messages after it
     if (!this.config.tenant || session.bypass) return undefined
-    const name = this.placementOf(session.effectiveTenant)
+    const name = this.placementOf(session.effectiveTenant, session)
     const facts = this.facts.get(name)
     if (facts) return facts
     const backend = this.config.backends[name]
@@ -293,7 +296,7 @@ export class Proxy implements ProxyContext {
   private readonly factsRefreshedAt = new Map<string, number>()
 
   async refreshFactsFor(session: ClientSession): Promise<boolean> {
-    const name = this.placementOf(session.effectiveTenant)
+    const name = this.placementOf(session.effectiveTenant, session)
     const backend = this.config.backends[name]
     const last = this.factsRefreshedAt.get(name) ?? 0
     if (!backend || Date.now() - last < 2000) return false
@@ -309,8 +312,9 @@ export class Proxy implements ProxyContext {
     this.log.warn({ backend, server: `${target.host}:${target.port}`, database: target.database, user: target.user, purpose, sqlstate: err.sqlstate, reason: err.message }, 'server connect failed')
   }
 
-  private placementOf(tenant: string | null): string {
-    const p = this.config.placement
+  /** The backend a tenant is placed on; for a session, as its database places it (server/databases.ts). */
+  private placementOf(tenant: string | null, session?: ClientSession): string {
+    const p = session ? routingFor(this.config, sessionDatabase(session)).placement : this.config.placement
     return tenant !== null && Object.hasOwn(p.tenants, tenant) ? p.tenants[tenant] : p.default
   }
 
@@ -411,7 +415,7 @@ export class Proxy implements ProxyContext {
       route = this.route(session, { touchesTenant: false, relations: [] })
     } catch {
       // No server to ask yet (a database per tenant and no tenant set): any pool of that backend, else defaults.
-      const backend = this.placementOf(session.effectiveTenant)
+      const backend = this.placementOf(session.effectiveTenant, session)
       for (const p of this.pools.pools.values()) if (p.backendName === backend && p.serverParams) return p.serverParams
       return DEFAULT_SERVER_PARAMS
     }
@@ -425,7 +429,7 @@ export class Proxy implements ProxyContext {
 
   /** DISABLE <database>: a login whose backend (its tenant's placement, else placement.default) is disabled gets FATAL 57P03. */
   private refuseDisabledLogin(session: ClientSession): void {
-    const backend = this.placementOf(session.effectiveTenant)
+    const backend = this.placementOf(session.effectiveTenant, session)
     if (!this.disabledDatabases.has(backend)) return
     const err = this.databaseDisabledError(backend)
     session.log.warn({ backend, reason: 'database_disabled' }, 'client refused: database disabled')
@@ -585,8 +589,7 @@ export class Proxy implements ProxyContext {
   /** Where this session's next transaction goes, or a refusal (thrown as an error with its SQLSTATE). */
   route(session: ClientSession, hint: { touchesTenant: boolean; relations: readonly string[] }): Route {
     const decision = decideRoute({
-      placement: this.config.placement,
-      backends: this.config.backends,
+      ...routingFor(this.config, sessionDatabase(session)), // the client's database (server/databases.ts)
       tenant: session.effectiveTenant,
       touchesTenant: hint.touchesTenant,
       bypass: session.bypass,
@@ -607,8 +610,9 @@ export class Proxy implements ProxyContext {
     const user = route.target.user ?? session.user
     const existing = this.pools.pools.get(key)
     if (existing) return existing
-    const configured = this.findUser(session.user)
-    const password = route.target.user !== undefined ? route.target.password : configured && !isHashed(configured.password) ? configured.password : undefined
+    // The session's own settings: a passthrough user's carry the password the server accepted.
+    const configured = session.userConfig ?? this.findUser(session.user)
+    const password = route.target.user !== undefined ? route.target.password : configured?.password && !isHashed(configured.password) ? configured.password : undefined
     const target: BackendTarget = { host: route.target.host, port: route.target.port, database: route.target.database, user, password, sslmode: route.target.sslmode }
     target.onConnectFailed = (err) => this.connectFailed(route.backend, target, err, 'pool')
     return this.pools.pool(key, route.backend, target, this.config.backends[route.backend].pool)

@@ -7,6 +7,7 @@ import type { Frame } from '../protocol/frame-reader.js'
 import { BackendError } from '../backend/connection.js'
 import { wantsReplication } from './replication.js'
 import { authenticate } from '../client-auth.js'
+import { resolveDatabase, serverDatabaseOf, setSessionDatabase } from '../databases.js'
 import type { UserConfig } from '../config-types.js'
 import type { ProxyContext } from '../proxy-context.js'
 import type { ClientSession } from '../session.js'
@@ -45,7 +46,7 @@ export function startLogin(host: LoginHost, params: Record<string, string>): voi
     onMessage: (fn) => host.setAuthStep(fn),
     done: (user) => finishLogin(host, user, params),
     fail: (code, message, reason) => {
-      ctx.metrics?.clientRefused(code === '28P01' || code === '28000' ? 'auth' : 'protocol', reason)
+      ctx.metrics?.clientRefused(code === '28P01' || code === '28000' || reason?.startsWith('passthrough') ? 'auth' : 'protocol', reason)
       session.fatal(code, message)
     },
   })
@@ -57,6 +58,13 @@ function finishLogin(host: LoginHost, user: UserConfig, params: Record<string, s
   session.userConfig = user
   host.setAuthStep(null)
   if (session.isAdminConsole) return finishAdminLogin(host, user)
+  // As PostgreSQL: the database is checked after authentication (an unauthenticated client learns nothing).
+  const database = resolveDatabase(ctx.config, session.database)
+  if (!database) {
+    session.log.warn({ reason: 'unknown_database' }, 'client refused: database does not exist')
+    return session.fatal('3D000', `database "${session.database}" does not exist`)
+  }
+  setSessionDatabase(session, database)
   host.applyStartupParams(params)
   const unsafe = host.unsafeTextSettings()
   if (unsafe) return session.fatal('0A000', unsafe)
@@ -75,7 +83,7 @@ function finishLogin(host: LoginHost, user: UserConfig, params: Record<string, s
       session.socket.write(Buffer.concat(parts))
       host.loggedIn()
       ctx.metrics?.clientAccepted()
-      session.log.info({ tenant: session.tenant }, 'client logged in')
+      session.log.info({ tenant: session.tenant, ...serverDatabaseOf(ctx.config, database, session.effectiveTenant) }, 'client logged in')
       host.processInput()
     })
     .catch((err: Error) => {

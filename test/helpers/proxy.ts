@@ -5,6 +5,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { execFileSync, spawn } from 'node:child_process'
 import { parseConfig } from '../../server/config.js'
+import type { Config } from '../../server/config-types.js'
 import { createLogger } from '../../server/log.js'
 import { Proxy } from '../../server/proxy.js'
 import { initParser } from '../../parser/index.js'
@@ -27,10 +28,20 @@ export async function startProxy(yamlText: string, opts: { dir?: string } = {}):
   return {
     proxy,
     port,
-    url: (user, password, database = 'app', extra = '') =>
+    url: (user, password, database = clientDatabase(config), extra = '') =>
       `postgres://${encodeURIComponent(user)}:${encodeURIComponent(password)}@127.0.0.1:${port}/${database}${extra}`,
     stop: () => proxy.shutdown(200),
   }
+}
+
+/** A database name the config accepts (server/databases.ts): its first `databases:` entry, else the default backend's URL database (or its name). */
+export function clientDatabase(config: Config): string {
+  if (config.databases) {
+    const name = Object.keys(config.databases).find((n) => n !== '*')
+    if (name !== undefined) return name
+  }
+  const backend = config.backends[config.placement.default]
+  return backend && !backend.url.perTenant ? backend.url.database : config.placement.default
 }
 
 /** A minimal config: one backend (the test server), the given users, transaction pooling. */

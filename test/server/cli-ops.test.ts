@@ -48,7 +48,7 @@ t.test('SIGTERM: idle clients closed, a running transaction finishes, no new tra
   const { file, port } = await basicConfig('drain.yaml', 'pool: { shutdown_timeout_ms: 30000 }\n')
   const cli = startCli(['--config', file])
   await cli.waitFor(/pgtenant listening/)
-  const url = `postgres://a:a_pw@127.0.0.1:${port}/db`
+  const url = `postgres://a:a_pw@127.0.0.1:${port}/postgres`
   const idle = new pg.Client({ connectionString: url })
   const idleClosed = new Promise<Error>((r) => idle.on('error', r))
   await idle.connect()
@@ -84,7 +84,7 @@ t.test('a second SIGTERM, or SIGINT, shuts down at once', async (t) => {
     const { file, port } = await basicConfig(`twice-${second}.yaml`, 'pool: { shutdown_timeout_ms: 60000 }\n')
     const cli = startCli(['--config', file])
     await cli.waitFor(/pgtenant listening/)
-    const c = new pg.Client({ connectionString: `postgres://a:a_pw@127.0.0.1:${port}/db` })
+    const c = new pg.Client({ connectionString: `postgres://a:a_pw@127.0.0.1:${port}/postgres` })
     const errors: Error[] = []
     c.on('error', (e) => errors.push(e))
     await c.connect()
@@ -105,7 +105,7 @@ t.test('a second SIGTERM, or SIGINT, shuts down at once', async (t) => {
   const { file, port } = await basicConfig('int.yaml', 'pool: { shutdown_timeout_ms: 60000 }\n')
   const cli = startCli(['--config', file])
   await cli.waitFor(/pgtenant listening/)
-  const c = new pg.Client({ connectionString: `postgres://a:a_pw@127.0.0.1:${port}/db` })
+  const c = new pg.Client({ connectionString: `postgres://a:a_pw@127.0.0.1:${port}/postgres` })
   c.on('error', () => undefined)
   await c.connect()
   const stuck = c.query('SELECT pg_sleep(60)').catch((e: Error) => e)
@@ -175,7 +175,7 @@ t.test('hash-password: a SCRAM verifier that logs in', async (t) => {
   const file = configFile('hashed.yaml', `listen: 127.0.0.1:${port}\nusers: { h: { password: "${verifier}" } }\nbackends: { main: { url: "${backendUrl}" } }\n`)
   const cli = startCli(['--config', file])
   await cli.waitFor(/pgtenant listening/)
-  const c = new pg.Client({ connectionString: `postgres://h:${encodeURIComponent('s3cret pw')}@127.0.0.1:${port}/db` })
+  const c = new pg.Client({ connectionString: `postgres://h:${encodeURIComponent('s3cret pw')}@127.0.0.1:${port}/postgres` })
   await c.connect()
   t.equal((await c.query('SELECT 1 AS v')).rows[0].v, 1)
   await c.end()

@@ -89,7 +89,7 @@ t.test('TLS to the client', async (t) => {
 })
 
 t.test('bad input: FATAL 08P01 and the connection closes; nothing else is affected', async (t) => {
-  const startup = serialize.startup({ user: 'app', database: 'app' })
+  const startup = serialize.startup({ user: 'app', database: 'postgres' })
   const cases: [string, Buffer[]][] = [
     ['garbage before startup', [Buffer.from('GET / HTTP/1.1\r\nHost: x\r\n\r\n')]],
     ['startup claiming 1 GB', [Buffer.from([0x40, 0, 0, 0, 0, 3, 0, 0])]],

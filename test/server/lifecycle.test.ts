@@ -35,7 +35,7 @@ t.test('SIGHUP reloads users without dropping connections; a broken file keeps t
   writeFileSync(file, config('  a: { password: a_pw }'))
   const cli = startCli(['--config', file])
   await cli.waitFor(/pgtenant listening/)
-  const url = (u: string, p: string): string => `postgres://${u}:${p}@127.0.0.1:${port}/db`
+  const url = (u: string, p: string): string => `postgres://${u}:${p}@127.0.0.1:${port}/postgres`
   const held = new pg.Client({ connectionString: url('a', 'a_pw') })
   const heldErrors: Error[] = []
   held.on('error', (e) => heldErrors.push(e))
@@ -81,7 +81,7 @@ t.test('login timeout and idle client timeout', async (t) => {
   })
   t.ok(closedAfter >= 250 && closedAfter < 5000, `a client that never logs in is closed (${closedAfter} ms)`)
   t.match(Buffer.concat(told).toString('latin1'), /FATAL.*08006.*login timed out/, 'with a FATAL saying why')
-  const idle = new pg.Client({ connectionString: `postgres://a:a_pw@127.0.0.1:${port}/db` })
+  const idle = new pg.Client({ connectionString: `postgres://a:a_pw@127.0.0.1:${port}/postgres` })
   const ended = new Promise<Error>((resolve) => idle.on('error', resolve))
   await idle.connect()
   const err = await ended

@@ -93,7 +93,7 @@ t.test('a backend down when clients log in: warn line with backend and reason, c
 t.test('a backend that refuses the password: counted and logged too', async (t) => {
   const s = await start(server.url(ROLES.scram.user, 'not the password'))
   const before = (await scrape(s.mport)).get('pgtenant_server_connect_errors_total{backend="main"}') ?? 0
-  const err = await loginError(`postgres://app:app_pw@127.0.0.1:${s.port}/db`)
+  const err = await loginError(`postgres://app:app_pw@127.0.0.1:${s.port}/postgres`)
   t.ok(err, 'login fails')
   const after = (await scrape(s.mport)).get('pgtenant_server_connect_errors_total{backend="main"}') ?? 0
   t.ok(after > before, `counted (${before} -> ${after})`)
@@ -123,8 +123,8 @@ t.test('bad clients and failed logins: warn lines with a reason, counted by reas
   t.match(Buffer.concat(told).toString('latin1'), /08P01/)
   let m = await scrape(s.mport)
   t.equal(m.get('pgtenant_client_connections_refused_total{reason="protocol"}'), 2, 'HTTP and garbage counted as protocol')
-  const unknown = await loginError(`postgres://nobody:x@127.0.0.1:${s.port}/db`)
-  const wrong = await loginError(`postgres://app:wrong@127.0.0.1:${s.port}/db`)
+  const unknown = await loginError(`postgres://nobody:x@127.0.0.1:${s.port}/postgres`)
+  const wrong = await loginError(`postgres://app:wrong@127.0.0.1:${s.port}/postgres`)
   t.equal(unknown?.code, '28P01')
   t.equal(wrong?.code, '28P01')
   t.equal(unknown?.message.replace('nobody', 'X'), wrong?.message.replace('app', 'X'), 'the same message for both')
@@ -154,7 +154,7 @@ t.test('reload: log level applied live, listen and metrics need a restart, SHOW 
   t.match(config.stdout, new RegExp(`^listen\\|127\\.0\\.0\\.1:${s.port}$`, 'm'), 'the running listen address')
   t.match(config.stdout, new RegExp(`^metrics\\|127\\.0\\.0\\.1:${s.mport}$`, 'm'))
   t.match(config.stdout, /^log_level\|debug$/m)
-  t.equal(await loginError(`postgres://app:app_pw@127.0.0.1:${s.port}/db`), null, 'still serving on the running port')
+  t.equal(await loginError(`postgres://app:app_pw@127.0.0.1:${s.port}/postgres`), null, 'still serving on the running port')
 })
 
 t.test('log_format pretty: readable time and level', async (t) => {
@@ -168,7 +168,7 @@ t.test('log_format pretty: readable time and level', async (t) => {
 
 t.test('a stats line per interval', async (t) => {
   const s = await start(server.url(ROLES.scram.user, ROLES.scram.password), 'log: { stats_interval_ms: 300 }\n')
-  const c = new pg.Client({ connectionString: `postgres://app:app_pw@127.0.0.1:${s.port}/db`, options: '-c app.tenant=t1' })
+  const c = new pg.Client({ connectionString: `postgres://app:app_pw@127.0.0.1:${s.port}/postgres`, options: '-c app.tenant=t1' })
   await c.connect()
   await c.query('SELECT count(*) FROM items')
   await c.query('SELECT count(*) FROM items')
@@ -206,7 +206,7 @@ t.test('admin console: SHOW HELP, DATABASES, USERS; DISABLE/ENABLE TENANT; RECON
     ],
   )
   t.notMatch(JSON.stringify(users), /app_pw|boss_pw/)
-  const c = new pg.Client({ connectionString: `postgres://app:app_pw@127.0.0.1:${s.port}/db`, options: '-c app.tenant=t1' })
+  const c = new pg.Client({ connectionString: `postgres://app:app_pw@127.0.0.1:${s.port}/postgres`, options: '-c app.tenant=t1' })
   await c.connect()
   t.teardown(() => c.end())
   const pidBefore = (await c.query('SELECT pg_backend_pid() AS p')).rows[0].p

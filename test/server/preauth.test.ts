@@ -108,7 +108,7 @@ t.test('a message of 64 MiB declared before authentication is cut off at its len
   const before = await cutoffs('message_too_large')
   const rssBefore = process.memoryUsage().rss
   const c = await rawClient()
-  c.socket.write(serialize.startup({ user: 'app', database: 'app' }))
+  c.socket.write(serialize.startup({ user: 'app', database: 'postgres' }))
   await c.waitFor(0x52 /* R: the proxy asks for a password */, 3000)
   const header = Buffer.alloc(5)
   header.write('p')
@@ -144,7 +144,7 @@ t.test('slow clients are cut off at the login timeout and their sockets destroye
   // One trickles its startup packet a byte at a time; one answers the password request with a
   // message whose body it trickles (a few kB declared: under the limit, never complete in time).
   const trickle = await rawClient()
-  const startup = serialize.startup({ user: 'app', database: 'app' })
+  const startup = serialize.startup({ user: 'app', database: 'postgres' })
   let i = 0
   const dribble = setInterval(() => {
     if (trickle.socket.destroyed) return

@@ -23,7 +23,7 @@ writeFileSync(file, config('  a: { password: a_pw }'))
 const cli = startCli(['--config', file])
 await cli.waitFor(/pgtenant listening[\s\S]*pgtenant listening/)
 
-const url = (user = 'a', password = 'a_pw'): string => `postgres://${user}:${password}@127.0.0.1:${port}/app`
+const url = (user = 'a', password = 'a_pw'): string => `postgres://${user}:${password}@127.0.0.1:${port}/postgres`
 /** The worker a client is on: the low 6 bits of its cancel key's pid. */
 const workerOf = (c: pg.Client): number => (c as unknown as { processID: number }).processID % 64
 
