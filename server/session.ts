@@ -29,37 +29,12 @@ import { guardViolationColumn } from '../parser/index.js'
 import { fingerprintSync } from 'libpg-query'
 import type { ProxyContext, RouteMemo } from './proxy-context.js'
 import { ReplyQueue, entry, NO_EFFECTS } from './session/reply-queue.js'
+import { SessionState } from './session/state.js'
+import { StatementRegistry, clientStatement, needsParse, type ClientStatement } from './session/statements.js'
 import { cleanUpForReuse } from './session/cleanup.js'
 import { NO_HINT, parseOptions, hintOf, isPlainBegin, deferredBeginMessages, beginTag, loneCommand, parseSearchPath, isSearchPathEffect } from './session/statement-text.js'
 
 type TxStatus = be.TxStatus
-
-/** A statement the client prepared with Parse. */
-interface ClientStatement {
-  /** The SQL the client sent, kept to rewrite again if the tenant changes. */
-  originalSql: string
-  paramTypes: Buffer
-  tenant: string | null
-  /** What to send: rewritten SQL and its name on the servers ('' for the unnamed statement). */
-  sql: string
-  serverName: string
-  /** Set when the proxy answers this statement itself (SET app.tenant through the extended protocol). */
-  local: TenantCommand | null
-  effect: SessionEffect | undefined
-  /** For the unnamed statement: which Parse of it the server connection holds (see unnamedOwner). */
-  token: object
-  /** A lone BEGIN / START TRANSACTION: deferred like a simple-protocol BEGIN when the session is idle. */
-  begins: boolean
-}
-
-/** Not any Parse: an object (not null) so the field keeps one type and the shape never changes. */
-const NO_TOKEN = {}
-
-/** Built in one place with every field, so all statements share one hidden class. */
-function clientStatement(originalSql: string, paramTypes: Buffer, tenant: string | null, sql: string, serverName: string, local: TenantCommand | null, effect: SessionEffect | undefined, begins = false): ClientStatement {
-  return { originalSql, paramTypes, tenant, sql, serverName, local, effect, token: NO_TOKEN, begins }
-}
-
 
 export class ClientSession {
   readonly id: number
@@ -74,11 +49,10 @@ export class ClientSession {
   log: Logger
   state: 'startup' | 'auth' | 'ready' | 'closed' = 'startup'
 
-  tenant: string | null = null
-  /** SET LOCAL tenant: overrides `tenant` until the transaction ends. */
-  private localTenant: string | null | undefined = undefined
-  private readonly settings = new Map<string, string>()
-  private stateKeyCache: string | null = null
+  /** Tenant, settings and what waits for COMMIT (session/state.ts). */
+  private readonly st = new SessionState()
+  /** The client's statements and portals (session/statements.ts). */
+  private readonly stmts = new StatementRegistry()
   private readonly reader: FrameReader
   private readonly out: BatchedWriter
   private readonly scanner: BackendScanner
@@ -103,12 +77,7 @@ export class ClientSession {
   private skipUntilSync = false
   /** SQL-level prepared statements (PREPARE) live on one server connection: while any exist, the client keeps it. */
   private readonly sqlPrepared = new Set<string>()
-  private readonly statements = new Map<string, ClientStatement>()
-  private readonly localPortals = new Map<string, ClientStatement>()
-  private unnamedToken: object | null = null
   private toBackend: Buffer[] = []
-  /** Setting changes the server confirmed inside the current transaction: kept if it commits. */
-  private pendingEffects: SessionEffect[] = []
   private loginTimer: NodeJS.Timeout | null = null
   private idleTimer: NodeJS.Timeout | null = null
   private authStep: ((frame: Frame) => void) | null = null
@@ -131,6 +100,15 @@ export class ClientSession {
     this.scanner = new BackendScanner(this.sink)
     this.attachSocket(socket)
     this.loginTimer = setTimeout(() => ctx.preAuth.loginTimedOut(this), ctx.config.pool.login_timeout_ms)
+  }
+
+  /** The session's tenant (SET LOCAL aside: see effectiveTenant). */
+  get tenant(): string | null {
+    return this.st.tenant
+  }
+
+  set tenant(value: string | null) {
+    this.st.setTenant(value, false)
   }
 
   // ---------------------------------------------------------------- sockets
@@ -335,12 +313,12 @@ export class ClientSession {
   /** The rewriter splices UTF-8 text with standard-conforming string literals: anything else could change what a statement means. */
   private unsafeTextSettings(): string | null {
     if (!this.ctx.planner.tenantMode || this.bypass) return null
-    const encoding = this.settings.get('client_encoding')?.replace(/'/g, '')
+    const encoding = this.st.settings.get('client_encoding')?.replace(/'/g, '')
     if (encoding !== undefined && !/^(utf-?8|unicode)$/i.test(encoding)) return `pgtenant needs client_encoding UTF8 for tenant sessions (the client asked for ${encoding})`
-    const scs = this.settings.get('standard_conforming_strings')?.replace(/'/g, '')
+    const scs = this.st.settings.get('standard_conforming_strings')?.replace(/'/g, '')
     if (scs !== undefined && !/^(on|true|yes|1)$/i.test(scs)) return 'pgtenant needs standard_conforming_strings on for tenant sessions'
     // startup settings follow the same allow list as SET (parser/policy/settings.ts)
-    for (const name of this.settings.keys()) {
+    for (const name of this.st.settings.keys()) {
       const refusal = settingRefusal(name)
       if (refusal) return refusal
     }
@@ -358,10 +336,10 @@ export class ClientSession {
 
   private applyStartupSetting(name: string, value: string): void {
     if (name.toLowerCase() === this.ctx.planner.setting && this.ctx.planner.tenantMode) {
-      if (this.userConfig?.tenant === undefined) this.tenant = value === '' ? null : value
+      if (this.userConfig?.tenant === undefined) this.st.setTenant(value === '' ? null : value, false)
       return
     }
-    this.settings.set(name.toLowerCase(), quoteLiteral(value))
+    this.st.setStartupSetting(name, value)
   }
 
   private armIdleTimer(): void {
@@ -496,6 +474,8 @@ export class ClientSession {
   private holdsCursor = false
   /** A cursor was declared or closed since the server was last asked whether held cursors remain (askForHeldCursors). */
   private cursorCheck = false
+  /** How many times the proxy closed every cursor on the server connection (a tenant change). */
+  private cursorsClosed = 0
 
   private get pinned(): boolean {
     return this.sqlPrepared.size > 0 || this.holdsCursor
@@ -565,7 +545,7 @@ export class ClientSession {
   }
 
   get effectiveTenant(): string | null {
-    return this.localTenant !== undefined ? this.localTenant : this.tenant
+    return this.st.effectiveTenant
   }
 
   private plan(sql: string): RewriteResult | null {
@@ -587,7 +567,7 @@ export class ClientSession {
 
   /** The search_path the planner resolves names with, parsed once per value of the setting. */
   private searchPath(): readonly string[] {
-    const raw = this.planSearchPath ?? this.settings.get('search_path') ?? ''
+    const raw = this.planSearchPath ?? this.st.settings.get('search_path') ?? ''
     if (this.parsedSearchPath === null || this.parsedSearchPath.raw !== raw) this.parsedSearchPath = { raw, path: parseSearchPath(raw, this.user) }
     return this.parsedSearchPath.path
   }
@@ -605,7 +585,7 @@ export class ClientSession {
       if (!this.ensureBackend()) return false
       this.send(frame.raw)
       this.queue.expect('query')
-      if (this.batchTenantUndo) this.holdForTenantOutcome = true // the Query ends the batch that set the tenant
+      if (this.st.batchChangedTenant) this.holdForTenantOutcome = true // the Query ends the batch that set the tenant
     this.ctx.metrics?.statementSent(this)
       return true
     }
@@ -647,7 +627,7 @@ export class ClientSession {
     if (!this.ensureBackend()) return false
     this.send(plan.sql !== undefined && plan.sql !== sql ? fe.encodeQuery(plan.sql) : frame.raw)
     this.queue.expect('query', { effects })
-    if (this.batchTenantUndo) this.holdForTenantOutcome = true // the Query ends the batch that set the tenant
+    if (this.st.batchChangedTenant) this.holdForTenantOutcome = true // the Query ends the batch that set the tenant
     this.ctx.metrics?.statementSent(this)
     this.applyImmediateEffects(effects)
     return true
@@ -779,28 +759,27 @@ export class ClientSession {
         this.holdsCursor = false
         this.cursorCheck = false
         this.forgetServerStatements()
-        this.statements.clear()
-        this.pendingEffects.push({ kind: 'discard_all' })
+        this.stmts.clear()
+        this.st.pendingEffects.push({ kind: 'discard_all' })
         this.clearTenantAfterReset()
         return
       case 'COMMIT':
-        this.applyPendingEffects()
+        this.commitPendingEffects()
         return
       case 'ROLLBACK':
-        this.pendingEffects = []
+        this.st.pendingEffects = []
         this.revertBatchTenant() // a tenant set before BEGIN in the same batch is rolled back with it
         return
     }
     if (effect === null) return
-    if (effect.kind === 'set' || effect.kind === 'reset' || effect.kind === 'reset_all') this.pendingEffects.push(effect)
+    if (effect.kind === 'set' || effect.kind === 'reset' || effect.kind === 'reset_all') this.st.pendingEffects.push(effect)
     if (effect.kind === 'reset_all') this.clearTenantAfterReset()
   }
 
   /** RESET ALL / DISCARD ALL reset the tenant setting on the server too. */
   private clearTenantAfterReset(): void {
-    if (this.userConfig?.tenant !== undefined || !this.ctx.planner.tenantMode || this.tenant === null) return
-    this.tenant = null
-    this.invalidateState()
+    if (this.userConfig?.tenant !== undefined || !this.ctx.planner.tenantMode) return
+    this.st.clearTenant()
   }
 
   /** DEALLOCATE ALL / DISCARD ALL ran on the server connection: the proxy's shared statements there are gone. */
@@ -820,7 +799,7 @@ export class ClientSession {
     const msg = this.parseMemo.decode(frame)
     if (this.queue.length === 0) this.currentQueryStart = Date.now()
     this.lastSql = msg.sql
-    if (msg.name !== '' && this.statements.has(msg.name)) {
+    if (msg.name !== '' && this.stmts.has(msg.name)) {
       this.extendedError({ kind: 'refuse', sqlstate: '42P05' as Refusal['sqlstate'], message: `prepared statement "${msg.name}" already exists` })
       return true
     }
@@ -831,8 +810,8 @@ export class ClientSession {
       return true
     }
     if (stmt.local) {
-      this.statements.set(msg.name, stmt)
-      this.answer([be.parseComplete()], this.unregister(msg.name, stmt))
+      this.stmts.register(msg.name, stmt)
+      this.answer([be.parseComplete()], this.stmts.unregisterer(msg.name, stmt))
       return true
     }
     if (stmt.effect) {
@@ -844,8 +823,8 @@ export class ClientSession {
     }
     if (stmt.begins && this.canDeferBegin()) {
       // Prepared on a server connection only if it ever runs there (ensurePrepared).
-      this.statements.set(msg.name, stmt)
-      this.answer([be.parseComplete()], this.unregister(msg.name, stmt))
+      this.stmts.register(msg.name, stmt)
+      this.answer([be.parseComplete()], this.stmts.unregisterer(msg.name, stmt))
       return true
     }
     if (!this.ensureBackend()) return false
@@ -855,7 +834,7 @@ export class ClientSession {
       return true
     }
     // Registered now so that a Bind in the same batch finds it; undone if the server refuses or skips the Parse.
-    this.statements.set(msg.name, stmt)
+    this.stmts.register(msg.name, stmt)
     this.sendParse(stmt, msg.name, stmt.serverName === msg.name && stmt.sql === msg.sql ? frame.raw : null)
     return true
   }
@@ -870,15 +849,7 @@ export class ClientSession {
     this.ctx.schemaChanged()
     if (!serverName) return
     this.log.info({ statement: serverName }, 'shared statement planned against an older schema: preparing afresh')
-    for (const [name, stmt] of this.statements)
-      if (stmt.serverName === serverName) this.statements.set(name, { ...stmt, serverName: this.serverNameFor(name, stmt.sql, stmt.paramTypes) })
-  }
-
-  /** Undo the registration of a client statement whose Parse the server did not accept. */
-  private unregister(name: string, stmt: ClientStatement): () => void {
-    return () => {
-      if (this.statements.get(name) === stmt) this.statements.delete(name)
-    }
+    this.stmts.renameServerStatement(serverName, (name, stmt) => this.serverNameFor(name, stmt.sql, stmt.paramTypes))
   }
 
   /** Rewrite a statement for the current tenant (or explain why not). */
@@ -915,11 +886,10 @@ export class ClientSession {
   private sendParse(stmt: ClientStatement, clientName: string | null, unchanged: Buffer | null = null): void {
     const conn = this.backend as BackendConnection
     const internal = clientName === null
-    const unregister = clientName === null ? null : this.unregister(clientName, stmt)
+    const unregister = clientName === null ? null : this.stmts.unregisterer(clientName, stmt)
     if (stmt.serverName === '') {
       this.send(unchanged ?? this.parseMemo.encodeUnnamed(stmt.sql, stmt.paramTypes))
       const token = {}
-      this.unnamedToken = token
       conn.unnamedOwner = token
       stmt.token = token
       const onFail = (): void => {
@@ -946,23 +916,12 @@ export class ClientSession {
 
   /** Find a client statement, re-rewriting it if the tenant changed since it was prepared. */
   private resolveStatement(name: string): ClientStatement | Refusal {
-    const stmt = this.statements.get(name)
-    if (!stmt) return { kind: 'refuse', sqlstate: '26000' as Refusal['sqlstate'], message: name === '' ? 'unnamed prepared statement does not exist' : `prepared statement "${name}" does not exist` }
-    if (stmt.local || stmt.tenant === this.effectiveTenant) return stmt
-    // Prepared under another tenant: it runs for the current tenant, never for the old one.
-    const again = this.prepareStatement(name, stmt.originalSql, stmt.paramTypes)
-    if ('kind' in again) return again
-    this.statements.set(name, again)
-    return again
+    return this.stmts.resolve(name, this.effectiveTenant, (old) => this.prepareStatement(name, old.originalSql, old.paramTypes))
   }
 
   /** Before Bind/Describe of a statement: prepare it on this connection if it is not there. */
   private ensurePrepared(stmt: ClientStatement): void {
-    const conn = this.backend as BackendConnection
-    if (stmt.serverName === '') {
-      const token = stmt.token
-      if (token === NO_TOKEN || conn.unnamedOwner !== token) this.sendParse(stmt, null)
-    } else if (!conn.prepared.has(stmt.serverName)) this.sendParse(stmt, null)
+    if (needsParse(stmt, this.backend as BackendConnection)) this.sendParse(stmt, null)
   }
 
   private handleBind(frame: Frame): boolean {
@@ -980,15 +939,15 @@ export class ClientSession {
         this.extendedError(bound)
         return true
       }
-      this.localPortals.set(head.portal, bound)
+      this.stmts.localPortals.set(head.portal, bound)
       this.answer([be.bindComplete()])
       return true
     }
-    this.localPortals.delete(head.portal)
+    this.stmts.localPortals.delete(head.portal)
     if (stmt.begins && this.canDeferBegin()) {
       this.beginPortal = head.portal
       this.beginStatement = stmt
-      this.portalEffects.delete(head.portal)
+      this.stmts.portalEffects.delete(head.portal)
       this.answer([be.bindComplete()])
       return true
     }
@@ -996,11 +955,9 @@ export class ClientSession {
     this.ensurePrepared(stmt)
     this.send(stmt.serverName === head.statement ? frame.raw : fe.encodeBind(frame, head, stmt.serverName))
     this.queue.expect('bind', { serverName: stmt.serverName })
-    this.portalEffects.set(head.portal, stmt.effect)
+    this.stmts.portalEffects.set(head.portal, stmt.effect)
     return true
   }
-
-  private readonly portalEffects = new Map<string, SessionEffect | undefined>()
 
   /** `SELECT set_config('app.tenant', $n, …)`: the tenant is the Bind's parameter $n (text format), never a cleared tenant. */
   private bindTenantCommand(frame: Frame, head: fe.BindHead, stmt: ClientStatement): ClientStatement | Refusal {
@@ -1019,7 +976,7 @@ export class ClientSession {
         this.answer([be.noData()])
         return true
       }
-      const local = this.localPortals.get(target.name)
+      const local = this.stmts.localPortals.get(target.name)
       if (local) {
         this.answer([this.localRowDescription(local.local as TenantCommand)])
         return true
@@ -1053,7 +1010,7 @@ export class ClientSession {
 
   private handleExecute(frame: Frame): boolean {
     const portal = frame.raw[5] === 0 ? '' : new fe.PayloadReader(frame.raw, 5).cstring()
-    const local = this.localPortals.get(portal)
+    const local = this.stmts.localPortals.get(portal)
     if (local) {
       if (this.mustWaitForStatus()) return false
       this.answerTenantCommand(local.local as TenantCommand, 'extended')
@@ -1063,7 +1020,7 @@ export class ClientSession {
     if (!this.ensureBackend()) return false
     if (portal === this.beginPortal) this.bindOnServer(portal, this.beginStatement as ClientStatement)
     this.send(frame.raw)
-    const effect = this.portalEffects.get(portal)
+    const effect = this.stmts.portalEffects.get(portal)
     const effects = effect ? [effect] : NO_EFFECTS
     this.queue.expect('execute', { effects })
     this.ctx.metrics?.statementSent(this)
@@ -1075,12 +1032,12 @@ export class ClientSession {
     const target = fe.decodeTarget(frame)
     if (target.kind === 'S') {
       // Server-side statements are shared and stay prepared; only the client's name goes.
-      this.statements.delete(target.name)
+      this.stmts.forget(target.name)
       this.answer([be.closeComplete()])
       return true
     }
-    this.localPortals.delete(target.name)
-    this.portalEffects.delete(target.name)
+    this.stmts.localPortals.delete(target.name)
+    this.stmts.portalEffects.delete(target.name)
     if (target.name === this.beginPortal) this.beginPortal = null
     if (!this.backend) {
       this.answer([be.closeComplete()])
@@ -1094,12 +1051,12 @@ export class ClientSession {
   private handleSync(frame: Frame): boolean {
     const refusedInBatch = this.skipUntilSync
     this.skipUntilSync = false
-    if (refusedInBatch && this.batchTenantUndo) this.revertBatchTenant() // the proxy's refusal failed the batch, as the server's error would
+    if (refusedInBatch) this.revertBatchTenant() // the proxy's refusal failed the batch, as the server's error would
     if (this.txStatus === 'I') this.beginPortal = null // the implicit transaction's portals end here
     if (!this.backend && !this.acquiring) {
       if (this.txStatus === 'I') {
-        this.endLocalTransactionState() // not inside a deferred BEGIN
-        this.batchTenantUndo = null
+        this.st.endLocal() // not inside a deferred BEGIN
+        this.st.settleBatch(false)
       }
       this.answer([be.readyForQuery(this.txStatus)])
       return true
@@ -1107,7 +1064,7 @@ export class ClientSession {
     if (!this.ensureBackend()) return false
     this.send(frame.raw)
     this.queue.expect('sync')
-    if (this.batchTenantUndo) this.holdForTenantOutcome = true
+    if (this.st.batchChangedTenant) this.holdForTenantOutcome = true
     return true
   }
 
@@ -1169,13 +1126,6 @@ export class ClientSession {
     this.answer([be.commandComplete(cmd.tag), ...tail], undo)
   }
 
-  /**
-   * The tenant before the first tenant change of an extended batch outside a transaction
-   * block. PostgreSQL runs such a batch as one implicit transaction: an error anywhere in it
-   * (before the change: the server skips it; after it: the server rolls it back) leaves the
-   * setting as it was, and so does the proxy (revertBatchTenant). Null: nothing to undo.
-   */
-  private batchTenantUndo: { tenant: string | null } | null = null
   /** A Sync or Query that ends such a batch went to the server: the client's next messages wait for its outcome. */
   private holdForTenantOutcome = false
 
@@ -1195,31 +1145,20 @@ export class ClientSession {
     if (cmd.op === 'show' || this.userConfig?.tenant !== undefined) return null
     if (cmd.local) {
       // Skipped by the server after an earlier error in the batch: SET LOCAL never happened.
-      const before = this.localTenant
+      const before = this.st.localTenant
       return () => {
-        this.localTenant = before
-        this.invalidateState()
+        this.st.localTenant = before
+        this.st.invalidate()
       }
     }
     if (this.txStatus !== 'I') return null
-    this.batchTenantUndo ??= { tenant: this.tenant }
+    this.st.rememberBatchTenant() // PostgreSQL runs the batch as one implicit transaction: undone if it fails
     return () => this.revertBatchTenant()
   }
 
   /** The batch that changed the tenant failed: the tenant is what it was before the batch. */
   private revertBatchTenant(): void {
-    const undo = this.batchTenantUndo
-    this.batchTenantUndo = null
-    if (undo === null || undo.tenant === this.tenant) return
-    this.tenant = undo.tenant
-    this.invalidateState()
-    this.ctx.tenantChanged(this)
-  }
-
-  /** The implicit transaction ended: its tenant change stands (committed) or goes (rolled back). */
-  private settleBatchTenant(rolledBack: boolean): void {
-    if (rolledBack) this.revertBatchTenant()
-    else this.batchTenantUndo = null
+    if (this.st.revertBatchTenant()) this.ctx.tenantChanged(this)
   }
 
   /** The server answered the Sync or Query that ended the batch: read the client again. */
@@ -1251,20 +1190,20 @@ export class ClientSession {
         message: `cannot change ${setting} inside a transaction that has already used tenant data`,
         hint: 'Set the tenant before BEGIN, or use SET LOCAL right after BEGIN.',
       }
-    if (value !== this.effectiveTenant && (this.sqlPrepared.size > 0 || this.holdsCursor) && this.backend) {
+    // A cursor may be open if one was declared and the server has not said otherwise (cursorCheck: not asked yet, as
+    // always under session pooling; holdsCursor: it said so, or the question is still out).
+    const mayHoldCursor = this.holdsCursor || this.cursorCheck
+    if (value !== this.effectiveTenant && (this.sqlPrepared.size > 0 || mayHoldCursor) && this.backend) {
       // SQL-level prepared statements and held cursors were rewritten for the old tenant: drop them.
       this.send(fe.encodeQuery('DEALLOCATE ALL; CLOSE ALL'))
       this.queue.expect('internal')
+      this.cursorsClosed++ // an answer to an earlier held-cursor question is out of date
       this.sqlPrepared.clear()
       this.holdsCursor = false
+      this.cursorCheck = false
       this.answerWarning(`${setting} changed: SQL-level prepared statements and cursors of the previous tenant were dropped`)
     }
-    if (local) this.localTenant = value
-    else {
-      this.tenant = value
-      this.localTenant = undefined
-    }
-    this.invalidateState()
+    this.st.setTenant(value, local)
     if (this.backend && inTransaction && this.ctx.planner.tenantMode) {
       // Keep current_setting() on the server in step for the rest of this transaction.
       this.send(fe.encodeQuery(`SELECT set_config(${quoteLiteral(setting)}, ${quoteLiteral(value ?? '')}, true)`))
@@ -1382,33 +1321,17 @@ export class ClientSession {
 
   /** Bring the server connection's session state (settings, tenant) in line with this client's. */
   private syncSessionState(conn: BackendConnection): void {
-    const key = this.stateKey()
+    const key = this.st.key
     if (conn.stateKey === key) return
-    const parts = ['RESET ALL']
-    for (const [name, value] of this.settings) parts.push(`SET ${quoteIdent(name)} TO ${value}`)
-    if (this.ctx.planner.tenantMode) parts.push(`SELECT set_config(${quoteLiteral(this.ctx.planner.setting)}, ${quoteLiteral(this.effectiveTenant ?? '')}, false)`)
     // Pipelined ahead of the client's own messages; its replies are swallowed.
-    this.toBackend.unshift(fe.encodeQuery(parts.join('; ')))
+    this.toBackend.unshift(fe.encodeQuery(this.st.replaySql(this.ctx.planner.tenantMode ? this.ctx.planner.setting : null)))
     this.queue.expectFirst(entry('internal'))
     conn.stateKey = key
   }
 
   /** The session state a server connection needs for this client (pools prefer one already in it). */
   get poolStateKey(): string {
-    return this.stateKey()
-  }
-
-  private stateKey(): string {
-    if (this.stateKeyCache === null) {
-      let key = `${this.effectiveTenant ?? ''}\u0000`
-      for (const [k, v] of this.settings) key += `${k}=${v}\u0000`
-      this.stateKeyCache = key
-    }
-    return this.stateKeyCache
-  }
-
-  private invalidateState(): void {
-    this.stateKeyCache = null
+    return this.st.key
   }
 
   /** Returns true when no part of `chunk` is still referenced (every slice of it reached the kernel). */
@@ -1451,9 +1374,8 @@ export class ClientSession {
     }
     this.queue.clear()
     this.txStatus = 'I'
-    this.localTenant = undefined
+    this.st.transactionLost()
     this.txTouchedTenant = false
-    this.pendingEffects = []
     // Whatever lived on that server connection is gone with it.
     this.sqlPrepared.clear()
     this.holdsCursor = false
@@ -1493,8 +1415,11 @@ export class ClientSession {
    */
   private askForHeldCursors(conn: BackendConnection): void {
     this.cursorCheck = false
+    this.holdsCursor = true // until the server answers: a tenant change meanwhile closes what may be open
+    const asked = this.cursorsClosed
     this.queue.expect('internal', {
       onTag: (tag) => {
+        if (asked !== this.cursorsClosed) return
         const n = /^SELECT (\d+)$/.exec(tag)
         this.holdsCursor = n === null || n[1] !== '0' // unreadable: keep the connection (fail safe)
       },
@@ -1586,44 +1511,17 @@ export class ClientSession {
   }
 
   private transactionEnded(rolledBack = false): void {
-    if (rolledBack) this.pendingEffects = []
-    else this.applyPendingEffects()
-    this.settleBatchTenant(rolledBack)
+    if (rolledBack) this.st.pendingEffects = []
+    else this.commitPendingEffects()
+    if (this.st.settleBatch(rolledBack)) this.ctx.tenantChanged(this)
     this.planSearchPath = null // the committed settings say it now
     this.txTouchedTenant = false
-    this.endLocalTransactionState()
+    this.st.endLocal()
   }
 
-  private applyPendingEffects(): void {
-    for (const e of this.pendingEffects) this.applySettingEffect(e)
-    this.pendingEffects = []
-  }
-
-  private endLocalTransactionState(): void {
-    if (this.localTenant !== undefined) {
-      this.localTenant = undefined
-      this.invalidateState()
-    }
-  }
-
-  private applySettingEffect(e: SessionEffect): void {
-    switch (e.kind) {
-      case 'set':
-        this.settings.set(e.name.toLowerCase(), e.valueSql)
-        break
-      case 'reset':
-        this.settings.delete(e.name.toLowerCase())
-        break
-      case 'reset_all':
-      case 'discard_all':
-        this.settings.clear()
-        break
-      default:
-        return
-    }
-    this.invalidateState()
-    // The connection already has this state: it ran the statement itself.
-    if (this.backend) this.backend.stateKey = this.stateKey()
+  private commitPendingEffects(): void {
+    // The connection already has these settings: it ran the statements itself.
+    if (this.st.commitPending() && this.backend) this.backend.stateKey = this.st.key
   }
 
   private onErrorResponse(raw: Buffer): boolean {
