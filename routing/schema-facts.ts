@@ -18,6 +18,8 @@
 //   `unknown: reject` refuses statements that touch it.
 // System schemas (pg_catalog, information_schema) are listed too, so unqualified names like
 // pg_class resolve; the parser always allows reading them.
+// Rows of kind 'F' name functions outside the system schemas: a pg_catalog function name that one
+// of them shares is treated as a user function (parser/policy/functions.ts, `shadowed`).
 import type { SchemaFacts } from '../parser/types.js'
 import type { TenantConfig } from '../server/config-types.js'
 
@@ -38,6 +40,13 @@ const QUERY = (column: string) => `SELECT n.nspname::text AS schema,
          ON ta.attrelid = c.oid AND ta.attname = ${column} AND ta.attnum > 0 AND NOT ta.attisdropped
  WHERE c.relkind IN ('r', 'p', 'v', 'm', 'f')
    AND n.nspname NOT LIKE 'pg\\_toast%' AND n.nspname NOT LIKE 'pg\\_temp\\_%'
+UNION ALL
+-- functions outside the system schemas, one row per name (kind 'F'): an unqualified call of a
+-- pg_catalog name may resolve to one of them (an extension's overload with closer argument types)
+SELECT DISTINCT n.nspname::text, p.proname::text, 'F', NULL, NULL, NULL::text[], NULL::text[]
+  FROM pg_catalog.pg_proc p
+  JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace
+ WHERE n.nspname NOT IN ('pg_catalog', 'information_schema')
  ORDER BY 1, 2`
 
 /** The discovery query; $1 = the default tenant column name. */
@@ -105,7 +114,12 @@ export function buildSchemaFacts(rows: readonly SchemaRow[], tenantConfig: Tenan
   const referenceTables = new Set<string>()
   const knownRelations = new Set<string>()
   const columns = new Map<string, readonly string[]>()
+  const shadowed = new Set<string>()
   for (const r of rows) {
+    if (r.kind === 'F') {
+      shadowed.add(r.name.toLowerCase())
+      continue
+    }
     const key = `${r.schema}.${r.name}`
     knownRelations.add(key)
     const cols = parseTextArray(r.columns)
@@ -133,6 +147,6 @@ export function buildSchemaFacts(rows: readonly SchemaRow[], tenantConfig: Tenan
     referenceTables.add(key)
     knownRelations.add(key)
   }
-  const functionPolicy = { user: tenantConfig.user_functions ?? 'reject', allowed: new Set((tenantConfig.functions ?? []).map((f) => f.toLowerCase())) }
+  const functionPolicy = { user: tenantConfig.user_functions ?? 'reject', allowed: new Set((tenantConfig.functions ?? []).map((f) => f.toLowerCase())), shadowed }
   return { tenantTables, referenceTables, knownRelations, unknown: tenantConfig.unknown, tenantColumnTypes, columns, functionPolicy }
 }

@@ -74,6 +74,9 @@ export interface UserFunctionPolicy {
   readonly user: 'allow' | 'reject'
   /** "name" or "schema.name", lower-cased. */
   readonly allowed: ReadonlySet<string>
+  /** Names (lower-cased) of functions outside pg_catalog in the database: an unqualified call of a
+   *  pg_catalog name among them may run that function instead (PostgreSQL picks the closest argument types). */
+  readonly shadowed?: ReadonlySet<string>
 }
 
 export const DEFAULT_USER_FUNCTION_POLICY: UserFunctionPolicy = { user: 'reject', allowed: new Set() }
@@ -90,10 +93,18 @@ function isCatalogName(name: string): boolean {
 export function functionRefusal(schema: string | null, name: string, policy: UserFunctionPolicy = DEFAULT_USER_FUNCTION_POLICY): string | null {
   const n = name.toLowerCase()
   const s = schema?.toLowerCase() ?? null
-  if (s === 'pg_catalog' || (s === null && isCatalogName(n))) return catalogRefusal(n)
+  if (s === 'pg_catalog') return catalogRefusal(n)
+  let shadowed = false
+  if (s === null && isCatalogName(n)) {
+    const refusal = catalogRefusal(n)
+    if (refusal !== null || !policy.shadowed?.has(n)) return refusal
+    shadowed = true // allowed as pg_catalog's, but the database has a function of that name elsewhere: the user-function policy decides too
+  }
   const qualified = s ? `${s}.${n}` : n
   if (USER_DENIED.test(n)) return `function ${qualified}() is not allowed for tenant sessions: it reaches outside the tenant filter`
   if (policy.user === 'allow' || policy.allowed.has(n) || policy.allowed.has(qualified)) return null
+  if (shadowed)
+    return `function ${n}() is not allowed for tenant sessions: the database has a function ${n}() outside pg_catalog (an extension's or the application's), which PostgreSQL may call instead; it runs its own SQL, which pgtenant does not rewrite (list it in tenant.functions if it is tenant-safe, or call pg_catalog.${n}())`
   return `function ${qualified}() is not allowed for tenant sessions: functions outside pg_catalog run their own SQL, which pgtenant does not rewrite (list it in tenant.functions if it is tenant-safe)`
 }
 
