@@ -22,6 +22,7 @@ server.sql(`CREATE TABLE items (tenant_id text NOT NULL, id int NOT NULL, PRIMAR
 await initParser()
 
 const mainUrl = server.url(ROLES.scram.user, ROLES.scram.password)
+// Clients name the database "main" (a backend name): accepted with or without a `databases:` mapping.
 const BACKENDS = `  main: { url: "${mainUrl}", pool: 3 }\n  other: { url: "${mainUrl}", pool: 3 }\n`
 
 interface Started {
@@ -78,7 +79,7 @@ t.test('WAIT_CLOSE blocks until the connection RECONNECT replaced is released an
   const s = await start()
   const admin = await client(s.url('boss', 'boss_pw', 'pgtenant'))
   const other = await client(s.url('boss', 'boss_pw', 'pgtenant'))
-  const c = await client(s.url('app', 'app_pw', 'db'), 't1')
+  const c = await client(s.url('app', 'app_pw', 'main'), 't1')
   await c.query('BEGIN')
   const before = await pid(c)
   t.equal((await admin.query('WAIT_CLOSE')).command, 'WAIT', 'nothing marked: answers at once')
@@ -105,7 +106,7 @@ t.test('WAIT_CLOSE blocks until the connection RECONNECT replaced is released an
 t.test('WAIT_CLOSE returns when the marked connection dies on the server, or its client goes away mid-transaction', async (t) => {
   const s = await start()
   const admin = await client(s.url('boss', 'boss_pw', 'pgtenant'))
-  const c = await client(s.url('app', 'app_pw', 'db'), 't1')
+  const c = await client(s.url('app', 'app_pw', 'main'), 't1')
   await c.query('BEGIN')
   const killed = await pid(c)
   await admin.query('RECONNECT')
@@ -115,7 +116,7 @@ t.test('WAIT_CLOSE returns when the marked connection dies on the server, or its
   server.sql(`SELECT pg_terminate_backend(${killed})`)
   t.equal((await wait.p).command, 'WAIT', 'the server ended the connection: WAIT_CLOSE returns')
 
-  const d = await client(s.url('app', 'app_pw', 'db'), 't1')
+  const d = await client(s.url('app', 'app_pw', 'main'), 't1')
   await d.query('BEGIN')
   await d.query('SELECT 1')
   await admin.query('RECONNECT main')
@@ -129,7 +130,7 @@ t.test('WAIT_CLOSE returns when the marked connection dies on the server, or its
 t.test('RELOAD that changes a backend marks its connections; WAIT_CLOSE waits for them; a CancelRequest ends a wait with 57014', async (t) => {
   const s = await start()
   const admin = await client(s.url('boss', 'boss_pw', 'pgtenant'))
-  const c = await client(s.url('app', 'app_pw', 'db'), 't1')
+  const c = await client(s.url('app', 'app_pw', 'main'), 't1')
   await c.query('BEGIN')
   const before = await pid(c)
   s.write({ logLevel: 'warn' }) // the same backends: nothing to replace
@@ -170,7 +171,7 @@ t.test('RELOAD that changes a backend marks its connections; WAIT_CLOSE waits fo
 t.test('WAIT_CLOSE holds the messages sent after it: replies stay in order', async (t) => {
   const s = await start()
   const admin = await client(s.url('boss', 'boss_pw', 'pgtenant'))
-  const c = await client(s.url('app', 'app_pw', 'db'), 't1')
+  const c = await client(s.url('app', 'app_pw', 'main'), 't1')
   await c.query('BEGIN')
   await c.query('SELECT 1')
   await admin.query('RECONNECT')
@@ -198,21 +199,21 @@ t.test('WAIT_CLOSE holds the messages sent after it: replies stay in order', asy
 t.test('DISABLE <db> / ENABLE <db>: new logins on that backend get 57P03, connected sessions continue; the tenant form still works', async (t) => {
   const s = await start()
   const admin = await client(s.url('boss', 'boss_pw', 'pgtenant'))
-  const old = await client(s.url('app', 'app_pw', 'db'), 't1')
+  const old = await client(s.url('app', 'app_pw', 'main'), 't1')
   await old.query('SELECT 1')
   await admin.query('DISABLE main')
   t.match((await admin.query('SHOW DATABASES')).rows.map((r) => [r.name, r.disabled]), [
     ['main', 'true'],
     ['other', 'false'],
   ])
-  const refused = await client(s.url('app', 'app_pw', 'db'), 't1').then(
+  const refused = await client(s.url('app', 'app_pw', 'main'), 't1').then(
     () => null,
     (e) => e,
   )
   t.match(refused, { code: '57P03', message: /^database "main" is disabled/ }, 'a new login on main is refused with 57P03')
   t.match(s.lines.find((l) => l.msg === 'client refused: database disabled'), { level: 40, backend: 'main' }, 'logged at warn')
   t.equal((await old.query('SELECT count(*)::int AS n FROM items')).rows[0].n, 2, 'the session connected before DISABLE continues')
-  const onOther = await client(s.url('app', 'app_pw', 'db'), 't2')
+  const onOther = await client(s.url('app', 'app_pw', 'main'), 't2')
   t.equal((await onOther.query('SELECT count(*)::int AS n FROM items')).rows[0].n, 2, 'a login placed on another backend is let in')
   await onOther.query("SET app.tenant = 't1'")
   await t.rejects(onOther.query('SELECT count(*) FROM items'), { code: '57P03', message: /database "main" is disabled/ }, 'a session connected after DISABLE cannot move onto it')
@@ -227,14 +228,14 @@ t.test('DISABLE <db> / ENABLE <db>: new logins on that backend get 57P03, connec
   await admin.query("ENABLE TENANT 't1'")
   await admin.query('ENABLE "main"') // a name may be quoted
   t.equal((await admin.query('SHOW DATABASES')).rows.find((r) => r.name === 'main').disabled, 'false')
-  const back = await client(s.url('app', 'app_pw', 'db'), 't1')
+  const back = await client(s.url('app', 'app_pw', 'main'), 't1')
   t.equal((await back.query('SELECT count(*)::int AS n FROM items')).rows[0].n, 2, 'ENABLE: new logins again')
   t.equal((await onOther.query('SELECT count(*)::int AS n FROM items')).rows[0].n, 2)
 })
 
 t.test('log_level reload reaches sessions connected before it', async (t) => {
   const s = await start()
-  const c = await client(s.url('app', 'app_pw', 'db'), 't1')
+  const c = await client(s.url('app', 'app_pw', 'main'), 't1')
   await c.query('SELECT count(*) FROM items')
   const admin = await client(s.url('boss', 'boss_pw', 'pgtenant'))
   const sid = Number((await admin.query('SHOW CLIENTS')).rows.find((r) => r.user === 'app').id)
@@ -263,7 +264,7 @@ t.test('pgtenant --config with workers: 2: SIGHUP applies log_level in the worke
   writeFileSync(file, yaml('info'))
   const cli = startCli(['--config', file])
   await cli.waitFor(/pgtenant listening[\s\S]*pgtenant listening/)
-  const c = await client(`postgres://app:app_pw@127.0.0.1:${port}/db`)
+  const c = await client(`postgres://app:app_pw@127.0.0.1:${port}/main`)
   await c.query('SELECT 1')
   const json = (): Record<string, any>[] => cli.output().split('\n').flatMap((l) => (l.startsWith('{') ? [JSON.parse(l)] : []))
   t.equal(json().filter((l) => l.level === 20).length, 0, 'nothing at debug yet')
