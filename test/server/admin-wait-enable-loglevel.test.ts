@@ -85,7 +85,11 @@ t.test('WAIT_CLOSE blocks until the connection RECONNECT replaced is released an
   t.equal((await admin.query('WAIT_CLOSE')).command, 'WAIT', 'nothing marked: answers at once')
   await admin.query('RECONNECT main')
   const servers = (await other.query('SHOW SERVERS')).rows
-  t.match(servers.find((r) => Number(r.server_pid) === before), { close_needed: 'true', state: 'active' }, 'SHOW SERVERS: close_needed')
+  t.match(
+    servers.find((r) => Number(r.server_pid) === before),
+    { close_needed: 'true', state: 'active' },
+    'SHOW SERVERS: close_needed',
+  )
   const wait = watch(admin.query('WAIT_CLOSE main'))
   await sleep(400)
   t.notOk(wait.settled(), 'WAIT_CLOSE is still waiting while the connection is in a transaction')
@@ -202,21 +206,32 @@ t.test('DISABLE <db> / ENABLE <db>: new logins on that backend get 57P03, connec
   const old = await client(s.url('app', 'app_pw', 'main'), 't1')
   await old.query('SELECT 1')
   await admin.query('DISABLE main')
-  t.match((await admin.query('SHOW DATABASES')).rows.map((r) => [r.name, r.disabled]), [
-    ['main', 'true'],
-    ['other', 'false'],
-  ])
+  t.match(
+    (await admin.query('SHOW DATABASES')).rows.map((r) => [r.name, r.disabled]),
+    [
+      ['main', 'true'],
+      ['other', 'false'],
+    ],
+  )
   const refused = await client(s.url('app', 'app_pw', 'main'), 't1').then(
     () => null,
     (e) => e,
   )
   t.match(refused, { code: '57P03', message: /^database "main" is disabled/ }, 'a new login on main is refused with 57P03')
-  t.match(s.lines.find((l) => l.msg === 'client refused: database disabled'), { level: 40, backend: 'main' }, 'logged at warn')
+  t.match(
+    s.lines.find((l) => l.msg === 'client refused: database disabled'),
+    { level: 40, backend: 'main' },
+    'logged at warn',
+  )
   t.equal((await old.query('SELECT count(*)::int AS n FROM items')).rows[0].n, 2, 'the session connected before DISABLE continues')
   const onOther = await client(s.url('app', 'app_pw', 'main'), 't2')
   t.equal((await onOther.query('SELECT count(*)::int AS n FROM items')).rows[0].n, 2, 'a login placed on another backend is let in')
   await onOther.query("SET app.tenant = 't1'")
-  await t.rejects(onOther.query('SELECT count(*) FROM items'), { code: '57P03', message: /database "main" is disabled/ }, 'a session connected after DISABLE cannot move onto it')
+  await t.rejects(
+    onOther.query('SELECT count(*) FROM items'),
+    { code: '57P03', message: /database "main" is disabled/ },
+    'a session connected after DISABLE cannot move onto it',
+  )
   await old.query("SET app.tenant = 't2'")
   await old.query('SELECT 1')
   await old.query("SET app.tenant = 't1'")
@@ -260,25 +275,36 @@ t.test('pgtenant --config with workers: 2: SIGHUP applies log_level in the worke
   const { startCli } = await import('../helpers/cli.js')
   const port = await freePort()
   const file = join(mkdtempSync(join(tmpdir(), 'pgtenant-admin-cli-')), 'pgtenant.yaml')
-  const yaml = (level: string): string => `listen: 127.0.0.1:${port}\nlog_level: ${level}\nworkers: 2\nusers:\n  app: { password: app_pw }\nbackends:\n  main: { url: "${mainUrl}", pool: 3 }\n`
+  const yaml = (level: string): string =>
+    `listen: 127.0.0.1:${port}\nlog_level: ${level}\nworkers: 2\nusers:\n  app: { password: app_pw }\nbackends:\n  main: { url: "${mainUrl}", pool: 3 }\n`
   writeFileSync(file, yaml('info'))
   const cli = startCli(['--config', file])
   await cli.waitFor(/pgtenant listening[\s\S]*pgtenant listening/)
   const c = await client(`postgres://app:app_pw@127.0.0.1:${port}/main`)
   await c.query('SELECT 1')
-  const json = (): Record<string, any>[] => cli.output().split('\n').flatMap((l) => (l.startsWith('{') ? [JSON.parse(l)] : []))
+  const json = (): Record<string, any>[] =>
+    cli
+      .output()
+      .split('\n')
+      .flatMap((l) => (l.startsWith('{') ? [JSON.parse(l)] : []))
   t.equal(json().filter((l) => l.level === 20).length, 0, 'nothing at debug yet')
   writeFileSync(file, yaml('debug'))
   cli.child.kill('SIGHUP')
   await cli.waitFor(/"to":"debug"[\s\S]*"to":"debug"/, 10000) // both workers
   await c.query('SELECT 1')
   await sleep(200)
-  t.ok(json().some((l) => l.level === 20 && l.session !== undefined), 'the session connected before SIGHUP logs at debug')
+  t.ok(
+    json().some((l) => l.level === 20 && l.session !== undefined),
+    'the session connected before SIGHUP logs at debug',
+  )
   writeFileSync(file, yaml('warn'))
   cli.child.kill('SIGHUP')
   await cli.waitFor(/"to":"warn"[\s\S]*"to":"warn"/, 10000)
   await sleep(300)
-  t.ok(json().some((l) => l.msg === 'log level changed' && l.to === 'warn' && l.worker === undefined), 'the primary applied it too')
+  t.ok(
+    json().some((l) => l.msg === 'log level changed' && l.to === 'warn' && l.worker === undefined),
+    'the primary applied it too',
+  )
   const mark = cli.output().length
   await c.end()
   cli.child.kill('SIGTERM')
