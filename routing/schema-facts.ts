@@ -18,8 +18,9 @@
 //   `unknown: reject` refuses statements that touch it.
 // System schemas (pg_catalog, information_schema) are listed too, so unqualified names like
 // pg_class resolve; the parser always allows reading them.
-// Rows of kind 'F' name functions outside the system schemas: a pg_catalog function name that one
-// of them shares is treated as a user function (parser/policy/functions.ts, `shadowed`).
+// Rows of kind 'F' name functions the application defined outside the system schemas (not
+// extension members): a pg_catalog function name one of them shares is treated as a user function
+// (parser/policy/functions.ts, `shadowed`).
 import type { SchemaFacts } from '../parser/types.js'
 import type { TenantConfig } from '../server/config-types.js'
 
@@ -41,12 +42,16 @@ const QUERY = (column: string) => `SELECT n.nspname::text AS schema,
  WHERE c.relkind IN ('r', 'p', 'v', 'm', 'f')
    AND n.nspname NOT LIKE 'pg\\_toast%' AND n.nspname NOT LIKE 'pg\\_temp\\_%'
 UNION ALL
--- functions outside the system schemas, one row per name (kind 'F'): an unqualified call of a
--- pg_catalog name may resolve to one of them (an extension's overload with closer argument types)
+-- functions the application defined outside the system schemas, one row per name (kind 'F'): an
+-- unqualified call of a pg_catalog name may resolve to one of them (closer argument types).
+-- Extension members are left out: they are installed code like pg_catalog's (citext's max(citext),
+-- replace(citext, …)), and those that reach outside the tenant are refused by name (policy/functions.ts).
 SELECT DISTINCT n.nspname::text, p.proname::text, 'F', NULL, NULL, NULL::text[], NULL::text[]
   FROM pg_catalog.pg_proc p
   JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace
  WHERE n.nspname NOT IN ('pg_catalog', 'information_schema')
+   AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_depend d
+                    WHERE d.classid = 'pg_catalog.pg_proc'::regclass AND d.objid = p.oid AND d.deptype = 'e')
  ORDER BY 1, 2`
 
 /** The discovery query; $1 = the default tenant column name. */

@@ -13,6 +13,9 @@ server.sql(`
   CREATE TABLE notes (tenant_id text NOT NULL, id int NOT NULL, body varchar NOT NULL, PRIMARY KEY (tenant_id, id));
   INSERT INTO notes SELECT t, g, t || '-secret-' || g FROM unnest(ARRAY['a', 'b']) t, generate_series(1, 2) g;
   CREATE FUNCTION public.upper(x varchar) RETURNS text LANGUAGE sql AS $$ SELECT string_agg(body, ',') FROM notes $$;
+  -- an extension's overloads of catalog names (citext: max, min, replace, split_part, …) are installed code, not the application's
+  CREATE EXTENSION citext;
+  ALTER TABLE notes ADD COLUMN tag citext NOT NULL DEFAULT 'Tag';
 `)
 
 async function proxyWith(functions: string): Promise<{ url: string; stop: () => Promise<void> }> {
@@ -43,6 +46,7 @@ t.test('through pgtenant the shadowed name is refused; other catalog functions a
   await t.rejects(c.query('SELECT upper(body::text) FROM notes'), { code: '42501' }, 'refused whatever the argument type')
   t.same((await c.query('SELECT pg_catalog.upper(body) AS u FROM notes ORDER BY id')).rows, [{ u: 'A-SECRET-1' }, { u: 'A-SECRET-2' }], 'the qualified catalog function runs')
   t.same((await c.query('SELECT lower(body) AS l FROM notes ORDER BY id LIMIT 1')).rows, [{ l: 'a-secret-1' }], 'a name nobody shadows runs')
+  t.same((await c.query("SELECT max(id) AS m, replace(tag, 'T', 'x') AS r, split_part(body, '-', 1) AS p FROM notes GROUP BY 2, 3")).rows, [{ m: 2, r: 'xag', p: 'a' }], "citext's overloads of max, replace, split_part run (extension members)")
   await c.end()
 })
 
