@@ -24,7 +24,7 @@ import { spawn, spawnSync } from 'node:child_process'
 import { createInterface } from 'node:readline'
 import { startPostgres, type PgServer } from '../test/helpers/pg-server.js'
 import { treeCpuSeconds, treeRssBytes, sleep, runCmd, withRaisedNofile, killPid } from './e2e/proc.js'
-import { ensurePgbouncer, startPgbouncer, startPgtenant, startNodePipe, pgtenantTarget, directTarget, usable, type Target, type TargetName } from './e2e/targets.js'
+import { ensurePgbouncer, startPgbouncer, startPgtenant, startNodePipe, pgtenantTarget, directTarget, usable, type Target } from './e2e/targets.js'
 import { runPgbench, runPgbenchGroup, pgbenchBin, type PgbenchRun, type QueryMode, type PgbenchResult } from './e2e/pgbench.js'
 import { machineDescription, resultsTable, memoryTable, summarize, fmtTps, type Cell, type CaseRow, type RoundResult, type MemoryResult } from './e2e/report.js'
 
@@ -39,12 +39,24 @@ function argValue(name: string): string | undefined {
   return i >= 0 ? process.argv[i + 1] : undefined
 }
 function numList(s: string | undefined, dflt: number[]): number[] {
-  return s ? s.split(',').map(Number).filter((n) => n > 0) : dflt
+  return s
+    ? s
+        .split(',')
+        .map(Number)
+        .filter((n) => n > 0)
+    : dflt
 }
 
 const quick = process.argv.includes('--quick')
 if (process.argv.includes('--help')) {
-  process.stdout.write(readFileSync(fileURLToPath(import.meta.url), 'utf8').split('\n').filter((l) => l.startsWith('//')).slice(0, 20).map((l) => l.slice(3)).join('\n') + '\n')
+  process.stdout.write(
+    readFileSync(fileURLToPath(import.meta.url), 'utf8')
+      .split('\n')
+      .filter((l) => l.startsWith('//'))
+      .slice(0, 20)
+      .map((l) => l.slice(3))
+      .join('\n') + '\n',
+  )
   process.exit(0)
 }
 const opt = {
@@ -125,7 +137,8 @@ function buildCases(): Case[] {
   if (opt.only.has('select'))
     for (const mode of opt.modes) for (const clients of opt.clients) cases.push({ workload: 'select', label: 'pgbench -S', mode, clients })
   if (opt.only.has('tenant'))
-    for (const mode of opt.tenantModes) for (const clients of opt.tenantClients) cases.push({ workload: 'tenant', label: 'tenant join + UPDATE', mode, clients })
+    for (const mode of opt.tenantModes)
+      for (const clients of opt.tenantClients) cases.push({ workload: 'tenant', label: 'tenant join + UPDATE', mode, clients })
   if (opt.only.has('storm')) cases.push({ workload: 'storm', label: 'connect storm (-C -S)', mode: 'simple', clients: opt.stormClients })
   return cases
 }
@@ -144,7 +157,15 @@ function pgbenchRuns(c: Case, t: Target): PgbenchRun[] {
     const defines = { accounts: String(opt.accountsPerTenant), tenant: String(tenant) }
     const threads = c.mode === 'prepared' ? clients : 1
     if (t.name === 'pgtenant')
-      return { ...base, port: t.tenantPort, clients, threads, script: join(root, 'bench', 'tenant-workload.sql'), defines, env: { PGOPTIONS: `-c app.tenant=${tenant}` } }
+      return {
+        ...base,
+        port: t.tenantPort,
+        clients,
+        threads,
+        script: join(root, 'bench', 'tenant-workload.sql'),
+        defines,
+        env: { PGOPTIONS: `-c app.tenant=${tenant}` },
+      }
     return { ...base, port: t.tenantPort, clients, threads, script: join(root, 'bench', 'tenant-workload-filtered.sql'), defines }
   })
 }
@@ -161,7 +182,16 @@ async function measure(c: Case, t: Target, bin: string, work: string, pmPid: num
   const r: PgbenchResult = runs.length === 1 ? await runPgbench(bin, runs[0], work) : await runPgbenchGroup(bin, runs, work)
   const cpu1 = proxyPid ? treeCpuSeconds(proxyPid) : null
   const pg1 = treeCpuSeconds(pmPid)
-  return { ok: r.ok, error: r.error, command: r.command, tps: r.tps, transactions: r.transactions, proxyCpu: cpu0 === null || cpu1 === null ? null : cpu1 - cpu0, pgCpu: pg1 - pg0, latencies: r.latencies }
+  return {
+    ok: r.ok,
+    error: r.error,
+    command: r.command,
+    tps: r.tps,
+    transactions: r.transactions,
+    proxyCpu: cpu0 === null || cpu1 === null ? null : cpu1 - cpu0,
+    pgCpu: pg1 - pg0,
+    latencies: r.latencies,
+  }
 }
 
 // ------------------------------------------------------------------ memory
@@ -214,7 +244,8 @@ async function idleMemory(t: Target, count: number): Promise<MemoryResult> {
     })
   try {
     const ready = await next(300_000)
-    if (!ready || ready.event !== 'ready') return { ...res, error: `${t.name}: idle-client holder failed: ${ready?.error ?? stderr.slice(0, 300) ?? 'no answer'}` }
+    if (!ready || ready.event !== 'ready')
+      return { ...res, error: `${t.name}: idle-client holder failed: ${ready?.error ?? stderr.slice(0, 300) ?? 'no answer'}` }
     res.opened = ready.open
     res.failed = ready.failed
     res.openSeconds = (ready.ms ?? 0) / 1000
@@ -247,7 +278,9 @@ async function main(): Promise<void> {
   server.sql(`CREATE DATABASE ${DB} OWNER ${USER}`)
   const verifier = server.sql(`SELECT rolpassword FROM pg_authid WHERE rolname = '${USER}'`)
   const bin = pgbenchBin(server.bin)
-  const init = await runCmd(bin, ['-i', '-q', '-s', String(opt.scale), `postgresql://${USER}:${PASSWORD}@127.0.0.1:${server.port}/${DB}`], { timeoutMs: 600_000 })
+  const init = await runCmd(bin, ['-i', '-q', '-s', String(opt.scale), `postgresql://${USER}:${PASSWORD}@127.0.0.1:${server.port}/${DB}`], {
+    timeoutMs: 600_000,
+  })
   if (init.code !== 0) throw new Error(`pgbench -i failed: ${init.stderr}`)
   loadTenantSchema(server)
   log(`loaded pgbench scale ${opt.scale} and ${opt.tenants} tenants × ${opt.accountsPerTenant} accounts × ${opt.projectsPerAccount} projects`)
@@ -257,19 +290,55 @@ async function main(): Promise<void> {
   const bouncerBin = ensurePgbouncer(log, opt.install)
   const bouncer: Target = bouncerBin.bin
     ? await startPgbouncer({ bin: bouncerBin.bin, pgPort: server.port, database: DB, user: USER, secret: verifier, poolSize: opt.pool, maxClients })
-    : { name: 'PgBouncer', available: false, reason: bouncerBin.reason, port: 0, tenantPort: 0, proxyPid: () => null, prepared: false, version: 'not installed', stop: async () => {}, kill: () => {} }
+    : {
+        name: 'PgBouncer',
+        available: false,
+        reason: bouncerBin.reason,
+        port: 0,
+        tenantPort: 0,
+        proxyPid: () => null,
+        prepared: false,
+        version: 'not installed',
+        stop: async () => {},
+        kill: () => {},
+      }
   log(bouncer.available ? `${bouncer.version} on port ${bouncer.port} (open files limit ${bouncer.nofile})` : `PgBouncer unavailable: ${bouncer.reason}`)
 
   const gitRev = spawnSync('git', ['-C', root, 'describe', '--always', '--dirty'], { encoding: 'utf8' }).stdout.trim() || '?'
   let tenantTarget: Target
   if (!existsSync(cli)) {
-    tenantTarget = { name: 'pgtenant', available: false, reason: `${cli} not built (npm run build)`, port: 0, tenantPort: 0, proxyPid: () => null, prepared: true, version: gitRev, stop: async () => {}, kill: () => {} }
+    tenantTarget = {
+      name: 'pgtenant',
+      available: false,
+      reason: `${cli} not built (npm run build)`,
+      port: 0,
+      tenantPort: 0,
+      proxyPid: () => null,
+      prepared: true,
+      version: gitRev,
+      stop: async () => {},
+      kill: () => {},
+    }
   } else {
-    const common = { cli, pgPort: server.port, database: DB, user: USER, secret: verifier, backendPassword: PASSWORD, poolSize: opt.pool, maxClients, workers: opt.workers }
+    const common = {
+      cli,
+      pgPort: server.port,
+      database: DB,
+      user: USER,
+      secret: verifier,
+      backendPassword: PASSWORD,
+      poolSize: opt.pool,
+      maxClients,
+      workers: opt.workers,
+    }
     const [plain, tenant] = await Promise.all([startPgtenant({ ...common, tenant: false }), startPgtenant({ ...common, tenant: true })])
     tenantTarget = pgtenantTarget(plain, tenant, `pgtenant ${gitRev}${opt.workers > 1 ? `, workers: ${opt.workers}` : ''}`)
   }
-  log(tenantTarget.available ? `pgtenant on ports ${tenantTarget.port} (transparent) and ${tenantTarget.tenantPort} (tenant) (open files limit ${tenantTarget.nofile})` : `pgtenant unavailable: ${tenantTarget.reason}`)
+  log(
+    tenantTarget.available
+      ? `pgtenant on ports ${tenantTarget.port} (transparent) and ${tenantTarget.tenantPort} (tenant) (open files limit ${tenantTarget.nofile})`
+      : `pgtenant unavailable: ${tenantTarget.reason}`,
+  )
   if (tenantTarget.reason && tenantTarget.available) log(`pgtenant partly unavailable: ${tenantTarget.reason}`)
   const pipe = await startNodePipe(join(here, 'e2e', 'node-pipe.js'), server.port)
   log(pipe.available ? `Node pipe (reference) on port ${pipe.port}` : `Node pipe unavailable: ${pipe.reason}`)
@@ -284,7 +353,11 @@ async function main(): Promise<void> {
   // Warm-up, not recorded: each target's pools, caches and JIT get a short run first.
   for (const t of targets) {
     if (!usable(t, 'plain')) continue
-    const w = await runPgbench(bin, { port: t.port, user: USER, password: PASSWORD, database: DB, clients: 10, threads: 2, mode: 'prepared', seconds: quick ? 1 : 3, script: '-S' }, work)
+    const w = await runPgbench(
+      bin,
+      { port: t.port, user: USER, password: PASSWORD, database: DB, clients: 10, threads: 2, mode: 'prepared', seconds: quick ? 1 : 3, script: '-S' },
+      work,
+    )
     if (!w.ok) log(`warm-up on ${t.name} failed: ${w.error}`)
   }
 
@@ -298,7 +371,11 @@ async function main(): Promise<void> {
       if (t.name === 'Node pipe' && c.workload !== 'select') continue // a reference for pgbench -S only
       if (!usable(t, wl)) m.set(t.name, { status: 'unavailable', note: `${t.name} unavailable: ${t.reason ?? 'not running'}`, rounds: [] })
       else if (c.mode === 'prepared' && !t.prepared)
-        m.set(t.name, { status: 'n/a', note: `${t.version} has no protocol-level prepared statements under transaction pooling (max_prepared_statements came in 1.21)`, rounds: [] })
+        m.set(t.name, {
+          status: 'n/a',
+          note: `${t.version} has no protocol-level prepared statements under transaction pooling (max_prepared_statements came in 1.21)`,
+          rounds: [],
+        })
       else m.set(t.name, { status: 'ok', rounds: [] })
     }
     cells.set(key(c), m)
@@ -327,7 +404,9 @@ async function main(): Promise<void> {
             if (tailText) failures.push(`${t.name} log tail:\n\n\`\`\`\n${tailText}\n\`\`\``)
           }
         }
-        log(`[${runNo}/${totalRuns}] round ${round + 1} ${c.label} -M ${c.mode} c=${c.clients} ${t.name}: ${r.ok ? `${fmtTps(r.tps)} tps` : `FAILED ${r.error?.slice(0, 200)}`}`)
+        log(
+          `[${runNo}/${totalRuns}] round ${round + 1} ${c.label} -M ${c.mode} c=${c.clients} ${t.name}: ${r.ok ? `${fmtTps(r.tps)} tps` : `FAILED ${r.error?.slice(0, 200)}`}`,
+        )
         await sleep(200)
       }
     }
@@ -346,7 +425,9 @@ async function main(): Promise<void> {
       const m = await idleMemory(t, opt.idle)
       memory.push(m)
       if (m.error) failures.push(`memory, ${m.error}`)
-      log(`memory ${t.name}: ${m.opened ?? 0} open, RSS ${((m.rssBefore ?? 0) / 2 ** 20).toFixed(1)} → ${((m.rssWith ?? 0) / 2 ** 20).toFixed(1)} MB${m.error ? ` (${m.error.slice(0, 200)})` : ''}`)
+      log(
+        `memory ${t.name}: ${m.opened ?? 0} open, RSS ${((m.rssBefore ?? 0) / 2 ** 20).toFixed(1)} → ${((m.rssWith ?? 0) / 2 ** 20).toFixed(1)} MB${m.error ? ` (${m.error.slice(0, 200)})` : ''}`,
+      )
     }
   }
 
@@ -364,11 +445,16 @@ async function main(): Promise<void> {
     '# End-to-end benchmark results',
     '',
     `Produced by \`node dist/bench/e2e.js ${process.argv.slice(2).join(' ')}\` (\`npm run bench:e2e\`) on ${new Date().toISOString().replace(/\.\d+Z$/, 'Z')}, in ${elapsed.toFixed(0)} s.`,
-    'Ratios are TPS ratios measured in the same run: on pgtenant\'s rows pgtenant ÷ PgBouncer and pgtenant ÷ direct, on PgBouncer\'s rows PgBouncer ÷ direct, on the Node pipe\'s rows Node pipe ÷ PgBouncer and ÷ direct.',
+    "Ratios are TPS ratios measured in the same run: on pgtenant's rows pgtenant ÷ PgBouncer and pgtenant ÷ direct, on PgBouncer's rows PgBouncer ÷ direct, on the Node pipe's rows Node pipe ÷ PgBouncer and ÷ direct.",
     '',
     '## Machine',
     '',
-    ...Object.entries({ ...machine, 'load average at end': loadavg().map((l) => l.toFixed(2)).join(' ') }).map(([k, v]) => `- ${k}: ${v}`),
+    ...Object.entries({
+      ...machine,
+      'load average at end': loadavg()
+        .map((l) => l.toFixed(2))
+        .join(' '),
+    }).map(([k, v]) => `- ${k}: ${v}`),
     '',
     '## Settings',
     '',

@@ -58,7 +58,9 @@ async function main(): Promise<void> {
   console.log('|---|---:|')
   console.log(`| hooks per query (statement + latency + transaction), per-tenant stats only | ${a.toFixed(0)} ns |`)
   console.log(`| same, with Prometheus (100 tenant labels + _other) | ${b.toFixed(0)} ns |`)
-  console.log(`| scrape with ${SESSIONS.toLocaleString('en')} sessions, ${TENANTS.toLocaleString('en')} tenants seen (p50 of 20) | ${scrapes[10].toFixed(1)} ms |`)
+  console.log(
+    `| scrape with ${SESSIONS.toLocaleString('en')} sessions, ${TENANTS.toLocaleString('en')} tenants seen (p50 of 20) | ${scrapes[10].toFixed(1)} ms |`,
+  )
   console.log(`| tenants tracked by SHOW TENANTS (bounded) | ${statsOnly.stats.size.toLocaleString('en')} |`)
 }
 

@@ -131,7 +131,9 @@ async function main(): Promise<void> {
     const c = rows.find((r) => r.size === size && r.case.startsWith('cold'))!
     const p = rows.find((r) => r.size === size && r.case === 'bare parseSync')!
     const v = rows.find((r) => r.size === size && r.case.startsWith('verify'))!
-    console.log(`\n${size}: cold (parse + rewrite + verify) / bare parseSync = ${(c.p50 / p.p50).toFixed(2)}× (of which verify alone ${(v.p50 / p.p50).toFixed(2)}×)`)
+    console.log(
+      `\n${size}: cold (parse + rewrite + verify) / bare parseSync = ${(c.p50 / p.p50).toFixed(2)}× (of which verify alone ${(v.p50 / p.p50).toFixed(2)}×)`,
+    )
   }
 }
 

@@ -9,7 +9,16 @@ import { buildCitusMetadata, type CitusMetadata } from '../routing/citus-metadat
 const N = Number(process.argv[2] ?? 1_000_000)
 
 function url(host: string, database: string): BackendUrl {
-  return { host, port: 5432, database, user: 'app', password: 'pw', sslmode: 'prefer', raw: `postgres://app:***@${host}:5432/${database}`, perTenant: database.includes('{tenant}') }
+  return {
+    host,
+    port: 5432,
+    database,
+    user: 'app',
+    password: 'pw',
+    sslmode: 'prefer',
+    raw: `postgres://app:***@${host}:5432/${database}`,
+    perTenant: database.includes('{tenant}'),
+  }
 }
 const backends: Record<string, BackendConfig> = {
   shared: { name: 'shared', url: url('127.0.0.1', 'saas'), pool: 20, citus: false },
@@ -20,7 +29,16 @@ const backends: Record<string, BackendConfig> = {
 /** A 32-shard, 2-worker Citus layout for companies/campaigns/ads (bigint), as citus-catalog.md describes. */
 function citusMetadata(): CitusMetadata {
   const tables = ['companies', 'campaigns', 'ads']
-  const partitions = tables.map((t, i) => ({ relid: 16000 + i, schema_name: 'public', table_name: t, partmethod: 'h', repmodel: 's', colocationid: 1, dist_column: t === 'companies' ? 'id' : 'company_id', dist_type: 'bigint' }))
+  const partitions = tables.map((t, i) => ({
+    relid: 16000 + i,
+    schema_name: 'public',
+    table_name: t,
+    partmethod: 'h',
+    repmodel: 's',
+    colocationid: 1,
+    dist_column: t === 'companies' ? 'id' : 'company_id',
+    dist_type: 'bigint',
+  }))
   const shards: Record<string, unknown>[] = []
   const placements: Record<string, unknown>[] = []
   tables.forEach((_, t) => {
@@ -31,7 +49,17 @@ function citusMetadata(): CitusMetadata {
       placements.push({ shardid, groupid: 1 + (i % 2), shardstate: 1 })
     }
   })
-  const nodes = [0, 1, 2].map((g) => ({ nodeid: g + 1, groupid: g, nodename: '127.0.0.1', nodeport: 9700 + g, noderole: 'primary', isactive: true, hasmetadata: true, metadatasynced: true, shouldhaveshards: g > 0 }))
+  const nodes = [0, 1, 2].map((g) => ({
+    nodeid: g + 1,
+    groupid: g,
+    nodename: '127.0.0.1',
+    nodeport: 9700 + g,
+    noderole: 'primary',
+    isactive: true,
+    hasmetadata: true,
+    metadatasynced: true,
+    shouldhaveshards: g > 0,
+  }))
   return buildCitusMetadata({ partitions, shards, placements, nodes })
 }
 
@@ -60,7 +88,11 @@ function run(s: Scenario): { perSec: number; us: number; sample: string } {
   input.tenant = tenants[0]
   const d = decideRoute(input)
   if (sink === 42) console.log('')
-  return { perSec: (N / ns) * 1e9, us: ns / N / 1000, sample: d.kind === 'refuse' ? d.message : `${d.kind} ${d.target.host}:${d.target.port}/${d.target.database}` }
+  return {
+    perSec: (N / ns) * 1e9,
+    us: ns / N / 1000,
+    sample: d.kind === 'refuse' ? d.message : `${d.kind} ${d.target.host}:${d.target.port}/${d.target.database}`,
+  }
 }
 
 const meta = citusMetadata()
@@ -79,7 +111,11 @@ for (const size of [1_000, 1_000_000]) {
   const scenarios: Scenario[] = [
     { name: 'map hit → {tenant} database', input: { ...base, placement: { default: 'shared', tenants } }, tenants: hits },
     { name: 'map miss → shared default', input: { ...base, placement: { default: 'shared', tenants } }, tenants: misses },
-    { name: 'map miss → citus worker', input: { ...base, placement: { default: 'citus', tenants }, citus: new Map([['citus', meta]]), tables: ['public.campaigns', 'public.ads'] }, tenants: misses },
+    {
+      name: 'map miss → citus worker',
+      input: { ...base, placement: { default: 'citus', tenants }, citus: new Map([['citus', meta]]), tables: ['public.campaigns', 'public.ads'] },
+      tenants: misses,
+    },
   ]
   for (const s of scenarios) {
     const r = run(s)

@@ -53,7 +53,6 @@ export interface PgScan {
   tokens: PgTok[]
 }
 
-/* eslint-disable @typescript-eslint/no-explicit-any */
 let mod: any = null
 const TY: Record<string, number> = {}
 
@@ -106,7 +105,7 @@ export function pgScan(s: string): PgScan {
   }
   if (!str.startsWith('{')) return { ok: false, error: str, tokens: [] }
   // the JSON holds token text with raw control chars: escape them
-  // eslint-disable-next-line no-control-regex
+
   const j = JSON.parse(str.replace(/[\u0000-\u001f]/g, (c) => '\\u' + c.charCodeAt(0).toString(16).padStart(4, '0')))
   let b2c: Int32Array | null = null
   if (buf.length !== s.length) {
@@ -259,8 +258,69 @@ export function mulberry32(seed: number): () => number {
 const WS = [' ', ' ', ' ', '\t', '\n', '\r', '\r\n', '\f', '\v', '  \n ', '']
 const NL = ['\n', '\r', '\r\n']
 const OPC = '~!@#^&|`?+-*/%<>='
-const WORDS = ['select', 'SELECT', 'from', 'where', 'WHERE', 'or', 'and', 'true', 'e', 'E', 'b', 'B', 'x', 'X', 'n', 'N', 'u', 'U', 'uescape', 'UESCAPE', 'abc', '_x', 'a1', 'x$y', 'é', 'ñame', '日本', 'ǅ', 'K', 'İd', 'tenant_id', 'nchar', 'int', 'text']
-const CHUNK = ["'", "''", '"', '""', '\\', '\\\\', "\\'", '$', '$$', '$a$', '--', '/*', '*/', '\n', '\r', ' ', 'a', 'é', '😀', '\t', 'x', '0', 'u', '\u000b', '&']
+const WORDS = [
+  'select',
+  'SELECT',
+  'from',
+  'where',
+  'WHERE',
+  'or',
+  'and',
+  'true',
+  'e',
+  'E',
+  'b',
+  'B',
+  'x',
+  'X',
+  'n',
+  'N',
+  'u',
+  'U',
+  'uescape',
+  'UESCAPE',
+  'abc',
+  '_x',
+  'a1',
+  'x$y',
+  'é',
+  'ñame',
+  '日本',
+  'ǅ',
+  'K',
+  'İd',
+  'tenant_id',
+  'nchar',
+  'int',
+  'text',
+]
+const CHUNK = [
+  "'",
+  "''",
+  '"',
+  '""',
+  '\\',
+  '\\\\',
+  "\\'",
+  '$',
+  '$$',
+  '$a$',
+  '--',
+  '/*',
+  '*/',
+  '\n',
+  '\r',
+  ' ',
+  'a',
+  'é',
+  '😀',
+  '\t',
+  'x',
+  '0',
+  'u',
+  '\u000b',
+  '&',
+]
 
 function pick<T>(r: () => number, a: readonly T[]): T {
   return a[Math.floor(r() * a.length)]
@@ -290,7 +350,8 @@ function strBody(r: () => number, esc: boolean): string {
     const x = r()
     if (x < 0.3) t += pick(r, ['a', 'b c', 'é', '日', '😀', '"', '$$', '--', '/*', '*/', '\n', '\r', '-', '\u000b', ' OR true '])
     else if (x < 0.45) t += "''"
-    else if (esc && x < 0.8) t += pick(r, ["\\'", '\\\\', '\\n', '\\x41', '\\x4', '\\xg', '\\101', '\\1', '\\0', '\\u0041', '\\U00000041', '\\u00', '\\uD800', '\\'])
+    else if (esc && x < 0.8)
+      t += pick(r, ["\\'", '\\\\', '\\n', '\\x41', '\\x4', '\\xg', '\\101', '\\1', '\\0', '\\u0041', '\\U00000041', '\\u00', '\\uD800', '\\'])
     else if (!esc && x < 0.55) t += '\\'
     else t += pick(r, ['x', '0', '1', 'F', ' '])
   }
@@ -298,7 +359,7 @@ function strBody(r: () => number, esc: boolean): string {
 }
 function quoted(r: () => number): string {
   const x = r()
-  let pre = ''
+  let pre: string
   let esc = false
   if (x < 0.4) pre = ''
   else if (x < 0.6) {
@@ -314,7 +375,12 @@ function quoted(r: () => number): string {
 }
 function number(r: () => number): string {
   const x = r()
-  if (x < 0.1) return pick(r, ['0x', '0X', '0o', '0b', '0B']) + pick(r, ['1F', '_1', '', '1_2', 'g', '12', '7', '1__0', 'FF$', '0']) + (r() < 0.2 ? pick(r, ['x', '_', '.5', 'e1']) : '')
+  if (x < 0.1)
+    return (
+      pick(r, ['0x', '0X', '0o', '0b', '0B']) +
+      pick(r, ['1F', '_1', '', '1_2', 'g', '12', '7', '1__0', 'FF$', '0']) +
+      (r() < 0.2 ? pick(r, ['x', '_', '.5', 'e1']) : '')
+    )
   const dig = () => {
     let d = String(Math.floor(r() * 10))
     while (r() < 0.4) d += (r() < 0.1 ? '_' : '') + String(Math.floor(r() * 10))
@@ -373,7 +439,25 @@ function qident(r: () => number): string {
   return pick(r, ['"', '"x', 'U&"', 'U&x', 'u&1', 'U&&'])
 }
 function oddChar(r: () => number): string {
-  return pick(r, ['\u0000', '\u0001', '\u0002', '\u0005', '\u0006', '\u007f', '\ud800', '\udc00', '\ud83d', '\ude00x', '{', '}', '\\', '\u00a0', '\u2028', '\ufeff', '\u212a'])
+  return pick(r, [
+    '\u0000',
+    '\u0001',
+    '\u0002',
+    '\u0005',
+    '\u0006',
+    '\u007f',
+    '\ud800',
+    '\udc00',
+    '\ud83d',
+    '\ude00x',
+    '{',
+    '}',
+    '\\',
+    '\u00a0',
+    '\u2028',
+    '\ufeff',
+    '\u212a',
+  ])
 }
 const PUNCT = ['(', ')', '[', ']', ',', ';', '.', ':', '(', ')', ',', '*']
 

@@ -80,7 +80,10 @@ interface WorkerReport {
 
 function errorKind(err: unknown): string {
   const e = err as { code?: string; message?: string }
-  const msg = (e.message ?? String(err)).replace(/\d+/g, 'N').replace(/"[^"]*"/g, '"…"').slice(0, 70)
+  const msg = (e.message ?? String(err))
+    .replace(/\d+/g, 'N')
+    .replace(/"[^"]*"/g, '"…"')
+    .slice(0, 70)
   return `${e.code ?? '-'} ${msg}`
 }
 
@@ -167,7 +170,13 @@ async function runWorker(o: WorkerOptions): Promise<WorkerReport> {
   async function postgresJsClient(slot: number): Promise<void> {
     while (Date.now() < deadline) {
       const tenant = `t${Math.floor(Math.random() * TENANTS)}`
-      const sql = postgres(url(), { max: 1, idle_timeout: 0, connect_timeout: o.opTimeoutMs / 1000, onnotice: () => undefined, connection: { options: `-c app.tenant=${tenant}` } as Record<string, string> })
+      const sql = postgres(url(), {
+        max: 1,
+        idle_timeout: 0,
+        connect_timeout: o.opTimeoutMs / 1000,
+        onnotice: () => undefined,
+        connection: { options: `-c app.tenant=${tenant}` } as Record<string, string>,
+      })
       const drop = (): void => void sql.end({ timeout: 0 }).catch(() => undefined)
       try {
         let first = true

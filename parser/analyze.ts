@@ -101,7 +101,12 @@ function single(stmt: CompiledStmt, refusal: Refusal | null, whole: CompiledStmt
 export function analyze(text: string, ctx: RewriteContext, lits?: Normalized): Plan {
   if (ctx.mode === 'tenant' && text.includes('\0')) {
     // the parser would stop at the NUL; never forward text it did not see
-    const refusal: Refusal = { kind: 'refuse', sqlstate: '42601', message: 'pgtenant could not parse the statement: it contains a NUL character', reason: 'parse_error' }
+    const refusal: Refusal = {
+      kind: 'refuse',
+      sqlstate: '42601',
+      message: 'pgtenant could not parse the statement: it contains a NUL character',
+      reason: 'parse_error',
+    }
     return single({ kind: 'refuse', refusal, tpl: [], command: '', touchesTenant: false, firstTenantTable: null, relations: [] }, refusal)
   }
   let tree: ParseResult
@@ -114,7 +119,10 @@ export function analyze(text: string, ctx: RewriteContext, lits?: Normalized): P
     }
     const msg = (e as Error)?.message ?? String(e)
     const refusal: Refusal = { kind: 'refuse', sqlstate: '42601', message: `pgtenant could not parse the statement: ${msg}`, reason: 'parse_error' }
-    return single({ ...refusal, kind: 'refuse', refusal, tpl: [], command: firstWord(text), touchesTenant: false, firstTenantTable: null, relations: [] }, refusal)
+    return single(
+      { ...refusal, kind: 'refuse', refusal, tpl: [], command: firstWord(text), touchesTenant: false, firstTenantTable: null, relations: [] },
+      refusal,
+    )
   }
   return analyzeTree(text, ctx, tree, lits)
 }

@@ -128,10 +128,11 @@ export class RewriteCache {
     if (head) {
       e.next = head
       let n = 0
-      for (let x: ExactEntry | null = e; x; x = x.next) if (++n > 4 && x.next) {
-        this.bytes -= x.next.bytes
-        x.next = x.next.next
-      }
+      for (let x: ExactEntry | null = e; x; x = x.next)
+        if (++n > 4 && x.next) {
+          this.bytes -= x.next.bytes
+          x.next = x.next.next
+        }
     }
     this.exact.set(text, e)
     this.bytes += e.bytes
@@ -144,10 +145,11 @@ export class RewriteCache {
     if (head) {
       e.next = head
       let n = 0
-      for (let x: NormEntry | null = e; x; x = x.next) if (++n > 4 && x.next) {
-        this.bytes -= x.next.bytes
-        x.next = x.next.next
-      }
+      for (let x: NormEntry | null = e; x; x = x.next)
+        if (++n > 4 && x.next) {
+          this.bytes -= x.next.bytes
+          x.next = x.next.next
+        }
     }
     this.norm.set(key, e)
     this.bytes += e.bytes
@@ -327,7 +329,14 @@ function verified(plan: Plan, sql: string, nz: Normalized, ctx: RewriteContext):
       verifyFailure: { table: r.table, reason: r.reason },
     }
     const command = plan.stmts.find((s) => s.kind === 'forward')?.command ?? ''
-    return { stmts: [{ kind: 'refuse', refusal, tpl: [], command, touchesTenant: false, firstTenantTable: null, relations: [] }], whole: null, refusal, checks: [], normalizable: false, touchesTenant: false }
+    return {
+      stmts: [{ kind: 'refuse', refusal, tpl: [], command, touchesTenant: false, firstTenantTable: null, relations: [] }],
+      whole: null,
+      refusal,
+      checks: [],
+      normalizable: false,
+      touchesTenant: false,
+    }
   }
   return plan
 }

@@ -20,7 +20,6 @@
 //
 // Pure: no state, no I/O.
 
-/* eslint-disable @typescript-eslint/no-explicit-any */
 type N = any
 
 const COMPARISON = new Set(['=', '<>', '!=', '<', '>', '<=', '>='])

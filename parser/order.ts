@@ -11,7 +11,6 @@
 // a conjunct is leakproof-safe once its sub-selects (which restrict themselves) are set aside.
 import { isLeakproofSafe } from './leakproof.js'
 
-/* eslint-disable @typescript-eslint/no-explicit-any */
 type N = any
 
 /** One FROM item of a query level, as the guard sees it. */
@@ -31,11 +30,6 @@ export interface RangeInfo {
 }
 
 export type Levels = readonly (readonly RangeInfo[])[]
-
-function nodeType(n: N): string {
-  for (const k in n) return k
-  return ''
-}
 
 function columnFields(ref: N): string[] {
   return (ref.fields ?? []).map((f: N) => f.String?.sval ?? '*')

@@ -16,13 +16,20 @@ function rot(x: number, k: number): number {
 
 /** The `final` mixing step over (a, b, c); returns c as a signed int32. */
 function finalMix(a: number, b: number, c: number): number {
-  c ^= b; c = (c - rot(b, 14)) | 0
-  a ^= c; a = (a - rot(c, 11)) | 0
-  b ^= a; b = (b - rot(a, 25)) | 0
-  c ^= b; c = (c - rot(b, 16)) | 0
-  a ^= c; a = (a - rot(c, 4)) | 0
-  b ^= a; b = (b - rot(a, 14)) | 0
-  c ^= b; c = (c - rot(b, 24)) | 0
+  c ^= b
+  c = (c - rot(b, 14)) | 0
+  a ^= c
+  a = (a - rot(c, 11)) | 0
+  b ^= a
+  b = (b - rot(a, 25)) | 0
+  c ^= b
+  c = (c - rot(b, 16)) | 0
+  a ^= c
+  a = (a - rot(c, 4)) | 0
+  b ^= a
+  b = (b - rot(a, 14)) | 0
+  c ^= b
+  c = (c - rot(b, 24)) | 0
   return c | 0
 }
 
@@ -38,12 +45,24 @@ export function hashBytes(k: Uint8Array): number {
     b = (b + (k[i + 4] | (k[i + 5] << 8) | (k[i + 6] << 16) | (k[i + 7] << 24))) | 0
     c = (c + (k[i + 8] | (k[i + 9] << 8) | (k[i + 10] << 16) | (k[i + 11] << 24))) | 0
     // mix(a, b, c)
-    a = (a - c) | 0; a ^= rot(c, 4); c = (c + b) | 0
-    b = (b - a) | 0; b ^= rot(a, 6); a = (a + c) | 0
-    c = (c - b) | 0; c ^= rot(b, 8); b = (b + a) | 0
-    a = (a - c) | 0; a ^= rot(c, 16); c = (c + b) | 0
-    b = (b - a) | 0; b ^= rot(a, 19); a = (a + c) | 0
-    c = (c - b) | 0; c ^= rot(b, 4); b = (b + a) | 0
+    a = (a - c) | 0
+    a ^= rot(c, 4)
+    c = (c + b) | 0
+    b = (b - a) | 0
+    b ^= rot(a, 6)
+    a = (a + c) | 0
+    c = (c - b) | 0
+    c ^= rot(b, 8)
+    b = (b + a) | 0
+    a = (a - c) | 0
+    a ^= rot(c, 16)
+    c = (c + b) | 0
+    b = (b - a) | 0
+    b ^= rot(a, 19)
+    a = (a + c) | 0
+    c = (c - b) | 0
+    c ^= rot(b, 4)
+    b = (b + a) | 0
     i += 12
     len -= 12
   }
@@ -182,11 +201,19 @@ export type HashableType = 'int2' | 'int4' | 'int8' | 'text' | 'bpchar' | 'uuid'
 
 /** Type names as format_type() prints them, plus PostgreSQL's internal names and the usual aliases. */
 const TYPE_ALIASES: Record<string, HashableType> = {
-  int2: 'int2', smallint: 'int2',
-  int4: 'int4', integer: 'int4', int: 'int4',
-  int8: 'int8', bigint: 'int8',
-  text: 'text', varchar: 'text', 'character varying': 'text',
-  bpchar: 'bpchar', character: 'bpchar', char: 'bpchar',
+  int2: 'int2',
+  smallint: 'int2',
+  int4: 'int4',
+  integer: 'int4',
+  int: 'int4',
+  int8: 'int8',
+  bigint: 'int8',
+  text: 'text',
+  varchar: 'text',
+  'character varying': 'text',
+  bpchar: 'bpchar',
+  character: 'bpchar',
+  char: 'bpchar',
   uuid: 'uuid',
 }
 

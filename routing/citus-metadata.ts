@@ -227,7 +227,10 @@ export function buildCitusMetadata(rows: CitusMetadataRows): CitusMetadata {
       continue
     }
     const node: CitusNode = {
-      nodeId, groupId, host, port,
+      nodeId,
+      groupId,
+      host,
+      port,
       isActive: bool(r, 'isactive'),
       hasMetadata: bool(r, 'hasmetadata'),
       metadataSynced: bool(r, 'metadatasynced'),
@@ -299,7 +302,8 @@ export function buildCitusMetadata(rows: CitusMetadataRows): CitusMetadata {
     for (const relid of relids) {
       const tbl = hashTables.get(relid)!
       const shardIds: number[] = new Array(intervals.length).fill(0)
-      if (tbl.type !== rep.type) groupProblems.push(`colocation group ${colocationId}: ${tbl.name}.${tbl.column} is ${tbl.type} but ${rep.name}.${rep.column} is ${rep.type}`)
+      if (tbl.type !== rep.type)
+        groupProblems.push(`colocation group ${colocationId}: ${tbl.name}.${tbl.column} is ${tbl.type} but ${rep.name}.${rep.column} is ${rep.type}`)
       const own = shardsByRel.get(relid) ?? []
       let matched = 0
       for (const s of own) {
@@ -329,11 +333,7 @@ export function buildCitusMetadata(rows: CitusMetadataRows): CitusMetadata {
 }
 
 /** Chooses the node for one shard: the first placement whose group has a primary that can take queries. */
-function placeShard(
-  s: { min: number; max: number; shardId: number },
-  groupIds: number[] | undefined,
-  nodesByGroup: Map<number, CitusNode[]>,
-): ShardInterval {
+function placeShard(s: { min: number; max: number; shardId: number }, groupIds: number[] | undefined, nodesByGroup: Map<number, CitusNode[]>): ShardInterval {
   if (!groupIds || groupIds.length === 0) return { ...s, groupId: null, node: null, problem: `shard ${s.shardId} has no active placement` }
   const why: string[] = []
   for (const groupId of groupIds) {
@@ -410,7 +410,9 @@ export async function loadCitusMetadata(query: (sql: string) => Promise<readonly
 /** A JSON-friendly summary (Maps flattened), for the admin console, logs and tests. */
 export function describeCitusMetadata(meta: CitusMetadata): object {
   return {
-    tables: Object.fromEntries([...meta.tables].map(([k, v]) => [k, { column: v.column, type: v.type, colocationId: v.colocationId, shards: v.shardIds.length }])),
+    tables: Object.fromEntries(
+      [...meta.tables].map(([k, v]) => [k, { column: v.column, type: v.type, colocationId: v.colocationId, shards: v.shardIds.length }]),
+    ),
     referenceTables: [...meta.referenceTables].sort(),
     otherTables: Object.fromEntries(meta.otherTables),
     groups: Object.fromEntries(

@@ -193,7 +193,14 @@ export function decideRoute(input: RouteInput): RouteDecision {
   if (!backend.citus) {
     const kind: RouteKind = url.perTenant || target.database !== url.database || target.host !== url.host ? 'dedicated' : 'shared'
     const what = tenant === null ? 'no tenant set' : `tenant ${quote(tenant)}`
-    return route(kind, backendName, target, tenant, via, `${what} → ${chosen} = "${backendName}"${kind === 'dedicated' ? ` (database ${target.database})` : ''}${input.bypass ? ' (bypass user)' : ''}`)
+    return route(
+      kind,
+      backendName,
+      target,
+      tenant,
+      via,
+      `${what} → ${chosen} = "${backendName}"${kind === 'dedicated' ? ` (database ${target.database})` : ''}${input.bypass ? ' (bypass user)' : ''}`,
+    )
   }
 
   // Citus: the coordinator unless every sign points to one worker.

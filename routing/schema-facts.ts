@@ -144,14 +144,20 @@ export function buildSchemaFacts(rows: readonly SchemaRow[], tenantConfig: Tenan
     }
   }
   // configured names that the database does not have (yet) still count: fail closed on them
-  for (const [key, col] of explicit) if (!tenantTables.has(key)) {
-    tenantTables.set(key, col)
-    knownRelations.add(key)
+  for (const [key, col] of explicit)
+    if (!tenantTables.has(key)) {
+      tenantTables.set(key, col)
+      knownRelations.add(key)
+    }
+  for (const key of reference)
+    if (!tenantTables.has(key)) {
+      referenceTables.add(key)
+      knownRelations.add(key)
+    }
+  const functionPolicy = {
+    user: tenantConfig.user_functions ?? 'reject',
+    allowed: new Set((tenantConfig.functions ?? []).map((f) => f.toLowerCase())),
+    shadowed,
   }
-  for (const key of reference) if (!tenantTables.has(key)) {
-    referenceTables.add(key)
-    knownRelations.add(key)
-  }
-  const functionPolicy = { user: tenantConfig.user_functions ?? 'reject', allowed: new Set((tenantConfig.functions ?? []).map((f) => f.toLowerCase())), shadowed }
   return { tenantTables, referenceTables, knownRelations, unknown: tenantConfig.unknown, tenantColumnTypes, columns, functionPolicy }
 }

@@ -97,7 +97,8 @@ export function parseArgs(argv: string[]): Args {
         throw new UsageError(arg.startsWith('-') ? `unknown option ${arg}` : `unexpected argument "${arg}"`)
     }
   }
-  if (a.config !== undefined && (a.port !== undefined || a.metricsPort !== undefined)) throw new UsageError('--port and --metrics-port are for the demo; with --config, set listen: and metrics: in the file')
+  if (a.config !== undefined && (a.port !== undefined || a.metricsPort !== undefined))
+    throw new UsageError('--port and --metrics-port are for the demo; with --config, set listen: and metrics: in the file')
   if (a.check && a.config === undefined) throw new UsageError('--check needs --config FILE')
   return a
 }
@@ -203,7 +204,9 @@ async function hashPassword(given?: string): Promise<void> {
     if (process.stdin.isTTY) process.stderr.write('password: ')
     const chunks: Buffer[] = []
     for await (const c of process.stdin) chunks.push(c as Buffer)
-    password = Buffer.concat(chunks).toString('utf8').replace(/\r?\n$/, '')
+    password = Buffer.concat(chunks)
+      .toString('utf8')
+      .replace(/\r?\n$/, '')
   }
   if (!password) {
     console.error('pgtenant: hash-password: empty password')

@@ -59,9 +59,12 @@ export function loginMethod(config: Config, user: UserConfig | undefined, remote
 /** What start-up should warn about: logins without a password, clear-text passwords over plain connections. */
 export function authWarnings(config: Config): string[] {
   const out: string[] = []
-  if (config.trust === 'loopback') out.push('trust: loopback: every client connecting from a loopback address logs in without a password (local development only)')
-  for (const [name, u] of Object.entries(config.users)) if (u.trust) out.push(`users.${name}.trust: user "${name}" logs in without a password from any address (local development only)`)
-  if (config.passthrough?.plaintext === 'allow') out.push('passthrough.plaintext: allow: clear-text passwords of passthrough users may cross unencrypted connections')
+  if (config.trust === 'loopback')
+    out.push('trust: loopback: every client connecting from a loopback address logs in without a password (local development only)')
+  for (const [name, u] of Object.entries(config.users))
+    if (u.trust) out.push(`users.${name}.trust: user "${name}" logs in without a password from any address (local development only)`)
+  if (config.passthrough?.plaintext === 'allow')
+    out.push('passthrough.plaintext: allow: clear-text passwords of passthrough users may cross unencrypted connections')
   return out
 }
 
@@ -70,7 +73,13 @@ export function authenticate(session: ClientSession, ctx: ProxyContext, io: Auth
   const client = `${session.socket.remoteAddress}:${session.socket.remotePort}`
   // The client sees the same message whatever the reason; the log and the metrics say which.
   const failed = (why?: string): void => {
-    const reason = why ?? (!listed || listed.password === '' ? 'unknown_user' : ctx.config.auth !== 'md5' && listed.password.startsWith('md5') && listed.password.length === 35 ? 'md5_hash_with_scram' : 'wrong_password')
+    const reason =
+      why ??
+      (!listed || listed.password === ''
+        ? 'unknown_user'
+        : ctx.config.auth !== 'md5' && listed.password.startsWith('md5') && listed.password.length === 35
+          ? 'md5_hash_with_scram'
+          : 'wrong_password')
     session.log.warn({ reason, client }, 'password authentication failed')
     io.fail('28P01', `password authentication failed for user "${session.user}"`, reason)
   }
@@ -81,7 +90,8 @@ export function authenticate(session: ClientSession, ctx: ProxyContext, io: Auth
   }
   if (method === 'passthrough') {
     const encrypted = (session.socket as TLSSocket).encrypted === true
-    if (encrypted || isLoopback(session.socket.remoteAddress) || ctx.config.passthrough?.plaintext === 'allow') return passthrough(session, ctx, io, listed, failed)
+    if (encrypted || isLoopback(session.socket.remoteAddress) || ctx.config.passthrough?.plaintext === 'allow')
+      return passthrough(session, ctx, io, listed, failed)
     // The password would cross the network in clear text: the same exchange as an unknown user.
     return scramOrMd5(session, ctx, io, undefined, () => failed('passthrough_needs_tls'))
   }
@@ -107,10 +117,16 @@ function passthrough(session: ClientSession, ctx: ProxyContext, io: AuthIO, list
           return io.done({ ...(listed ?? unlistedUser()), password })
         }
         if (result.rejected) {
-          session.log.info({ server: `${target.host}:${target.port}`, database: target.database, reason: result.message }, 'passthrough: the server refused the password')
+          session.log.info(
+            { server: `${target.host}:${target.port}`, database: target.database, reason: result.message },
+            'passthrough: the server refused the password',
+          )
           return failed('passthrough_rejected')
         }
-        session.log.warn({ server: `${target.host}:${target.port}`, database: target.database, sqlstate: result.sqlstate, reason: result.message }, 'passthrough: could not check the password on the server')
+        session.log.warn(
+          { server: `${target.host}:${target.port}`, database: target.database, sqlstate: result.sqlstate, reason: result.message },
+          'passthrough: could not check the password on the server',
+        )
         io.fail('08006', `pgtenant could not reach the server to check the password: ${result.message}`, 'passthrough_server_error')
       },
       (err: Error) => io.fail('08006', `pgtenant could not check the password: ${err.message}`, 'passthrough_server_error'),

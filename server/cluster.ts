@@ -21,7 +21,15 @@ export interface WorkerRole {
 }
 
 /** Admin commands that act on every worker. */
-export type ClusterCommand = { op: 'pause'; tenant: string } | { op: 'resume'; tenant?: string } | { op: 'disable'; tenant: string } | { op: 'enable'; tenant: string } | { op: 'disable'; database: string } | { op: 'enable'; database: string } | { op: 'reload' } | { op: 'shutdown' }
+export type ClusterCommand =
+  | { op: 'pause'; tenant: string }
+  | { op: 'resume'; tenant?: string }
+  | { op: 'disable'; tenant: string }
+  | { op: 'enable'; tenant: string }
+  | { op: 'disable'; database: string }
+  | { op: 'enable'; database: string }
+  | { op: 'reload' }
+  | { op: 'shutdown' }
 
 type Message =
   | { pgtenant: 'cancel'; pid: number; secret: number }
@@ -51,7 +59,11 @@ export function workerShare(config: Config, count: number): Config {
   if (count <= 1) return config
   const share = (n: number): number => Math.max(1, Math.ceil(n / count))
   const backends = Object.fromEntries(Object.entries(config.backends).map(([name, b]) => [name, { ...b, pool: share(b.pool) }]))
-  const pool = { ...config.pool, max_client_connections: share(config.pool.max_client_connections), max_server_connections: share(config.pool.max_server_connections) }
+  const pool = {
+    ...config.pool,
+    max_client_connections: share(config.pool.max_client_connections),
+    max_server_connections: share(config.pool.max_server_connections),
+  }
   return { ...config, backends, pool }
 }
 
@@ -191,7 +203,8 @@ async function serveClusterMetrics(host: string, port: number, ready: () => Prom
         (err: Error) => reply(500, 'text/plain', `error: ${err.message}\n`),
       )
     else if (path === '/healthz') reply(200, 'text/plain', 'ok\n')
-    else if (path === '/readyz') void ready().then((ok) => reply(ok ? 200 : 503, 'text/plain', ok ? 'ready\n' : 'not ready: a worker is down or its default backend unreachable\n'))
+    else if (path === '/readyz')
+      void ready().then((ok) => reply(ok ? 200 : 503, 'text/plain', ok ? 'ready\n' : 'not ready: a worker is down or its default backend unreachable\n'))
     else reply(404, 'text/plain', 'not found: try /metrics, /healthz or /readyz\n')
   })
   await new Promise<void>((resolve, reject) => {

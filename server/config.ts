@@ -15,7 +15,25 @@ export class ConfigError extends Error {
 /** Worker processes (`workers: N`); a client's cancel key carries its worker in 6 bits. */
 export const MAX_WORKERS = 64
 
-const TOP_LEVEL = new Set(['listen', 'metrics', 'tls', 'auth', 'users', 'passthrough', 'trust', 'tenant', 'backends', 'databases', 'placement', 'pool', 'log_level', 'log_format', 'log', 'citus', 'workers'])
+const TOP_LEVEL = new Set([
+  'listen',
+  'metrics',
+  'tls',
+  'auth',
+  'users',
+  'passthrough',
+  'trust',
+  'tenant',
+  'backends',
+  'databases',
+  'placement',
+  'pool',
+  'log_level',
+  'log_format',
+  'log',
+  'citus',
+  'workers',
+])
 const SSLMODES = ['disable', 'allow', 'prefer', 'require', 'verify-ca', 'verify-full'] as const
 const LOG_LEVELS = ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'] as const
 
@@ -145,8 +163,15 @@ export function parseConfig(yamlText: string, env: NodeJS.ProcessEnv, baseDir: s
   const citus = citusObj ? { refresh_interval_ms: r.int(citusObj.refresh_interval_ms, 'citus.refresh_interval_ms', 60000, 1000) } : undefined
   const log_level = r.oneOf(root.log_level, 'log_level', LOG_LEVELS, 'info')
   const logObj = r.obj(root.log, 'log')
-  if (logObj) for (const k of Object.keys(logObj)) if (k !== 'slow_statement_ms' && k !== 'stats_interval_ms') r.fail(`log.${k}`, 'unknown key (expected slow_statement_ms, stats_interval_ms)')
-  const log = logObj ? { slow_statement_ms: r.int(logObj.slow_statement_ms, 'log.slow_statement_ms', 0), stats_interval_ms: r.int(logObj.stats_interval_ms, 'log.stats_interval_ms', 60000, 0) } : undefined
+  if (logObj)
+    for (const k of Object.keys(logObj))
+      if (k !== 'slow_statement_ms' && k !== 'stats_interval_ms') r.fail(`log.${k}`, 'unknown key (expected slow_statement_ms, stats_interval_ms)')
+  const log = logObj
+    ? {
+        slow_statement_ms: r.int(logObj.slow_statement_ms, 'log.slow_statement_ms', 0),
+        stats_interval_ms: r.int(logObj.stats_interval_ms, 'log.stats_interval_ms', 60000, 0),
+      }
+    : undefined
   const log_format = r.oneOf(root.log_format, 'log_format', ['json', 'pretty'] as const, 'json')
 
   const workers = r.int(root.workers, 'workers', 1, 1)
@@ -163,7 +188,8 @@ export function parseConfig(yamlText: string, env: NodeJS.ProcessEnv, baseDir: s
 /** `passthrough:` (or `passthrough: true`): check unlisted users' passwords on the server. */
 function readPassthrough(r: Reader, v: unknown, backends: Record<string, BackendConfig>): PassthroughConfig {
   const o = v === true ? {} : (r.obj(v, 'passthrough') ?? {})
-  for (const k of Object.keys(o)) if (!['backend', 'cache_ttl_ms', 'plaintext'].includes(k)) r.fail(`passthrough.${k}`, 'unknown key (expected backend, cache_ttl_ms, plaintext)')
+  for (const k of Object.keys(o))
+    if (!['backend', 'cache_ttl_ms', 'plaintext'].includes(k)) r.fail(`passthrough.${k}`, 'unknown key (expected backend, cache_ttl_ms, plaintext)')
   const out: PassthroughConfig = {
     cache_ttl_ms: r.int(o.cache_ttl_ms, 'passthrough.cache_ttl_ms', 60000, 0),
     plaintext: r.oneOf(o.plaintext, 'passthrough.plaintext', ['loopback', 'allow'] as const, 'loopback'),
@@ -171,7 +197,8 @@ function readPassthrough(r: Reader, v: unknown, backends: Record<string, Backend
   if (o.backend !== undefined) {
     const name = r.str(o.backend, 'passthrough.backend')
     if (name !== undefined && !backends[name]) r.fail('passthrough.backend', `no backend named "${name}"`)
-    else if (name !== undefined && backends[name].url.perTenant) r.fail('passthrough.backend', `backend "${name}" has one database per tenant: name one with a fixed database`)
+    else if (name !== undefined && backends[name].url.perTenant)
+      r.fail('passthrough.backend', `backend "${name}" has one database per tenant: name one with a fixed database`)
     else if (name !== undefined) out.backend = name
   }
   return out
@@ -209,7 +236,10 @@ function readDatabases(r: Reader, v: unknown, backends: Record<string, BackendCo
       else if (dbname !== undefined) r.fail(`${path}.dbname`, 'must not be empty')
     }
     if ((entry.dbname !== undefined || name === '*') && (b.url.perTenant || b.citus))
-      r.fail(path, `backend "${backend}" ${b.citus ? 'is a Citus cluster' : 'has one database per tenant'}: ${name === '*' ? 'it cannot take other database names' : 'dbname cannot change its database'}`)
+      r.fail(
+        path,
+        `backend "${backend}" ${b.citus ? 'is a Citus cluster' : 'has one database per tenant'}: ${name === '*' ? 'it cannot take other database names' : 'dbname cannot change its database'}`,
+      )
     out[name] = entry
   }
   return out
@@ -242,7 +272,12 @@ function readUsers(r: Reader, v: unknown, auth: Config['auth'], anyUser: boolean
     for (const k of Object.keys(u)) if (!['password', 'tenant', 'bypass', 'admin', 'pool_mode', 'trust'].includes(k)) r.fail(`${path}.${k}`, 'unknown key')
     const trust = r.bool(u.trust, `${path}.trust`)
     // Without a password: trusted, or checked on the server (passthrough).
-    const password = u.password === undefined ? (trust || anyUser ? undefined : r.fail(`${path}.password`, 'required (or trust: true, or a passthrough section)')) : r.str(u.password, `${path}.password`)
+    const password =
+      u.password === undefined
+        ? trust || anyUser
+          ? undefined
+          : r.fail(`${path}.password`, 'required (or trust: true, or a passthrough section)')
+        : r.str(u.password, `${path}.password`)
     if (password !== undefined && auth === 'md5' && password.startsWith('SCRAM-SHA-256$'))
       r.fail(`${path}.password`, 'auth: md5 needs a plain or md5 password, not a SCRAM verifier')
     const tenant = u.tenant === undefined ? undefined : r.str(u.tenant, `${path}.tenant`)
@@ -312,7 +347,12 @@ function readPool(r: Reader, v: unknown): PoolConfig {
   for (const k of keys) {
     if (k === 'mode') continue
     const key = k as Exclude<keyof PoolConfig, 'mode'>
-    out[key] = r.int(o[key], `pool.${key}`, POOL_DEFAULTS[key], key === 'max_client_connections' || key === 'max_server_connections' || key === 'max_authenticating_connections' ? 1 : 0)
+    out[key] = r.int(
+      o[key],
+      `pool.${key}`,
+      POOL_DEFAULTS[key],
+      key === 'max_client_connections' || key === 'max_server_connections' || key === 'max_authenticating_connections' ? 1 : 0,
+    )
   }
   return out
 }

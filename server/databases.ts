@@ -67,7 +67,10 @@ export function resolveDatabase(config: Pick<Config, 'backends' | 'placement' | 
 }
 
 /** What routing uses for a session: the config's placement and backends, or those of its database. */
-export function routingFor(config: Pick<Config, 'backends' | 'placement'>, target: DatabaseTarget | undefined): { placement: Config['placement']; backends: Record<string, BackendConfig> } {
+export function routingFor(
+  config: Pick<Config, 'backends' | 'placement'>,
+  target: DatabaseTarget | undefined,
+): { placement: Config['placement']; backends: Record<string, BackendConfig> } {
   if (!target || target.routed) return { placement: config.placement, backends: config.backends }
   const placement = { default: target.backend, tenants: {} }
   const backend = config.backends[target.backend]
@@ -76,7 +79,11 @@ export function routingFor(config: Pick<Config, 'backends' | 'placement'>, targe
 }
 
 /** The server database a session logs in to (for the login log line): {tenant} filled in when the tenant is known. */
-export function serverDatabaseOf(config: Pick<Config, 'backends' | 'placement'>, target: DatabaseTarget, tenant: string | null): { backend: string; server_database: string } {
+export function serverDatabaseOf(
+  config: Pick<Config, 'backends' | 'placement'>,
+  target: DatabaseTarget,
+  tenant: string | null,
+): { backend: string; server_database: string } {
   const { placement, backends } = routingFor(config, target)
   const name = tenant !== null && Object.hasOwn(placement.tenants, tenant) ? placement.tenants[tenant] : placement.default
   const url = backends[name]?.url

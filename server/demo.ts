@@ -39,7 +39,16 @@ export function demoConfig(backendPort: number, listenPort: number, metricsPort 
     backends: {
       demo: {
         name: 'demo',
-        url: { host: '127.0.0.1', port: backendPort, database: 'postgres', user: 'postgres', password: 'postgres', sslmode: 'disable', raw: `postgres://postgres@127.0.0.1:${backendPort}/postgres`, perTenant: false },
+        url: {
+          host: '127.0.0.1',
+          port: backendPort,
+          database: 'postgres',
+          user: 'postgres',
+          password: 'postgres',
+          sslmode: 'disable',
+          raw: `postgres://postgres@127.0.0.1:${backendPort}/postgres`,
+          perTenant: false,
+        },
         pool: DEMO_POOL,
         citus: false,
       },

@@ -5,7 +5,12 @@ import { pino, type Logger } from 'pino'
 
 export type LogFormat = 'json' | 'pretty'
 
-export function createLogger(level: string, fields?: Record<string, unknown>, format: LogFormat = 'json', out: { write(s: string): unknown } = process.stdout): Logger {
+export function createLogger(
+  level: string,
+  fields?: Record<string, unknown>,
+  format: LogFormat = 'json',
+  out: { write(s: string): unknown } = process.stdout,
+): Logger {
   const options = {
     level,
     base: { service: 'pgtenant', ...fields },

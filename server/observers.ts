@@ -74,7 +74,10 @@ export class Observers implements SessionMetrics {
         ...now(),
       }
       last = { ...t }
-      this.log.info(line, `stats: ${line.transactions} xacts/${line.interval_s} s, ${line.queries} queries, avg ${line.avg_query_ms} ms, ${line.clients} clients, ${line.server_connections} server connections`)
+      this.log.info(
+        line,
+        `stats: ${line.transactions} xacts/${line.interval_s} s, ${line.queries} queries, avg ${line.avg_query_ms} ms, ${line.clients} clients, ${line.server_connections} server connections`,
+      )
     }, intervalMs)
     timer.unref()
     return timer
@@ -90,6 +93,9 @@ export class Observers implements SessionMetrics {
         statement = '(statement could not be normalised)'
       }
     }
-    this.log.warn({ tenant: session.effectiveTenant, user: session.user, backend: session.backendName, ms: Math.round(seconds * 1000), statement }, 'slow statement')
+    this.log.warn(
+      { tenant: session.effectiveTenant, user: session.user, backend: session.backendName, ms: Math.round(seconds * 1000), statement },
+      'slow statement',
+    )
   }
 }

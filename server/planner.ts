@@ -68,9 +68,13 @@ export function firstKeyword(sql: string): string {
       let depth = 1
       i += 2
       while (i < n && depth > 0) {
-        if (sql.charCodeAt(i) === 47 && sql.charCodeAt(i + 1) === 42) (depth++, (i += 2))
-        else if (sql.charCodeAt(i) === 42 && sql.charCodeAt(i + 1) === 47) (depth--, (i += 2))
-        else i++
+        if (sql.charCodeAt(i) === 47 && sql.charCodeAt(i + 1) === 42) {
+          depth++
+          i += 2
+        } else if (sql.charCodeAt(i) === 42 && sql.charCodeAt(i + 1) === 47) {
+          depth--
+          i += 2
+        } else i++
       }
     } else break
   }

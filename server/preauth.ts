@@ -49,9 +49,14 @@ export class PreAuthGuard {
     const max = this.host.limits().maxAuthenticating
     if (this.authenticating < max) return true
     this.host.cutOff('too_many_authenticating')
-    this.host.log.warn({ client: `${socket.remoteAddress}:${socket.remotePort}`, authenticating: this.pending.size, max }, 'client cut off: too many connections still logging in')
+    this.host.log.warn(
+      { client: `${socket.remoteAddress}:${socket.remotePort}`, authenticating: this.pending.size, max },
+      'client cut off: too many connections still logging in',
+    )
     socket.on('error', () => undefined)
-    socket.end(be.errorResponse({ severity: 'FATAL', code: '53300', message: `too many connections still logging in (pool.max_authenticating_connections is ${max})` }))
+    socket.end(
+      be.errorResponse({ severity: 'FATAL', code: '53300', message: `too many connections still logging in (pool.max_authenticating_connections is ${max})` }),
+    )
     destroySoon(socket)
     return false
   }

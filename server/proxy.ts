@@ -130,7 +130,10 @@ export class Proxy implements ProxyContext {
       `pgtenant listening on ${addr.address}:${addr.port} (TLS ${this.tlsEnabled ? 'on' : 'off'}, ${this.config.pool.mode} pooling${this.config.metrics && !this.role ? `, metrics on ${this.config.metrics.host}:${this.metricsPort}` : ''})`,
     )
     for (const warning of authWarnings(this.config)) this.log.warn(warning)
-    this.statsTimer = this.metrics.startStatsLog(this.config.log?.stats_interval_ms ?? 60_000, () => ({ clients: this.sessions.size, server_connections: this.pools.totalConnections }))
+    this.statsTimer = this.metrics.startStatsLog(this.config.log?.stats_interval_ms ?? 60_000, () => ({
+      clients: this.sessions.size,
+      server_connections: this.pools.totalConnections,
+    }))
     await this.loadCatalogs()
     return addr
   }
@@ -159,8 +162,21 @@ export class Proxy implements ProxyContext {
     let route: Route | null = null
     let routeError: string | null = null
     const hint = { touchesTenant: false, relations: [] as string[] }
-    for (const st of plan?.statements ?? []) if (st.kind === 'forward') (hint.touchesTenant ||= st.touchesTenant), hint.relations.push(...st.relations)
-    const decision = decideRoute({ placement: this.config.placement, backends: this.config.backends, tenant, touchesTenant: hint.touchesTenant, bypass: false, tenantPattern: this.tenantPattern, citus: this.citus, tables: hint.relations })
+    for (const st of plan?.statements ?? [])
+      if (st.kind === 'forward') {
+        hint.touchesTenant ||= st.touchesTenant
+        hint.relations.push(...st.relations)
+      }
+    const decision = decideRoute({
+      placement: this.config.placement,
+      backends: this.config.backends,
+      tenant,
+      touchesTenant: hint.touchesTenant,
+      bypass: false,
+      tenantPattern: this.tenantPattern,
+      citus: this.citus,
+      tables: hint.relations,
+    })
     if (decision.kind === 'refuse') routeError = `refused ${decision.sqlstate}: ${decision.message}`
     else route = redactRoute(decision)
     if (plan === null) return { sql, refusal: null, cache: 'none (transparent)', route, routeError }
@@ -192,7 +208,14 @@ export class Proxy implements ProxyContext {
     t.onConnectFailed = (err) => this.connectFailed(backend.name, t, err, 'catalog')
     t.applicationName = 'pgtenant catalog' // outside the pools: tell them apart in pg_stat_activity
     if (tenant !== undefined) {
-      const route = decideRoute({ placement: { default: backend.name, tenants: {} }, backends: this.config.backends, tenant, touchesTenant: true, bypass: false, tenantPattern: this.tenantPattern })
+      const route = decideRoute({
+        placement: { default: backend.name, tenants: {} },
+        backends: this.config.backends,
+        tenant,
+        touchesTenant: true,
+        bypass: false,
+        tenantPattern: this.tenantPattern,
+      })
       if (route.kind !== 'refuse') return { ...t, host: route.target.host, port: route.target.port, database: route.target.database }
     }
     return t
@@ -234,9 +257,7 @@ export class Proxy implements ProxyContext {
   async refreshCitus(backendName: string): Promise<void> {
     const backend = this.config.backends[backendName]
     try {
-      const meta = await this.withCatalogConnection(this.catalogTarget(backend), (conn) =>
-        loadCitusMetadata(async (sql) => queryRows(conn, sql)),
-      )
+      const meta = await this.withCatalogConnection(this.catalogTarget(backend), (conn) => loadCitusMetadata(async (sql) => queryRows(conn, sql)))
       this.citus.set(backendName, meta)
       this.routingGeneration++
       this.citusLoadedAt.set(backendName, Date.now())
@@ -309,7 +330,10 @@ export class Proxy implements ProxyContext {
   /** Every failed server connect, whatever the stage or the caller: a warn line and pgtenant_server_connect_errors_total. */
   private connectFailed(backend: string, target: BackendTarget, err: BackendError, purpose: 'pool' | 'catalog'): void {
     this.metrics.prometheus?.connectFailed(backend)
-    this.log.warn({ backend, server: `${target.host}:${target.port}`, database: target.database, user: target.user, purpose, sqlstate: err.sqlstate, reason: err.message }, 'server connect failed')
+    this.log.warn(
+      { backend, server: `${target.host}:${target.port}`, database: target.database, user: target.user, purpose, sqlstate: err.sqlstate, reason: err.message },
+      'server connect failed',
+    )
   }
 
   /** The backend a tenant is placed on; for a session, as its database places it (server/databases.ts). */
@@ -376,7 +400,8 @@ export class Proxy implements ProxyContext {
     const session = this.byPid.get(pid)
     const matched = session !== undefined && session.secret === secret
     this.metrics.prometheus?.cancelRequest(matched ? 'local' : 'unmatched')
-    if (matched && session.isAdminConsole) this.admin.cancel(session) // ends a waiting WAIT_CLOSE
+    if (matched && session.isAdminConsole)
+      this.admin.cancel(session) // ends a waiting WAIT_CLOSE
     else if (matched) session.cancelRunning()
   }
 
@@ -539,10 +564,12 @@ export class Proxy implements ProxyContext {
   async acquire(session: ClientSession): Promise<{ conn: BackendConnection; pool: Pool }> {
     if (this.shuttingDown && !session.inTransaction) throw new BackendError('pgtenant is shutting down: no new transactions', '57P01')
     const tenant = session.effectiveTenant
-    if (tenant !== null && this.disabled.has(tenant) && !session.inTransaction) throw new BackendError(`tenant "${tenant}" is disabled (DISABLE on the pgtenant admin console; ENABLE lets it in again)`, '57P03')
+    if (tenant !== null && this.disabled.has(tenant) && !session.inTransaction)
+      throw new BackendError(`tenant "${tenant}" is disabled (DISABLE on the pgtenant admin console; ENABLE lets it in again)`, '57P03')
     while (this.isPaused(session)) await new Promise<void>((resolve) => this.pauseWaiters.push(resolve))
     const { route, pool } = this.routeAndPool(session)
-    if (this.disabledDatabases.size > 0 && !session.inTransaction && session.id >= (this.disabledDatabases.get(route.backend) ?? Infinity)) throw this.databaseDisabledError(route.backend)
+    if (this.disabledDatabases.size > 0 && !session.inTransaction && session.id >= (this.disabledDatabases.get(route.backend) ?? Infinity))
+      throw this.databaseDisabledError(route.backend)
     this.metrics.prometheus?.routed(route.kind, route.backend)
     const started = Date.now()
     try {
@@ -612,8 +639,16 @@ export class Proxy implements ProxyContext {
     if (existing) return existing
     // The session's own settings: a passthrough user's carry the password the server accepted.
     const configured = session.userConfig ?? this.findUser(session.user)
-    const password = route.target.user !== undefined ? route.target.password : configured?.password && !isHashed(configured.password) ? configured.password : undefined
-    const target: BackendTarget = { host: route.target.host, port: route.target.port, database: route.target.database, user, password, sslmode: route.target.sslmode }
+    const password =
+      route.target.user !== undefined ? route.target.password : configured?.password && !isHashed(configured.password) ? configured.password : undefined
+    const target: BackendTarget = {
+      host: route.target.host,
+      port: route.target.port,
+      database: route.target.database,
+      user,
+      password,
+      sslmode: route.target.sslmode,
+    }
     target.onConnectFailed = (err) => this.connectFailed(route.backend, target, err, 'pool')
     return this.pools.pool(key, route.backend, target, this.config.backends[route.backend].pool)
   }
@@ -656,7 +691,9 @@ export class Proxy implements ProxyContext {
     }
     // A backend whose connection settings changed (or that is gone): its server connections
     // are replaced as by RECONNECT (close_needed; WAIT_CLOSE waits for them), as PgBouncer does.
-    const changed = Object.keys(this.config.backends).filter((name) => JSON.stringify(config.backends[name]?.url ?? null) !== JSON.stringify(this.config.backends[name].url))
+    const changed = Object.keys(this.config.backends).filter(
+      (name) => JSON.stringify(config.backends[name]?.url ?? null) !== JSON.stringify(this.config.backends[name].url),
+    )
     for (const name of changed) {
       this.pools.replace(name, { forget: true })
       if (!Object.hasOwn(config.backends, name)) this.disabledDatabases.delete(name)
@@ -787,7 +824,14 @@ function isHashed(password: string): boolean {
 export class ListenError extends Error {}
 
 function listenError(err: NodeJS.ErrnoException, key: string, host: string, port: number): ListenError {
-  const why = err.code === 'EADDRINUSE' ? 'address already in use' : err.code === 'EACCES' ? 'permission denied' : err.code === 'EADDRNOTAVAIL' ? 'address not available on this machine' : err.message
+  const why =
+    err.code === 'EADDRINUSE'
+      ? 'address already in use'
+      : err.code === 'EACCES'
+        ? 'permission denied'
+        : err.code === 'EADDRNOTAVAIL'
+          ? 'address not available on this machine'
+          : err.message
   return new ListenError(`cannot listen on ${host}:${port} (${key}): ${why}`)
 }
 

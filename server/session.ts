@@ -44,7 +44,14 @@ export class ClientSession extends SessionExtended {
       case 'F':
         if (this.ctx.planner.tenantMode && !this.bypass) {
           // A function called by OID runs no SQL the proxy can check.
-          this.refuse({ kind: 'refuse', sqlstate: '0A000', message: 'the FunctionCall protocol message is not allowed for tenant sessions: call the function in a SELECT' }, false)
+          this.refuse(
+            {
+              kind: 'refuse',
+              sqlstate: '0A000',
+              message: 'the FunctionCall protocol message is not allowed for tenant sessions: call the function in a SELECT',
+            },
+            false,
+          )
           return true
         }
         if (!this.ensureBackend()) return false
@@ -95,7 +102,11 @@ export class ClientSession extends SessionExtended {
     })
     if (timed) this.ctx.metrics?.rewriteObserved(result, Number(process.hrtime.bigint() - start) / 1e9)
     const failed = result?.refusal?.verifyFailure
-    if (failed) this.log.error({ fingerprint: fingerprintOf(sql), table: failed.table, reason: failed.reason, user: this.user }, 'rewritten statement failed verification: refused')
+    if (failed)
+      this.log.error(
+        { fingerprint: fingerprintOf(sql), table: failed.table, reason: failed.reason, user: this.user },
+        'rewritten statement failed verification: refused',
+      )
     return result
   }
 
@@ -113,14 +124,14 @@ export class ClientSession extends SessionExtended {
     this.currentQueryStart = Date.now()
     this.lastSql = sql
     const plan = this.plan(sql)
-    if (this.deferTransactionControl(frame, sql, plan)) return true
+    if (this.deferTransactionControl(sql, plan)) return true
     if (plan === null) {
       this.routeHint = NO_HINT
       if (!this.ensureBackend()) return false
       this.send(frame.raw)
       this.queue.expect('query')
       if (this.st.batchChangedTenant) this.holdForTenantOutcome = true // the Query ends the batch that set the tenant
-    this.ctx.metrics?.statementSent(this)
+      this.ctx.metrics?.statementSent(this)
       return true
     }
     if (plan.refusal) {
@@ -131,7 +142,14 @@ export class ClientSession extends SessionExtended {
     const tenantCommands = plan.statements.filter((s): s is Extract<StatementPlan, { kind: 'tenant' }> => s.kind === 'tenant')
     if (tenantCommands.length > 0) {
       if (plan.statements.length > 1)
-        this.refuse({ kind: 'refuse', sqlstate: '0A000', message: `${this.ctx.planner.setting} must be set in a statement of its own, not together with other statements` }, false)
+        this.refuse(
+          {
+            kind: 'refuse',
+            sqlstate: '0A000',
+            message: `${this.ctx.planner.setting} must be set in a statement of its own, not together with other statements`,
+          },
+          false,
+        )
       else if (this.mustWaitForStatus()) return false
       else this.answerTenantCommand(tenantCommands[0].command, 'simple')
       return true
@@ -141,7 +159,14 @@ export class ClientSession extends SessionExtended {
     this.routeHint = hintOf(plan)
     const setsPath = plan.statements.findIndex((st) => st.kind === 'forward' && isSearchPathEffect(st.effect))
     if (setsPath >= 0 && setsPath < plan.statements.length - 1 && this.ctx.planner.tenantMode && !this.bypass) {
-      this.refuse({ kind: 'refuse', sqlstate: '0A000', message: 'SET search_path must be sent in a statement of its own: the statements after it would be checked against the old search_path' }, false)
+      this.refuse(
+        {
+          kind: 'refuse',
+          sqlstate: '0A000',
+          message: 'SET search_path must be sent in a statement of its own: the statements after it would be checked against the old search_path',
+        },
+        false,
+      )
       return true
     }
     const preparedHere = new Set<string>()
@@ -173,7 +198,7 @@ export class ClientSession extends SessionExtended {
    * routed by what it touches (a tenant's Citus worker, say) and holds a server connection
    * one round trip less. A COMMIT/ROLLBACK before anything else needs no server at all.
    */
-  protected deferTransactionControl(frame: Frame, sql: string, plan: RewriteResult | null): boolean {
+  protected deferTransactionControl(sql: string, plan: RewriteResult | null): boolean {
     if (this.backend || this.acquiring || this.poolMode !== 'transaction') return false
     if (this.deferredBegin === null) {
       if (!this.canDeferBegin() || !isPlainBegin(sql)) return false
@@ -227,7 +252,12 @@ export class ClientSession extends SessionExtended {
   /** Effects the pooler cannot carry across connections: refuse them, or pin the session. */
   protected checkEffect(effect: SessionEffect, preparedHere?: ReadonlySet<string>): Refusal | null {
     if (this.ctx.planner.tenantMode && !this.bypass && effect.kind === 'set_local' && effect.name.toLowerCase() === 'search_path')
-      return { kind: 'refuse', sqlstate: '0A000', message: 'SET LOCAL search_path is not supported for tenant sessions: use SET search_path', hint: 'The proxy resolves table names with the session search_path.' }
+      return {
+        kind: 'refuse',
+        sqlstate: '0A000',
+        message: 'SET LOCAL search_path is not supported for tenant sessions: use SET search_path',
+        hint: 'The proxy resolves table names with the session search_path.',
+      }
     if (this.poolMode !== 'transaction') return null
     if (effect.kind === 'listen')
       return {

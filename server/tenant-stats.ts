@@ -14,7 +14,15 @@ export interface TenantCounters {
 
 export class TenantStats {
   private readonly byTenant = new Map<string, TenantCounters>()
-  readonly totals: Omit<TenantCounters, 'tenant' | 'lastActive'> = { statements: 0, transactions: 0, errors: 0, refusals: 0, queries: 0, totalLatencyMs: 0, rows: 0 }
+  readonly totals: Omit<TenantCounters, 'tenant' | 'lastActive'> = {
+    statements: 0,
+    transactions: 0,
+    errors: 0,
+    refusals: 0,
+    queries: 0,
+    totalLatencyMs: 0,
+    rows: 0,
+  }
 
   constructor(private readonly maxTenants = 100_000) {}
 

@@ -10,7 +10,10 @@ import { startProxy, basicYaml } from './helpers/proxy.js'
 t.test('server side matches the RFC 7677 test vector', async (t) => {
   const secret = scramSecretFromPassword('pencil', Buffer.from('W22ZaJ0SNY7soEsUEjb6gQ==', 'base64'), 4096)
   const server = new ScramServer(secret, '%hvYDpWUa2RaTCAfuxFIlj)hNlF$k0')
-  t.equal(server.handleClientFirst('n,,n=user,r=rOprNGfwEbeRWgbNEkqO'), 'r=rOprNGfwEbeRWgbNEkqO%hvYDpWUa2RaTCAfuxFIlj)hNlF$k0,s=W22ZaJ0SNY7soEsUEjb6gQ==,i=4096')
+  t.equal(
+    server.handleClientFirst('n,,n=user,r=rOprNGfwEbeRWgbNEkqO'),
+    'r=rOprNGfwEbeRWgbNEkqO%hvYDpWUa2RaTCAfuxFIlj)hNlF$k0,s=W22ZaJ0SNY7soEsUEjb6gQ==,i=4096',
+  )
   const result = server.handleClientFinal('c=biws,r=rOprNGfwEbeRWgbNEkqO%hvYDpWUa2RaTCAfuxFIlj)hNlF$k0,p=dHzbZapWIk4jUhN+Ute9ytag9zjfMHgsqmmiz7AndVQ=')
   t.same(result, { ok: true, serverFinal: 'v=6rriTRBi23WpRR/wtup+mMhUZUn/dB5nLTJRsjl95G4=' })
 })
@@ -30,13 +33,18 @@ t.test('client and server round trip; wrong passwords and unknown users fail ali
   t.notOk(exchange('wrong').ok)
   t.notOk(exchange('s3cret', fakeScramSecret('nobody')).ok, 'no password matches an unknown user')
   t.same(fakeScramSecret('nobody').salt, fakeScramSecret('nobody').salt, 'an unknown user always gets the same salt')
-  t.throws(() => good.client.verifyServerFinal('v=' + Buffer.alloc(32).toString('base64')), { name: 'ScramError' }, 'a server that does not know the password is rejected')
+  t.throws(
+    () => good.client.verifyServerFinal('v=' + Buffer.alloc(32).toString('base64')),
+    { name: 'ScramError' },
+    'a server that does not know the password is rejected',
+  )
   t.same(parseScramVerifier(formatScramVerifier(secret)), secret)
 })
 
 t.test('malformed SCRAM messages are typed errors, never crashes', async (t) => {
   const server = () => new ScramServer(scramSecretFromPassword('x'))
-  for (const bad of ['', 'garbage', 'p=tls-server-end-point,,n=,r=abc', 'n,,r=abc', 'n,,n=u']) t.throws(() => server().handleClientFirst(bad), { name: 'ScramError' }, JSON.stringify(bad))
+  for (const bad of ['', 'garbage', 'p=tls-server-end-point,,n=,r=abc', 'n,,r=abc', 'n,,n=u'])
+    t.throws(() => server().handleClientFirst(bad), { name: 'ScramError' }, JSON.stringify(bad))
   const s = server()
   s.handleClientFirst('n,,n=,r=abc')
   t.throws(() => s.handleClientFinal('c=biws,r=abc'), { name: 'ScramError' }, 'no proof')

@@ -23,7 +23,10 @@ interface Row {
 function resultRows(md: string): Row[] {
   const lines = md.split('\n').filter((l) => /^\| (pgbench|tenant|connect)/.test(l))
   return lines.map((l) => {
-    const c = l.split('|').slice(1, -1).map((s) => s.trim())
+    const c = l
+      .split('|')
+      .slice(1, -1)
+      .map((s) => s.trim())
     return { workload: c[0], mode: c[1], clients: c[2], target: c[3], tps: c[4], vsBouncer: c[10], vsDirect: c[11] }
   })
 }
@@ -32,7 +35,10 @@ t.test('npm run bench:e2e -- --quick: every case on every target, ratios written
   const dir = mkdtempSync(join(tmpdir(), 'pgtenant-bench-test-'))
   const out = join(dir, 'RESULTS.md')
   const started = Date.now()
-  const run = spawnSync(process.execPath, [join(ROOT, 'dist', 'bench', 'e2e.js'), '--quick', '--idle', '300', '--out', out], { encoding: 'utf8', timeout: 270_000 })
+  const run = spawnSync(process.execPath, [join(ROOT, 'dist', 'bench', 'e2e.js'), '--quick', '--idle', '300', '--out', out], {
+    encoding: 'utf8',
+    timeout: 270_000,
+  })
   const seconds = (Date.now() - started) / 1000
   t.equal(run.status, 0, `the quick run exits 0 (${seconds.toFixed(0)} s)${run.status === 0 ? '' : `: ${run.stderr.slice(-2000)}`}`)
   t.comment(`quick run: ${seconds.toFixed(0)} s (its 2-minute budget is a bench goal, not asserted here)`)
@@ -46,8 +52,14 @@ t.test('npm run bench:e2e -- --quick: every case on every target, ratios written
     rows.filter((r) => r.target === 'Node pipe').every((r) => r.workload === 'pgbench -S'),
     'the Node pipe runs pgbench -S only',
   )
-  t.ok(rows.some((r) => r.workload.startsWith('tenant')), 'the tenant workload ran')
-  t.ok(rows.some((r) => r.workload.startsWith('connect')), 'the connection storm ran')
+  t.ok(
+    rows.some((r) => r.workload.startsWith('tenant')),
+    'the tenant workload ran',
+  )
+  t.ok(
+    rows.some((r) => r.workload.startsWith('connect')),
+    'the connection storm ran',
+  )
   for (const r of rows) {
     const label = `${r.workload} -M ${r.mode} c=${r.clients} ${r.target}`
     if (r.target === 'PgBouncer' && r.mode === 'prepared') {

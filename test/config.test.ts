@@ -61,20 +61,36 @@ t.test('defaults: no tenant section is a transparent pooler; one backend is the 
   t.same(c.listen, { host: '127.0.0.1', port: 6432 })
   t.same([c.backends.only.url.port, c.backends.only.url.user, c.backends.only.url.sslmode], [5432, undefined, 'prefer'])
   const tenant = parseConfig('users: { a: { password: x } }\nbackends: { only: { url: "postgres://h/db" } }\ntenant: {}', {}, '/tmp').tenant
-  t.same(tenant, { setting: 'app.tenant', column: 'tenant_id', tables: {}, reference: [], unknown: 'reject', pattern: '^[A-Za-z0-9_-]{1,63}$', metrics_top: 100, functions: [], user_functions: 'reject' })
+  t.same(tenant, {
+    setting: 'app.tenant',
+    column: 'tenant_id',
+    tables: {},
+    reference: [],
+    unknown: 'reject',
+    pattern: '^[A-Za-z0-9_-]{1,63}$',
+    metrics_top: 100,
+    functions: [],
+    user_functions: 'reject',
+  })
 })
 
 t.test('every mistake names its key', async (t) => {
   const base = 'users: { a: { password: x } }\n'
   t.same(problems(base + 'backends: { main: { url: "mysql://h/db" } }'), ['backends.main.url: not a postgres:// URL'])
   t.same(problems(base + 'backends: { main: { url: "postgres://h/db" } }\nplacement: { default: x }'), ['placement.default: no backend named "x"'])
-  t.same(problems('users: { a: { tenant: t } }\nbackends: { m: { url: "postgres://h/db" } }'), ['users.a.password: required (or trust: true, or a passthrough section)'])
+  t.same(problems('users: { a: { tenant: t } }\nbackends: { m: { url: "postgres://h/db" } }'), [
+    'users.a.password: required (or trust: true, or a passthrough section)',
+  ])
   t.same(problems(base + 'backends: { m: { url: "postgres://h/db" } }\npool: { mode: statement }'), ['pool.mode: must be "transaction" or "session"'])
-  t.same(problems(base + 'backends: { m: { url: "postgres://h/db?sslmode=maybe" } }'), ['backends.m.url: sslmode must be one of disable, allow, prefer, require, verify-ca, verify-full'])
+  t.same(problems(base + 'backends: { m: { url: "postgres://h/db?sslmode=maybe" } }'), [
+    'backends.m.url: sslmode must be one of disable, allow, prefer, require, verify-ca, verify-full',
+  ])
   t.same(problems(base + 'backends: { m: { url: "postgres://h/db" } }\nlisten: nowhere'), ['listen: must be host:port, got "nowhere"'])
-  t.same(problems(base + 'backends: { m: { url: "postgres://h/db" } }\nlisten_port: 5'), ['listen_port: unknown key (expected one of: listen, metrics, tls, auth, users, passthrough, trust, tenant, backends, databases, placement, pool, log_level, log_format, log, citus, workers)']);
+  t.same(problems(base + 'backends: { m: { url: "postgres://h/db" } }\nlisten_port: 5'), [
+    'listen_port: unknown key (expected one of: listen, metrics, tls, auth, users, passthrough, trust, tenant, backends, databases, placement, pool, log_level, log_format, log, citus, workers)',
+  ])
   t.same(problems(base + 'backends: { m: { url: "postgres://h/db" } }\nworkers: 65'), ['workers: at most 64'])
-  t.same(problems(base + 'backends: { m: { url: "postgres://\${NOPE}@h/db" } }'), ['backends.m.url: environment variable NOPE is not set'])
+  t.same(problems(base + 'backends: { m: { url: "postgres://${NOPE}@h/db" } }'), ['backends.m.url: environment variable NOPE is not set'])
   t.same(problems(base + 'backends: { m: { url: "postgres://h/db" } }\ntls: { cert: /nonexistent.crt, key: /nonexistent.key }'), [
     'tls.cert: cannot read /nonexistent.crt: ENOENT',
     'tls.key: cannot read /nonexistent.key: ENOENT',
@@ -82,7 +98,9 @@ t.test('every mistake names its key', async (t) => {
   t.same(problems('auth: md5\nusers: { a: { password: "SCRAM-SHA-256$4096:AA==$AA==:AA==" } }\nbackends: { m: { url: "postgres://h/db" } }'), [
     'users.a.password: auth: md5 needs a plain or md5 password, not a SCRAM verifier',
   ])
-  t.same(problems(base + 'backends: { a: { url: "postgres://h/db" }, b: { url: "postgres://h/db" } }'), ['placement.default: required when there is more than one backend'])
+  t.same(problems(base + 'backends: { a: { url: "postgres://h/db" }, b: { url: "postgres://h/db" } }'), [
+    'placement.default: required when there is more than one backend',
+  ])
   t.same(problems(base + 'backends: { m: { url: "postgres://h/db" } }\npool: { wait_timeout_ms: -1 }'), ['pool.wait_timeout_ms: must be an integer ≥ 0'])
   t.same(problems('backends: { m: { url: "postgres://h/db" } }'), ['users: required: at least one user who may log in (or passthrough / trust: loopback)'])
   t.same(problems(': : :'), [problems(': : :')[0]], 'bad YAML is one clear problem')

@@ -38,7 +38,11 @@ t.test('every YAML and JSON file parses', async (t) => {
   t.ok(yamlFiles.length >= 15, `${yamlFiles.length} YAML files`)
   for (const f of yamlFiles) {
     const docs = YAML.parseAllDocuments(readFileSync(f, 'utf8'))
-    t.same(docs.flatMap((d) => d.errors.map((e) => e.message)), [], relative(ROOT, f))
+    t.same(
+      docs.flatMap((d) => d.errors.map((e) => e.message)),
+      [],
+      relative(ROOT, f),
+    )
   }
   for (const f of files.filter((f) => f.endsWith('.json'))) t.doesNotThrow(() => JSON.parse(readFileSync(f, 'utf8')), relative(ROOT, f))
 })
@@ -73,13 +77,18 @@ t.test('compose files reference only images, files and services that exist', asy
 t.test('kustomizations reference files that exist', async (t) => {
   for (const file of yamlFiles.filter((f) => f.endsWith('kustomization.yaml'))) {
     const doc = YAML.parse(readFileSync(file, 'utf8'))
-    for (const r of [...(doc.resources ?? []), ...(doc.patches ?? []).map((p: { path: string }) => p.path)]) t.ok(existsSync(resolve(dirname(file), r)), `${relative(ROOT, file)}: ${r}`)
+    for (const r of [...(doc.resources ?? []), ...(doc.patches ?? []).map((p: { path: string }) => p.path)])
+      t.ok(existsSync(resolve(dirname(file), r)), `${relative(ROOT, file)}: ${r}`)
   }
   // base must apply on a cluster without the Prometheus operator's CRDs; the ServiceMonitor
   // lives in an overlay that adds it to the base.
   const base = YAML.parse(readFileSync(join(DEPLOY, 'k8s/base/kustomization.yaml'), 'utf8'))
   const kinds = (base.resources as string[]).map((r) => YAML.parse(readFileSync(join(DEPLOY, 'k8s/base', r), 'utf8')).apiVersion as string)
-  t.same(kinds.filter((v) => !/^(v1|apps\/v1|policy\/v1)$/.test(v)), [], 'base uses only core Kubernetes APIs')
+  t.same(
+    kinds.filter((v) => !/^(v1|apps\/v1|policy\/v1)$/.test(v)),
+    [],
+    'base uses only core Kubernetes APIs',
+  )
   const op = YAML.parse(readFileSync(join(DEPLOY, 'k8s/overlays/prometheus-operator/kustomization.yaml'), 'utf8'))
   t.same(op.resources, ['../../base', 'servicemonitor.yaml'], 'the prometheus-operator overlay is the base plus the ServiceMonitor')
   t.equal(YAML.parse(readFileSync(join(DEPLOY, 'k8s/overlays/prometheus-operator/servicemonitor.yaml'), 'utf8')).kind, 'ServiceMonitor')
@@ -112,10 +121,29 @@ t.test('the image runs the documented start command with the documented ports', 
   }
   // The image's default config: metrics on 0.0.0.0:9187, which the HEALTHCHECK needs.
   t.match(docker, /^COPY deploy\/docker\/pgtenant\.yaml \/etc\/pgtenant\/pgtenant\.yaml$/m, 'the image ships a default config')
-  t.match(readFileSync(join(ROOT, '.dockerignore'), 'utf8'), /^!deploy\/docker\/pgtenant\.yaml$/m, '.dockerignore lets the default config into the build context')
-  const imageConfig = parseConfig(readFileSync(join(DEPLOY, 'docker/pgtenant.yaml'), 'utf8'), { ...ENV, DATABASE_URL: 'postgres://app:pw@db:5432/saas' }, join(DEPLOY, 'docker'))
-  t.same([imageConfig.listen, imageConfig.metrics], [{ host: '0.0.0.0', port: 6432 }, { host: '0.0.0.0', port: 9187 }], 'the default config listens on 0.0.0.0 and enables metrics for the HEALTHCHECK')
-  t.match(readFileSync(join(DEPLOY, 'README.md'), 'utf8'), /default config[\s\S]{0,300}metrics: 0\.0\.0\.0:9187/, 'deploy/README.md says the default config enables metrics')
+  t.match(
+    readFileSync(join(ROOT, '.dockerignore'), 'utf8'),
+    /^!deploy\/docker\/pgtenant\.yaml$/m,
+    '.dockerignore lets the default config into the build context',
+  )
+  const imageConfig = parseConfig(
+    readFileSync(join(DEPLOY, 'docker/pgtenant.yaml'), 'utf8'),
+    { ...ENV, DATABASE_URL: 'postgres://app:pw@db:5432/saas' },
+    join(DEPLOY, 'docker'),
+  )
+  t.same(
+    [imageConfig.listen, imageConfig.metrics],
+    [
+      { host: '0.0.0.0', port: 6432 },
+      { host: '0.0.0.0', port: 9187 },
+    ],
+    'the default config listens on 0.0.0.0 and enables metrics for the HEALTHCHECK',
+  )
+  t.match(
+    readFileSync(join(DEPLOY, 'README.md'), 'utf8'),
+    /default config[\s\S]{0,300}metrics: 0\.0\.0\.0:9187/,
+    'deploy/README.md says the default config enables metrics',
+  )
   const cm = YAML.parse(readFileSync(join(DEPLOY, 'k8s/base/configmap.yaml'), 'utf8'))
   t.equal(parseConfig(cm.data['pgtenant.yaml'], ENV, DEPLOY).metrics?.port, 9187, 'the ConfigMap holds a valid config')
 })
@@ -138,8 +166,14 @@ t.test('dashboards and alerts use only metrics the running proxy exports', async
   const alerts = readFileSync(join(DEPLOY, 'prometheus/alerts.yml'), 'utf8')
   for (const m of `${dashboard}\n${alerts}`.matchAll(/\bpgtenant_[a-z_]+/g)) used.add(m[0])
   t.ok(used.size >= 10, `${used.size} metric names used`)
-  t.same([...used].filter((n) => !known(n)), [], 'every metric used is exported')
-  const panels = JSON.parse(dashboard).panels.map((p: { title: string }) => p.title).join(' | ')
+  t.same(
+    [...used].filter((n) => !known(n)),
+    [],
+    'every metric used is exported',
+  )
+  const panels = JSON.parse(dashboard)
+    .panels.map((p: { title: string }) => p.title)
+    .join(' | ')
   for (const want of [/Transactions per second/, /Latency/, /Refused/, /Pool saturation/, /cache hit ratio/, /Routing decisions/]) t.match(panels, want)
 })
 
@@ -163,7 +197,10 @@ t.test('the sample config has every key, commented, and is valid', async (t) => 
   // As shipped (optional keys commented out, tls needs files that are not there).
   const shipped = parseConfig(text, env, DEPLOY)
   t.same(shipped.pool, POOL_DEFAULTS, 'pool values are the defaults the comments state')
-  t.same([shipped.log_level, shipped.log_format, shipped.log, shipped.workers, shipped.auth], ['info', 'json', { slow_statement_ms: 0, stats_interval_ms: 60000 }, 1, 'scram-sha-256'])
+  t.same(
+    [shipped.log_level, shipped.log_format, shipped.log, shipped.workers, shipped.auth],
+    ['info', 'json', { slow_statement_ms: 0, stats_interval_ms: 60000 }, 1, 'scram-sha-256'],
+  )
   // With every commented-out "# key:" line switched on, next to a certificate and a key.
   const full = text.replace(/^(\s*)# ( *[a-z_]+:(?: .*)?)$/gm, '$1$2')
   t.not(full, text, 'there are optional keys to switch on')
@@ -186,13 +223,26 @@ t.test('the sample config has every key, commented, and is valid', async (t) => 
     if (parts[0] === 'NAME') return Object.values(o).some((v) => has(v, parts.slice(1)))
     return has((o as Record<string, unknown>)[parts[0]], parts.slice(1))
   }
-  t.same(keys.filter((k) => !has(doc, k.split('.'))), [], 'every key in the README is in the sample')
+  t.same(
+    keys.filter((k) => !has(doc, k.split('.'))),
+    [],
+    'every key in the README is in the sample',
+  )
   // Every key line has a comment: on the line, or among the comment lines right above it
   // (user and backend names excepted).
   const lines = text.split('\n')
   const uncommented = lines.flatMap((line, i) => {
     if (!/^\s*[a-z_]+:/.test(line) || line.includes('#')) return []
-    if (/^  [a-z_]+:$/.test(line) && /^(users|backends):/.test(lines.slice(0, i).reverse().find((l) => /^[a-z]/.test(l)) ?? '')) return []
+    if (
+      /^ {2}[a-z_]+:$/.test(line) &&
+      /^(users|backends):/.test(
+        lines
+          .slice(0, i)
+          .reverse()
+          .find((l) => /^[a-z]/.test(l)) ?? '',
+      )
+    )
+      return []
     return /^\s*#/.test(lines[i - 1] ?? '') ? [] : [line.trim()]
   })
   t.same(uncommented, [], 'every key is commented')
@@ -209,7 +259,8 @@ t.test('the systemd unit', async (t) => {
   t.ok(Number(v('TimeoutStopSec')) * 1000 > POOL_DEFAULTS.shutdown_timeout_ms, 'systemd waits longer than pool.shutdown_timeout_ms before SIGKILL')
   t.ok(v('User') && v('User') !== 'root', 'runs as a non-root user')
   t.ok(Number(v('LimitNOFILE')) >= 65536, 'LimitNOFILE is high')
-  for (const k of ['NoNewPrivileges', 'ProtectSystem', 'ProtectHome', 'PrivateTmp', 'RestrictAddressFamilies', 'CapabilityBoundingSet', 'SystemCallFilter']) t.ok(v(k) !== undefined, `hardening: ${k}`)
+  for (const k of ['NoNewPrivileges', 'ProtectSystem', 'ProtectHome', 'PrivateTmp', 'RestrictAddressFamilies', 'CapabilityBoundingSet', 'SystemCallFilter'])
+    t.ok(v(k) !== undefined, `hardening: ${k}`)
   t.notOk(/^MemoryDenyWriteExecute=true/m.test(text), 'no MemoryDenyWriteExecute (V8 JIT needs W+X memory)')
   t.match(readFileSync(join(DEPLOY, 'README.md'), 'utf8'), /systemd\/pgtenant\.service/, 'deploy/README.md points to it')
 })

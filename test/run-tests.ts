@@ -59,7 +59,9 @@ async function worker(): Promise<void> {
     const r = await runFile(file)
     const name = relative(process.cwd(), r.file)
     const ok = r.code === 0 && r.failed === 0 && r.passed > 0
-    process.stdout.write(`\n# ${name}\n${r.output.replace(/^/gm, '    ')}\n${ok ? 'ok' : 'not ok'} - ${name} (${r.passed} passed, ${r.failed} failed, exit ${r.code})\n`)
+    process.stdout.write(
+      `\n# ${name}\n${r.output.replace(/^/gm, '    ')}\n${ok ? 'ok' : 'not ok'} - ${name} (${r.passed} passed, ${r.failed} failed, exit ${r.code})\n`,
+    )
     results.push(r)
   }
 }

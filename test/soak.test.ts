@@ -27,8 +27,14 @@ t.test('quick soak: no proxy exit, no hung client, pools kept, every acknowledge
   const s = JSON.parse(readFileSync(json, 'utf8')) as SoakSummary
   t.equal(s.proxyExits, 0, 'the proxy never exited')
   t.equal(s.hung, 0, 'no client hung')
-  t.ok(s.serverConnections.max.main <= s.serverConnections.poolSizes.main, `main: at most its pool size on the server (${s.serverConnections.max.main}/${s.serverConnections.poolSizes.main})`)
-  t.ok(s.serverConnections.max.other <= s.serverConnections.poolSizes.other, `other: at most its pool size on the server (${s.serverConnections.max.other}/${s.serverConnections.poolSizes.other})`)
+  t.ok(
+    s.serverConnections.max.main <= s.serverConnections.poolSizes.main,
+    `main: at most its pool size on the server (${s.serverConnections.max.main}/${s.serverConnections.poolSizes.main})`,
+  )
+  t.ok(
+    s.serverConnections.max.other <= s.serverConnections.poolSizes.other,
+    `other: at most its pool size on the server (${s.serverConnections.max.other}/${s.serverConnections.poolSizes.other})`,
+  )
   t.ok(s.ledger.acknowledged > 100, `commits were made (${s.ledger.acknowledged})`)
   t.equal(s.ledger.missing, 0, `every acknowledged commit is present (${s.ledger.present}/${s.ledger.acknowledged})`)
   t.ok(s.killed > 5 && s.hangups > 5 && s.reloads >= 3, `faults happened: ${s.killed} server connections killed, ${s.hangups} hang-ups, ${s.reloads} reloads`)

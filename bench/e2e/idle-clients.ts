@@ -97,14 +97,23 @@ function open(i: number): Promise<Conn> {
         buf = buf.subarray(len + 1)
         if (type === 'E') {
           const fields = body.toString('utf8').split('\0')
-          return fail(new Error(fields.filter((f) => f[0] === 'C' || f[0] === 'M').map((f) => f.slice(1)).join(' ')))
+          return fail(
+            new Error(
+              fields
+                .filter((f) => f[0] === 'C' || f[0] === 'M')
+                .map((f) => f.slice(1))
+                .join(' '),
+            ),
+          )
         }
         if (type === 'R') {
           const code = body.readInt32BE(0)
           if (code === 0) continue
           if (code === 3) socket.write(msg('p', cstr(opts.password)))
           else if (code === 5) {
-            const inner = createHash('md5').update(opts.password + opts.user).digest('hex')
+            const inner = createHash('md5')
+              .update(opts.password + opts.user)
+              .digest('hex')
             const outer = createHash('md5').update(inner).update(body.subarray(4, 8)).digest('hex')
             socket.write(msg('p', cstr('md5' + outer)))
           } else if (code === 10) {
@@ -198,7 +207,14 @@ async function main(): Promise<void> {
   await Promise.all(Array.from({ length: Math.min(concurrency, opts.count) }, worker))
   const report = (event: string, extra: object = {}): void =>
     void process.stdout.write(
-      JSON.stringify({ event, open: conns.filter((c) => c.ready).length, failed, errors: Object.fromEntries([...errors].slice(0, 3)), ms: Date.now() - started, ...extra }) + '\n',
+      JSON.stringify({
+        event,
+        open: conns.filter((c) => c.ready).length,
+        failed,
+        errors: Object.fromEntries([...errors].slice(0, 3)),
+        ms: Date.now() - started,
+        ...extra,
+      }) + '\n',
     )
   report('ready')
   const rl = createInterface({ input: process.stdin })

@@ -83,11 +83,16 @@ export async function runPgbench(bin: string, r: PgbenchRun, workDir: string): P
   const url = `postgresql://${encodeURIComponent(r.user)}:${encodeURIComponent(r.password)}@127.0.0.1:${r.port}/${r.database}`
   const args = [
     '-n',
-    '-c', String(r.clients),
-    '-j', String(Math.max(1, Math.min(r.threads, r.clients))),
-    '-T', String(r.seconds),
-    '-M', r.mode,
-    '--log', `--log-prefix=${join(logDir, 'tx')}`,
+    '-c',
+    String(r.clients),
+    '-j',
+    String(Math.max(1, Math.min(r.threads, r.clients))),
+    '-T',
+    String(r.seconds),
+    '-M',
+    r.mode,
+    '--log',
+    `--log-prefix=${join(logDir, 'tx')}`,
     ...(r.reconnect ? ['-C'] : []),
     ...Object.entries(r.defines ?? {}).flatMap(([k, v]) => ['-D', `${k}=${v}`]),
     ...(r.script === '-S' ? ['-S'] : ['-f', r.script]),
@@ -95,13 +100,15 @@ export async function runPgbench(bin: string, r: PgbenchRun, workDir: string): P
   ]
   const env = { ...process.env, ...(r.env ?? {}) }
   delete env.PGPASSWORD
-  const shown = `${Object.entries(r.env ?? {}).map(([k, v]) => `${k}='${v}' `).join('')}pgbench ${args.slice(0, -1).join(' ')} postgresql://${r.user}:***@127.0.0.1:${r.port}/${r.database}`
+  const shown = `${Object.entries(r.env ?? {})
+    .map(([k, v]) => `${k}='${v}' `)
+    .join('')}pgbench ${args.slice(0, -1).join(' ')} postgresql://${r.user}:***@127.0.0.1:${r.port}/${r.database}`
   // Bounded: the run's own length plus time to open 200 SCRAM connections on a busy machine.
   const res = await runCmd(bin, args, { env, cwd: logDir, timeoutMs: (r.seconds + 90) * 1000 })
   const tps = Number(/tps = ([\d.]+)/.exec(res.stdout)?.[1] ?? NaN)
   const transactions = Number(/number of transactions actually processed: (\d+)/.exec(res.stdout)?.[1] ?? NaN)
   const failed = Number(/number of failed transactions: (\d+)/.exec(res.stdout)?.[1] ?? 0)
-  let latencies: Float64Array = new Float64Array(0)
+  let latencies: Float64Array
   try {
     latencies = readLatencies(logDir)
   } finally {
@@ -110,7 +117,11 @@ export async function runPgbench(bin: string, r: PgbenchRun, workDir: string): P
   const ok = res.code === 0 && !res.timedOut && Number.isFinite(tps) && Number.isFinite(transactions) && failed === 0
   return {
     ok,
-    error: ok ? undefined : res.timedOut ? `timed out after ${r.seconds + 90} s` : `exit ${res.code ?? res.signal}${failed ? `, ${failed} failed transactions` : ''}: ${summarizeError(res.stderr, res.stdout)}`,
+    error: ok
+      ? undefined
+      : res.timedOut
+        ? `timed out after ${r.seconds + 90} s`
+        : `exit ${res.code ?? res.signal}${failed ? `, ${failed} failed transactions` : ''}: ${summarizeError(res.stderr, res.stdout)}`,
     command: shown,
     tps: Number.isFinite(tps) ? tps : 0,
     transactions: Number.isFinite(transactions) ? transactions : 0,

@@ -18,7 +18,9 @@ export function machineDescription(extra: Record<string, string>): Record<string
     kernel: `Linux ${release()}`,
     node: process.version,
     ...extra,
-    'load average at start': loadavg().map((l) => l.toFixed(2)).join(' '),
+    'load average at start': loadavg()
+      .map((l) => l.toFixed(2))
+      .join(' '),
   }
 }
 
@@ -118,7 +120,7 @@ export function resultsTable(cases: CaseRow[], targets: string[], footnotes: str
     '÷ PgBouncer (TPS)',
     '÷ direct (TPS)',
   ]
-  const lines = [`| ${head.join(' | ')} |`, `|${head.map((h, i) => (i < 4 ? '---' : '---:')).join('|')}|`]
+  const lines = [`| ${head.join(' | ')} |`, `|${head.map((_h, i) => (i < 4 ? '---' : '---:')).join('|')}|`]
   const noteIndex = (note: string): number => {
     let i = footnotes.indexOf(note)
     if (i < 0) i = footnotes.push(note) - 1
@@ -168,8 +170,23 @@ export interface MemoryResult {
 }
 
 export function memoryTable(rows: MemoryResult[], footnotes: string[]): string {
-  const head = ['target', 'idle clients held', 'RSS before (MB)', 'RSS with clients (MB)', 'per client (KB)', 'RSS after close (MB)', 'time to open (s)', 'SELECT 1 on a sample']
-  const lines = [`| ${head.join(' | ')} |`, `|---|${head.slice(1).map(() => '---:').join('|')}|`]
+  const head = [
+    'target',
+    'idle clients held',
+    'RSS before (MB)',
+    'RSS with clients (MB)',
+    'per client (KB)',
+    'RSS after close (MB)',
+    'time to open (s)',
+    'SELECT 1 on a sample',
+  ]
+  const lines = [
+    `| ${head.join(' | ')} |`,
+    `|---|${head
+      .slice(1)
+      .map(() => '---:')
+      .join('|')}|`,
+  ]
   const mb = (b?: number): string => (b === undefined ? '—' : fmt(b / 2 ** 20, 1))
   for (const r of rows) {
     if (r.error && r.rssWith === undefined) {
@@ -180,7 +197,9 @@ export function memoryTable(rows: MemoryResult[], footnotes: string[]): string {
     }
     const held = `${fmt(r.opened ?? 0, 0)} of ${fmt(r.requested, 0)}${r.failed ? ` (${r.failed} refused)` : ''}`
     const per = r.rssWith !== undefined && r.rssBefore !== undefined && r.opened ? fmt((r.rssWith - r.rssBefore) / r.opened / 1024, 1) : '—'
-    lines.push(`| ${r.target} | ${held} | ${mb(r.rssBefore)} | ${mb(r.rssWith)} | ${per} | ${mb(r.rssAfterClose)} | ${r.openSeconds === undefined ? '—' : r.openSeconds.toFixed(1)} | ${r.checked ?? '—'} |`)
+    lines.push(
+      `| ${r.target} | ${held} | ${mb(r.rssBefore)} | ${mb(r.rssWith)} | ${per} | ${mb(r.rssAfterClose)} | ${r.openSeconds === undefined ? '—' : r.openSeconds.toFixed(1)} | ${r.checked ?? '—'} |`,
+    )
   }
   return lines.join('\n')
 }

@@ -79,7 +79,7 @@ export function ensurePgbouncer(log: (s: string) => void, allowInstall: boolean)
   if (found) return { bin: found }
   if (!allowInstall) return { bin: null, reason: 'pgbouncer not installed (--no-install)' }
   if (!isRoot) return { bin: null, reason: 'pgbouncer not installed, and not root to apt-get install it' }
-  log('pgbouncer is missing: installing Debian\'s package (apt-get update && apt-get install -y pgbouncer)…')
+  log("pgbouncer is missing: installing Debian's package (apt-get update && apt-get install -y pgbouncer)…")
   const env = { ...process.env, DEBIAN_FRONTEND: 'noninteractive' }
   const upd = spawnSync('apt-get', ['update', '-qq'], { env, encoding: 'utf8', timeout: 300_000 })
   if (upd.status !== 0) log(`apt-get update failed (${upd.status}): ${(upd.stderr || '').trim().slice(0, 300)}; trying the install anyway`)
@@ -164,7 +164,18 @@ export async function startPgbouncer(o: PgbouncerOptions): Promise<Target> {
   }
   const failed = async (reason: string): Promise<Target> => {
     await stop()
-    return { name: 'PgBouncer', available: false, reason, port, tenantPort: port, proxyPid: () => null, prepared, version, stop: async () => {}, kill: () => {} }
+    return {
+      name: 'PgBouncer',
+      available: false,
+      reason,
+      port,
+      tenantPort: port,
+      proxyPid: () => null,
+      prepared,
+      version,
+      stop: async () => {},
+      kill: () => {},
+    }
   }
   if (!(await waitForPort(port, child, 15_000))) {
     return failed(`PgBouncer did not start: ${tail(join(dir, 'pgbouncer.log'), 5) || tail(join(dir, 'stdout.log'), 5)}`)
@@ -279,7 +290,11 @@ export function pgtenantTarget(plain: PgtenantInstance, tenant: PgtenantInstance
     prepared: true,
     version,
     nofile: plain.pid ? nofileLimit(plain.pid) : null,
-    logTail: () => [plain, tenant].map((i) => (i.logPath ? tail(i.logPath, 10) : '')).filter(Boolean).join('\n'),
+    logTail: () =>
+      [plain, tenant]
+        .map((i) => (i.logPath ? tail(i.logPath, 10) : ''))
+        .filter(Boolean)
+        .join('\n'),
     stop: async () => {
       await Promise.all([plain.stop(), tenant.stop()])
     },
@@ -298,7 +313,17 @@ export function usable(t: Target, workload: 'plain' | 'tenant'): boolean {
 }
 
 export function directTarget(pgPort: number, version: string): Target {
-  return { name: 'direct', available: true, port: pgPort, tenantPort: pgPort, proxyPid: () => null, prepared: true, version, stop: async () => {}, kill: () => {} }
+  return {
+    name: 'direct',
+    available: true,
+    port: pgPort,
+    tenantPort: pgPort,
+    proxyPid: () => null,
+    prepared: true,
+    version,
+    stop: async () => {},
+    kill: () => {},
+  }
 }
 
 // ---------------------------------------------------------------- Node pipe (reference)
@@ -314,7 +339,15 @@ export async function startNodePipe(script: string, pgPort: number): Promise<Tar
     for (let i = 0; i < 60 && !exited(child); i++) await sleep(50)
     if (!exited(child)) killPid(child.pid, 'SIGKILL')
   }
-  const base = { name: 'Node pipe' as const, port, tenantPort: port, prepared: true, version: `node ${process.version} socket.pipe()`, stop, kill: () => killPid(child.pid, 'SIGKILL') }
+  const base = {
+    name: 'Node pipe' as const,
+    port,
+    tenantPort: port,
+    prepared: true,
+    version: `node ${process.version} socket.pipe()`,
+    stop,
+    kill: () => killPid(child.pid, 'SIGKILL'),
+  }
   if (!(await waitForPort(port, child, 10_000))) {
     await stop()
     return { ...base, available: false, reason: `node-pipe did not start: ${stderr.trim().slice(0, 300)}`, proxyPid: () => null }

@@ -55,16 +55,29 @@ const VOLATILE_ALLOWED = new Set([
 
 /** Why a well-known volatile pg_catalog function is refused (for a message that says why). */
 const VOLATILE_REASONS: readonly [RegExp, string][] = [
-  [/^(query_to_xml|query_to_xmlschema|query_to_xml_and_xmlschema|cursor_to_xml|cursor_to_xmlschema|ts_rewrite|ts_stat)$/, 'it runs SQL text that pgtenant does not rewrite'],
-  [/^(pg_read_file|pg_read_binary_file|pg_ls_|pg_stat_file|lo_|loread|lowrite|pg_current_logfile)/, 'it reads files or large objects outside the tenant filter'],
-  [/^(pg_advisory_lock|pg_advisory_unlock|pg_try_advisory_lock|pg_advisory_lock_shared|pg_try_advisory_lock_shared|pg_advisory_unlock_shared|pg_advisory_unlock_all)$/, 'a session-level advisory lock would stay on the pooled server connection (use the _xact_ variants)'],
+  [
+    /^(query_to_xml|query_to_xmlschema|query_to_xml_and_xmlschema|cursor_to_xml|cursor_to_xmlschema|ts_rewrite|ts_stat)$/,
+    'it runs SQL text that pgtenant does not rewrite',
+  ],
+  [
+    /^(pg_read_file|pg_read_binary_file|pg_ls_|pg_stat_file|lo_|loread|lowrite|pg_current_logfile)/,
+    'it reads files or large objects outside the tenant filter',
+  ],
+  [
+    /^(pg_advisory_lock|pg_advisory_unlock|pg_try_advisory_lock|pg_advisory_lock_shared|pg_try_advisory_lock_shared|pg_advisory_unlock_shared|pg_advisory_unlock_all)$/,
+    'a session-level advisory lock would stay on the pooled server connection (use the _xact_ variants)',
+  ],
   [/^setval$/, 'it changes a sequence shared by every tenant'],
   [/^(pg_terminate_backend|pg_cancel_backend)$/, 'it acts on other sessions'],
-  [/^(pg_relation_size|pg_table_size|pg_total_relation_size|pg_indexes_size|pg_database_size|pg_tablespace_size)$/, "its result depends on other tenants' rows"],
+  [
+    /^(pg_relation_size|pg_table_size|pg_total_relation_size|pg_indexes_size|pg_database_size|pg_tablespace_size)$/,
+    "its result depends on other tenants' rows",
+  ],
 ]
 
 /** Extension functions that stay refused even with `user_functions: allow`. */
-const USER_DENIED = /^(dblink.*|pg_stat_statements.*|pg_read_.*|lo_.*|pg_ls_.*|pg_file_.*|pg_logdir_ls|postgres_fdw_.*|pg_buffercache_pages|pg_visibility.*|heap_page_items|get_raw_page|bt_page_items|pgstattuple.*|pg_relpages)$/
+const USER_DENIED =
+  /^(dblink.*|pg_stat_statements.*|pg_read_.*|lo_.*|pg_ls_.*|pg_file_.*|pg_logdir_ls|postgres_fdw_.*|pg_buffercache_pages|pg_visibility.*|heap_page_items|get_raw_page|bt_page_items|pgstattuple.*|pg_relpages)$/
 
 const NON_VOLATILE: ReadonlySet<string> = new Set(PG15_NON_VOLATILE_FUNCTIONS.split(/\s+/).filter((s) => s.length > 0))
 

@@ -83,7 +83,8 @@ export function settingRefusal(name: string): string | null {
 export function settingValueRefusal(name: string, value: string | null): string | null {
   const n = name.toLowerCase()
   const v = value?.toLowerCase().trim() ?? null
-  if (n === 'client_encoding' && !(v !== null && ['utf8', 'utf-8', 'unicode'].includes(v))) return 'client_encoding must stay UTF8 for tenant sessions: pgtenant reads the text as UTF-8'
+  if (n === 'client_encoding' && !(v !== null && ['utf8', 'utf-8', 'unicode'].includes(v)))
+    return 'client_encoding must stay UTF8 for tenant sessions: pgtenant reads the text as UTF-8'
   if (n === 'standard_conforming_strings' && !(v !== null && ['on', 'true', 'yes', '1', 't', 'y'].includes(v)))
     return 'standard_conforming_strings must stay on for tenant sessions: pgtenant reads string literals that way'
   return null
@@ -92,7 +93,15 @@ export function settingValueRefusal(name: string, value: string | null): string 
 /** Settings set_config() may change inside a statement (transaction-local only): the allow list minus the tracked and lexing ones. */
 export function setConfigRefusal(name: string): string | null {
   const n = name.toLowerCase()
-  if (n === 'search_path' || n === 'client_encoding' || n === 'standard_conforming_strings' || n === 'transaction' || n === 'session characteristics' || n === 'transaction snapshot' || n === 'seed')
+  if (
+    n === 'search_path' ||
+    n === 'client_encoding' ||
+    n === 'standard_conforming_strings' ||
+    n === 'transaction' ||
+    n === 'session characteristics' ||
+    n === 'transaction snapshot' ||
+    n === 'seed'
+  )
     return `set_config('${n}', …) is not allowed for tenant sessions: use SET ${n}, which pgtenant tracks`
   return settingRefusal(n)
 }

@@ -17,8 +17,29 @@ export interface ClauseScan {
 }
 
 const JOIN_STOP = new Set([
-  'join', 'inner', 'left', 'right', 'full', 'cross', 'natural', 'on', 'where', 'group', 'having', 'window', 'order',
-  'limit', 'offset', 'fetch', 'for', 'union', 'intersect', 'except', 'returning', 'when', 'using',
+  'join',
+  'inner',
+  'left',
+  'right',
+  'full',
+  'cross',
+  'natural',
+  'on',
+  'where',
+  'group',
+  'having',
+  'window',
+  'order',
+  'limit',
+  'offset',
+  'fetch',
+  'for',
+  'union',
+  'intersect',
+  'except',
+  'returning',
+  'when',
+  'using',
 ])
 const SELECT_AFTER_WHERE = new Set(['group', 'having', 'window', 'order', 'limit', 'offset', 'fetch', 'for'])
 const SELECT_END = new Set(['union', 'intersect', 'except', 'returning'])

@@ -49,7 +49,13 @@ function currentOfUpdate(cx: RewriteState, up: UpdateStmt, r: Resolved, relTok: 
   if (sc.where < 1) throw unlocatable('locate WHERE CURRENT OF')
   const type = typeOf(cx, r.key)
   const qcol = quoteIdent(col)
-  cx.insert(cx.toks[sc.where - 1].e, [`, ${qcol} = CASE (${qcol})::${type} WHEN `, TENANT, ' THEN ', TENANT, `::${type} ELSE ${guardRaise(qcol, type, col)} END`])
+  cx.insert(cx.toks[sc.where - 1].e, [
+    `, ${qcol} = CASE (${qcol})::${type} WHEN `,
+    TENANT,
+    ' THEN ',
+    TENANT,
+    `::${type} ELSE ${guardRaise(qcol, type, col)} END`,
+  ])
 }
 
 export function walkDelete(cx: RewriteState, del: DeleteStmt, scope: Scope | null): void {

@@ -10,7 +10,21 @@ import { fenceSubselect } from './order-guard.js'
 import { constValue, field, funcName, lower, parseBool, type FuncCall, type Json, type SubLink, type MultiAssignRef } from './nodes.js'
 
 /** Node types that cannot contain a sub-SELECT, a function call or a relation: the walker skips them. */
-const LEAF_NODES = new Set(['ColumnRef', 'A_Const', 'ParamRef', 'String', 'Integer', 'Float', 'Boolean', 'TypeName', 'A_Star', 'SetToDefault', 'location', 'name', 'fields'])
+const LEAF_NODES = new Set([
+  'ColumnRef',
+  'A_Const',
+  'ParamRef',
+  'String',
+  'Integer',
+  'Float',
+  'Boolean',
+  'TypeName',
+  'A_Star',
+  'SetToDefault',
+  'location',
+  'name',
+  'fields',
+])
 
 export function walkExpr(cx: RewriteState, n: Json, scope: Scope | null): void {
   if (n === null || typeof n !== 'object') return
@@ -73,9 +87,11 @@ function checkSetConfig(cx: RewriteState, fc: FuncCall): void {
   cx.normalizable = false // the literal setting name decides
   const args = fc.args ?? []
   const v = constValue(args[0])
-  if (typeof v !== 'string') throw new Refuse('setting_policy', '42501', 'set_config() with a setting name that is not a string literal is not allowed for tenant sessions')
+  if (typeof v !== 'string')
+    throw new Refuse('setting_policy', '42501', 'set_config() with a setting name that is not a string literal is not allowed for tenant sessions')
   const lv = lower(v)
-  if (lv === cx.setting) throw unsupported(`set_config('${cx.ctx.setting}', …) must be alone in its statement: SELECT set_config('${cx.ctx.setting}', 'x', false)`)
+  if (lv === cx.setting)
+    throw unsupported(`set_config('${cx.ctx.setting}', …) must be alone in its statement: SELECT set_config('${cx.ctx.setting}', 'x', false)`)
   const refusal = setConfigRefusal(lv)
   if (refusal) throw new Refuse('setting_policy', '42501', refusal)
   const local = constValue(args[2])

@@ -64,7 +64,10 @@ function insertColumns(cx: RewriteState, ins: InsertStmt, tg: Target, sel: Selec
   if (!sel) return { cols: null, generated: false }
   const known = cx.ctx.facts.columns?.get(tg.key)
   if (!known)
-    throw unsupported(`INSERT into tenant table "${tg.key}" needs a column list: pgtenant cannot see column positions`, `write INSERT INTO ${tg.key} (col, …) VALUES …`)
+    throw unsupported(
+      `INSERT into tenant table "${tg.key}" needs a column list: pgtenant cannot see column positions`,
+      `write INSERT INTO ${tg.key} (col, …) VALUES …`,
+    )
   let n: number
   if (sel.valuesLists) n = field(sel.valuesLists[0], 'List')!.items!.length
   else {

@@ -31,7 +31,7 @@ type NodeKind = Node extends infer U ? (U extends unknown ? keyof U : never) : n
 type NodeOf<K extends NodeKind> = Extract<Node, Record<K, unknown>>[K]
 
 /** The parse tree as plain JSON, for walks that visit every field (the JSON boundary). */
-/* eslint-disable-next-line @typescript-eslint/no-explicit-any */
+
 export type Json = any
 
 /** The payload of `n` if it is a node of kind `k`. */

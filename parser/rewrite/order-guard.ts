@@ -94,7 +94,11 @@ function guardOf(refs: Set<RangeInfo>): Part[] {
   for (const r of refs) {
     if (!r.tenant) continue
     if (r.tenantRef === null)
-      throw new Refuse('unsupported', '0A000', `pgtenant cannot order a condition behind the tenant restriction of "${r.name}" (a column alias list hides its tenant column)`)
+      throw new Refuse(
+        'unsupported',
+        '0A000',
+        `pgtenant cannot order a condition behind the tenant restriction of "${r.name}" (a column alias list hides its tenant column)`,
+      )
     if (out.length) out.push(' AND ')
     if (r.nullable) out.push(`(${r.tenantRef} = `, TENANT, ` OR ${r.tenantRef} IS NULL)`)
     else out.push(`${r.tenantRef} = `, TENANT)
@@ -148,7 +152,14 @@ export function tenantRange(cx: RewriteState, rv: RangeVar, r: Resolved, nullabl
     const i = cols ? cols.indexOf(col) : -1
     col = i < 0 ? null : i < aliases.length ? (field(aliases[i], 'String')?.sval ?? null) : col
   }
-  return { name, tenant: true, table: true, tenantRef: col === null ? null : `${quoteIdent(name)}.${quoteIdent(col)}`, nullable, columns: aliases ? null : cols }
+  return {
+    name,
+    tenant: true,
+    table: true,
+    tenantRef: col === null ? null : `${quoteIdent(name)}.${quoteIdent(col)}`,
+    nullable,
+    columns: aliases ? null : cols,
+  }
 }
 
 /** The range of an UPDATE/DELETE/MERGE target. */

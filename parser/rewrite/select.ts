@@ -27,7 +27,17 @@ export function walkSelect(cx: RewriteState, sel: SelectStmt, scope: Scope | nul
   atLevel(cx, pl.ranges, () => {
     for (const item of sel.fromClause ?? []) fromItem(cx, item, scope, pl, null, false)
     cx.walk.expr(
-      [sel.targetList, sel.whereClause, sel.groupClause, sel.havingClause, sel.windowClause, sel.sortClause, sel.limitCount, sel.limitOffset, sel.distinctClause],
+      [
+        sel.targetList,
+        sel.whereClause,
+        sel.groupClause,
+        sel.havingClause,
+        sel.windowClause,
+        sel.sortClause,
+        sel.limitCount,
+        sel.limitOffset,
+        sel.distinctClause,
+      ],
       scope,
     )
     // lockingClause names FROM items: nothing to resolve

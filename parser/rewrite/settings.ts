@@ -123,7 +123,11 @@ function tenantSet(cx: RewriteState, v: VariableSetStmt, base: Base): StmtInfo {
 function checkSet(v: VariableSetStmt, name: string): void {
   const kind = v.kind
   if (name === 'role' || name === 'session_authorization')
-    throw new Refuse('statement_policy', '42501', `${kind === 'VAR_RESET' ? 'RESET' : 'SET'} ${name === 'role' ? 'ROLE' : 'SESSION AUTHORIZATION'} is not allowed for tenant sessions`)
+    throw new Refuse(
+      'statement_policy',
+      '42501',
+      `${kind === 'VAR_RESET' ? 'RESET' : 'SET'} ${name === 'role' ? 'ROLE' : 'SESSION AUTHORIZATION'} is not allowed for tenant sessions`,
+    )
   if (kind !== 'VAR_RESET') {
     const refusal = settingRefusal(name)
     if (refusal) throw new Refuse('setting_policy', '42501', refusal)

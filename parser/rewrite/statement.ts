@@ -158,7 +158,12 @@ function unqualifyRefs(cx: RewriteState, n: Json): void {
         if (names.length >= 3 && cx.derivedQualified.has(`${names[last - 2]}.${names[last - 1]}`) && v.location >= 0) {
           // database.schema.table.column: PostgreSQL checks the database name; dropping it would turn an
           // error into a result (found by the attack mutation fuzzer), so refuse the rare form instead
-          if (names.length === 4) throw new Refuse('unsupported', '0A000', 'a column reference with a database name to a table pgtenant filters through a derived table is not supported')
+          if (names.length === 4)
+            throw new Refuse(
+              'unsupported',
+              '0A000',
+              'a column reference with a database name to a table pgtenant filters through a derived table is not supported',
+            )
           const i = cx.tokAt(cx.c(v.location))
           if (t[i + 2]) cx.edit(t[i].s, t[i + 2].s, [])
         }

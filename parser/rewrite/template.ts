@@ -31,7 +31,6 @@ export function buildTemplate(text: string, from: number, to: number, edits: Edi
         if (le > b) {
           state.ok = false
           out.push(text.slice(ls, b))
-          a = b
           break
         }
         out.push(li)

@@ -11,7 +11,7 @@ import type { ClientSession } from '../session.js'
 type Rows = (string | number | boolean | null)[][]
 
 const COMMANDS =
-  'SHOW POOLS | CLIENTS | SERVERS | DATABASES | USERS | TENANTS | STATS | CONFIG | VERSION | HELP, EXPLAIN REWRITE [FOR TENANT \'x\'] <statement>, RELOAD, PAUSE [TENANT \'x\'], RESUME [TENANT \'x\'], DISABLE <db>, ENABLE <db>, DISABLE TENANT \'x\', ENABLE TENANT \'x\', RECONNECT [db], WAIT_CLOSE [db], KILL CLIENT <id>, SHUTDOWN'
+  "SHOW POOLS | CLIENTS | SERVERS | DATABASES | USERS | TENANTS | STATS | CONFIG | VERSION | HELP, EXPLAIN REWRITE [FOR TENANT 'x'] <statement>, RELOAD, PAUSE [TENANT 'x'], RESUME [TENANT 'x'], DISABLE <db>, ENABLE <db>, DISABLE TENANT 'x', ENABLE TENANT 'x', RECONNECT [db], WAIT_CLOSE [db], KILL CLIENT <id>, SHUTDOWN"
 
 const HELP: [string, string][] = [
   ['SHOW POOLS', 'server connection pools: active, idle, connecting, waiting clients, size'],
@@ -58,7 +58,10 @@ export class AdminConsole {
       const reply = this.run(text, session)
       return reply === DEFERRED ? [] : [...reply, be.readyForQuery('I')]
     } catch (err) {
-      return [be.errorResponse({ severity: 'ERROR', code: (err as { sqlstate?: string }).sqlstate ?? 'XX000', message: (err as Error).message }), be.readyForQuery('I')]
+      return [
+        be.errorResponse({ severity: 'ERROR', code: (err as { sqlstate?: string }).sqlstate ?? 'XX000', message: (err as Error).message }),
+        be.readyForQuery('I'),
+      ]
     }
   }
 
@@ -128,7 +131,8 @@ export class AdminConsole {
 
   /** A name from SHOW DATABASES (a configured backend), else 42704. */
   private backendName(name: string): string {
-    if (!Object.hasOwn(this.proxy.config.backends, name)) throw adminError('42704', `no database "${name}" (the names are those of SHOW DATABASES: ${Object.keys(this.proxy.config.backends).join(', ')})`)
+    if (!Object.hasOwn(this.proxy.config.backends, name))
+      throw adminError('42704', `no database "${name}" (the names are those of SHOW DATABASES: ${Object.keys(this.proxy.config.backends).join(', ')})`)
     return name
   }
 
@@ -153,7 +157,10 @@ export class AdminConsole {
       release()
     }
     const gone = (): void => finish([])
-    this.waiting.set(session, { held, cancel: () => finish([be.errorResponse({ severity: 'ERROR', code: '57014', message: 'canceling statement due to user request (WAIT_CLOSE)' })]) })
+    this.waiting.set(session, {
+      held,
+      cancel: () => finish([be.errorResponse({ severity: 'ERROR', code: '57014', message: 'canceling statement due to user request (WAIT_CLOSE)' })]),
+    })
     session.socket.once('close', gone)
     void wait.done.then(() => finish([be.commandComplete('WAIT_CLOSE')]))
     return DEFERRED
@@ -177,17 +184,48 @@ export class AdminConsole {
       case 'pools':
         return table(
           ['backend', 'host', 'port', 'database', 'user', 'active', 'idle', 'connecting', 'waiting', 'size'],
-          [...p.pools.pools.values()].map((pool) => [pool.backendName, pool.target.host, pool.target.port, pool.target.database, pool.target.user, pool.active, pool.idle.length, pool.connecting, pool.waiting, pool.size]),
+          [...p.pools.pools.values()].map((pool) => [
+            pool.backendName,
+            pool.target.host,
+            pool.target.port,
+            pool.target.database,
+            pool.target.user,
+            pool.active,
+            pool.idle.length,
+            pool.connecting,
+            pool.waiting,
+            pool.size,
+          ]),
         )
       case 'clients':
         return table(
           ['id', 'user', 'database', 'tenant', 'state', 'address', 'connected_at', 'backend'],
-          [...p.sessions.values()].map((s) => [s.id, s.user, s.database, s.effectiveTenant, s.metricState, `${s.socket.remoteAddress}:${s.socket.remotePort}`, new Date(s.connectedAt).toISOString(), s.backendName]),
+          [...p.sessions.values()].map((s) => [
+            s.id,
+            s.user,
+            s.database,
+            s.effectiveTenant,
+            s.metricState,
+            `${s.socket.remoteAddress}:${s.socket.remotePort}`,
+            new Date(s.connectedAt).toISOString(),
+            s.backendName,
+          ]),
         )
       case 'servers': {
         const rows: Rows = []
         for (const pool of p.pools.pools.values()) {
-          for (const s of p.sessions.values()) if (s.backend) rows.push([s.backend.id, pool.backendName, `${s.backend.target.host}:${s.backend.target.port}`, s.backend.target.database, 'active', s.backend.pid, s.id, p.pools.closeNeeded.has(s.backend)])
+          for (const s of p.sessions.values())
+            if (s.backend)
+              rows.push([
+                s.backend.id,
+                pool.backendName,
+                `${s.backend.target.host}:${s.backend.target.port}`,
+                s.backend.target.database,
+                'active',
+                s.backend.pid,
+                s.id,
+                p.pools.closeNeeded.has(s.backend),
+              ])
           for (const c of pool.idle) rows.push([c.id, pool.backendName, `${c.target.host}:${c.target.port}`, c.target.database, 'idle', c.pid, null, false])
         }
         return table(['id', 'backend', 'address', 'database', 'state', 'server_pid', 'client_id', 'close_needed'], dedupe(rows))
@@ -197,26 +235,41 @@ export class AdminConsole {
         for (const s of p.sessions.values()) if (s.effectiveTenant !== null) clients.set(s.effectiveTenant, (clients.get(s.effectiveTenant) ?? 0) + 1)
         return table(
           ['tenant', 'placement', 'clients', 'statements', 'transactions', 'errors', 'refusals', 'rows', 'total_ms', 'mean_ms', 'status'],
-          p.metrics.stats.list().map((c) => [
-            c.tenant,
-            p.placementFor(c.tenant),
-            clients.get(c.tenant) ?? 0,
-            c.statements,
-            c.transactions,
-            c.errors,
-            c.refusals,
-            c.rows,
-            c.totalLatencyMs.toFixed(1),
-            c.queries ? (c.totalLatencyMs / c.queries).toFixed(3) : '0',
-            p.disabled.has(c.tenant) ? 'disabled' : p.paused.has(c.tenant) || p.paused.has('*') ? 'paused' : 'active',
-          ]),
+          p.metrics.stats
+            .list()
+            .map((c) => [
+              c.tenant,
+              p.placementFor(c.tenant),
+              clients.get(c.tenant) ?? 0,
+              c.statements,
+              c.transactions,
+              c.errors,
+              c.refusals,
+              c.rows,
+              c.totalLatencyMs.toFixed(1),
+              c.queries ? (c.totalLatencyMs / c.queries).toFixed(3) : '0',
+              p.disabled.has(c.tenant) ? 'disabled' : p.paused.has(c.tenant) || p.paused.has('*') ? 'paused' : 'active',
+            ]),
         )
       }
       case 'stats': {
         const t = p.metrics.stats.totals
         return table(
           ['clients', 'tenants_tracked', 'statements', 'transactions', 'queries', 'errors', 'refusals', 'rows', 'mean_ms', 'server_connections'],
-          [[p.sessions.size, p.metrics.stats.size, t.statements, t.transactions, t.queries, t.errors, t.refusals, t.rows, t.queries ? (t.totalLatencyMs / t.queries).toFixed(3) : '0', p.pools.totalConnections]],
+          [
+            [
+              p.sessions.size,
+              p.metrics.stats.size,
+              t.statements,
+              t.transactions,
+              t.queries,
+              t.errors,
+              t.refusals,
+              t.rows,
+              t.queries ? (t.totalLatencyMs / t.queries).toFixed(3) : '0',
+              p.pools.totalConnections,
+            ],
+          ],
         )
       }
       case 'config':
@@ -231,7 +284,20 @@ export class AdminConsole {
           Object.values(p.config.backends).map((b) => {
             let conns = 0
             for (const pool of p.pools.pools.values()) if (pool.backendName === b.name) conns += pool.total
-            return [b.name, b.url.host, b.url.port, b.url.database, b.url.user ?? '(client user)', b.pool, b.citus, b.url.perTenant, p.config.placement.default === b.name, placed.get(b.name) ?? 0, conns, p.disabledDatabases.has(b.name)]
+            return [
+              b.name,
+              b.url.host,
+              b.url.port,
+              b.url.database,
+              b.url.user ?? '(client user)',
+              b.pool,
+              b.citus,
+              b.url.perTenant,
+              p.config.placement.default === b.name,
+              placed.get(b.name) ?? 0,
+              conns,
+              p.disabledDatabases.has(b.name),
+            ]
           }),
         )
       }
@@ -266,7 +332,11 @@ export class AdminConsole {
 }
 
 function table(columns: string[], rows: Rows): Buffer[] {
-  return [be.rowDescription(columns), ...rows.map((r) => be.dataRow(r.map((v) => (v === null || v === undefined ? null : String(v))))), be.commandComplete(`SELECT ${rows.length}`)]
+  return [
+    be.rowDescription(columns),
+    ...rows.map((r) => be.dataRow(r.map((v) => (v === null || v === undefined ? null : String(v))))),
+    be.commandComplete(`SELECT ${rows.length}`),
+  ]
 }
 
 function dedupe(rows: Rows): Rows {
@@ -302,6 +372,10 @@ function configRows(p: Proxy): Rows {
   ]
   for (const [k, v] of Object.entries(c.pool)) rows.push([`pool.${k}`, v])
   for (const b of Object.values(c.backends)) rows.push([`backends.${b.name}`, `${b.url.raw} pool=${b.pool}${b.citus ? ' citus' : ''}`])
-  for (const [name, u] of Object.entries(c.users)) rows.push([`users.${name}`, `password=*** ${u.tenant !== undefined ? `tenant=${u.tenant} ` : ''}${u.bypass ? 'bypass ' : ''}${u.admin ? 'admin' : ''}`.trim()])
+  for (const [name, u] of Object.entries(c.users))
+    rows.push([
+      `users.${name}`,
+      `password=*** ${u.tenant !== undefined ? `tenant=${u.tenant} ` : ''}${u.bypass ? 'bypass ' : ''}${u.admin ? 'admin' : ''}`.trim(),
+    ])
   return rows
 }

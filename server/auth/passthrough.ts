@@ -59,7 +59,8 @@ export class PassthroughCache {
 /** The process-wide cache (one per worker process). */
 export const passthroughCache = new PassthroughCache()
 
-export type CheckResult = { ok: true; cached: boolean } | { ok: false; rejected: true; message: string } | { ok: false; rejected: false; message: string; sqlstate: string }
+export type CheckResult =
+  { ok: true; cached: boolean } | { ok: false; rejected: true; message: string } | { ok: false; rejected: false; message: string; sqlstate: string }
 
 /** Checks a password by logging in to the server as the user (or from the cache). */
 export async function checkPassword(target: BackendTarget, ttlMs: number, timeoutMs: number): Promise<CheckResult> {

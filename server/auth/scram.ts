@@ -113,7 +113,7 @@ export class ScramClient {
   private expectedServerSignature: Buffer | null = null
 
   constructor(
-    private readonly user: string,
+    _user: string, // (the SCRAM exchange names no user: PostgreSQL takes it from the startup packet)
     private readonly password: string,
     private readonly clientNonce = randomBytes(18).toString('base64'),
   ) {}

@@ -249,7 +249,8 @@ export class BackendConnection {
               this.socket.write(serialize.password(md5Response(user, requirePassword(password), Buffer.from(m.salt))))
               break
             case 'authenticationSASL':
-              if (!m.mechanisms.includes('SCRAM-SHA-256')) throw new BackendError(`server offers no supported SASL mechanism (${m.mechanisms.join(', ')})`, '28000')
+              if (!m.mechanisms.includes('SCRAM-SHA-256'))
+                throw new BackendError(`server offers no supported SASL mechanism (${m.mechanisms.join(', ')})`, '28000')
               scram = new ScramClient(user, requirePassword(password))
               this.socket.write(serialize.sendSASLInitialResponseMessage('SCRAM-SHA-256', scram.clientFirst()))
               break
@@ -355,7 +356,12 @@ function openSocket(target: BackendTarget, attempt: Attempt): Promise<{ socket: 
   })
 }
 
-function negotiateTls(socket: net.Socket, reader: ReusedReadBuffer, target: BackendTarget, attempt: Attempt): Promise<{ socket: net.Socket; reader: ReusedReadBuffer | null }> {
+function negotiateTls(
+  socket: net.Socket,
+  reader: ReusedReadBuffer,
+  target: BackendTarget,
+  attempt: Attempt,
+): Promise<{ socket: net.Socket; reader: ReusedReadBuffer | null }> {
   const where = `${target.host}:${target.port}`
   return new Promise((resolve, reject) => {
     reader.deliver = (answer: Buffer) => {
@@ -363,7 +369,9 @@ function negotiateTls(socket: net.Socket, reader: ReusedReadBuffer, target: Back
       // One byte, and nothing after it: bytes that follow an 'S' before the handshake could
       // have been injected by a man in the middle (as libpq refuses them).
       if (answer.length !== 1 || (answer[0] !== 0x53 /* S */ && answer[0] !== 0x4e) /* N */) {
-        return reject(new BackendError(`server ${where} sent an invalid answer to SSLRequest (${answer.length} bytes, first 0x${answer[0].toString(16)})`, '08P01'))
+        return reject(
+          new BackendError(`server ${where} sent an invalid answer to SSLRequest (${answer.length} bytes, first 0x${answer[0].toString(16)})`, '08P01'),
+        )
       }
       if (answer[0] === 0x53) {
         // TLS reads the socket itself from here on; the reused buffer is no longer involved.

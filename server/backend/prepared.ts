@@ -136,10 +136,11 @@ export class SharedStatementNames {
     name = sharedStatementName(++this.issued)
     this.names.set(key, name)
     const limit = this.limit()
-    if (limit > 0) for (const k of this.names.keys()) {
-      if (this.names.size <= limit) break
-      this.names.delete(k)
-    }
+    if (limit > 0)
+      for (const k of this.names.keys()) {
+        if (this.names.size <= limit) break
+        this.names.delete(k)
+      }
     return name
   }
 }

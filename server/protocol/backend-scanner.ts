@@ -83,7 +83,8 @@ export class BackendScanner {
           break
         }
         // ReadyForQuery is read often and only for its status byte: no view of it is made.
-        const keep = type === 0x5a && length === 5 ? this.sink.onReadyForQuery(chunk[pos + 5]) : this.sink.onInspected(type, chunk.subarray(pos, pos + length + 1))
+        const keep =
+          type === 0x5a && length === 5 ? this.sink.onReadyForQuery(chunk[pos + 5]) : this.sink.onInspected(type, chunk.subarray(pos, pos + length + 1))
         if (keep) {
           if (this.runStart < 0) this.runStart = pos
         } else this.flushRun(pos)

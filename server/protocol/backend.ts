@@ -23,8 +23,7 @@ function int32(n: number): Buffer {
 export const authenticationOk = (): Buffer => message('R', int32(0))
 export const authenticationCleartext = (): Buffer => message('R', int32(3))
 export const authenticationMd5 = (salt: Buffer): Buffer => message('R', Buffer.concat([int32(5), salt]))
-export const authenticationSasl = (mechanisms: string[]): Buffer =>
-  message('R', Buffer.concat([int32(10), ...mechanisms.map(cstr), Buffer.from([0])]))
+export const authenticationSasl = (mechanisms: string[]): Buffer => message('R', Buffer.concat([int32(10), ...mechanisms.map(cstr), Buffer.from([0])]))
 export const authenticationSaslContinue = (data: string): Buffer => message('R', Buffer.concat([int32(11), Buffer.from(data, 'utf8')]))
 export const authenticationSaslFinal = (data: string): Buffer => message('R', Buffer.concat([int32(12), Buffer.from(data, 'utf8')]))
 
@@ -86,16 +85,7 @@ export interface ErrorFields {
 }
 
 function fieldsBody(f: ErrorFields): Buffer {
-  const parts = [
-    Buffer.from('S'),
-    cstr(f.severity),
-    Buffer.from('V'),
-    cstr(f.severity),
-    Buffer.from('C'),
-    cstr(f.code),
-    Buffer.from('M'),
-    cstr(f.message),
-  ]
+  const parts = [Buffer.from('S'), cstr(f.severity), Buffer.from('V'), cstr(f.severity), Buffer.from('C'), cstr(f.code), Buffer.from('M'), cstr(f.message)]
   if (f.detail) parts.push(Buffer.from('D'), cstr(f.detail))
   if (f.hint) parts.push(Buffer.from('H'), cstr(f.hint))
   parts.push(Buffer.from([0]))

@@ -31,7 +31,11 @@ export abstract class SessionAnswers extends SessionCore {
       this.ctx.metrics?.refused(this.session, r)
       this.log.info({ sqlstate: r.sqlstate, reason: r.message }, 'statement refused inside a batch: the server aborts it')
       this.send(fe.encodeParse(REFUSAL_STATEMENT, REFUSAL_SQL, Buffer.alloc(2)))
-      this.queue.expect('parse', { serverName: REFUSAL_STATEMENT, swallow: true, bytes: [be.errorResponse({ severity: 'ERROR', code: r.sqlstate, message: r.message, hint: r.hint })] })
+      this.queue.expect('parse', {
+        serverName: REFUSAL_STATEMENT,
+        swallow: true,
+        bytes: [be.errorResponse({ severity: 'ERROR', code: r.sqlstate, message: r.message, hint: r.hint })],
+      })
       return
     }
     this.refuse(r, true)
@@ -66,7 +70,6 @@ export abstract class SessionAnswers extends SessionCore {
     }
     this.answer([be.commandComplete(cmd.tag), ...tail], undo)
   }
-
 
   /**
    * A tenant command is answered by the proxy from the transaction status; with a pipelined

@@ -162,7 +162,8 @@ export abstract class SessionBackendLink extends SessionAnswers {
     const ends = this.endsWithServer || (!idleFatal && (this.poolMode !== 'transaction' || this.txStatus !== 'I' || this.pinned))
     this.serverFatal = false
     if (ends) {
-      if (!this.endsWithServer) this.out.push(be.errorResponse({ severity: 'FATAL', code: '08006', message: 'server closed the connection unexpectedly', detail: err?.message }))
+      if (!this.endsWithServer)
+        this.out.push(be.errorResponse({ severity: 'FATAL', code: '08006', message: 'server closed the connection unexpectedly', detail: err?.message }))
       this.log.warn({ err: err?.message }, 'server connection lost: client connection closed')
       this.out.flush()
       this.socket.end()
@@ -179,7 +180,9 @@ export abstract class SessionBackendLink extends SessionAnswers {
     this.cursorCheck = false
     if (owed) {
       this.log.warn({ err: err?.message }, 'server connection lost')
-      this.out.push(be.errorResponse({ severity: 'ERROR', code: '08006', message: 'server connection lost: the query was interrupted (pgtenant keeps this session open)' }))
+      this.out.push(
+        be.errorResponse({ severity: 'ERROR', code: '08006', message: 'server connection lost: the query was interrupted (pgtenant keeps this session open)' }),
+      )
       this.out.push(be.readyForQuery('I'))
       this.out.flush()
     }
@@ -365,7 +368,8 @@ export abstract class SessionBackendLink extends SessionAnswers {
       for (const b of head.bytes) this.scanner.inject(b)
       return false
     }
-    if (fields.C === '0A000' && (fields.R === 'RevalidateCachedQuery' || /cached plan must not change result type/.test(fields.M ?? ''))) this.staleStatement(head.serverName)
+    if (fields.C === '0A000' && (fields.R === 'RevalidateCachedQuery' || /cached plan must not change result type/.test(fields.M ?? '')))
+      this.staleStatement(head.serverName)
     this.ctx.metrics?.backendError(this.session, fields.C ?? 'XX000')
     if (this.backendName && this.ctx.config.backends[this.backendName]?.citus) this.ctx.workerError(this.backendName, fields.C ?? 'XX000')
     if (head.kind === 'internal') {

@@ -173,7 +173,15 @@ export abstract class SessionCore {
       if (this.queue.settled && this.txStatus === 'I' && !this.pinned && transactionPooling) pool.release(conn, true)
       else {
         // Mid-batch, mid-query, mid-transaction or with session state: made clean first (or closed).
-        cleanUpForReuse({ conn, pool, queue: this.queue, scanner: this.scanner, status: this.txStatus, reset: !transactionPooling || this.pinned || !this.queue.settled || this.txStatus !== 'I', log: this.log })
+        cleanUpForReuse({
+          conn,
+          pool,
+          queue: this.queue,
+          scanner: this.scanner,
+          status: this.txStatus,
+          reset: !transactionPooling || this.pinned || !this.queue.settled || this.txStatus !== 'I',
+          log: this.log,
+        })
       }
     }
     this.log.info('client disconnected')
@@ -237,13 +245,17 @@ export abstract class SessionCore {
       return this.onClientClose()
     }
     if (head && /^(GET|POST|HEAD|PUT|DELETE|OPTIONS|PATCH|CONNECT|TRACE) /.test(head.toString('latin1')))
-      throw new ProtocolViolation('this is a PostgreSQL port (pgtenant), not an HTTP server: connect with a PostgreSQL client; metrics are served over HTTP on the metrics address')
+      throw new ProtocolViolation(
+        'this is a PostgreSQL port (pgtenant), not an HTTP server: connect with a PostgreSQL client; metrics are served over HTTP on the metrics address',
+      )
     let frame: Frame | null
     try {
       frame = this.reader.nextUntyped()
     } catch (err) {
       if (!(err instanceof ProtocolViolation)) throw err
-      throw new ProtocolViolation(`${err.message}: expected a startup packet (length, then protocol 3.0 and parameters), an SSLRequest, a GSSENCRequest or a CancelRequest`)
+      throw new ProtocolViolation(
+        `${err.message}: expected a startup packet (length, then protocol 3.0 and parameters), an SSLRequest, a GSSENCRequest or a CancelRequest`,
+      )
     }
     if (!frame) return
     const packet = fe.decodeStartup(frame)
@@ -325,7 +337,8 @@ export abstract class SessionCore {
   protected unsafeTextSettings(): string | null {
     if (!this.ctx.planner.tenantMode || this.bypass) return null
     const encoding = this.st.settings.get('client_encoding')?.replace(/'/g, '')
-    if (encoding !== undefined && !/^(utf-?8|unicode)$/i.test(encoding)) return `pgtenant needs client_encoding UTF8 for tenant sessions (the client asked for ${encoding})`
+    if (encoding !== undefined && !/^(utf-?8|unicode)$/i.test(encoding))
+      return `pgtenant needs client_encoding UTF8 for tenant sessions (the client asked for ${encoding})`
     const scs = this.st.settings.get('standard_conforming_strings')?.replace(/'/g, '')
     if (scs !== undefined && !/^(on|true|yes|1)$/i.test(scs)) return 'pgtenant needs standard_conforming_strings on for tenant sessions'
     // startup settings follow the same allow list as SET (parser/policy/settings.ts)

@@ -61,7 +61,11 @@ export abstract class SessionExtended extends SessionBackendLink {
     if (!this.ensureBackend()) return false
     if (this.txStatus === 'E' && stmt.serverName !== '' && (this.backend as BackendConnection).prepared.has(stmt.serverName)) {
       // The server would refuse this Parse; the proxy must not answer it from the shared statement.
-      this.extendedError({ kind: 'refuse', sqlstate: '25P02' as Refusal['sqlstate'], message: 'current transaction is aborted, commands ignored until end of transaction block' })
+      this.extendedError({
+        kind: 'refuse',
+        sqlstate: '25P02' as Refusal['sqlstate'],
+        message: 'current transaction is aborted, commands ignored until end of transaction block',
+      })
       return true
     }
     // Registered now so that a Bind in the same batch finds it; undone if the server refuses or skips the Parse.
@@ -195,8 +199,18 @@ export abstract class SessionExtended extends SessionBackendLink {
     const cmd = stmt.local as TenantCommand
     if (cmd.op !== 'set_config' || !cmd.valueParam) return stmt
     const p = fe.decodeBindParam(frame, head, cmd.valueParam - 1)
-    if (!p) return { kind: 'refuse', sqlstate: '08P01' as Refusal['sqlstate'], message: `bind message supplies too few parameters for set_config('${this.ctx.planner.setting}', $${cmd.valueParam}, …)` }
-    if (p.format !== 0) return { kind: 'refuse', sqlstate: '0A000', message: `set_config('${this.ctx.planner.setting}', $${cmd.valueParam}, …) needs its parameter in text format` }
+    if (!p)
+      return {
+        kind: 'refuse',
+        sqlstate: '08P01' as Refusal['sqlstate'],
+        message: `bind message supplies too few parameters for set_config('${this.ctx.planner.setting}', $${cmd.valueParam}, …)`,
+      }
+    if (p.format !== 0)
+      return {
+        kind: 'refuse',
+        sqlstate: '0A000',
+        message: `set_config('${this.ctx.planner.setting}', $${cmd.valueParam}, …) needs its parameter in text format`,
+      }
     return { ...stmt, local: { op: 'set_config', value: p.value === null ? null : p.value.toString('utf8'), local: cmd.local } }
   }
 

@@ -99,7 +99,14 @@ function finishAdminLogin(host: LoginHost, user: UserConfig): void {
     session.log.warn({ reason: 'not_admin' }, 'admin console login refused: user lacks admin: true')
     return session.fatal('28000', `user "${session.user}" is not allowed to use the admin console (needs admin: true)`)
   }
-  const parts = [be.authenticationOk(), be.parameterStatus('server_version', '15.0 (pgtenant admin console)'), be.parameterStatus('client_encoding', 'UTF8'), be.parameterStatus('standard_conforming_strings', 'on'), be.parameterStatus('DateStyle', 'ISO, MDY'), be.parameterStatus('integer_datetimes', 'on')]
+  const parts = [
+    be.authenticationOk(),
+    be.parameterStatus('server_version', '15.0 (pgtenant admin console)'),
+    be.parameterStatus('client_encoding', 'UTF8'),
+    be.parameterStatus('standard_conforming_strings', 'on'),
+    be.parameterStatus('DateStyle', 'ISO, MDY'),
+    be.parameterStatus('integer_datetimes', 'on'),
+  ]
   parts.push(be.backendKeyData(session.pid, session.secret), be.readyForQuery('I'))
   session.socket.write(Buffer.concat(parts))
   host.loggedIn()

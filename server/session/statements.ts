@@ -84,7 +84,12 @@ export class StatementRegistry {
    */
   resolve(name: string, tenant: string | null, reprepare: (stmt: ClientStatement) => ClientStatement | Refusal): ClientStatement | Refusal {
     const stmt = this.statements.get(name)
-    if (!stmt) return { kind: 'refuse', sqlstate: '26000' as Refusal['sqlstate'], message: name === '' ? 'unnamed prepared statement does not exist' : `prepared statement "${name}" does not exist` }
+    if (!stmt)
+      return {
+        kind: 'refuse',
+        sqlstate: '26000' as Refusal['sqlstate'],
+        message: name === '' ? 'unnamed prepared statement does not exist' : `prepared statement "${name}" does not exist`,
+      }
     if (stmt.local || stmt.tenant === tenant) return stmt
     const again = reprepare(stmt)
     if ('kind' in again) return again

@@ -16,7 +16,19 @@ import { startOracle, repoRoot, type OracleEnv } from '../oracle/harness.js'
 import { ALL_DB, TENANTS, onlyDb } from '../oracle/facts.js'
 import { ROLES } from '../helpers/pg-server.js'
 import type { RunningProxy } from '../helpers/proxy.js'
-import { AUDIT_SQL, loadAttempts, startAttackProxy, capture, closeQuietly, scanLeaks, exec, compareOutcomes, directClient, type Attempt, type CapClient } from './lib.js'
+import {
+  AUDIT_SQL,
+  loadAttempts,
+  startAttackProxy,
+  capture,
+  closeQuietly,
+  scanLeaks,
+  exec,
+  compareOutcomes,
+  directClient,
+  type Attempt,
+  type CapClient,
+} from './lib.js'
 import { runAttempt, runOnce, health, committedCheck, type Ctx, type RunReport, type Status } from './runner.js'
 
 const ONLY = process.env.ATTACK_ONLY
@@ -55,14 +67,31 @@ t.test('self-test: each check can fail (attacks run directly on all_tenants, byp
   }
   const selfCtx: Ctx = { ...ctx, openAttacker: (tenant) => directAll(tenant) }
   const mk = (o: Partial<Attempt>): Attempt => ({
-    cls: 'self', id: 'x', sql: '', check: 'oracle-equal', sqlstate: [], allow_refusal: false, tenant: 'acme', protocols: ['simple'],
-    pinned: false, setup: [], probes: [`SELECT current_setting('x.k', true)`], txn: true, named: false, ...o,
+    cls: 'self',
+    id: 'x',
+    sql: '',
+    check: 'oracle-equal',
+    sqlstate: [],
+    allow_refusal: false,
+    tenant: 'acme',
+    protocols: ['simple'],
+    pinned: false,
+    setup: [],
+    probes: [`SELECT current_setting('x.k', true)`],
+    txn: true,
+    named: false,
+    ...o,
   })
   const rowLeak = await runOnce(selfCtx, mk({ sql: 'SELECT id, email FROM users WHERE id = 3' }), 'simple', 'app')
   t.equal(rowLeak.status, 'LEAK', `rows of other tenants are flagged: ${rowLeak.evidence[0] ?? ''}`)
   const errLeak = await runOnce(selfCtx, mk({ tenant: "o'hare", sql: 'SELECT id FROM users WHERE pg_size_bytes(email) IS NULL' }), 'simple', 'app')
-  t.equal(errLeak.status, "LEAK", `a value quoted in an error message is flagged: ${errLeak.evidence.join(" / ")}`)
-  const sideLeak = await runOnce(selfCtx, mk({ check: 'no-leak', sql: `SELECT count(*) FROM users WHERE set_config('x.k', full_name, false) = '?'` }), 'extended', 'app')
+  t.equal(errLeak.status, 'LEAK', `a value quoted in an error message is flagged: ${errLeak.evidence.join(' / ')}`)
+  const sideLeak = await runOnce(
+    selfCtx,
+    mk({ check: 'no-leak', sql: `SELECT count(*) FROM users WHERE set_config('x.k', full_name, false) = '?'` }),
+    'extended',
+    'app',
+  )
   t.equal(sideLeak.status, 'LEAK', `a value carried out in a setting and read afterwards is flagged: ${sideLeak.evidence[0] ?? ''}`)
   const write = await runOnce(selfCtx, mk({ check: 'no-leak', sql: `UPDATE tags SET color = 'pwned' WHERE id = 1` }), 'simple', 'app')
   t.equal(write.status, 'LEAK', `a change to another tenant's rows is flagged: ${write.evidence[0] ?? ''}`)
@@ -127,16 +156,36 @@ t.test('report', async (t) => {
     c[worst.status]++
     counts.set(a.cls, c)
     const badRuns = runs.filter((r) => r.status !== 'PASS').map((r) => `${r.label}:${r.status}`)
-    lines.push(`${a.cls.padEnd(10)} ${a.id.padEnd(44)} ${a.check.padEnd(12)} ${worst.status.padEnd(6)} ${`${runs.length - badRuns.length}/${runs.length}`.padEnd(5)} ${worst.status === 'PASS' ? '' : worst.evidence[0] ?? ''}`.slice(0, 400))
+    lines.push(
+      `${a.cls.padEnd(10)} ${a.id.padEnd(44)} ${a.check.padEnd(12)} ${worst.status.padEnd(6)} ${`${runs.length - badRuns.length}/${runs.length}`.padEnd(5)} ${worst.status === 'PASS' ? '' : (worst.evidence[0] ?? '')}`.slice(
+        0,
+        400,
+      ),
+    )
     if (worst.status !== 'PASS') {
       failing.push(
-        [`${worst.status} ${key}  (check ${a.check}; failing runs: ${badRuns.join(', ')})`, `  sql: ${JSON.stringify(a.sql || a.steps?.map((s) => `${s.client}/${s.tenant}: ${s.sql}`).join(' ⏵ '))}`, ...(a.setup.length ? [`  setup: ${JSON.stringify(a.setup)}`] : []), ...(a.note ? [`  note: ${a.note}`] : []), ...worst.evidence.map((e) => `  - ${e}`)].join('\n'),
+        [
+          `${worst.status} ${key}  (check ${a.check}; failing runs: ${badRuns.join(', ')})`,
+          `  sql: ${JSON.stringify(a.sql || a.steps?.map((s) => `${s.client}/${s.tenant}: ${s.sql}`).join(' ⏵ '))}`,
+          ...(a.setup.length ? [`  setup: ${JSON.stringify(a.setup)}`] : []),
+          ...(a.note ? [`  note: ${a.note}`] : []),
+          ...worst.evidence.map((e) => `  - ${e}`),
+        ].join('\n'),
       )
     }
   }
-  const summary = [...counts].map(([cls, c]) => `${cls.padEnd(10)} attempts ${String(c.PASS + c.LEAK + c.WRONG).padStart(4)}  PASS ${String(c.PASS).padStart(4)}  LEAK ${String(c.LEAK).padStart(4)}  WRONG ${String(c.WRONG).padStart(4)}`)
-  const total = [...counts.values()].reduce((s, c) => ({ PASS: s.PASS + c.PASS, LEAK: s.LEAK + c.LEAK, WRONG: s.WRONG + c.WRONG }), { PASS: 0, LEAK: 0, WRONG: 0 })
-  summary.push(`${'total'.padEnd(10)} attempts ${String(total.PASS + total.LEAK + total.WRONG).padStart(4)}  PASS ${String(total.PASS).padStart(4)}  LEAK ${String(total.LEAK).padStart(4)}  WRONG ${String(total.WRONG).padStart(4)}  (${reports.length} runs)`)
+  const summary = [...counts].map(
+    ([cls, c]) =>
+      `${cls.padEnd(10)} attempts ${String(c.PASS + c.LEAK + c.WRONG).padStart(4)}  PASS ${String(c.PASS).padStart(4)}  LEAK ${String(c.LEAK).padStart(4)}  WRONG ${String(c.WRONG).padStart(4)}`,
+  )
+  const total = [...counts.values()].reduce((s, c) => ({ PASS: s.PASS + c.PASS, LEAK: s.LEAK + c.LEAK, WRONG: s.WRONG + c.WRONG }), {
+    PASS: 0,
+    LEAK: 0,
+    WRONG: 0,
+  })
+  summary.push(
+    `${'total'.padEnd(10)} attempts ${String(total.PASS + total.LEAK + total.WRONG).padStart(4)}  PASS ${String(total.PASS).padStart(4)}  LEAK ${String(total.LEAK).padStart(4)}  WRONG ${String(total.WRONG).padStart(4)}  (${reports.length} runs)`,
+  )
   const text = `# attack suite report ${new Date().toISOString()}\n\n${lines.join('\n')}\n\n${summary.join('\n')}\n\n# failing attempts\n\n${failing.join('\n\n')}\n`
   for (const l of text.split('\n')) t.comment(l)
   const dir = join(repoRoot(), 'tmp')

@@ -81,7 +81,9 @@ function arr<T>(v: T | T[] | undefined): T[] | undefined {
 export function loadAttempts(dir = ATTACK_DIR): Attempt[] {
   const out: Attempt[] = []
   const seen = new Set<string>()
-  for (const f of readdirSync(dir).filter((x) => x.endsWith('.yaml')).sort()) {
+  for (const f of readdirSync(dir)
+    .filter((x) => x.endsWith('.yaml'))
+    .sort()) {
     const cls = basename(f, '.yaml')
     const doc = YAML.parse(readFileSync(join(dir, f), 'utf8')) as Record<string, unknown>[]
     if (!Array.isArray(doc)) throw new Error(`${f}: expected a list`)
@@ -238,7 +240,13 @@ export function capture(client: pg.Client, label: string, tenant: string): CapCl
     const t = msgText(msg)
     buf.push(t)
     all.push(t)
-    if (msg.name === 'copyData' && Buffer.isBuffer(msg.chunk)) copy.push(...(msg.chunk as Buffer).toString('utf8').split('\n').filter((l) => l !== ''))
+    if (msg.name === 'copyData' && Buffer.isBuffer(msg.chunk))
+      copy.push(
+        ...(msg.chunk as Buffer)
+          .toString('utf8')
+          .split('\n')
+          .filter((l) => l !== ''),
+      )
   })
   client.on('error', () => {
     cap.dead = true
@@ -264,7 +272,12 @@ export async function exec(c: CapClient, sql: string, params: unknown[] | undefi
     const list = Array.isArray(res) ? res : [res]
     return {
       ok: true,
-      results: list.map((r) => ({ command: r.command, rowCount: r.rowCount, fields: (r.fields ?? []).map((f) => f.name), rows: (r.rows ?? []) as (string | null)[][] })),
+      results: list.map((r) => ({
+        command: r.command,
+        rowCount: r.rowCount,
+        fields: (r.fields ?? []).map((f) => f.name),
+        rows: (r.rows ?? []) as (string | null)[][],
+      })),
       copy: c.copyLines(),
       audit: c.takeAudit(),
       blob: c.take(),
@@ -277,14 +290,26 @@ export async function exec(c: CapClient, sql: string, params: unknown[] | undefi
         .filter(([, v]) => typeof v === 'string')
         .map(([k, v]) => `${k}=${v}`),
     ].join('\t')
-    return { ok: false, code: String(err.code ?? 'XXXXX'), message: String(err.message ?? e), fromServer: typeof err.file === 'string', results: [], copy: c.copyLines(), audit: c.takeAudit(), blob: c.take() + '\n' + extra }
+    return {
+      ok: false,
+      code: String(err.code ?? 'XXXXX'),
+      message: String(err.message ?? e),
+      fromServer: typeof err.file === 'string',
+      results: [],
+      copy: c.copyLines(),
+      audit: c.takeAudit(),
+      blob: c.take() + '\n' + extra,
+    }
   }
 }
 
 async function withTimeout<T>(p: Promise<T>, ms: number): Promise<T> {
   let timer: NodeJS.Timeout | undefined
   try {
-    return await Promise.race([p, new Promise<T>((_, rej) => (timer = setTimeout(() => rej(Object.assign(new Error(`timeout after ${ms} ms`), { code: 'TIMEOUT' })), ms)))])
+    return await Promise.race([
+      p,
+      new Promise<T>((_, rej) => (timer = setTimeout(() => rej(Object.assign(new Error(`timeout after ${ms} ms`), { code: 'TIMEOUT' })), ms))),
+    ])
   } finally {
     clearTimeout(timer)
   }
@@ -304,8 +329,22 @@ const SLUG = (t: string) => t.replace(/[^a-z]/g, '')
 export function markersOf(t: string): string[] {
   const L = LABEL[t]
   const s = SLUG(t)
-  const m = [`@${s}.example`, `key-${s}-`, `(${L})`, L, ...['Company', 'User', 'Project', 'task', 'comment', 'category', 'account', 'key'].map((w) => `${L} ${w}`)]
-  m.push(`"tenant_id":"${t}"`, `"tenant_id": "${t}"`, `"org":"${t}"`, `"org": "${t}"`, `<tenant_id>${t}</tenant_id>`, `<org>${t}</org>`, `tenant_id = '${t.replace(/'/g, "''")}'`)
+  const m = [
+    `@${s}.example`,
+    `key-${s}-`,
+    `(${L})`,
+    L,
+    ...['Company', 'User', 'Project', 'task', 'comment', 'category', 'account', 'key'].map((w) => `${L} ${w}`),
+  ]
+  m.push(
+    `"tenant_id":"${t}"`,
+    `"tenant_id": "${t}"`,
+    `"org":"${t}"`,
+    `"org": "${t}"`,
+    `<tenant_id>${t}</tenant_id>`,
+    `<org>${t}</org>`,
+    `tenant_id = '${t.replace(/'/g, "''")}'`,
+  )
   return m
 }
 
@@ -320,7 +359,12 @@ export function normalise(text: string): string {
       return m
     }
   })
-  s = s.replace(/&apos;|&#39;|&#x27;|''|\\'|\\u0027/g, "'").replace(/&quot;|\\"/g, '"').replace(/&lt;/g, '<').replace(/&gt;/g, '>').replace(/&amp;/g, '&')
+  s = s
+    .replace(/&apos;|&#39;|&#x27;|''|\\'|\\u0027/g, "'")
+    .replace(/&quot;|\\"/g, '"')
+    .replace(/&lt;/g, '<')
+    .replace(/&gt;/g, '>')
+    .replace(/&amp;/g, '&')
   return s
 }
 
@@ -376,7 +420,8 @@ function rowKeys(o: Outcome): string[][] {
 export function compareOutcomes(got: Outcome, exp: Outcome, allowRefusal: boolean): string[] {
   if (!exp.ok && !got.ok) return []
   if (exp.ok && !got.ok) return allowRefusal ? [] : [`failed through the proxy (${got.code} ${got.message}) but succeeds on only_T`]
-  if (!exp.ok && got.ok) return [`succeeded through the proxy (${got.results.map((r) => `${r.command} ${r.rowCount}`).join('; ')}) but fails on only_T: ${exp.code} ${exp.message}`]
+  if (!exp.ok && got.ok)
+    return [`succeeded through the proxy (${got.results.map((r) => `${r.command} ${r.rowCount}`).join('; ')}) but fails on only_T: ${exp.code} ${exp.message}`]
   const p: string[] = []
   if (got.results.length !== exp.results.length) p.push(`${got.results.length} result(s) vs expected ${exp.results.length}`)
   const gk = rowKeys(got)
@@ -389,12 +434,21 @@ export function compareOutcomes(got: Outcome, exp: Outcome, allowRefusal: boolea
     if (JSON.stringify(gk[i]) !== JSON.stringify(ek[i])) {
       const extra = gk[i].filter((x) => !ek[i].includes(x)).slice(0, 3)
       const missing = ek[i].filter((x) => !gk[i].includes(x)).slice(0, 3)
-      p.push(`#${i + 1}: rows differ (${gk[i].length} vs ${ek[i].length})${extra.length ? ' extra ' + extra.join(' ') : ''}${missing.length ? ' missing ' + missing.join(' ') : ''}`)
+      p.push(
+        `#${i + 1}: rows differ (${gk[i].length} vs ${ek[i].length})${extra.length ? ' extra ' + extra.join(' ') : ''}${missing.length ? ' missing ' + missing.join(' ') : ''}`,
+      )
     }
   }
   const gc = [...got.copy].sort()
   const ec = [...exp.copy].sort()
-  if (JSON.stringify(gc) !== JSON.stringify(ec)) p.push(`COPY data differs (${gc.length} vs ${ec.length} lines)${gc.filter((x) => !ec.includes(x)).slice(0, 2).map((x) => ' extra ' + x).join('')}`)
+  if (JSON.stringify(gc) !== JSON.stringify(ec))
+    p.push(
+      `COPY data differs (${gc.length} vs ${ec.length} lines)${gc
+        .filter((x) => !ec.includes(x))
+        .slice(0, 2)
+        .map((x) => ' extra ' + x)
+        .join('')}`,
+    )
   return p
 }
 
@@ -434,7 +488,13 @@ export function sqlLit(s: string): string {
 }
 
 /** A client of the proxy as `tenant`: 'app' sets the tenant with SET after login, 'pinned' logs in as the pinned user, 'startup' uses options=-c app.tenant=…. */
-export async function proxyClient(proxy: RunningProxy, tenant: string, login: 'app' | 'pinned' | 'startup' = 'app', options?: string, label = 'attacker'): Promise<CapClient> {
+export async function proxyClient(
+  proxy: RunningProxy,
+  tenant: string,
+  login: 'app' | 'pinned' | 'startup' = 'app',
+  options?: string,
+  label = 'attacker',
+): Promise<CapClient> {
   const u = login === 'pinned' ? pinnedUser(tenant) : USERS.app
   const opts = [login === 'startup' ? `-c app.tenant=${tenant.replace(/([\\ ])/g, '\\$1')}` : '', options ?? ''].filter(Boolean).join(' ')
   const client = new pg.Client({ connectionString: proxy.url(u.user, u.password), options: opts || undefined })
@@ -468,7 +528,10 @@ export function foreignChanges(snap: Record<string, string>, baseline: Record<st
 
 /** Ends every server connection to all_tenants except the listed pids (resets whatever a pooled connection carries). */
 export async function killProxyBackends(inspect: pg.Client, keep: number[]): Promise<void> {
-  await inspect.query(`SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1 AND backend_type = 'client backend' AND pid <> ALL($2::int[])`, [ALL_DB, keep])
+  await inspect.query(
+    `SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1 AND backend_type = 'client backend' AND pid <> ALL($2::int[])`,
+    [ALL_DB, keep],
+  )
   await new Promise((r) => setTimeout(r, 150))
 }
 

@@ -25,8 +25,27 @@ const N = Number(process.env.ATTACK_FUZZ_N ?? 5000)
 
 /** Text PostgreSQL reads as whitespace or nothing between two tokens. */
 const NEUTRAL = [
-  ' /* c */ ', '/**/', ' /* a /* nested */ b */ ', ' /* ü — 🚀 */ ', ' --c\n', ' --c\r', ' --c\r\n', ' -- x\r\n ', ' --\n',
-  '\f', '\t', '\r', '\r\n', '\n\n', ' \f\t ', ' --ß\r', ' /* -- */ ', ' /* \' */ ', ' /* " */ ', ' /* $$ */ ', ' -- /*\n',
+  ' /* c */ ',
+  '/**/',
+  ' /* a /* nested */ b */ ',
+  ' /* ü — 🚀 */ ',
+  ' --c\n',
+  ' --c\r',
+  ' --c\r\n',
+  ' -- x\r\n ',
+  ' --\n',
+  '\f',
+  '\t',
+  '\r',
+  '\r\n',
+  '\n\n',
+  ' \f\t ',
+  ' --ß\r',
+  ' /* -- */ ',
+  " /* ' */ ",
+  ' /* " */ ',
+  ' /* $$ */ ',
+  ' -- /*\n',
 ]
 /** Not neutral (the statement changes), still comparable with only_T: a scanner that ends comments elsewhere goes wrong. */
 const HOSTILE = [' --\r OR true\n', ' --\f OR true\n', ' /* /* */ OR true */ ', ' --c\r\n OR 1 = 1\n', " -- '\r ", ' /* */* ', ' --\r--\n']
@@ -52,7 +71,8 @@ function stringForms(text: string, rng: Rng): string | null {
   if (!/[^\x20-\x7e]/.test(value)) forms.push(`U&'${body.replace(/a/g, '\\0061')}'`, `U&'${body.replace(/e/g, '!0065')}' UESCAPE '!'`)
   if (body.length >= 2) {
     const k = 1 + Math.floor(rng() * (body.length - 1))
-    if (body[k - 1] !== "'" && body[k] !== "'") forms.push(`'${body.slice(0, k)}'\n'${body.slice(k)}'`, `'${body.slice(0, k)}' \r\n '${body.slice(k)}'`, `'${body.slice(0, k)}' -- c\n'${body.slice(k)}'`)
+    if (body[k - 1] !== "'" && body[k] !== "'")
+      forms.push(`'${body.slice(0, k)}'\n'${body.slice(k)}'`, `'${body.slice(0, k)}' \r\n '${body.slice(k)}'`, `'${body.slice(0, k)}' -- c\n'${body.slice(k)}'`)
   }
   return pick(rng, forms)
 }
@@ -136,8 +156,20 @@ t.test(`lexical mutation fuzz through the proxy (seed ${SEED})`, async (t) => {
     const tenant = pick(rng, tenantsFor(entry))
     const protocol = pick(rng, protocolsFor(entry))
     const a: Attempt = {
-      cls: 'fuzz', id: `fuzz#${k}`, sql: m.sql, params: entry.params, check: 'oracle-equal', sqlstate: [], allow_refusal: true, tenant,
-      protocols: [protocol], pinned: false, setup: [], probes: [], txn: true, named: false,
+      cls: 'fuzz',
+      id: `fuzz#${k}`,
+      sql: m.sql,
+      params: entry.params,
+      check: 'oracle-equal',
+      sqlstate: [],
+      allow_refusal: true,
+      tenant,
+      protocols: [protocol],
+      pinned: false,
+      setup: [],
+      probes: [],
+      txn: true,
+      named: false,
     }
     stats.run++
     const r = await runOnce(ctx, a, protocol, 'app')
@@ -152,7 +184,12 @@ t.test(`lexical mutation fuzz through the proxy (seed ${SEED})`, async (t) => {
     }
     if (r.status === 'LEAK') stats.leak++
     else stats.wrong++
-    const text = [`${r.status} fuzz#${k} seed=${SEED} ${entry.id} tenant=${JSON.stringify(tenant)} ${protocol}`, `  mutations: ${m.what.join('; ')}`, `  sql: ${JSON.stringify(m.sql)}`, ...r.evidence.map((e) => `  - ${oneLine(e, 400)}`)].join('\n')
+    const text = [
+      `${r.status} fuzz#${k} seed=${SEED} ${entry.id} tenant=${JSON.stringify(tenant)} ${protocol}`,
+      `  mutations: ${m.what.join('; ')}`,
+      `  sql: ${JSON.stringify(m.sql)}`,
+      ...r.evidence.map((e) => `  - ${oneLine(e, 400)}`),
+    ].join('\n')
     failures.push(text)
     t.comment(text)
   }
@@ -161,6 +198,6 @@ t.test(`lexical mutation fuzz through the proxy (seed ${SEED})`, async (t) => {
   mkdirSync(dir, { recursive: true })
   writeFileSync(join(dir, 'attack-fuzz-report.txt'), `# attack mutation fuzz, seed ${SEED}: ${JSON.stringify(stats)}\n\n${failures.join('\n\n')}\n`)
   t.ok(stats.run >= 20, `ran ${stats.run} mutations`)
-  t.equal(stats.leak, 0, 'no mutation leaked another tenant\'s data')
+  t.equal(stats.leak, 0, "no mutation leaked another tenant's data")
   t.equal(stats.wrong, 0, 'every mutation was refused or oracle-equal')
 })

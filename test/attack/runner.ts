@@ -10,7 +10,6 @@ import {
   type CapClient,
   type Outcome,
   type Protocol,
-  type Step,
   exec,
   scanLeaks,
   foreignTenantColumns,
@@ -108,7 +107,9 @@ async function afterwards(ctx: Ctx, own: string | null, ev: string[], leakFlag: 
 }
 
 function describe(o: Outcome): string {
-  return o.ok ? o.results.map((r) => `${r.command} ${r.rowCount ?? ''}`.trim()).join('; ') || 'ok' : `error ${o.code} ${oneLine(o.message ?? '', 120)}${o.fromServer === false ? ' [proxy]' : ''}`
+  return o.ok
+    ? o.results.map((r) => `${r.command} ${r.rowCount ?? ''}`.trim()).join('; ') || 'ok'
+    : `error ${o.code} ${oneLine(o.message ?? '', 120)}${o.fromServer === false ? ' [proxy]' : ''}`
 }
 
 /** A direct connection to only_<tenant>, reused across attempts without startup options. */
@@ -179,13 +180,29 @@ export async function runOnce(ctx: Ctx, a: Attempt, protocol: Protocol, login: '
         const foreign = got.audit.filter((r) => r.tenants.some((x) => x !== a.tenant))
         if (foreign.length) {
           flag.leak = true
-          ev.push(`changed ${foreign.length} row(s) of other tenants: ${foreign.slice(0, 2).map((r) => oneLine(r.line, 200)).join(' ; ')}`)
+          ev.push(
+            `changed ${foreign.length} row(s) of other tenants: ${foreign
+              .slice(0, 2)
+              .map((r) => oneLine(r.line, 200))
+              .join(' ; ')}`,
+          )
         }
         if (a.check === 'oracle-equal' && exp.ok && !setupRefusal) {
           const norm = (xs: { line: string }[]) => xs.map((x) => x.line.replace(/"id": 1000\d\d/g, '"id": <seq>')).sort()
           const g = norm(got.audit)
           const e = norm(exp.audit)
-          if (JSON.stringify(g) !== JSON.stringify(e)) wrong.push(`row changes differ from only_T: ${g.length} vs ${e.length}${g.filter((x) => !e.includes(x)).slice(0, 1).map((x) => ' extra ' + oneLine(x, 160)).join('')}${e.filter((x) => !g.includes(x)).slice(0, 1).map((x) => ' missing ' + oneLine(x, 160)).join('')}`)
+          if (JSON.stringify(g) !== JSON.stringify(e))
+            wrong.push(
+              `row changes differ from only_T: ${g.length} vs ${e.length}${g
+                .filter((x) => !e.includes(x))
+                .slice(0, 1)
+                .map((x) => ' extra ' + oneLine(x, 160))
+                .join('')}${e
+                .filter((x) => !g.includes(x))
+                .slice(0, 1)
+                .map((x) => ' missing ' + oneLine(x, 160))
+                .join('')}`,
+            )
         }
       }
       // In-transaction probes and data check.
@@ -232,7 +249,8 @@ export async function runOnce(ctx: Ctx, a: Attempt, protocol: Protocol, login: '
     const j = judged ?? got
     if (a.check === 'refused') {
       if (j.ok) wrong.push(`NOT REFUSED: executed (${describe(got)})`)
-      else if (a.sqlstate.length && !a.sqlstate.includes(j.code ?? '')) wrong.push(`failed with ${j.code} (${oneLine(j.message ?? '', 100)}), expected ${a.sqlstate.join('/')}`)
+      else if (a.sqlstate.length && !a.sqlstate.includes(j.code ?? ''))
+        wrong.push(`failed with ${j.code} (${oneLine(j.message ?? '', 100)}), expected ${a.sqlstate.join('/')}`)
     } else if (a.check === 'oracle-equal') {
       if (!direct) wrong.push('direct connection to only_T failed')
       else wrong.push(...compareOutcomes(j, exp, a.allow_refusal))
@@ -248,7 +266,11 @@ export async function runOnce(ctx: Ctx, a: Attempt, protocol: Protocol, login: '
   }
   const mayCommit = !a.txn || /\b(COMMIT|END|BEGIN|START|ROLLBACK|PREPARE\s+TRANSACTION)\b/i.test(a.sql + a.setup.join(' ')) || !!attacker?.dead
   await afterwards(ctx, a.tenant, ev, flag, false, mayCommit).catch((e) => ev.push(`afterwards failed: ${(e as Error).message}`))
-  const status: Status = flag.leak ? 'LEAK' : wrong.length || ev.some((x) => x.startsWith('server connection state') || x.startsWith('COMMITTED')) ? 'WRONG' : 'PASS'
+  const status: Status = flag.leak
+    ? 'LEAK'
+    : wrong.length || ev.some((x) => x.startsWith('server connection state') || x.startsWith('COMMITTED'))
+      ? 'WRONG'
+      : 'PASS'
   const evidence = [...ev.filter((x) => status !== 'PASS' || !x.startsWith('(')), ...wrong]
   evidence.push(`proxy: ${describe(got)} | only_T: ${describe(exp)}`)
   return { attempt: a, label: `${protocol}/${login}`, status, evidence }
@@ -316,6 +338,7 @@ export async function runScenario(ctx: Ctx, a: Attempt): Promise<RunReport> {
 export async function runAttempt(ctx: Ctx, a: Attempt): Promise<RunReport[]> {
   if (a.steps) return [await runScenario(ctx, a)]
   const out: RunReport[] = []
-  for (const protocol of a.protocols) for (const login of (a.pinned ? ['app', 'pinned'] : ['app']) as ('app' | 'pinned')[]) out.push(await runOnce(ctx, a, protocol, login))
+  for (const protocol of a.protocols)
+    for (const login of (a.pinned ? ['app', 'pinned'] : ['app']) as ('app' | 'pinned')[]) out.push(await runOnce(ctx, a, protocol, login))
   return out
 }

@@ -81,12 +81,20 @@ export class FaultServer {
 
   /** Resolves once `n` connections reached the fault. */
   async faults(n: number, ms: number): Promise<void> {
-    await until(() => this.faulted >= n, ms, () => `only ${this.faulted} of ${n} connections reached the fault within ${ms} ms`)
+    await until(
+      () => this.faulted >= n,
+      ms,
+      () => `only ${this.faulted} of ${n} connections reached the fault within ${ms} ms`,
+    )
   }
 
   /** Resolves once `n` CancelRequests arrived. */
   async cancelled(n: number, ms: number): Promise<void> {
-    await until(() => this.cancels >= n, ms, () => `${this.cancels} of ${n} CancelRequests arrived within ${ms} ms`)
+    await until(
+      () => this.cancels >= n,
+      ms,
+      () => `${this.cancels} of ${n} CancelRequests arrived within ${ms} ms`,
+    )
   }
 
   async stop(): Promise<void> {
@@ -104,7 +112,13 @@ export class FaultServer {
     })
     const script = this.script
     if ('pass' in script) return this.passThrough(socket, script.pass)
-    new FakeBackend(socket, script.stage, script.fault, () => this.faulted++, () => this.cancels++)
+    new FakeBackend(
+      socket,
+      script.stage,
+      script.fault,
+      () => this.faulted++,
+      () => this.cancels++,
+    )
   }
 
   private passThrough(socket: net.Socket, to: { host: string; port: number }): void {
@@ -154,8 +168,7 @@ class FakeBackend {
           this.onCancel()
           this.phase = 'done'
           return void this.socket.end()
-        }
-        else return void this.socket.destroy()
+        } else return void this.socket.destroy()
         continue
       }
       if (this.buf.length < 5) return

@@ -102,9 +102,13 @@ export async function startPostgres(opts: PgOptions = {}): Promise<PgServer> {
     socketDir: dataDir,
     bin,
     sql(sql, database = 'postgres') {
-      return execFileSync(join(bin, 'psql'), ['-X', '-q', '-A', '-t', '-v', 'ON_ERROR_STOP=1', '-h', dataDir, '-p', String(port), '-U', 'postgres', '-d', database, '-c', sql], {
-        encoding: 'utf8',
-      }).trim()
+      return execFileSync(
+        join(bin, 'psql'),
+        ['-X', '-q', '-A', '-t', '-v', 'ON_ERROR_STOP=1', '-h', dataDir, '-p', String(port), '-U', 'postgres', '-d', database, '-c', sql],
+        {
+          encoding: 'utf8',
+        },
+      ).trim()
     },
     url(user, password, database = 'postgres') {
       const auth = password ? `${encodeURIComponent(user)}:${encodeURIComponent(password)}` : encodeURIComponent(user)

@@ -88,7 +88,9 @@ export function selfSignedCert(): { dir: string; cert: string; key: string } {
   const dir = mkdtempSync(join(tmpdir(), 'pgtenant-tls-'))
   const cert = join(dir, 'server.crt')
   const key = join(dir, 'server.key')
-  execFileSync('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', key, '-out', cert, '-days', '2', '-subj', '/CN=localhost'], { stdio: 'ignore' })
+  execFileSync('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', key, '-out', cert, '-days', '2', '-subj', '/CN=localhost'], {
+    stdio: 'ignore',
+  })
   writeFileSync(join(dir, 'ok'), '')
   return { dir, cert, key }
 }

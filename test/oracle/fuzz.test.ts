@@ -79,11 +79,15 @@ t.test(`oracle fuzz (seed ${SEED})`, async (t) => {
     const tenant = pick(rng, tenantsFor(entry))
     const protocol = pick(rng, protocolsFor(entry))
     const sig = signatureOf.get(entry.id)
-    const m = mutate(entry.sql, {
-      rng,
-      tenant,
-      unionPartner: sig ? () => pick(rng, bySignature.get(sig) ?? [entry.sql]) : undefined,
-    }, rng() < 0.35 ? 2 : 1)
+    const m = mutate(
+      entry.sql,
+      {
+        rng,
+        tenant,
+        unionPartner: sig ? () => pick(rng, bySignature.get(sig) ?? [entry.sql]) : undefined,
+      },
+      rng() < 0.35 ? 2 : 1,
+    )
     if (!m) {
       stats.notApplicable++
       continue
@@ -127,10 +131,15 @@ t.test(`oracle fuzz (seed ${SEED})`, async (t) => {
     t.fail(`${label}${r.leak ? ' [LEAK]' : ''}`, { diagnostic: false })
   }
   t.comment(`fuzz stats (seed ${SEED}): ${JSON.stringify(stats)}`)
-  t.comment(`per mutation: ${[...byMutation].sort().map(([k, v]) => `${k} ${v.run}/${v.refused}r/${v.failed}f`).join(', ')}`)
+  t.comment(
+    `per mutation: ${[...byMutation]
+      .sort()
+      .map(([k, v]) => `${k} ${v.run}/${v.refused}r/${v.failed}f`)
+      .join(', ')}`,
+  )
   for (const [why, { n, example }] of [...reasons].sort((a, b) => b[1].n - a[1].n))
     t.comment(`refused ${n}×: ${why}\n    e.g. ${example.replace(/\s+/g, ' ').slice(0, 300)}`)
   t.comment(`slowest: ${slow.map((x) => `${x.ms} ms ${x.label}: ${x.sql.replace(/\s+/g, ' ').slice(0, 160)}`).join('\n  ')}`)
   t.ok(stats.run >= Math.min(N, 50) || Date.now() >= deadline, `ran ${stats.run} mutations`)
-  t.equal(stats.leaks, 0, 'no mutation returned another tenant\'s rows or changed another tenant\'s data')
+  t.equal(stats.leaks, 0, "no mutation returned another tenant's rows or changed another tenant's data")
 })

@@ -89,7 +89,9 @@ function asArray<T>(v: T | T[] | undefined): T[] | undefined {
 export function loadCorpus(dir = join(ORACLE_DIR, 'corpus')): CorpusEntry[] {
   const out: CorpusEntry[] = []
   const seen = new Set<string>()
-  for (const name of readdirSync(dir).filter((f) => f.endsWith('.yaml')).sort()) {
+  for (const name of readdirSync(dir)
+    .filter((f) => f.endsWith('.yaml'))
+    .sort()) {
     const file = basename(name, '.yaml')
     const doc = YAML.parse(readFileSync(join(dir, name), 'utf8')) as unknown
     if (!Array.isArray(doc)) throw new Error(`${name}: expected a YAML list of entries`)
@@ -183,7 +185,9 @@ export async function runOnClient(client: pg.Client, sql: string, params: unknow
     const res = (await client.query(config)) as pg.QueryArrayResult | pg.QueryArrayResult[]
     // Multi-statement simple queries: the result of the last statement that is not bookkeeping.
     const list = Array.isArray(res) ? res : [res]
-    const r = [...list].reverse().find((x) => !['DEALLOCATE', 'CLOSE', 'SET', 'PREPARE', 'DECLARE', 'BEGIN', 'COMMIT', 'SAVEPOINT', 'RELEASE'].includes(x.command)) ?? list[list.length - 1]
+    const r =
+      [...list].reverse().find((x) => !['DEALLOCATE', 'CLOSE', 'SET', 'PREPARE', 'DECLARE', 'BEGIN', 'COMMIT', 'SAVEPOINT', 'RELEASE'].includes(x.command)) ??
+      list[list.length - 1]
     return {
       ok: true,
       command: r.command,
@@ -476,8 +480,10 @@ export async function runStatement(
     const g = got.out
     if (!g.ok && g.refused) refused = true
     if (!e.ok && !g.ok) {
-      if (!g.refused && e.code.slice(0, 2) !== g.code.slice(0, 2)) problems.push(`both failed, but SQLSTATE ${g.code} (${g.message}) vs expected ${e.code} (${e.message})`)
-      if (g.refused && !opts.allowRefusal && !opts.allowRefusalIfOriginalFails) problems.push(`refused by the rewriter: ${g.code} ${g.message} (the original also fails on only_${tenant}: ${e.code} ${e.message})`)
+      if (!g.refused && e.code.slice(0, 2) !== g.code.slice(0, 2))
+        problems.push(`both failed, but SQLSTATE ${g.code} (${g.message}) vs expected ${e.code} (${e.message})`)
+      if (g.refused && !opts.allowRefusal && !opts.allowRefusalIfOriginalFails)
+        problems.push(`refused by the rewriter: ${g.code} ${g.message} (the original also fails on only_${tenant}: ${e.code} ${e.message})`)
     } else if (e.ok && !g.ok) {
       if (g.refused) {
         if (!opts.allowRefusal) problems.push(`refused by the rewriter: ${g.code} ${g.message}`)
@@ -504,7 +510,11 @@ export async function runStatement(
       const gk = opts.ignoreRows ? [] : g.rows.map(rowKey)
       const { onlyA, onlyB } = multisetDiff(ek, gk)
       if (onlyA.length || onlyB.length) {
-        problems.push(`rows differ (expected ${ek.length}, got ${gk.length}):\n` + listRows('missing (expected, not returned)', onlyA) + listRows('extra (returned, not expected)', onlyB))
+        problems.push(
+          `rows differ (expected ${ek.length}, got ${gk.length}):\n` +
+            listRows('missing (expected, not returned)', onlyA) +
+            listRows('extra (returned, not expected)', onlyB),
+        )
       } else if (opts.ordered && JSON.stringify(ek) !== JSON.stringify(gk)) {
         problems.push(`same rows, different order:\n` + listRows('expected', ek) + listRows('got', gk))
       }
@@ -519,7 +529,11 @@ export async function runStatement(
             target.control('SELECT oracle_rows($1, $2)', [tbl, grp]),
           ])
           const d = multisetDiff(jsonRows(ea), jsonRows(ga))
-          problems.push(`data differs in ${tbl} for ${grp === '*' ? 'the reference table' : `tenant ${grp}`}:\n` + listRows('expected, missing', d.onlyA) + listRows('unexpected', d.onlyB))
+          problems.push(
+            `data differs in ${tbl} for ${grp === '*' ? 'the reference table' : `tenant ${grp}`}:\n` +
+              listRows('expected, missing', d.onlyA) +
+              listRows('unexpected', d.onlyB),
+          )
         }
       }
     }
@@ -535,7 +549,9 @@ export async function runStatement(
           target.control('SELECT oracle_rows($1, $2)', [tbl, grp]),
         ])
         const d = multisetDiff(jsonRows(ba), jsonRows(ga))
-        problems.push(`LEAK: another tenant's data changed in ${tbl} (tenant ${grp}):\n` + listRows('before, now gone', d.onlyA) + listRows('after, new', d.onlyB))
+        problems.push(
+          `LEAK: another tenant's data changed in ${tbl} (tenant ${grp}):\n` + listRows('before, now gone', d.onlyA) + listRows('after, new', d.onlyB),
+        )
       }
     }
   } catch (err) {

@@ -136,7 +136,7 @@ function splice(sql: string, start: number, end: number, text: string): string {
 const CLAUSE_END = new Set(['GROUP', 'ORDER', 'LIMIT', 'OFFSET', 'HAVING', 'WINDOW', 'RETURNING', 'FOR', 'UNION', 'INTERSECT', 'EXCEPT', 'FETCH'])
 
 /** [start, end) of the condition after each WHERE keyword. */
-function whereClauses(sql: string, toks: Tok[]): { kw: Tok; start: number; end: number }[] {
+function whereClauses(_sql: string, toks: Tok[]): { kw: Tok; start: number; end: number }[] {
   const out: { kw: Tok; start: number; end: number }[] = []
   toks.forEach((t, i) => {
     if (up(t) !== 'WHERE') return
@@ -158,7 +158,10 @@ function whereClauses(sql: string, toks: Tok[]): { kw: Tok; start: number; end: 
 export function isReadOnly(toks: Tok[]): boolean {
   const first = up(toks[0]) || toks[0]?.text
   if (!['SELECT', 'WITH', 'TABLE', 'VALUES', '('].includes(first)) return false
-  return !toks.some((t) => ['INSERT', 'UPDATE', 'DELETE', 'MERGE'].includes(up(t)) && !(up(t) === 'UPDATE' && ['FOR', 'NO', 'KEY', 'DO'].includes(up(toks[toks.indexOf(t) - 1]))))
+  return !toks.some(
+    (t) =>
+      ['INSERT', 'UPDATE', 'DELETE', 'MERGE'].includes(up(t)) && !(up(t) === 'UPDATE' && ['FOR', 'NO', 'KEY', 'DO'].includes(up(toks[toks.indexOf(t) - 1]))),
+  )
 }
 
 export function hasReturning(toks: Tok[]): boolean {
@@ -167,7 +170,9 @@ export function hasReturning(toks: Tok[]): boolean {
 
 /** Could the result be order- or plan-dependent once rows change (LIMIT etc.)? Then a non-leak mismatch is inconclusive. */
 export function mayBeNondeterministic(sql: string): boolean {
-  return /\b(LIMIT|OFFSET|FETCH|DISTINCT\s+ON|row_number|rank|lag|lead|first_value|ntile|percent_rank|SKIP\s+LOCKED|string_agg|array_agg|jsonb_agg)\b/i.test(sql)
+  return /\b(LIMIT|OFFSET|FETCH|DISTINCT\s+ON|row_number|rank|lag|lead|first_value|ntile|percent_rank|SKIP\s+LOCKED|string_agg|array_agg|jsonb_agg)\b/i.test(
+    sql,
+  )
 }
 
 /** The first table in FROM / UPDATE / DELETE FROM / INSERT INTO and the name to qualify its columns with. */
@@ -193,7 +198,39 @@ function firstTenantTable(toks: Tok[]): { qualifier: string; column: string } | 
     let alias: string | undefined
     if (up(toks[j]) === 'AS') j++
     const a = toks[j]
-    if (a && (a.type === 'qident' || (a.type === 'word' && !['WHERE', 'SET', 'JOIN', 'LEFT', 'RIGHT', 'FULL', 'INNER', 'CROSS', 'NATURAL', 'ON', 'USING', 'GROUP', 'ORDER', 'LIMIT', 'VALUES', 'SELECT', 'DEFAULT', 'FOR', 'WINDOW', 'HAVING', 'OFFSET', 'UNION', 'EXCEPT', 'INTERSECT', 'RETURNING', 'FETCH'].includes(up(a)))))
+    if (
+      a &&
+      (a.type === 'qident' ||
+        (a.type === 'word' &&
+          ![
+            'WHERE',
+            'SET',
+            'JOIN',
+            'LEFT',
+            'RIGHT',
+            'FULL',
+            'INNER',
+            'CROSS',
+            'NATURAL',
+            'ON',
+            'USING',
+            'GROUP',
+            'ORDER',
+            'LIMIT',
+            'VALUES',
+            'SELECT',
+            'DEFAULT',
+            'FOR',
+            'WINDOW',
+            'HAVING',
+            'OFFSET',
+            'UNION',
+            'EXCEPT',
+            'INTERSECT',
+            'RETURNING',
+            'FETCH',
+          ].includes(up(a))))
+    )
       alias = a.text
     if (k === 'INTO') return null // INSERT: no WHERE over the target
     return { qualifier: alias ?? (parts.length === 1 ? toks[i + 1 + (up(toks[i + 1]) === 'ONLY' ? 1 : 0)].text : parts.map((p) => `"${p}"`).join('.')), column }
@@ -211,7 +248,10 @@ export interface MutationCtx {
 export type Mutation = { name: string; apply: (sql: string, toks: Tok[], ctx: MutationCtx) => string | null }
 
 function otherTenant(ctx: MutationCtx): string {
-  return pick(ctx.rng, TENANTS.filter((t) => t !== ctx.tenant))
+  return pick(
+    ctx.rng,
+    TENANTS.filter((t) => t !== ctx.tenant),
+  )
 }
 const q = (s: string) => `'${s.replace(/'/g, "''")}'`
 
@@ -241,8 +281,13 @@ export const MUTATIONS: Mutation[] = [
       const ws = whereClauses(sql, toks)
       if (!ws.length) return null
       const w = pick(rng, ws)
-      return splice(sql, w.start, w.end, `${sql.slice(w.start, w.end)}
- OR true`)
+      return splice(
+        sql,
+        w.start,
+        w.end,
+        `${sql.slice(w.start, w.end)}
+ OR true`,
+      )
     },
   },
   {
@@ -268,7 +313,9 @@ export const MUTATIONS: Mutation[] = [
   {
     name: 'swap-join',
     apply(sql, toks, { rng }) {
-      const joins = toks.map((t, i) => ({ t, i })).filter(({ t, i }) => up(t) === 'JOIN' && !['CROSS', 'NATURAL'].includes(up(toks[i - 1])) && up(toks[i + 1]) !== 'LATERAL')
+      const joins = toks
+        .map((t, i) => ({ t, i }))
+        .filter(({ t, i }) => up(t) === 'JOIN' && !['CROSS', 'NATURAL'].includes(up(toks[i - 1])) && up(toks[i + 1]) !== 'LATERAL')
       if (!joins.length) return null
       const { i } = pick(rng, joins)
       let s = i
@@ -279,40 +326,51 @@ export const MUTATIONS: Mutation[] = [
   {
     name: 'wrap-subquery',
     apply(sql, toks) {
-      return isReadOnly(toks) ? `SELECT * FROM (${sql}
-) AS fz_sub` : null
+      return isReadOnly(toks)
+        ? `SELECT * FROM (${sql}
+) AS fz_sub`
+        : null
     },
   },
   {
     name: 'wrap-cte',
     apply(sql, toks) {
-      if (isReadOnly(toks)) return `WITH fz_cte AS (${sql}
+      if (isReadOnly(toks))
+        return `WITH fz_cte AS (${sql}
 ) SELECT * FROM fz_cte`
       if (up(toks[0]) === 'WITH') return null
-      return hasReturning(toks) ? `WITH fz_cte AS (${sql}
-) SELECT * FROM fz_cte` : `WITH fz_cte AS (${sql}
+      return hasReturning(toks)
+        ? `WITH fz_cte AS (${sql}
+) SELECT * FROM fz_cte`
+        : `WITH fz_cte AS (${sql}
 ) SELECT 1 AS done`
     },
   },
   {
     name: 'scalar-count',
     apply(sql, toks) {
-      return isReadOnly(toks) ? `SELECT (SELECT count(*) FROM (${sql}
-) s) AS n, (SELECT count(*) FROM tasks) AS all_tasks` : null
+      return isReadOnly(toks)
+        ? `SELECT (SELECT count(*) FROM (${sql}
+) s) AS n, (SELECT count(*) FROM tasks) AS all_tasks`
+        : null
     },
   },
   {
     name: 'lateral-over-companies',
     apply(sql, toks) {
-      return isReadOnly(toks) ? `SELECT c0.tenant_id AS c0_tenant, c0.id AS c0_id, fz.* FROM companies c0 CROSS JOIN LATERAL (${sql}
-) fz WHERE c0.id <= 2` : null
+      return isReadOnly(toks)
+        ? `SELECT c0.tenant_id AS c0_tenant, c0.id AS c0_id, fz.* FROM companies c0 CROSS JOIN LATERAL (${sql}
+) fz WHERE c0.id <= 2`
+        : null
     },
   },
   {
     name: 'left-join-foreign-rows',
     apply(sql, toks) {
-      return isReadOnly(toks) ? `SELECT fz.*, u0.tenant_id AS u0_tenant FROM (${sql}
-) fz LEFT JOIN users u0 ON u0.id = 1` : null
+      return isReadOnly(toks)
+        ? `SELECT fz.*, u0.tenant_id AS u0_tenant FROM (${sql}
+) fz LEFT JOIN users u0 ON u0.id = 1`
+        : null
     },
   },
   {
@@ -320,28 +378,40 @@ export const MUTATIONS: Mutation[] = [
     apply(sql, toks, ctx) {
       if (!isReadOnly(toks) || !ctx.unionPartner) return null
       const other = ctx.unionPartner()
-      return other ? `(${sql}
+      return other
+        ? `(${sql}
 ) UNION ALL (${other}
-)` : null
+)`
+        : null
     },
   },
   {
     name: 'exists-gate',
     apply(sql, toks) {
-      return isReadOnly(toks) ? `SELECT t0.id, t0.tenant_id FROM tasks t0 WHERE EXISTS (${sql}
-) AND t0.id <= 3` : null
+      return isReadOnly(toks)
+        ? `SELECT t0.id, t0.tenant_id FROM tasks t0 WHERE EXISTS (${sql}
+) AND t0.id <= 3`
+        : null
     },
   },
   {
     name: 'tenant-literal-swap',
     apply(sql, toks, ctx) {
       const other = otherTenant(ctx)
-      const lits = toks.filter((t) => t.type === 'string' && TENANTS.some((tn) => t.text.toLowerCase().includes(tn.replace(/'/g, "''")) || t.text.toLowerCase().includes(tn.replace(/[^a-z]/g, ''))))
+      const lits = toks.filter(
+        (t) =>
+          t.type === 'string' &&
+          TENANTS.some((tn) => t.text.toLowerCase().includes(tn.replace(/'/g, "''")) || t.text.toLowerCase().includes(tn.replace(/[^a-z]/g, ''))),
+      )
       if (lits.length) {
         const l = pick(ctx.rng, lits)
         let text = l.text
         for (const tn of TENANTS) {
-          text = text.split(tn.replace(/'/g, "''")).join(other.replace(/'/g, "''")).split(tn.replace(/[^a-z]/g, '')).join(other.replace(/[^a-z]/g, ''))
+          text = text
+            .split(tn.replace(/'/g, "''"))
+            .join(other.replace(/'/g, "''"))
+            .split(tn.replace(/[^a-z]/g, ''))
+            .join(other.replace(/[^a-z]/g, ''))
         }
         return splice(sql, l.start, l.end, text)
       }
@@ -419,12 +489,21 @@ export const MUTATIONS: Mutation[] = [
         let a = i + 1
         if (up(toks[a]) === 'AS') a++
         const al = toks[a]
-        if (al && al.type === 'word' && /^[a-z][a-z0-9_]*$/.test(al.text) && !CLAUSE_END.has(up(al)) && !['WHERE', 'SET', 'JOIN', 'LEFT', 'RIGHT', 'FULL', 'INNER', 'CROSS', 'NATURAL', 'ON', 'USING'].includes(up(al)))
+        if (
+          al &&
+          al.type === 'word' &&
+          /^[a-z][a-z0-9_]*$/.test(al.text) &&
+          !CLAUSE_END.has(up(al)) &&
+          !['WHERE', 'SET', 'JOIN', 'LEFT', 'RIGHT', 'FULL', 'INNER', 'CROSS', 'NATURAL', 'ON', 'USING'].includes(up(al))
+        )
           cands.push({ alias: al.text, table: t.text.toLowerCase() })
       })
       if (!cands.length) return null
       const c = pick(rng, cands)
-      const names = [...TENANT_TABLES.keys()].filter((k) => k.startsWith('public.')).map((k) => k.slice(7)).filter((n) => n !== c.table)
+      const names = [...TENANT_TABLES.keys()]
+        .filter((k) => k.startsWith('public.'))
+        .map((k) => k.slice(7))
+        .filter((n) => n !== c.table)
       const to = pick(rng, names)
       let out = sql
       for (const t of [...toks].reverse()) if (t.type === 'word' && t.text === c.alias) out = splice(out, t.start, t.end, to)
@@ -468,7 +547,8 @@ export const MUTATIONS: Mutation[] = [
   {
     name: 'select-star',
     apply(sql, toks) {
-      if (up(toks[0]) !== 'SELECT' || toks.some((t) => t.depth === 0 && ['GROUP', 'UNION', 'INTERSECT', 'EXCEPT', 'DISTINCT', 'HAVING'].includes(up(t)))) return null
+      if (up(toks[0]) !== 'SELECT' || toks.some((t) => t.depth === 0 && ['GROUP', 'UNION', 'INTERSECT', 'EXCEPT', 'DISTINCT', 'HAVING'].includes(up(t))))
+        return null
       const from = toks.findIndex((t) => t.depth === 0 && up(t) === 'FROM')
       if (from < 2) return null
       return splice(sql, toks[1].start, toks[from - 1].end, '*')
@@ -479,12 +559,24 @@ export const MUTATIONS: Mutation[] = [
     apply(sql, toks, { rng }) {
       const cands = toks
         .map((t, i) => ({ t, i }))
-        .filter(({ t, i }) => ['FROM', 'JOIN', 'UPDATE', 'INTO'].includes(up(toks[i - 1])) && t.type === 'word' && TENANT_TABLES.has(`public.${t.text.toLowerCase()}`) && toks[i + 1]?.text !== '.')
+        .filter(
+          ({ t, i }) =>
+            ['FROM', 'JOIN', 'UPDATE', 'INTO'].includes(up(toks[i - 1])) &&
+            t.type === 'word' &&
+            TENANT_TABLES.has(`public.${t.text.toLowerCase()}`) &&
+            toks[i + 1]?.text !== '.',
+        )
       if (!cands.length) return null
       const { t, i } = pick(rng, cands)
       const name = t.text.toLowerCase()
       const canOnly = ['FROM', 'JOIN', 'UPDATE'].includes(up(toks[i - 1])) && up(toks[i - 2]) !== 'DELETE'
-      const forms = [`public.${name}`, `"public"."${name}"`, `"${name}"`, `PUBLIC.${name.toUpperCase()}`, ...(canOnly ? [`ONLY ${name}`, `ONLY public.${name}`] : [])]
+      const forms = [
+        `public.${name}`,
+        `"public"."${name}"`,
+        `"${name}"`,
+        `PUBLIC.${name.toUpperCase()}`,
+        ...(canOnly ? [`ONLY ${name}`, `ONLY public.${name}`] : []),
+      ]
       // public.tasks, "public"."tasks", PUBLIC.TASKS and ONLY tasks all keep the range name tasks, so tasks.id stays valid.
       return splice(sql, t.start, t.end, pick(rng, forms))
     },

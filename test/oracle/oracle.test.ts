@@ -80,7 +80,7 @@ t.test('corpus is valid and the oracle detects a missing rewrite', async (t) => 
   const identity = clientTarget(env.allClient, { setTenant: 'acme', label: 'identity' })
   let caught = 0
   let leaks = 0
-  let blind: string[] = []
+  const blind: string[] = []
   for (const entry of corpus) {
     if (entry.tenants && !entry.tenants.includes('acme')) continue
     const r = await runStatement(env, entry.id, entry.sql, entry.params, 'acme', identity, protocolsFor(entry)[0], { ordered: entry.ordered })
@@ -88,7 +88,9 @@ t.test('corpus is valid and the oracle detects a missing rewrite', async (t) => 
     else blind.push(entry.id)
     if (r.leak) leaks++
   }
-  t.comment(`sensitivity: without rewriting, ${caught} entries differ for acme; ${blind.length} are tenant-blind (reference tables, catalogs, or results equal by construction)`)
+  t.comment(
+    `sensitivity: without rewriting, ${caught} entries differ for acme; ${blind.length} are tenant-blind (reference tables, catalogs, or results equal by construction)`,
+  )
   t.comment(`tenant-blind entries: ${blind.join(', ')}`)
   t.ok(caught >= corpus.length * 0.7, 'the oracle detects a missing rewrite in at least 70% of the corpus')
   t.ok(leaks >= 50, `the LEAK detector fires without rewriting (${leaks} entries: foreign rows returned or other tenants' data changed)`)
@@ -106,7 +108,7 @@ t.test('discovered schema facts agree with the hand-written ones', async (t) => 
   t.ok(env.facts.columns?.get('public.categories')?.[0] === 'tenant_id', 'column order discovered')
 })
 
-function describeFailures(entry: CorpusEntry, failures: RunResult[]): string {
+function describeFailures(_entry: CorpusEntry, failures: RunResult[]): string {
   const where = failures.map((f) => `${f.tenant}/${f.protocol}`).join(', ')
   const first = failures[0]
   return `${formatResult(first)}\n  failing runs (${failures.length}): ${where}`
@@ -157,13 +159,37 @@ for (const file of files) {
 // another: each pair is rewritten through ONE cache, in both orders; the foreign variant must
 // always be refused (or fail at execution) and the own-tenant variant never refused.
 const CACHE_PAIRS: { tenant: string; own: string; foreign: string }[] = [
-  { tenant: 'acme', own: "INSERT INTO tags (tenant_id, id, name) VALUES ('acme', 7000, 'x')", foreign: "INSERT INTO tags (tenant_id, id, name) VALUES ('globex', 7000, 'x')" },
-  { tenant: 'acme', own: "INSERT INTO tags (tenant_id, id, name) VALUES ('acme', 7001, 'a'), ('acme', 7002, 'b')", foreign: "INSERT INTO tags (tenant_id, id, name) VALUES ('acme', 7001, 'a'), ('globex', 7002, 'b')" },
-  { tenant: "o'hare", own: "INSERT INTO tags (tenant_id, id, name) VALUES ('o''hare', 7003, 'x')", foreign: "INSERT INTO tags (tenant_id, id, name) VALUES ('acme', 7003, 'x')" },
+  {
+    tenant: 'acme',
+    own: "INSERT INTO tags (tenant_id, id, name) VALUES ('acme', 7000, 'x')",
+    foreign: "INSERT INTO tags (tenant_id, id, name) VALUES ('globex', 7000, 'x')",
+  },
+  {
+    tenant: 'acme',
+    own: "INSERT INTO tags (tenant_id, id, name) VALUES ('acme', 7001, 'a'), ('acme', 7002, 'b')",
+    foreign: "INSERT INTO tags (tenant_id, id, name) VALUES ('acme', 7001, 'a'), ('globex', 7002, 'b')",
+  },
+  {
+    tenant: "o'hare",
+    own: "INSERT INTO tags (tenant_id, id, name) VALUES ('o''hare', 7003, 'x')",
+    foreign: "INSERT INTO tags (tenant_id, id, name) VALUES ('acme', 7003, 'x')",
+  },
   { tenant: 'globex', own: "UPDATE tags SET tenant_id = 'globex' WHERE id = 1", foreign: "UPDATE tags SET tenant_id = 'initech' WHERE id = 1" },
-  { tenant: 'acme', own: "INSERT INTO accounts (org, id, name) VALUES ('acme', 7004, 'x')", foreign: "INSERT INTO accounts (org, id, name) VALUES ('initech', 7004, 'x')" },
-  { tenant: 'acme', own: "INSERT INTO tags (id, name) VALUES (7005, 'x') ON CONFLICT (tenant_id, id) DO UPDATE SET tenant_id = 'acme'", foreign: "INSERT INTO tags (id, name) VALUES (7005, 'x') ON CONFLICT (tenant_id, id) DO UPDATE SET tenant_id = 'globex'" },
-  { tenant: 'initech', own: "WITH x AS (INSERT INTO tags (tenant_id, id, name) VALUES ('initech', 7006, 'x') RETURNING id) SELECT * FROM x", foreign: "WITH x AS (INSERT INTO tags (tenant_id, id, name) VALUES ('globex', 7006, 'x') RETURNING id) SELECT * FROM x" },
+  {
+    tenant: 'acme',
+    own: "INSERT INTO accounts (org, id, name) VALUES ('acme', 7004, 'x')",
+    foreign: "INSERT INTO accounts (org, id, name) VALUES ('initech', 7004, 'x')",
+  },
+  {
+    tenant: 'acme',
+    own: "INSERT INTO tags (id, name) VALUES (7005, 'x') ON CONFLICT (tenant_id, id) DO UPDATE SET tenant_id = 'acme'",
+    foreign: "INSERT INTO tags (id, name) VALUES (7005, 'x') ON CONFLICT (tenant_id, id) DO UPDATE SET tenant_id = 'globex'",
+  },
+  {
+    tenant: 'initech',
+    own: "WITH x AS (INSERT INTO tags (tenant_id, id, name) VALUES ('initech', 7006, 'x') RETURNING id) SELECT * FROM x",
+    foreign: "WITH x AS (INSERT INTO tags (tenant_id, id, name) VALUES ('globex', 7006, 'x') RETURNING id) SELECT * FROM x",
+  },
 ]
 
 t.test('plan cache: a tenant decision never travels between literals', async (t) => {
@@ -172,7 +198,11 @@ t.test('plan cache: a tenant decision never travels between literals', async (t)
     return
   }
   for (const pair of CACHE_PAIRS) {
-    for (const order of [['own', 'foreign'], ['foreign', 'own'], ['own', 'foreign', 'own', 'foreign']] as const) {
+    for (const order of [
+      ['own', 'foreign'],
+      ['foreign', 'own'],
+      ['own', 'foreign', 'own', 'foreign'],
+    ] as const) {
       const fresh = await loadRewriter(env.facts) // one fresh cache per sequence
       for (const which of order) {
         const sql = pair[which]

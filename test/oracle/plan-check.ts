@@ -52,7 +52,6 @@ import { TENANT_TABLES } from './facts.js'
 import { quoteLiteral } from '../../parser/quote.js'
 import { isLeakproofSafe } from '../../parser/leakproof.js'
 
-/* eslint-disable @typescript-eslint/no-explicit-any */
 type N = any
 
 const PREFERRED_TENANT = process.env.PLAN_CHECK_TENANT ?? 'acme'
@@ -143,7 +142,17 @@ function scanNodes(plan: N): ScanNode[] {
     const type: string = n['Node Type']
     const rel: string | undefined = n['Relation Name']
     if (rel && ['Seq Scan', 'Index Scan', 'Index Only Scan', 'Bitmap Heap Scan', 'Tid Scan', 'Tid Range Scan', 'Sample Scan'].includes(type)) {
-      const node: ScanNode = { type, relation: rel, alias: n.Alias ?? rel, indexes: [], indexCond: [], filter: n.Filter, condCols: new Set(), joinCols: new Set(), usesIndex: false }
+      const node: ScanNode = {
+        type,
+        relation: rel,
+        alias: n.Alias ?? rel,
+        indexes: [],
+        indexCond: [],
+        filter: n.Filter,
+        condCols: new Set(),
+        joinCols: new Set(),
+        usesIndex: false,
+      }
       if (type === 'Index Scan' || type === 'Index Only Scan') {
         node.indexes.push(n['Index Name'])
         if (n['Index Cond']) node.indexCond.push(n['Index Cond'])
@@ -161,7 +170,8 @@ function scanNodes(plan: N): ScanNode[] {
         for (const clause of splitAnd(cond)) {
           const refs = identRefs(clause)
           const join = refs.some((r) => r.q !== null && r.q !== node.alias)
-          for (const r of refs) if ((r.q === null || r.q === node.alias) && keyCols.has(r.name) && r.name !== tcol) (join ? node.joinCols : node.condCols).add(r.name)
+          for (const r of refs)
+            if ((r.q === null || r.q === node.alias) && keyCols.has(r.name) && r.name !== tcol) (join ? node.joinCols : node.condCols).add(r.name)
         }
       out.push(node)
       if (type === 'Bitmap Heap Scan') return // its children are the bitmap index scans, already read
@@ -211,14 +221,25 @@ function compare(only: Map<string, RelSummary>, rew: Map<string, RelSummary>): F
     const r = rew.get(rel)
     if (!r) continue // not read at all through pgtenant (pruned): no regression
     if (o.idx > 0 && r.idx === 0 && r.seq > 0) out.push({ kind: 'regression', relation: rel, detail: `index (${[...o.indexes].join(', ')}) → sequential only` })
-    else if (r.idx < o.idx && r.seq > o.seq) out.push({ kind: 'fewer-index-reads', relation: rel, detail: `index reads ${o.idx} → ${r.idx}, sequential ${o.seq} → ${r.seq}` })
+    else if (r.idx < o.idx && r.seq > o.seq)
+      out.push({ kind: 'fewer-index-reads', relation: rel, detail: `index reads ${o.idx} → ${r.idx}, sequential ${o.seq} → ${r.seq}` })
     const used = (x: RelSummary) => [...x.condCols, ...[...x.joinCols].map((c) => c + ' (join)')].join(', ') || 'the tenant column only'
     const lost = [...o.condCols].filter((c) => !r.condCols.has(c) && !r.joinCols.has(c))
     if (lost.length && o.idx > 0 && r.idx > 0)
-      out.push({ kind: 'lost-index-cond', relation: rel, cols: lost, detail: `Index Cond on ${lost.join(', ')} (${[...o.indexes].join(', ')}) lost; through pgtenant: ${[...r.indexes].join(', ') || '-'} on ${used(r)}` })
+      out.push({
+        kind: 'lost-index-cond',
+        relation: rel,
+        cols: lost,
+        detail: `Index Cond on ${lost.join(', ')} (${[...o.indexes].join(', ')}) lost; through pgtenant: ${[...r.indexes].join(', ') || '-'} on ${used(r)}`,
+      })
     const lostJoin = [...o.joinCols].filter((c) => !r.condCols.has(c) && !r.joinCols.has(c))
     if (lostJoin.length && o.idx > 0 && r.idx > 0)
-      out.push({ kind: 'lost-join-index-cond', relation: rel, cols: lostJoin, detail: `parameterized Index Cond (join) on ${lostJoin.join(', ')} (${[...o.indexes].join(', ')}) lost; through pgtenant: ${[...r.indexes].join(', ') || '-'} on ${used(r)}` })
+      out.push({
+        kind: 'lost-join-index-cond',
+        relation: rel,
+        cols: lostJoin,
+        detail: `parameterized Index Cond (join) on ${lostJoin.join(', ')} (${[...o.indexes].join(', ')}) lost; through pgtenant: ${[...r.indexes].join(', ') || '-'} on ${used(r)}`,
+      })
   }
   return out
 }
@@ -250,8 +271,10 @@ function codeMask(sql: string): boolean[] {
     } else if (c === '/' && sql[i + 1] === '*') {
       let d = 0
       while (i < sql.length) {
-        if (sql[i] === '/' && sql[i + 1] === '*') (d++, (i += 2))
-        else if (sql[i] === '*' && sql[i + 1] === '/') {
+        if (sql[i] === '/' && sql[i + 1] === '*') {
+          d++
+          i += 2
+        } else if (sql[i] === '*' && sql[i + 1] === '/') {
           d--
           i += 2
           if (d === 0) break
@@ -366,12 +389,39 @@ function shapeOf(cond: string): string {
     const k = key(n)
     const v = n[k]
     const kids: N[] =
-      k === 'BoolExpr' ? v.args : k === 'A_Expr' ? [v.lexpr, v.rexpr].filter(Boolean).flatMap((x: N) => (x.List ? x.List.items : [x])) : k === 'NullTest' || k === 'BooleanTest' ? [v.arg] : []
+      k === 'BoolExpr'
+        ? v.args
+        : k === 'A_Expr'
+          ? [v.lexpr, v.rexpr].filter(Boolean).flatMap((x: N) => (x.List ? x.List.items : [x]))
+          : k === 'NullTest' || k === 'BooleanTest'
+            ? [v.arg]
+            : []
     const unsafe = kids.filter((c) => !isLeakproofSafe(c))
-    const op = k === 'A_Expr' ? (v.name ?? []).map((x: N) => x.String?.sval).filter((x: string) => x !== 'pg_catalog').join('.') : ''
+    const op =
+      k === 'A_Expr'
+        ? (v.name ?? [])
+            .map((x: N) => x.String?.sval)
+            .filter((x: string) => x !== 'pg_catalog')
+            .join('.')
+        : ''
     const structural =
-      k === 'BoolExpr' || k === 'NullTest' || k === 'BooleanTest' ||
-      (k === 'A_Expr' && ['AEXPR_OP', 'AEXPR_IN', 'AEXPR_BETWEEN', 'AEXPR_NOT_BETWEEN', 'AEXPR_BETWEEN_SYM', 'AEXPR_NOT_BETWEEN_SYM', 'AEXPR_DISTINCT', 'AEXPR_NOT_DISTINCT', 'AEXPR_OP_ANY', 'AEXPR_OP_ALL'].includes(v.kind) && ['=', '<>', '!=', '<', '>', '<=', '>=', 'BETWEEN', 'NOT BETWEEN', 'BETWEEN SYMMETRIC', 'NOT BETWEEN SYMMETRIC'].includes(op))
+      k === 'BoolExpr' ||
+      k === 'NullTest' ||
+      k === 'BooleanTest' ||
+      (k === 'A_Expr' &&
+        [
+          'AEXPR_OP',
+          'AEXPR_IN',
+          'AEXPR_BETWEEN',
+          'AEXPR_NOT_BETWEEN',
+          'AEXPR_BETWEEN_SYM',
+          'AEXPR_NOT_BETWEEN_SYM',
+          'AEXPR_DISTINCT',
+          'AEXPR_NOT_DISTINCT',
+          'AEXPR_OP_ANY',
+          'AEXPR_OP_ALL',
+        ].includes(v.kind) &&
+        ['=', '<>', '!=', '<', '>', '<=', '>=', 'BETWEEN', 'NOT BETWEEN', 'BETWEEN SYMMETRIC', 'NOT BETWEEN SYMMETRIC'].includes(op))
     if (structural && unsafe.length) {
       n = unsafe[0]
       continue
@@ -388,7 +438,10 @@ function shapeOf(cond: string): string {
       case 'FuncCall':
         return `function ${(v.funcname ?? []).map((x: N) => x.String?.sval).join('.')}()`
       case 'TypeCast':
-        return `cast of a column to ${(v.typeName?.names ?? []).map((x: N) => x.String?.sval).filter((s: string) => s !== 'pg_catalog').join('.')}`
+        return `cast of a column to ${(v.typeName?.names ?? [])
+          .map((x: N) => x.String?.sval)
+          .filter((s: string) => s !== 'pg_catalog')
+          .join('.')}`
       case 'SubLink':
         return `sub-select (${v.subLinkType})`
       case 'ColumnRef':
@@ -414,10 +467,16 @@ function paramText(v: unknown): string | null {
   if (v === null || v === undefined) return null
   if (v instanceof Date) return v.toISOString()
   if (Array.isArray(v))
-    return '{' + v.map((x) => {
-      const t = paramText(x)
-      return t === null ? 'NULL' : Array.isArray(x) ? t : '"' + t.replace(/\\/g, '\\\\').replace(/"/g, '\\"') + '"'
-    }).join(',') + '}'
+    return (
+      '{' +
+      v
+        .map((x) => {
+          const t = paramText(x)
+          return t === null ? 'NULL' : Array.isArray(x) ? t : '"' + t.replace(/\\/g, '\\\\').replace(/"/g, '\\"') + '"'
+        })
+        .join(',') +
+      '}'
+    )
   if (typeof v === 'object') return JSON.stringify(v)
   return String(v)
 }
@@ -551,7 +610,12 @@ async function main(): Promise<void> {
       if (trgm) await c.query('CREATE EXTENSION IF NOT EXISTS pg_trgm')
       for (const q of [...EXTRA_INDEXES, ...(trgm ? TRGM_INDEXES : [])]) await c.query(q)
     }
-    const p2 = await runPass(`PASS 2: the schema + typical application indexes (GIN on jsonb/arrays, tenant-led FK indexes, text_pattern_ops / lower() on email, one FK index without the tenant column${trgm ? ', pg_trgm on title/body/name' : '; pg_trgm not available'})`, env, rewriter, clients)
+    const p2 = await runPass(
+      `PASS 2: the schema + typical application indexes (GIN on jsonb/arrays, tenant-led FK indexes, text_pattern_ops / lower() on email, one FK index without the tenant column${trgm ? ', pg_trgm on title/body/name' : '; pg_trgm not available'})`,
+      env,
+      rewriter,
+      clients,
+    )
     for (const p of [p1, p2]) {
       report.push(p.head, ...p.detail)
       summaries.push(p.head)
@@ -567,10 +631,10 @@ async function main(): Promise<void> {
 }
 
 async function runPass(title: string, env: OracleEnv, rewriter: RewriterApi, clients: pg.Client[]): Promise<{ head: string; detail: string[] }> {
-    const report: string[] = []
-    // ANALYZE both sides (the harness analyzed the template and the only_ databases; again after its changes and new indexes)
-    for (const c of clients) await c.query('ANALYZE')
-    const idx = await env.allClient.query(`
+  const report: string[] = []
+  // ANALYZE both sides (the harness analyzed the template and the only_ databases; again after its changes and new indexes)
+  for (const c of clients) await c.query('ANALYZE')
+  const idx = await env.allClient.query(`
       SELECT c.relname AS index, t.relname AS "table", n.nspname AS schema,
              array(SELECT a.attname::text FROM pg_attribute a WHERE a.attrelid = t.oid AND a.attnum > 0 AND NOT a.attisdropped) AS tcols,
              array(SELECT pg_get_indexdef(i.indexrelid, k, true) FROM generate_series(1, i.indnkeyatts) k ORDER BY k) AS keys,
@@ -578,201 +642,234 @@ async function runPass(title: string, env: OracleEnv, rewriter: RewriterApi, cli
       FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid JOIN pg_class t ON t.oid = i.indrelid
       JOIN pg_namespace n ON n.oid = t.relnamespace
       WHERE n.nspname IN ('public', 'billing') ORDER BY n.nspname, t.relname, c.relname`)
-    // key "columns": the table columns each key (column or expression) mentions, in key order
-    INDEXES = new Map(
-      idx.rows.map((r) => {
-        const tcols = new Set(r.tcols as string[])
-        const cols = (r.keys as string[]).flatMap((k) => identRefs(k).map((x) => x.name).filter((x) => tcols.has(x)).slice(0, 1))
-        return [r.index as string, { table: r.table as string, cols }]
-      }),
+  // key "columns": the table columns each key (column or expression) mentions, in key order
+  INDEXES = new Map(
+    idx.rows.map((r) => {
+      const tcols = new Set(r.tcols as string[])
+      const cols = (r.keys as string[]).flatMap((k) =>
+        identRefs(k)
+          .map((x) => x.name)
+          .filter((x) => tcols.has(x))
+          .slice(0, 1),
+      )
+      return [r.index as string, { table: r.table as string, cols }]
+    }),
+  )
+  const schemaNotes: string[] = []
+  for (const r of idx.rows) {
+    const tcol = TENANT_COL.get(r.table)
+    const cols = INDEXES.get(r.index)!.cols
+    const lead =
+      tcol === undefined
+        ? 'reference table'
+        : cols[0] === tcol
+          ? `leads with ${tcol}`
+          : cols.includes(tcol)
+            ? `has ${tcol} but not first`
+            : `WITHOUT the tenant column ${tcol}`
+    schemaNotes.push(
+      `  ${r.schema}.${r.table}: ${(r.def as string).replace(/^CREATE (UNIQUE )?INDEX \S+ ON \S+ USING /, (_m: string, u?: string) => (u ? 'unique ' : ''))} [${r.index}] — ${lead}`,
     )
-    const schemaNotes: string[] = []
-    for (const r of idx.rows) {
-      const tcol = TENANT_COL.get(r.table)
-      const cols = INDEXES.get(r.index)!.cols
-      const lead = tcol === undefined ? 'reference table' : cols[0] === tcol ? `leads with ${tcol}` : cols.includes(tcol) ? `has ${tcol} but not first` : `WITHOUT the tenant column ${tcol}`
-      schemaNotes.push(`  ${r.schema}.${r.table}: ${(r.def as string).replace(/^CREATE (UNIQUE )?INDEX \S+ ON \S+ USING /, (_m: string, u?: string) => (u ? 'unique ' : ''))} [${r.index}] — ${lead}`)
+  }
+
+  const corpus = loadCorpus()
+  const notReadCount = new Map<string, number>()
+  const skipped = new Map<string, string[]>()
+  const skip = (why: string, id: string) => skipped.set(why, [...(skipped.get(why) ?? []), id])
+  const checked: Checked[] = []
+  let withParams = 0
+
+  for (const entry of corpus) {
+    const nr = notRead(entry)
+    if (nr?.kind === 'not-read') {
+      notReadCount.set(nr.why, (notReadCount.get(nr.why) ?? 0) + 1)
+      continue
     }
-
-    const corpus = loadCorpus()
-    const notReadCount = new Map<string, number>()
-    const skipped = new Map<string, string[]>()
-    const skip = (why: string, id: string) => skipped.set(why, [...(skipped.get(why) ?? []), id])
-    const checked: Checked[] = []
-    let withParams = 0
-
-    for (const entry of corpus) {
-      const nr = notRead(entry)
-      if (nr?.kind === 'not-read') {
-        notReadCount.set(nr.why, (notReadCount.get(nr.why) ?? 0) + 1)
-        continue
-      }
-      if (nr) {
-        skip(nr.why, entry.id)
-        continue
-      }
-      const tenant = !entry.tenants || entry.tenants.includes(PREFERRED_TENANT) ? PREFERRED_TENANT : entry.tenants[0]
-      const tenantLit = quoteLiteral(tenant)
-      let text: ReturnType<typeof rewrittenText>
-      try {
-        text = rewrittenText(rewriter.rewrite(entry.sql, tenant))
-      } catch (e) {
-        skip('rewriteQuery threw', `${entry.id}: ${(e as Error).message}`)
-        continue
-      }
-      if ('refusal' in text) {
-        skip('refused by the rewriter', `${entry.id}: ${text.refusal.sqlstate} ${text.refusal.message}`)
-        continue
-      }
-      const rewritten = text.sql
-      const onlyClient = env.onlyClients.get(tenant)!
-      const o = await explain(onlyClient, entry.sql, entry.params, tenant)
-      if (!o.ok) {
-        skip('EXPLAIN failed on only_<tenant>', `${entry.id}: ${o.message}`)
-        continue
-      }
-      const r = await explain(env.allClient, rewritten, entry.params, tenant)
-      if (!r.ok) {
-        skip('EXPLAIN of the rewritten statement failed on all_tenants', `${entry.id}: ${r.message}`)
-        continue
-      }
-      if (entry.params?.length) withParams++
-      const onlyNodes = scanNodes(o.plan)
-      const rewNodes = scanNodes(r.plan)
-      const onlySum = summarize(onlyNodes)
-      const findings = compare(onlySum, summarize(rewNodes))
-      const guards = findGuards(rewritten, tenantLit)
-      const fences = countFences(rewritten, entry.sql)
-      const causes = new Map<string, string[]>()
-      if (findings.length) {
-        // re-plan variants of the rewritten text; a finding that disappears in a variant is caused by what it removed
-        const variants: [string, string][] = []
-        const noGuards = stripGuards(rewritten, tenantLit)
-        const noFences = stripFences(rewritten, entry.sql)
-        if (noGuards !== rewritten) variants.push(['CASE guard', noGuards])
-        if (noFences !== rewritten) variants.push(['OFFSET 0 fence', noFences])
-        if (noGuards !== rewritten && noFences !== rewritten) variants.push(['guard + fence together', stripFences(noGuards, entry.sql)])
-        const gone = new Map<string, Set<string>>()
-        for (const [label, sql] of variants) {
-          const v = await explain(env.allClient, sql, entry.params, tenant)
-          if (!v.ok) continue
-          const still = new Set(compare(onlySum, summarize(scanNodes(v.plan))).map(findingKey))
-          gone.set(label, new Set(findings.map(findingKey).filter((k) => !still.has(k))))
-        }
-        for (const f of findings) {
-          const k = findingKey(f)
-          const c: string[] = []
-          // structural: the lost column's condition sits inside a CASE guard of this relation, where no index can use it
-          const aliases = new Set(rewNodes.filter((n) => n.relation === f.relation).map((n) => n.alias))
-          const wrapped = (f.cols ?? []).some((col) =>
-            guards.some((g) => new RegExp(`\\b${col}\\b`).test(g.body) && [...aliases].some((a) => g.guard.includes(`${a}.`) || g.guard.includes(`"${a}".`))),
-          )
-          if (gone.get('CASE guard')?.has(k) || (f.kind === 'lost-index-cond' && wrapped)) c.push('CASE guard')
-          if (gone.get('OFFSET 0 fence')?.has(k)) c.push('OFFSET 0 fence')
-          if (!c.length && gone.get('guard + fence together')?.has(k)) c.push('guard + fence together')
-          const onlyIdx = [...(onlySum.get(f.relation)?.indexes ?? [])]
-          const tcol = TENANT_COL.get(f.relation)
-          if (!c.length && tcol && onlyIdx.length && onlyIdx.every((i) => INDEXES.get(i)?.cols[0] !== tcol)) c.push('schema: index without leading tenant column')
-          if (!c.length) c.push('other (the tenant restriction itself / plan shape)')
-          causes.set(k, c)
-        }
-      }
-      checked.push({ entry, tenant, rewritten, onlyNodes, rewNodes, findings, causes, guards, fences })
+    if (nr) {
+      skip(nr.why, entry.id)
+      continue
     }
-
-    // ---------------------------------------------------------------- report
-    const count = (kind: Kind) => checked.filter((c) => c.findings.some((f) => f.kind === kind))
-    const regressions = count('regression')
-    const fewer = count('fewer-index-reads')
-    const lost = count('lost-index-cond')
-    const lostJoin = count('lost-join-index-cond')
-    const byWrapping = (kind: Kind) =>
-      checked.filter((c) => c.findings.some((f) => f.kind === kind && c.causes.get(findingKey(f))!.some((x) => x === 'CASE guard' || x === 'OFFSET 0 fence' || x === 'guard + fence together')))
-    const withGuards = checked.filter((c) => c.guards.length)
-    const withFences = checked.filter((c) => c.fences)
-    const onlyIndexed = checked.filter((c) => c.onlyNodes.some((n) => n.usesIndex))
-    const nSkipped = [...skipped.values()].reduce((a, b) => a + b.length, 0)
-    const schemaRegressions = checked.filter((c) => c.findings.some((f) => f.kind === 'regression' && c.causes.get(findingKey(f))!.some((x) => x.startsWith('schema'))))
-
-    const causeTally = new Map<string, { n: number; ids: string[] }>()
-    const shapeTally = new Map<string, { n: number; example: string; id: string }>()
-    for (const c of checked) {
-      for (const f of c.findings) {
-        for (const cause of c.causes.get(findingKey(f)) ?? []) {
-          const key = `${f.kind}: ${cause}`
-          const e = causeTally.get(key) ?? { n: 0, ids: [] }
-          e.n++
-          e.ids.push(`${c.entry.id} (${f.relation})`)
-          causeTally.set(key, e)
-        }
-        // which wrapped condition held the lost column
-        if (f.kind !== 'fewer-index-reads' && f.kind !== 'lost-join-index-cond' && c.causes.get(findingKey(f))!.includes('CASE guard')) {
-          for (const g of c.guards) {
-            const cols = f.cols ?? []
-            if (cols.length && !cols.some((col) => new RegExp(`\\b${col}\\b`).test(g.body))) continue
-            const shape = shapeOf(g.body)
-            const s = shapeTally.get(shape) ?? { n: 0, example: `CASE WHEN ${g.guard} THEN (${g.body}) END`, id: c.entry.id }
-            s.n++
-            shapeTally.set(shape, s)
-          }
-        }
+    const tenant = !entry.tenants || entry.tenants.includes(PREFERRED_TENANT) ? PREFERRED_TENANT : entry.tenants[0]
+    const tenantLit = quoteLiteral(tenant)
+    let text: ReturnType<typeof rewrittenText>
+    try {
+      text = rewrittenText(rewriter.rewrite(entry.sql, tenant))
+    } catch (e) {
+      skip('rewriteQuery threw', `${entry.id}: ${(e as Error).message}`)
+      continue
+    }
+    if ('refusal' in text) {
+      skip('refused by the rewriter', `${entry.id}: ${text.refusal.sqlstate} ${text.refusal.message}`)
+      continue
+    }
+    const rewritten = text.sql
+    const onlyClient = env.onlyClients.get(tenant)!
+    const o = await explain(onlyClient, entry.sql, entry.params, tenant)
+    if (!o.ok) {
+      skip('EXPLAIN failed on only_<tenant>', `${entry.id}: ${o.message}`)
+      continue
+    }
+    const r = await explain(env.allClient, rewritten, entry.params, tenant)
+    if (!r.ok) {
+      skip('EXPLAIN of the rewritten statement failed on all_tenants', `${entry.id}: ${r.message}`)
+      continue
+    }
+    if (entry.params?.length) withParams++
+    const onlyNodes = scanNodes(o.plan)
+    const rewNodes = scanNodes(r.plan)
+    const onlySum = summarize(onlyNodes)
+    const findings = compare(onlySum, summarize(rewNodes))
+    const guards = findGuards(rewritten, tenantLit)
+    const fences = countFences(rewritten, entry.sql)
+    const causes = new Map<string, string[]>()
+    if (findings.length) {
+      // re-plan variants of the rewritten text; a finding that disappears in a variant is caused by what it removed
+      const variants: [string, string][] = []
+      const noGuards = stripGuards(rewritten, tenantLit)
+      const noFences = stripFences(rewritten, entry.sql)
+      if (noGuards !== rewritten) variants.push(['CASE guard', noGuards])
+      if (noFences !== rewritten) variants.push(['OFFSET 0 fence', noFences])
+      if (noGuards !== rewritten && noFences !== rewritten) variants.push(['guard + fence together', stripFences(noGuards, entry.sql)])
+      const gone = new Map<string, Set<string>>()
+      for (const [label, sql] of variants) {
+        const v = await explain(env.allClient, sql, entry.params, tenant)
+        if (!v.ok) continue
+        const still = new Set(compare(onlySum, summarize(scanNodes(v.plan))).map(findingKey))
+        gone.set(label, new Set(findings.map(findingKey).filter((k) => !still.has(k))))
+      }
+      for (const f of findings) {
+        const k = findingKey(f)
+        const c: string[] = []
+        // structural: the lost column's condition sits inside a CASE guard of this relation, where no index can use it
+        const aliases = new Set(rewNodes.filter((n) => n.relation === f.relation).map((n) => n.alias))
+        const wrapped = (f.cols ?? []).some((col) =>
+          guards.some((g) => new RegExp(`\\b${col}\\b`).test(g.body) && [...aliases].some((a) => g.guard.includes(`${a}.`) || g.guard.includes(`"${a}".`))),
+        )
+        if (gone.get('CASE guard')?.has(k) || (f.kind === 'lost-index-cond' && wrapped)) c.push('CASE guard')
+        if (gone.get('OFFSET 0 fence')?.has(k)) c.push('OFFSET 0 fence')
+        if (!c.length && gone.get('guard + fence together')?.has(k)) c.push('guard + fence together')
+        const onlyIdx = [...(onlySum.get(f.relation)?.indexes ?? [])]
+        const tcol = TENANT_COL.get(f.relation)
+        if (!c.length && tcol && onlyIdx.length && onlyIdx.every((i) => INDEXES.get(i)?.cols[0] !== tcol)) c.push('schema: index without leading tenant column')
+        if (!c.length) c.push('other (the tenant restriction itself / plan shape)')
+        causes.set(k, c)
       }
     }
-    const guardShapes = new Map<string, number>()
-    for (const c of checked) for (const g of c.guards) guardShapes.set(shapeOf(g.body), (guardShapes.get(shapeOf(g.body)) ?? 0) + 1)
+    checked.push({ entry, tenant, rewritten, onlyNodes, rewNodes, findings, causes, guards, fences })
+  }
 
-    const head: string[] = []
-    head.push(`${'='.repeat(100)}\n${title}\npgtenant plan check (issue #22) — ${new Date().toISOString()}`)
-    head.push(`settings on both sides: ${SETTINGS.join('; ')}; both databases ANALYZEd; tenant ${PREFERRED_TENANT} (or the entry's first tenant)`)
-    head.push('')
-    head.push(`corpus entries: ${corpus.length}`)
-    head.push(`  not read statements: ${[...notReadCount.values()].reduce((a, b) => a + b, 0)} (${[...notReadCount].map(([k, v]) => `${k} ${v}`).join(', ')})`)
-    head.push(`  read statements skipped: ${nSkipped}`)
-    for (const [why, ids] of skipped) head.push(`    ${why}: ${ids.length}`)
-    head.push(`  read statements checked: ${checked.length} (of which ${withParams} with params via PREPARE/EXPLAIN EXECUTE)`)
-    head.push(`    with at least one index read on only_<tenant>: ${onlyIndexed.length}`)
-    head.push(`    rewritten with CASE guards: ${withGuards.length} (${withGuards.reduce((a, c) => a + c.guards.length, 0)} guards); with OFFSET 0 fences: ${withFences.length} (${withFences.reduce((a, c) => a + c.fences, 0)} fences)`)
-    head.push('')
-    head.push(`REGRESSIONS (a relation read by an index on only_<tenant> is read only sequentially through pgtenant): ${regressions.length} statements`)
-    head.push(`  of which caused by an index without a leading tenant column (schema): ${schemaRegressions.length}`)
-    head.push(`fewer index reads on a relation (index → sequential for some, not all, of its scans): ${fewer.length} statements`)
-    head.push(`lost index condition (still an index scan, but a condition with constants/params on a non-tenant key column became a Filter): ${lost.length} statements, ${byWrapping('lost-index-cond').length} caused by the wrapping (CASE guard / OFFSET 0 fence)`)
-    head.push(`lost join index condition (a parameterized index scan of a nested loop became a scan on the tenant column + hash/merge join or hashed SubPlan): ${lostJoin.length} statements, ${byWrapping('lost-join-index-cond').length} caused by the wrapping`)
-    head.push('')
-    head.push('causes (finding kind: cause — count; cause = what, removed from the rewritten text, brings the index use back):')
-    for (const [k, v] of [...causeTally].sort((a, b) => b[1].n - a[1].n)) head.push(`  ${k} — ${v.n}: ${v.ids.slice(0, 6).join(', ')}${v.ids.length > 6 ? ', …' : ''}`)
-    head.push('')
-    head.push('shapes of the wrapped conditions that held a lost index condition (count, example):')
-    for (const [k, v] of [...shapeTally].sort((a, b) => b[1].n - a[1].n)) head.push(`  ${k} — ${v.n}, e.g. ${v.id}: ${v.example.length > 300 ? v.example.slice(0, 300) + ' …' : v.example}`)
-    head.push('')
-    head.push('all CASE guards in the checked statements by shape (what made each conjunct not leakproof-safe):')
-    for (const [k, v] of [...guardShapes].sort((a, b) => b[1] - a[1])) head.push(`  ${k}: ${v}`)
-    head.push('')
-    head.push('indexes of the schema (all_tenants):')
-    head.push(...schemaNotes)
-    report.push(head.join('\n'))
+  // ---------------------------------------------------------------- report
+  const count = (kind: Kind) => checked.filter((c) => c.findings.some((f) => f.kind === kind))
+  const regressions = count('regression')
+  const fewer = count('fewer-index-reads')
+  const lost = count('lost-index-cond')
+  const lostJoin = count('lost-join-index-cond')
+  const byWrapping = (kind: Kind) =>
+    checked.filter((c) =>
+      c.findings.some(
+        (f) => f.kind === kind && c.causes.get(findingKey(f))!.some((x) => x === 'CASE guard' || x === 'OFFSET 0 fence' || x === 'guard + fence together'),
+      ),
+    )
+  const withGuards = checked.filter((c) => c.guards.length)
+  const withFences = checked.filter((c) => c.fences)
+  const onlyIndexed = checked.filter((c) => c.onlyNodes.some((n) => n.usesIndex))
+  const nSkipped = [...skipped.values()].reduce((a, b) => a + b.length, 0)
+  const schemaRegressions = checked.filter((c) =>
+    c.findings.some((f) => f.kind === 'regression' && c.causes.get(findingKey(f))!.some((x) => x.startsWith('schema'))),
+  )
 
-    const detail = (title: string, list: Checked[], kinds: Kind[]) => {
-      report.push(`\n==================== ${title}: ${list.length}`)
-      for (const c of list) {
-        const lines: string[] = []
-        lines.push(`--- ${c.entry.id} (tenant ${c.tenant}${c.entry.params ? ', params ' + JSON.stringify(c.entry.params) : ''})`)
-        for (const f of c.findings.filter((x) => kinds.includes(x.kind))) lines.push(`  ${f.kind} on ${f.relation}: ${f.detail}  [cause: ${c.causes.get(findingKey(f))!.join('; ')}]`)
-        lines.push(`  original:\n    ${c.entry.sql.replace(/\n/g, '\n    ')}`)
-        lines.push(`  rewritten:\n    ${c.rewritten.replace(/\n/g, '\n    ')}`)
-        lines.push(`  only_${c.tenant} scans:\n${c.onlyNodes.map((n) => '    ' + formatNode(n)).join('\n') || '    (none)'}`)
-        lines.push(`  through pgtenant (all_tenants) scans:\n${c.rewNodes.map((n) => '    ' + formatNode(n)).join('\n') || '    (none)'}`)
-        report.push(lines.join('\n'))
+  const causeTally = new Map<string, { n: number; ids: string[] }>()
+  const shapeTally = new Map<string, { n: number; example: string; id: string }>()
+  for (const c of checked) {
+    for (const f of c.findings) {
+      for (const cause of c.causes.get(findingKey(f)) ?? []) {
+        const key = `${f.kind}: ${cause}`
+        const e = causeTally.get(key) ?? { n: 0, ids: [] }
+        e.n++
+        e.ids.push(`${c.entry.id} (${f.relation})`)
+        causeTally.set(key, e)
+      }
+      // which wrapped condition held the lost column
+      if (f.kind !== 'fewer-index-reads' && f.kind !== 'lost-join-index-cond' && c.causes.get(findingKey(f))!.includes('CASE guard')) {
+        for (const g of c.guards) {
+          const cols = f.cols ?? []
+          if (cols.length && !cols.some((col) => new RegExp(`\\b${col}\\b`).test(g.body))) continue
+          const shape = shapeOf(g.body)
+          const s = shapeTally.get(shape) ?? { n: 0, example: `CASE WHEN ${g.guard} THEN (${g.body}) END`, id: c.entry.id }
+          s.n++
+          shapeTally.set(shape, s)
+        }
       }
     }
-    detail('REGRESSING STATEMENTS (index → sequential only)', regressions, ['regression'])
-    detail('FEWER INDEX READS', fewer.filter((c) => !regressions.includes(c)), ['fewer-index-reads'])
-    detail('LOST INDEX CONDITIONS (constants / params)', lost, ['lost-index-cond'])
-    detail('LOST JOIN INDEX CONDITIONS (parameterized scans)', lostJoin, ['lost-join-index-cond'])
-    report.push(`\n==================== SKIPPED READ STATEMENTS: ${nSkipped}`)
-    for (const [why, ids] of skipped) report.push(`${why}:\n  ${ids.join('\n  ')}`)
+  }
+  const guardShapes = new Map<string, number>()
+  for (const c of checked) for (const g of c.guards) guardShapes.set(shapeOf(g.body), (guardShapes.get(shapeOf(g.body)) ?? 0) + 1)
 
-    return { head: report[0]!, detail: report.slice(1) }
+  const head: string[] = []
+  head.push(`${'='.repeat(100)}\n${title}\npgtenant plan check (issue #22) — ${new Date().toISOString()}`)
+  head.push(`settings on both sides: ${SETTINGS.join('; ')}; both databases ANALYZEd; tenant ${PREFERRED_TENANT} (or the entry's first tenant)`)
+  head.push('')
+  head.push(`corpus entries: ${corpus.length}`)
+  head.push(`  not read statements: ${[...notReadCount.values()].reduce((a, b) => a + b, 0)} (${[...notReadCount].map(([k, v]) => `${k} ${v}`).join(', ')})`)
+  head.push(`  read statements skipped: ${nSkipped}`)
+  for (const [why, ids] of skipped) head.push(`    ${why}: ${ids.length}`)
+  head.push(`  read statements checked: ${checked.length} (of which ${withParams} with params via PREPARE/EXPLAIN EXECUTE)`)
+  head.push(`    with at least one index read on only_<tenant>: ${onlyIndexed.length}`)
+  head.push(
+    `    rewritten with CASE guards: ${withGuards.length} (${withGuards.reduce((a, c) => a + c.guards.length, 0)} guards); with OFFSET 0 fences: ${withFences.length} (${withFences.reduce((a, c) => a + c.fences, 0)} fences)`,
+  )
+  head.push('')
+  head.push(`REGRESSIONS (a relation read by an index on only_<tenant> is read only sequentially through pgtenant): ${regressions.length} statements`)
+  head.push(`  of which caused by an index without a leading tenant column (schema): ${schemaRegressions.length}`)
+  head.push(`fewer index reads on a relation (index → sequential for some, not all, of its scans): ${fewer.length} statements`)
+  head.push(
+    `lost index condition (still an index scan, but a condition with constants/params on a non-tenant key column became a Filter): ${lost.length} statements, ${byWrapping('lost-index-cond').length} caused by the wrapping (CASE guard / OFFSET 0 fence)`,
+  )
+  head.push(
+    `lost join index condition (a parameterized index scan of a nested loop became a scan on the tenant column + hash/merge join or hashed SubPlan): ${lostJoin.length} statements, ${byWrapping('lost-join-index-cond').length} caused by the wrapping`,
+  )
+  head.push('')
+  head.push('causes (finding kind: cause — count; cause = what, removed from the rewritten text, brings the index use back):')
+  for (const [k, v] of [...causeTally].sort((a, b) => b[1].n - a[1].n))
+    head.push(`  ${k} — ${v.n}: ${v.ids.slice(0, 6).join(', ')}${v.ids.length > 6 ? ', …' : ''}`)
+  head.push('')
+  head.push('shapes of the wrapped conditions that held a lost index condition (count, example):')
+  for (const [k, v] of [...shapeTally].sort((a, b) => b[1].n - a[1].n))
+    head.push(`  ${k} — ${v.n}, e.g. ${v.id}: ${v.example.length > 300 ? v.example.slice(0, 300) + ' …' : v.example}`)
+  head.push('')
+  head.push('all CASE guards in the checked statements by shape (what made each conjunct not leakproof-safe):')
+  for (const [k, v] of [...guardShapes].sort((a, b) => b[1] - a[1])) head.push(`  ${k}: ${v}`)
+  head.push('')
+  head.push('indexes of the schema (all_tenants):')
+  head.push(...schemaNotes)
+  report.push(head.join('\n'))
+
+  const detail = (title: string, list: Checked[], kinds: Kind[]) => {
+    report.push(`\n==================== ${title}: ${list.length}`)
+    for (const c of list) {
+      const lines: string[] = []
+      lines.push(`--- ${c.entry.id} (tenant ${c.tenant}${c.entry.params ? ', params ' + JSON.stringify(c.entry.params) : ''})`)
+      for (const f of c.findings.filter((x) => kinds.includes(x.kind)))
+        lines.push(`  ${f.kind} on ${f.relation}: ${f.detail}  [cause: ${c.causes.get(findingKey(f))!.join('; ')}]`)
+      lines.push(`  original:\n    ${c.entry.sql.replace(/\n/g, '\n    ')}`)
+      lines.push(`  rewritten:\n    ${c.rewritten.replace(/\n/g, '\n    ')}`)
+      lines.push(`  only_${c.tenant} scans:\n${c.onlyNodes.map((n) => '    ' + formatNode(n)).join('\n') || '    (none)'}`)
+      lines.push(`  through pgtenant (all_tenants) scans:\n${c.rewNodes.map((n) => '    ' + formatNode(n)).join('\n') || '    (none)'}`)
+      report.push(lines.join('\n'))
+    }
+  }
+  detail('REGRESSING STATEMENTS (index → sequential only)', regressions, ['regression'])
+  detail(
+    'FEWER INDEX READS',
+    fewer.filter((c) => !regressions.includes(c)),
+    ['fewer-index-reads'],
+  )
+  detail('LOST INDEX CONDITIONS (constants / params)', lost, ['lost-index-cond'])
+  detail('LOST JOIN INDEX CONDITIONS (parameterized scans)', lostJoin, ['lost-join-index-cond'])
+  report.push(`\n==================== SKIPPED READ STATEMENTS: ${nSkipped}`)
+  for (const [why, ids] of skipped) report.push(`${why}:\n  ${ids.join('\n  ')}`)
+
+  return { head: report[0]!, detail: report.slice(1) }
 }
 
 main().catch((e) => {

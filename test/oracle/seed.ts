@@ -5,10 +5,66 @@ import { TENANTS, type TenantName } from './facts.js'
 
 /** Row counts per tenant; 0 = that tenant's table is empty. */
 export const SIZES: Record<TenantName, Record<string, number>> = {
-  acme: { companies: 5, users: 12, projects: 8, tasks: 40, comments: 60, invoices: 10, invoice_lines: 30, tags: 8, events: 50, categories: 15, accounts: 4, payments: 8, api_keys: 3 },
-  globex: { companies: 4, users: 10, projects: 6, tasks: 30, comments: 45, invoices: 8, invoice_lines: 24, tags: 6, events: 40, categories: 10, accounts: 3, payments: 6, api_keys: 3 },
-  initech: { companies: 2, users: 3, projects: 2, tasks: 5, comments: 0, invoices: 0, invoice_lines: 0, tags: 0, events: 0, categories: 4, accounts: 1, payments: 0, api_keys: 1 },
-  "o'hare": { companies: 1, users: 2, projects: 1, tasks: 3, comments: 2, invoices: 1, invoice_lines: 2, tags: 2, events: 3, categories: 0, accounts: 0, payments: 1, api_keys: 1 },
+  acme: {
+    companies: 5,
+    users: 12,
+    projects: 8,
+    tasks: 40,
+    comments: 60,
+    invoices: 10,
+    invoice_lines: 30,
+    tags: 8,
+    events: 50,
+    categories: 15,
+    accounts: 4,
+    payments: 8,
+    api_keys: 3,
+  },
+  globex: {
+    companies: 4,
+    users: 10,
+    projects: 6,
+    tasks: 30,
+    comments: 45,
+    invoices: 8,
+    invoice_lines: 24,
+    tags: 6,
+    events: 40,
+    categories: 10,
+    accounts: 3,
+    payments: 6,
+    api_keys: 3,
+  },
+  initech: {
+    companies: 2,
+    users: 3,
+    projects: 2,
+    tasks: 5,
+    comments: 0,
+    invoices: 0,
+    invoice_lines: 0,
+    tags: 0,
+    events: 0,
+    categories: 4,
+    accounts: 1,
+    payments: 0,
+    api_keys: 1,
+  },
+  "o'hare": {
+    companies: 1,
+    users: 2,
+    projects: 1,
+    tasks: 3,
+    comments: 2,
+    invoices: 1,
+    invoice_lines: 2,
+    tags: 2,
+    events: 3,
+    categories: 0,
+    accounts: 0,
+    payments: 1,
+    api_keys: 1,
+  },
 }
 
 const LABEL: Record<TenantName, string> = { acme: 'Acme', globex: 'Globex', initech: 'Initech', "o'hare": "O'Hare" }
@@ -78,22 +134,45 @@ export function tenantSeedSql(tenant: TenantName, seedNo: number): string {
   out += insert(
     'companies',
     ['tenant_id', 'id', 'name', 'country_code', 'plan_id', 'employees', 'created_at'],
-    Array.from({ length: n.companies }, (_, i) => [tenant, i + 1, `${L} Company ${i + 1}`, maybe(0.2, pick(['US', 'CA', 'DE', 'FR', 'IE', 'JP'])), int(1, 4), maybe(0.25, int(1, 500)), ts(int(0, 200000))]),
+    Array.from({ length: n.companies }, (_, i) => [
+      tenant,
+      i + 1,
+      `${L} Company ${i + 1}`,
+      maybe(0.2, pick(['US', 'CA', 'DE', 'FR', 'IE', 'JP'])),
+      int(1, 4),
+      maybe(0.25, int(1, 500)),
+      ts(int(0, 200000)),
+    ]),
   )
   out += insert(
     'users',
     ['tenant_id', 'id', 'company_id', 'email', 'full_name', 'role', 'is_active', 'manager_id', 'last_login', 'created_at'],
     Array.from({ length: n.users }, (_, i) => [
-      tenant, i + 1, int(1, n.companies), `user${i + 1}@${slug}.example`, maybe(0.15, `${L} User ${i + 1}`), i === 0 ? 'owner' : pick(ROLES), rnd() > 0.2,
-      i === 0 ? null : maybe(0.3, int(1, i)), maybe(0.3, ts(int(200000, 400000))), ts(int(0, 200000)),
+      tenant,
+      i + 1,
+      int(1, n.companies),
+      `user${i + 1}@${slug}.example`,
+      maybe(0.15, `${L} User ${i + 1}`),
+      i === 0 ? 'owner' : pick(ROLES),
+      rnd() > 0.2,
+      i === 0 ? null : maybe(0.3, int(1, i)),
+      maybe(0.3, ts(int(200000, 400000))),
+      ts(int(0, 200000)),
     ]),
   )
   out += insert(
     'projects',
     ['tenant_id', 'id', 'company_id', 'owner_id', 'name', 'status', 'budget', 'labels', 'started_on'],
     Array.from({ length: n.projects }, (_, i) => [
-      tenant, i + 1, int(1, n.companies), maybe(0.2, int(1, n.users)), `${L} Project ${i + 1}`, pick(['active', 'active', 'archived', 'draft']),
-      maybe(0.3, (int(1000, 900000) / 100).toFixed(2)), Array.from({ length: int(0, 3) }, () => pick(TAG_POOL)), maybe(0.2, day('2024-01-01', int(0, 500))),
+      tenant,
+      i + 1,
+      int(1, n.companies),
+      maybe(0.2, int(1, n.users)),
+      `${L} Project ${i + 1}`,
+      pick(['active', 'active', 'archived', 'draft']),
+      maybe(0.3, (int(1000, 900000) / 100).toFixed(2)),
+      Array.from({ length: int(0, 3) }, () => pick(TAG_POOL)),
+      maybe(0.2, day('2024-01-01', int(0, 500))),
     ]),
   )
   out += insert(
@@ -102,35 +181,73 @@ export function tenantSeedSql(tenant: TenantName, seedNo: number): string {
     Array.from({ length: n.tasks }, (_, i) => {
       const status = pick(STATUSES)
       return [
-        tenant, i + 1, int(1, n.projects), maybe(0.2, int(1, n.users)), `${L} task ${i + 1}: ${pick(['fix login', 'write docs', 'ship it', 'review PR', 'call client', 'refactor'])}`,
-        status, int(1, 5), maybe(0.3, day('2025-01-01', int(0, 365))), maybe(0.25, (int(25, 4000) / 100).toFixed(2)),
-        Array.from({ length: int(0, 3) }, () => pick(TAG_POOL)), status === 'done', ts(int(0, 500000)),
+        tenant,
+        i + 1,
+        int(1, n.projects),
+        maybe(0.2, int(1, n.users)),
+        `${L} task ${i + 1}: ${pick(['fix login', 'write docs', 'ship it', 'review PR', 'call client', 'refactor'])}`,
+        status,
+        int(1, 5),
+        maybe(0.3, day('2025-01-01', int(0, 365))),
+        maybe(0.25, (int(25, 4000) / 100).toFixed(2)),
+        Array.from({ length: int(0, 3) }, () => pick(TAG_POOL)),
+        status === 'done',
+        ts(int(0, 500000)),
       ]
     }),
   )
   out += insert(
     'comments',
     ['tenant_id', 'id', 'task_id', 'author_id', 'body', 'created_at'],
-    Array.from({ length: n.comments }, (_, i) => [tenant, i + 1, int(1, n.tasks), maybe(0.1, int(1, n.users)), `${L} comment ${i + 1}${rnd() < 0.2 ? ' — looks good' : ''}`, ts(int(0, 500000))]),
+    Array.from({ length: n.comments }, (_, i) => [
+      tenant,
+      i + 1,
+      int(1, n.tasks),
+      maybe(0.1, int(1, n.users)),
+      `${L} comment ${i + 1}${rnd() < 0.2 ? ' — looks good' : ''}`,
+      ts(int(0, 500000)),
+    ]),
   )
   out += insert(
     'invoices',
     ['tenant_id', 'id', 'company_id', 'number', 'currency_code', 'status', 'issued_on', 'due_on', 'total_cents'],
     Array.from({ length: n.invoices }, (_, i) => {
       const issued = int(0, 400)
-      return [tenant, i + 1, int(1, n.companies), `INV-${String(i + 1).padStart(4, '0')}`, pick(['USD', 'USD', 'EUR', 'JPY']), pick(['draft', 'sent', 'paid', 'paid', 'void']),
-        day('2024-06-01', issued), maybe(0.2, day('2024-06-01', issued + 30)), int(0, 500000)]
+      return [
+        tenant,
+        i + 1,
+        int(1, n.companies),
+        `INV-${String(i + 1).padStart(4, '0')}`,
+        pick(['USD', 'USD', 'EUR', 'JPY']),
+        pick(['draft', 'sent', 'paid', 'paid', 'void']),
+        day('2024-06-01', issued),
+        maybe(0.2, day('2024-06-01', issued + 30)),
+        int(0, 500000),
+      ]
     }),
   )
   out += insert(
     'invoice_lines',
     ['tenant_id', 'id', 'invoice_id', 'description', 'quantity', 'unit_cents'],
-    Array.from({ length: n.invoice_lines }, (_, i) => [tenant, i + 1, int(1, Math.max(1, n.invoices)), `${pick(['Seats', 'Support', 'Storage', 'Setup fee'])} (${L})`, int(1, 10), int(100, 20000)]),
+    Array.from({ length: n.invoice_lines }, (_, i) => [
+      tenant,
+      i + 1,
+      int(1, Math.max(1, n.invoices)),
+      `${pick(['Seats', 'Support', 'Storage', 'Setup fee'])} (${L})`,
+      int(1, 10),
+      int(100, 20000),
+    ]),
   )
   out += insert(
     'tags',
     ['tenant_id', 'id', 'name', 'color', 'aliases'],
-    Array.from({ length: n.tags }, (_, i) => [tenant, i + 1, TAG_POOL[i % TAG_POOL.length], pick(COLORS), i % 3 === 0 ? [] : [TAG_POOL[(i + 3) % TAG_POOL.length].toUpperCase()]]),
+    Array.from({ length: n.tags }, (_, i) => [
+      tenant,
+      i + 1,
+      TAG_POOL[i % TAG_POOL.length],
+      pick(COLORS),
+      i % 3 === 0 ? [] : [TAG_POOL[(i + 3) % TAG_POOL.length].toUpperCase()],
+    ]),
   )
   out += insert(
     'events',
@@ -152,12 +269,25 @@ export function tenantSeedSql(tenant: TenantName, seedNo: number): string {
   out += insert(
     'accounts',
     ['org', 'id', 'name', 'balance', 'currency_code'],
-    Array.from({ length: n.accounts }, (_, i) => [tenant, i + 1, `${L} account ${i + 1}`, (int(-50000, 500000) / 100).toFixed(2), maybe(0.25, pick(['USD', 'EUR']))]),
+    Array.from({ length: n.accounts }, (_, i) => [
+      tenant,
+      i + 1,
+      `${L} account ${i + 1}`,
+      (int(-50000, 500000) / 100).toFixed(2),
+      maybe(0.25, pick(['USD', 'EUR'])),
+    ]),
   )
   out += insert(
     'billing.payments',
     ['tenant_id', 'id', 'invoice_id', 'amount_cents', 'method', 'paid_at'],
-    Array.from({ length: n.payments }, (_, i) => [tenant, i + 1, int(1, Math.max(1, n.invoices)), int(100, 300000), maybe(0.3, pick(['card', 'wire', 'check'])), ts(int(300000, 600000))]),
+    Array.from({ length: n.payments }, (_, i) => [
+      tenant,
+      i + 1,
+      int(1, Math.max(1, n.invoices)),
+      int(100, 300000),
+      maybe(0.3, pick(['card', 'wire', 'check'])),
+      ts(int(300000, 600000)),
+    ]),
   )
   out += insert(
     'api_keys',

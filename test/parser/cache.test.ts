@@ -96,7 +96,11 @@ t.test('plan cache', async (t) => {
     t.equal(rewriteQuery(q, goldenCtx({ searchPath: path }), cache).cache, 'exact', 'same array: a hit')
     t.equal(rewriteQuery(q, goldenCtx({ searchPath: path, facts: noItems }), cache).refusal?.sqlstate, '42501', 'same array, other facts: their plan')
     t.equal(rewriteQuery(q, goldenCtx({ searchPath: path, mode: 'bypass' }), cache).sql, q, 'same array, bypass: not rewritten')
-    t.equal(rewriteQuery('SHOW my.tenant', goldenCtx({ searchPath: path, setting: 'my.tenant' }), cache).statements[0].kind, 'tenant', 'same array, other setting')
+    t.equal(
+      rewriteQuery('SHOW my.tenant', goldenCtx({ searchPath: path, setting: 'my.tenant' }), cache).statements[0].kind,
+      'tenant',
+      'same array, other setting',
+    )
     t.match(rewriteQuery(q, goldenCtx({ searchPath: path }), cache).sql, /tenant_id = 'acme'/, 'and back')
   })
 
@@ -124,7 +128,7 @@ t.test('plan cache', async (t) => {
     const a = normalizeLiterals("SELECT 'a''b', E'x\\'y', $$z$$, 1.5e3, x FROM t -- 'no'\n WHERE \"q'\" = 2")
     t.equal(a.key, "SELECT \u0001, \u0002, \u0005, \u0004, x FROM t -- 'no'\n WHERE \"q'\" = \u0004")
     t.equal(a.spans.length, 10)
-    t.equal(normalizeLiterals('SELECT U&\'d\\0061t\'').key, null, 'unicode escapes are not shared')
+    t.equal(normalizeLiterals("SELECT U&'d\\0061t'").key, null, 'unicode escapes are not shared')
     t.equal(normalizeLiterals('SELECT \u0001').key, null, 'marker chars in the text are not shared')
     t.equal(normalizeLiterals("SELECT 'open").key, null, 'unterminated literal')
     t.equal(normalizeLiterals('SELECT 0x1F').key, null, 'PG16 numeric forms are not shared')

@@ -124,20 +124,28 @@ const WRITES: { sql: string; params?: unknown[] }[] = [
   { sql: 'DELETE FROM clicks WHERE amount > 3 RETURNING *' },
   { sql: 'DELETE FROM ads a USING campaigns c WHERE a.campaign_id = c.id AND c.id = 2 RETURNING a.id' },
   { sql: 'WITH d AS (DELETE FROM clicks WHERE ad_id IN (SELECT id FROM ads WHERE campaign_id = 1) RETURNING *) SELECT count(*) FROM d' },
-  { sql: 'MERGE INTO ads a USING campaigns c ON a.id = c.id WHEN MATCHED THEN UPDATE SET title = c.name WHEN NOT MATCHED THEN INSERT (id, title) VALUES (c.id + 500, c.name)' },
+  {
+    sql: 'MERGE INTO ads a USING campaigns c ON a.id = c.id WHEN MATCHED THEN UPDATE SET title = c.name WHEN NOT MATCHED THEN INSERT (id, title) VALUES (c.id + 500, c.name)',
+  },
   { sql: 'UPDATE ads a SET title = k.amount::text FROM clicks k LEFT JOIN campaigns c ON c.id = k.ad_id WHERE k.ad_id = a.id RETURNING a.id, a.title' },
   { sql: 'DELETE FROM ads WHERE id IN (SELECT ad_id FROM clicks) RETURNING id' },
-  { sql: 'INSERT INTO clicks (id, ad_id, amount) SELECT 100 + id, id, 0 FROM ads WHERE NOT EXISTS (SELECT 1 FROM clicks WHERE clicks.ad_id = ads.id) RETURNING *' },
+  {
+    sql: 'INSERT INTO clicks (id, ad_id, amount) SELECT 100 + id, id, 0 FROM ads WHERE NOT EXISTS (SELECT 1 FROM clicks WHERE clicks.ad_id = ads.id) RETURNING *',
+  },
   { sql: 'WITH u AS (UPDATE ads SET title = upper(title) RETURNING id) DELETE FROM clicks WHERE ad_id IN (SELECT id FROM u) RETURNING *' },
   { sql: "INSERT INTO campaigns (id, name) VALUES (9, 'nine') RETURNING *" },
   { sql: 'INSERT INTO clicks VALUES (DEFAULT, 77, 1, 5) RETURNING *' },
   { sql: 'INSERT INTO app.users ("Name", id) VALUES ($$n$$, 9) RETURNING *' },
   { sql: 'UPDATE ads SET campaign_id = NULL WHERE campaign_id NOT IN (SELECT id FROM campaigns) RETURNING id' },
-  { sql: 'MERGE INTO clicks k USING (SELECT id FROM ads WHERE id < 4) s ON k.ad_id = s.id WHEN MATCHED THEN UPDATE SET amount = k.amount + 1 WHEN NOT MATCHED THEN INSERT (id, ad_id, amount) VALUES (s.id + 100, s.id, 0)' },
+  {
+    sql: 'MERGE INTO clicks k USING (SELECT id FROM ads WHERE id < 4) s ON k.ad_id = s.id WHEN MATCHED THEN UPDATE SET amount = k.amount + 1 WHEN NOT MATCHED THEN INSERT (id, ad_id, amount) VALUES (s.id + 100, s.id, 0)',
+  },
   { sql: 'MERGE INTO ads a USING clicks k ON a.id = k.id WHEN MATCHED AND k.amount > 2 THEN DELETE' },
   { sql: 'DELETE FROM ads'.replace('ads', 'campaigns c USING ads a WHERE a.campaign_id = c.id AND a.id > 4') },
   { sql: 'UPDATE ads SET (campaign_id, title) = (SELECT c.id, c.name FROM campaigns c ORDER BY c.id LIMIT 1) RETURNING id, campaign_id, title' },
-  { sql: "INSERT INTO ads (id, title) SELECT 2000 + id, name FROM campaigns WHERE id = 2 UNION ALL SELECT 3000 + id, 'x' FROM clicks WHERE id > 6 RETURNING *" },
+  {
+    sql: "INSERT INTO ads (id, title) SELECT 2000 + id, name FROM campaigns WHERE id = 2 UNION ALL SELECT 3000 + id, 'x' FROM clicks WHERE id > 6 RETURNING *",
+  },
   { sql: 'MERGE INTO ads a USING campaigns c JOIN clicks k ON k.id = c.id ON a.id = c.id WHEN MATCHED THEN UPDATE SET title = k.amount::text' },
   { sql: 'DELETE FROM ads' },
 ]
@@ -233,12 +241,16 @@ t.test('rewritten statements match a tenant-only database', async (t) => {
           }
           return out
         }
-        const othersBefore = await all.query("SELECT (SELECT count(*) FROM ads WHERE company_id <> $1::int) a, (SELECT sum(hashtext(ads::text)) FROM ads WHERE company_id <> $1::int) h, (SELECT sum(hashtext(clicks::text)) FROM clicks WHERE company_id <> $1::int) c", [tenant])
+        const othersBefore = await all.query(
+          'SELECT (SELECT count(*) FROM ads WHERE company_id <> $1::int) a, (SELECT sum(hashtext(ads::text)) FROM ads WHERE company_id <> $1::int) h, (SELECT sum(hashtext(clicks::text)) FROM clicks WHERE company_id <> $1::int) c',
+          [tenant],
+        )
         await all.query('BEGIN')
         await only[tenant].query('BEGIN')
         try {
           // serial ids differ between the databases: compare rows without them
-          const strip = (rows: Record<string, unknown>[]) => canon(rows.map((x) => ({ ...x, id: typeof x.id === 'number' && w.sql.includes('"Notes"') ? 0 : x.id })))
+          const strip = (rows: Record<string, unknown>[]) =>
+            canon(rows.map((x) => ({ ...x, id: typeof x.id === 'number' && w.sql.includes('"Notes"') ? 0 : x.id })))
           const exp = strip((await only[tenant].query(w.sql, params)).rows)
           const got = strip((await all.query(r.sql, params)).rows)
           t.same(got, exp, `${w.sql}\n  → ${r.sql}: returned rows`)
@@ -251,7 +263,10 @@ t.test('rewritten statements match a tenant-only database', async (t) => {
             b['"Notes"'].sort()
           }
           t.same(a, b, `${w.sql}: tenant ${tenant}'s data after the statement`)
-          const othersAfter = await all.query("SELECT (SELECT count(*) FROM ads WHERE company_id <> $1::int) a, (SELECT sum(hashtext(ads::text)) FROM ads WHERE company_id <> $1::int) h, (SELECT sum(hashtext(clicks::text)) FROM clicks WHERE company_id <> $1::int) c", [tenant])
+          const othersAfter = await all.query(
+            'SELECT (SELECT count(*) FROM ads WHERE company_id <> $1::int) a, (SELECT sum(hashtext(ads::text)) FROM ads WHERE company_id <> $1::int) h, (SELECT sum(hashtext(clicks::text)) FROM clicks WHERE company_id <> $1::int) c',
+            [tenant],
+          )
           t.same(othersAfter.rows, othersBefore.rows, `${w.sql}: other tenants untouched`)
         } catch (e) {
           t.fail(`${w.sql}\n  → ${r.sql}\n  failed: ${(e as Error).message}`)
@@ -268,8 +283,8 @@ t.test('rewritten statements match a tenant-only database', async (t) => {
     for (const [sql, params] of [
       ["INSERT INTO ads (id, company_id, title) VALUES (900, $1, 'x')", [2]],
       ['UPDATE ads SET company_id = $1 WHERE id = 1', [3]],
-      ["INSERT INTO ads (id, company_id) SELECT id + 900, company_id + 1 FROM campaigns", []],
-      ["INSERT INTO \"Notes\" (tenant_id, body) VALUES ($1, 'x')", ['2']],
+      ['INSERT INTO ads (id, company_id) SELECT id + 900, company_id + 1 FROM campaigns', []],
+      ['INSERT INTO "Notes" (tenant_id, body) VALUES ($1, \'x\')', ['2']],
     ] as [string, unknown[]][]) {
       const r = rewriteQuery(sql, c, cache)
       t.notOk(r.refusal, `${sql} is rewritten, not refused`)
@@ -295,7 +310,7 @@ t.test('rewritten statements match a tenant-only database', async (t) => {
       const r = rewriteQuery('SELECT count(*) AS n FROM "Notes" n WHERE n.body IS NOT NULL', ctx(tenant), cache)
       const res = await all.query(r.sql!)
       t.equal(Number(res.rows[0].n), 0, `tenant ${JSON.stringify(tenant)}: no rows, statement intact`)
-      const ins = rewriteQuery("INSERT INTO \"Notes\" (body) VALUES ('x') RETURNING tenant_id", ctx(tenant), cache)
+      const ins = rewriteQuery('INSERT INTO "Notes" (body) VALUES (\'x\') RETURNING tenant_id', ctx(tenant), cache)
       await all.query('BEGIN')
       const got = await all.query(ins.sql!)
       t.equal(got.rows[0].tenant_id, tenant, 'the tenant value round-trips byte for byte')
@@ -309,7 +324,12 @@ t.test('rewritten statements match a tenant-only database', async (t) => {
     await all.query('CREATE TABLE tokens (code text PRIMARY KEY, company_id int NOT NULL, v text)')
     await all.query("INSERT INTO tokens VALUES ('shared', 2, 'owned by 2')")
     const f2 = buildSchemaFacts((await all.query(SCHEMA_DISCOVERY_SQL, ['company_id'])).rows as SchemaRow[], {
-      setting: 'app.tenant', column: 'company_id', tables: { companies: 'id', Notes: 'tenant_id' }, reference: ['countries'], unknown: 'reject', pattern: '.*',
+      setting: 'app.tenant',
+      column: 'company_id',
+      tables: { companies: 'id', Notes: 'tenant_id' },
+      reference: ['countries'],
+      unknown: 'reject',
+      pattern: '.*',
     })
     const c: RewriteContext = { mode: 'tenant', tenant: '1', setting: 'app.tenant', searchPath: ['public'], facts: f2 }
     const r = rewriteQuery("INSERT INTO tokens (code, v) VALUES ('shared', 'hijack') ON CONFLICT (code) DO UPDATE SET v = EXCLUDED.v RETURNING *", c)
@@ -319,7 +339,12 @@ t.test('rewritten statements match a tenant-only database', async (t) => {
     t.same(row.rows, [{ code: 'shared', company_id: 2, v: 'owned by 2' }], "tenant 2's row unchanged")
     await all.query('CREATE TABLE things (id int, org uuid NOT NULL)')
     const f3 = buildSchemaFacts((await all.query(SCHEMA_DISCOVERY_SQL, ['org'])).rows as SchemaRow[], {
-      setting: 'app.tenant', column: 'org', tables: {}, reference: [], unknown: 'allow', pattern: '.*',
+      setting: 'app.tenant',
+      column: 'org',
+      tables: {},
+      reference: [],
+      unknown: 'allow',
+      pattern: '.*',
     })
     t.equal(f3.tenantColumnTypes?.get('public.things'), 'uuid')
     const org = '6f1c1f3e-6d2b-4c53-9a57-0d2f3c1b2a10'
@@ -340,7 +365,10 @@ t.test('rewritten statements match a tenant-only database', async (t) => {
     const d = rewriteQuery('DECLARE cur CURSOR FOR SELECT id FROM ads ORDER BY id', c, cache)
     await all.query(d.sql!)
     const f = await all.query('FETCH ALL FROM cur')
-    t.same(f.rows.map((x) => x.id), [1, 2, 3, 4, 5, 6])
+    t.same(
+      f.rows.map((x) => x.id),
+      [1, 2, 3, 4, 5, 6],
+    )
     await all.query('ROLLBACK')
     // UPDATE … WHERE CURRENT OF: works on the tenant's row, fails on another tenant's row
     const u = rewriteQuery("UPDATE ads SET title = 'cur' WHERE CURRENT OF c2", c, cache)

@@ -19,7 +19,9 @@ export interface GoldenCase {
 
 export function loadGolden(): GoldenCase[] {
   const out: GoldenCase[] = []
-  for (const f of readdirSync(dir).filter((x) => x.endsWith('.txt')).sort()) {
+  for (const f of readdirSync(dir)
+    .filter((x) => x.endsWith('.txt'))
+    .sort()) {
     const text = readFileSync(join(dir, f), 'utf8')
     const blocks = text.split(/^=== /m).slice(1)
     for (const b of blocks) {
@@ -39,10 +41,12 @@ export function loadGolden(): GoldenCase[] {
       const sep = lines.indexOf('---')
       if (sep < 0) throw new Error(`${f}: case ${name} has no ---`)
       const input = lines.slice(0, sep).join('\n')
-      const expect = lines.slice(sep + 1).join('\n').replace(/\n+$/, '')
+      const expect = lines
+        .slice(sep + 1)
+        .join('\n')
+        .replace(/\n+$/, '')
       out.push({ file: f, name, tenant, mode, unknown, input, expect })
     }
   }
   return out
 }
-

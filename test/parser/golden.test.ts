@@ -49,7 +49,16 @@ if (process.argv[2] === '--print') {
       let last = 0
       nz.kinds.forEach((k, i) => {
         const [a, b] = [nz.spans[2 * i], nz.spans[2 * i + 1]]
-        const rep = k === LIT_NUMBER ? String(7 + i) : k === LIT_STRING ? `'v${i}''x'` : k === LIT_ESTRING ? `E'v${i}\\'` : k === LIT_DOLLAR ? `$$v${i}$$` : c.input.slice(a, b)
+        const rep =
+          k === LIT_NUMBER
+            ? String(7 + i)
+            : k === LIT_STRING
+              ? `'v${i}''x'`
+              : k === LIT_ESTRING
+                ? `E'v${i}\\'`
+                : k === LIT_DOLLAR
+                  ? `$$v${i}$$`
+                  : c.input.slice(a, b)
         variant += c.input.slice(last, a) + rep
         last = b
       })

@@ -16,7 +16,26 @@ function rng(seed: number): () => number {
   }
 }
 
-const PIECES = [' (', ') ', ' WHERE ', ' JOIN ads x ON true ', ' LEFT JOIN campaigns c USING (id) ', "'", '"', '$$', '/*', '*/', '--\n', ';', ' UNION SELECT * FROM ads ', ' é ', ',', ' AS ', ' FROM ', ' ORDER BY 1 ']
+const PIECES = [
+  ' (',
+  ') ',
+  ' WHERE ',
+  ' JOIN ads x ON true ',
+  ' LEFT JOIN campaigns c USING (id) ',
+  "'",
+  '"',
+  '$$',
+  '/*',
+  '*/',
+  '--\n',
+  ';',
+  ' UNION SELECT * FROM ads ',
+  ' é ',
+  ',',
+  ' AS ',
+  ' FROM ',
+  ' ORDER BY 1 ',
+]
 
 t.test('mangled statements', async (t) => {
   await initParser()

@@ -9,7 +9,22 @@
 //     SCAN_INPUTS=… sets its size.
 import t, { type Test } from 'tap'
 import { loadOracle, compare, pgScan, run } from '../../bench/scan-agreement.js'
-import { tokenize, normalizeLiterals, decodeSimpleLiteral, ScanUnsure, T_WORD, T_OP, T_STRING, T_NUMBER, T_PARAM, T_QIDENT, T_PUNCT, LIT_STRING, LIT_NUMBER, type Token } from '../../parser/scan.js'
+import {
+  tokenize,
+  normalizeLiterals,
+  decodeSimpleLiteral,
+  ScanUnsure,
+  T_WORD,
+  T_OP,
+  T_STRING,
+  T_NUMBER,
+  T_PARAM,
+  T_QIDENT,
+  T_PUNCT,
+  LIT_STRING,
+  LIT_NUMBER,
+  type Token,
+} from '../../parser/scan.js'
 import { initParser, rewriteQuery } from '../../parser/index.js'
 import { goldenCtx } from './fixtures.js'
 
@@ -60,7 +75,8 @@ t.test('known tricky cases', async (t) => {
     t.same(words('a !=-1'), ['a', '!=-', '1'])
     t.same(words('a %+1'), ['a', '%+', '1'])
     t.same(words('a ?|- b'), ['a', '?|-', 'b'])
-    for (const s of ['a =+1', 'a =-1', 'a <=-1', 'a *-+1', 'a @-1', 'a !=-1', 'a %+1', 'a ?|- b', 'a <=> b', 'a ~~* b', 'a #- b', 'a ^- b', 'a &&- b']) agree(t, s)
+    for (const s of ['a =+1', 'a =-1', 'a <=-1', 'a *-+1', 'a @-1', 'a !=-1', 'a %+1', 'a ?|- b', 'a <=> b', 'a ~~* b', 'a #- b', 'a ^- b', 'a &&- b'])
+      agree(t, s)
   })
 
   t.test('-- and /* inside an operator start a comment', async (t) => {
@@ -89,7 +105,16 @@ t.test('known tricky cases', async (t) => {
     t.same(lits(e), ["E'a'\n'\\' OR true --'"])
     t.same(words(e), ['SELECT', "E'a'\n'\\' OR true --'", 'FROM', 't'])
     t.same(lits("SELECT B'1'\n'0', U&'a'\n'b'"), ["B'1'\n'0'", "U&'a'\n'b'"])
-    for (const s of ["SELECT 'a'\n'b' x", "SELECT 'a'\r\n\t 'b'", "SELECT 'a'\f\n\v'b'", "SELECT 'a' 'b'", e, "SELECT B'1'\n'0', U&'a'\n'b'", "SELECT 'a'\n-'b'"]) agree(t, s)
+    for (const s of [
+      "SELECT 'a'\n'b' x",
+      "SELECT 'a'\r\n\t 'b'",
+      "SELECT 'a'\f\n\v'b'",
+      "SELECT 'a' 'b'",
+      e,
+      "SELECT B'1'\n'0', U&'a'\n'b'",
+      "SELECT 'a'\n-'b'",
+    ])
+      agree(t, s)
     t.equal(decodeSimpleLiteral("'ac'\n'me'", LIT_STRING), 'acme', 'a continued literal decodes to its joined value')
     t.equal(decodeSimpleLiteral("'a''c'\r\n 'me'''", LIT_STRING), "a'cme'")
   })
@@ -137,12 +162,27 @@ t.test('known tricky cases', async (t) => {
   })
 
   t.test('dollar quotes and parameters', async (t) => {
-    t.same(words('SELECT $1, $12x, $$a$$, $a$ $b$ $a$, x$a$y$a$, $é$x$é$'), ['SELECT', '$1', ',', '$12', 'x', ',', '$$a$$', ',', '$a$ $b$ $a$', ',', 'x$a$y$a$', ',', '$é$x$é$'])
+    t.same(words('SELECT $1, $12x, $$a$$, $a$ $b$ $a$, x$a$y$a$, $é$x$é$'), [
+      'SELECT',
+      '$1',
+      ',',
+      '$12',
+      'x',
+      ',',
+      '$$a$$',
+      ',',
+      '$a$ $b$ $a$',
+      ',',
+      'x$a$y$a$',
+      ',',
+      '$é$x$é$',
+    ])
     t.same(words('SELECT $a b'), ['SELECT', '$', 'a', 'b'], '$ then an identifier is not a tag')
     t.same(words('SELECT $1$ a'), ['SELECT', '$1', '$', 'a'], '$1 is a parameter, never a tag')
     t.equal(tokenize('SELECT $1')[1].k, T_PARAM)
     t.equal(normalizeLiterals('SELECT $q$ abc').key, null, 'unterminated dollar quote')
-    for (const s of ['SELECT $1, $12x, $$a$$, $a$ $b$ $a$, x$a$y$a$, $é$x$é$', 'SELECT $a b', 'SELECT $1$ a', 'SELECT $a$x$ba$a$', 'SELECT 1$a$x$a$']) agree(t, s)
+    for (const s of ['SELECT $1, $12x, $$a$$, $a$ $b$ $a$, x$a$y$a$, $é$x$é$', 'SELECT $a b', 'SELECT $1$ a', 'SELECT $a$x$ba$a$', 'SELECT 1$a$x$a$'])
+      agree(t, s)
   })
 
   t.test('quoted identifiers', async (t) => {
@@ -154,7 +194,26 @@ t.test('known tricky cases', async (t) => {
   })
 
   t.test('numbers', async (t) => {
-    t.same(words('SELECT 1.e5, .5, 1., 1..2, 1.5.5, 1e-5, 1$'), ['SELECT', '1.e5', ',', '.5', ',', '1.', ',', '1', '..', '2', ',', '1.5', '.5', ',', '1e-5', ',', '1', '$'])
+    t.same(words('SELECT 1.e5, .5, 1., 1..2, 1.5.5, 1e-5, 1$'), [
+      'SELECT',
+      '1.e5',
+      ',',
+      '.5',
+      ',',
+      '1.',
+      ',',
+      '1',
+      '..',
+      '2',
+      ',',
+      '1.5',
+      '.5',
+      ',',
+      '1e-5',
+      ',',
+      '1',
+      '$',
+    ])
     t.same(lits('SELECT a..5'), ['5'], '".." then 5, not ".5"')
     t.equal(tokenize('SELECT 1')[1].k, T_NUMBER)
     for (const s of ['SELECT 1e', 'SELECT 1x', 'SELECT 1.5_', 'SELECT 1e+', 'SELECT 0x', 'SELECT 0b2', 'SELECT 1_$', 'SELECT 1ea'])
@@ -165,12 +224,54 @@ t.test('known tricky cases', async (t) => {
     }
     t.equal(decodeSimpleLiteral('1.5e3', LIT_NUMBER), '1.5e3')
     t.equal(decodeSimpleLiteral('0x1F', LIT_NUMBER), null)
-    for (const s of ['SELECT 1.e5, .5, 1., 1..2, 1.5.5, 1e-5, 1$', 'SELECT a..5', 'SELECT ...5', 'SELECT 1e', 'SELECT 0x1F', 'SELECT 0x1F$', 'SELECT 1_000', 'SELECT 1__0', 'SELECT 0_1']) agree(t, s)
+    for (const s of [
+      'SELECT 1.e5, .5, 1., 1..2, 1.5.5, 1e-5, 1$',
+      'SELECT a..5',
+      'SELECT ...5',
+      'SELECT 1e',
+      'SELECT 0x1F',
+      'SELECT 0x1F$',
+      'SELECT 1_000',
+      'SELECT 1__0',
+      'SELECT 0_1',
+    ])
+      agree(t, s)
   })
 
   t.test('casts and punctuation', async (t) => {
     const s = 'SELECT a::int, f(b := 1, c => 2), x[1:2], a.b, 1..2'
-    t.same(words(s), ['SELECT', 'a', '::', 'int', ',', 'f', '(', 'b', ':=', '1', ',', 'c', '=>', '2', ')', ',', 'x', '[', '1', ':', '2', ']', ',', 'a', '.', 'b', ',', '1', '..', '2'])
+    t.same(words(s), [
+      'SELECT',
+      'a',
+      '::',
+      'int',
+      ',',
+      'f',
+      '(',
+      'b',
+      ':=',
+      '1',
+      ',',
+      'c',
+      '=>',
+      '2',
+      ')',
+      ',',
+      'x',
+      '[',
+      '1',
+      ':',
+      '2',
+      ']',
+      ',',
+      'a',
+      '.',
+      'b',
+      ',',
+      '1',
+      '..',
+      '2',
+    ])
     const k = tokenize(s)
     t.equal(k.find((x: Token) => s.slice(x.s, x.e) === '..')!.k, T_PUNCT)
     t.equal(k.find((x: Token) => s.slice(x.s, x.e) === '::')!.k, T_OP)
@@ -180,7 +281,7 @@ t.test('known tricky cases', async (t) => {
   t.test('whitespace, multibyte, control chars', async (t) => {
     t.same(words('a\vb\fc'), ['a', 'b', 'c'], '\\v and \\f are whitespace')
     t.same(words("éa'x' 日本 a😀b"), ['éa', "'x'", '日本', 'a😀b'], 'non-ASCII chars are identifier chars')
-    t.same(lits("SELECT 'é—' FROM \"日本\" WHERE x = 1"), ["'é—'", '1'])
+    t.same(lits('SELECT \'é—\' FROM "日本" WHERE x = 1'), ["'é—'", '1'])
     t.equal(tokenize('SELECT LI\u212AE')[1].w, 'li\u212ae', 'only ASCII letters are lower-cased (K, the Kelvin sign, is not k)')
     t.equal(tokenize('SELECT WHERE')[1].w, 'where')
     t.equal(tokenize('SELECT x')[1].k, T_WORD)
@@ -188,7 +289,16 @@ t.test('known tricky cases', async (t) => {
     t.equal(normalizeLiterals("SELECT '\ud800' FROM t").key, null)
     t.equal(normalizeLiterals("SELECT 'a\0b'").key, null, 'a NUL is never shared')
     t.equal(normalizeLiterals('SELECT \u0001').key, null, 'marker chars are never shared')
-    for (const s of ['a\vb\fc', "éa'x' 日本 a😀b", "SELECT 'é—' FROM \"日本\" WHERE x = 1", 'SELECT a\\b{c}', 'SELECT \u00a0x', "SELECT '\ud800' FROM t", 'SELECT x\u007fy']) agree(t, s)
+    for (const s of [
+      'a\vb\fc',
+      "éa'x' 日本 a😀b",
+      'SELECT \'é—\' FROM "日本" WHERE x = 1',
+      'SELECT a\\b{c}',
+      'SELECT \u00a0x',
+      "SELECT '\ud800' FROM t",
+      'SELECT x\u007fy',
+    ])
+      agree(t, s)
   })
 
   t.test('plain SQL that ORMs send keeps working (shared, tokenized)', async (t) => {
@@ -212,13 +322,34 @@ t.test('known tricky cases', async (t) => {
     const s = `SELECT 'a', E'b', B'1', $$d$$, U&'e', 1, $1, "q", w, +`
     t.same(
       tokenize(s).map((x: Token) => x.k),
-      [T_WORD, T_STRING, T_PUNCT, T_STRING, T_PUNCT, T_STRING, T_PUNCT, T_STRING, T_PUNCT, T_STRING, T_PUNCT, T_NUMBER, T_PUNCT, T_PARAM, T_PUNCT, T_QIDENT, T_PUNCT, T_WORD, T_PUNCT, T_OP],
+      [
+        T_WORD,
+        T_STRING,
+        T_PUNCT,
+        T_STRING,
+        T_PUNCT,
+        T_STRING,
+        T_PUNCT,
+        T_STRING,
+        T_PUNCT,
+        T_STRING,
+        T_PUNCT,
+        T_NUMBER,
+        T_PUNCT,
+        T_PARAM,
+        T_PUNCT,
+        T_QIDENT,
+        T_PUNCT,
+        T_WORD,
+        T_PUNCT,
+        T_OP,
+      ],
     )
     agree(t, s)
   })
 })
 
-t.test('differential fuzz against PostgreSQL\'s lexer', async (t) => {
+t.test("differential fuzz against PostgreSQL's lexer", async (t) => {
   await loadOracle()
   const seed = Number(process.env.SCAN_SEED ?? Math.floor(Math.random() * 2 ** 31))
   const inputs = Number(process.env.SCAN_INPUTS ?? 40_000)

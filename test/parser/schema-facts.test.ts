@@ -3,9 +3,24 @@ import t from 'tap'
 import { buildSchemaFacts, parseTextArray, schemaDiscoverySql, SCHEMA_DISCOVERY_SQL } from '../../routing/schema-facts.js'
 
 t.test('schema facts', async (t) => {
-  const config = { setting: 'app.tenant', column: 'tenant_id', tables: { companies: 'id', 'billing.invoices': 'org' }, reference: ['countries', 'geo.cities'], unknown: 'reject' as const, pattern: '.*' }
+  const config = {
+    setting: 'app.tenant',
+    column: 'tenant_id',
+    tables: { companies: 'id', 'billing.invoices': 'org' },
+    reference: ['countries', 'geo.cities'],
+    unknown: 'reject' as const,
+    pattern: '.*',
+  }
   const rows = [
-    { schema: 'public', name: 'ads', kind: 'r', tenant_column: 'tenant_id', tenant_type: 'uuid', columns: '{id,tenant_id,"Title, with comma"}', column_types: '{integer,uuid,text}' },
+    {
+      schema: 'public',
+      name: 'ads',
+      kind: 'r',
+      tenant_column: 'tenant_id',
+      tenant_type: 'uuid',
+      columns: '{id,tenant_id,"Title, with comma"}',
+      column_types: '{integer,uuid,text}',
+    },
     { schema: 'public', name: 'companies', kind: 'r', tenant_column: null, tenant_type: null, columns: ['id', 'name'], column_types: ['bigint', 'text'] },
     { schema: 'billing', name: 'invoices', kind: 'p', tenant_column: null, tenant_type: null, columns: ['org', 'total'], column_types: ['text', 'numeric'] },
     { schema: 'public', name: 'countries', kind: 'r', tenant_column: null, tenant_type: null, columns: ['code'], column_types: ['text'] },

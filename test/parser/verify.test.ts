@@ -141,7 +141,15 @@ t.test('mutated rewriter output is rejected', async (t) => {
   t.ok(total > 2000, `${total} mutations`)
   if (missed.length && process.env.VERIFY_DUMP) writeFileSync(process.env.VERIFY_DUMP, missed.join('\n'))
   t.same(missed, [], 'every mutation is rejected')
-  for (const k of ['tenant literal changed', 'restriction dropped (true)', 'compared with <>', 'wrapped in NOT', 'moved into an OR', 'restriction on the wrong alias', 'derived-table WHERE removed'])
+  for (const k of [
+    'tenant literal changed',
+    'restriction dropped (true)',
+    'compared with <>',
+    'wrapped in NOT',
+    'moved into an OR',
+    'restriction on the wrong alias',
+    'derived-table WHERE removed',
+  ])
     t.ok((counts[k]?.tried ?? 0) > 0, `mutation kind "${k}" was exercised`)
 })
 
@@ -175,7 +183,10 @@ t.test('hand-written inputs', async (t) => {
   bad(`SELECT * FROM ads a(id, company_id) WHERE a.company_id = ${T}`, 'public.ads', 'column alias list renames the tenant column')
   bad(`SELECT * FROM ads WHERE ads.company_id = ${T} OR true`, 'public.ads', 'OR at the top')
   bad(`SELECT * FROM ads WHERE (false) AND ads.company_id = ${T} --\r OR true\n`, 'public.ads', 'a -- comment ends at \\r: PostgreSQL sees OR true')
-  ok(`SELECT * FROM ads WHERE (false) AND ads.company_id = ${T} --\n OR true\n`.replace('--\n OR true\n', '-- OR true\n'), 'the same in a comment to the end of the line')
+  ok(
+    `SELECT * FROM ads WHERE (false) AND ads.company_id = ${T} --\n OR true\n`.replace('--\n OR true\n', '-- OR true\n'),
+    'the same in a comment to the end of the line',
+  )
   bad(`SELECT * FROM ads WHERE ads.company_id = /* ${T} */ 'x'`, 'public.ads', 'the tenant only inside a comment')
   bad(`SELECT * FROM ads WHERE ads.company_id = 'x' -- ${T}`, 'public.ads', 'the tenant only in a line comment')
   bad(`SELECT * FROM ads WHERE 'ads.company_id = ''${S}''' = 'x'`, 'public.ads', 'the restriction only inside a string')
@@ -184,15 +195,38 @@ t.test('hand-written inputs', async (t) => {
   ok(`SELECT * FROM ads WHERE (a AND (b AND ads.company_id = ${T}))`, 'nested AND flattened')
   // outer joins
   ok(`SELECT * FROM campaigns c LEFT JOIN ads a ON (a.campaign_id = c.id) AND a.company_id = ${T} WHERE c.company_id = ${T}`)
-  bad(`SELECT * FROM campaigns c LEFT JOIN ads a ON a.campaign_id = c.id WHERE c.company_id = ${T} AND a.company_id = ${T}`, 'public.ads', 'nullable side restricted in WHERE')
-  bad(`SELECT * FROM campaigns c LEFT JOIN ads a ON (a.campaign_id = c.id) AND c.company_id = ${T} WHERE a.company_id = ${T}`, 'public.campaigns', 'kept side restricted in ON')
-  bad(`SELECT * FROM ads a RIGHT JOIN campaigns c ON (a.campaign_id = c.id) AND c.company_id = ${T} WHERE a.company_id = ${T}`, 'public.campaigns', 'RIGHT JOIN: the left side is nullable')
-  bad(`SELECT * FROM ads a FULL JOIN campaigns c ON (a.campaign_id = c.id) AND a.company_id = ${T} AND c.company_id = ${T}`, 'public.ads', 'FULL JOIN ON does not restrict')
+  bad(
+    `SELECT * FROM campaigns c LEFT JOIN ads a ON a.campaign_id = c.id WHERE c.company_id = ${T} AND a.company_id = ${T}`,
+    'public.ads',
+    'nullable side restricted in WHERE',
+  )
+  bad(
+    `SELECT * FROM campaigns c LEFT JOIN ads a ON (a.campaign_id = c.id) AND c.company_id = ${T} WHERE a.company_id = ${T}`,
+    'public.campaigns',
+    'kept side restricted in ON',
+  )
+  bad(
+    `SELECT * FROM ads a RIGHT JOIN campaigns c ON (a.campaign_id = c.id) AND c.company_id = ${T} WHERE a.company_id = ${T}`,
+    'public.campaigns',
+    'RIGHT JOIN: the left side is nullable',
+  )
+  bad(
+    `SELECT * FROM ads a FULL JOIN campaigns c ON (a.campaign_id = c.id) AND a.company_id = ${T} AND c.company_id = ${T}`,
+    'public.ads',
+    'FULL JOIN ON does not restrict',
+  )
   ok(`SELECT * FROM (SELECT * FROM ads WHERE company_id = ${T}) a FULL JOIN (SELECT * FROM ONLY campaigns WHERE company_id = ${T}) c ON a.campaign_id = c.id`)
-  bad(`SELECT * FROM (SELECT * FROM ads) a FULL JOIN (SELECT * FROM campaigns WHERE company_id = ${T}) c ON a.campaign_id = c.id`, 'public.ads', 'derived table without WHERE')
+  bad(
+    `SELECT * FROM (SELECT * FROM ads) a FULL JOIN (SELECT * FROM campaigns WHERE company_id = ${T}) c ON a.campaign_id = c.id`,
+    'public.ads',
+    'derived table without WHERE',
+  )
   bad(`SELECT * FROM campaigns c LEFT JOIN ads a USING (id) WHERE c.company_id = ${T} AND a.company_id = ${T}`, 'public.ads', 'USING: no ON to hold it')
   bad(`SELECT * FROM (ads a JOIN campaigns c ON a.id = c.id) j WHERE a.company_id = ${T} AND c.company_id = ${T}`, 'public.ads', 'aliased join hides the names')
-  ok(`SELECT * FROM ads a LEFT JOIN (campaigns c JOIN clicks k ON k.id = c.id) ON (a.id = c.id) AND c.company_id = ${T} AND k.company_id = ${T} WHERE a.company_id = ${T}`, 'inner join inside a nullable side')
+  ok(
+    `SELECT * FROM ads a LEFT JOIN (campaigns c JOIN clicks k ON k.id = c.id) ON (a.id = c.id) AND c.company_id = ${T} AND k.company_id = ${T} WHERE a.company_id = ${T}`,
+    'inner join inside a nullable side',
+  )
   // CTEs, sub-queries, set operations
   ok(`WITH ads AS (SELECT 1 AS x) SELECT * FROM ads`, 'CTE shadows the table')
   bad(`WITH ads AS (SELECT * FROM ads) SELECT * FROM ads`, 'public.ads', 'a non-recursive CTE body sees the table')
@@ -200,7 +234,11 @@ t.test('hand-written inputs', async (t) => {
   ok(`WITH x AS (SELECT 1) SELECT * FROM public.ads WHERE ads.company_id = ${T}`, 'qualified names are never CTEs')
   bad(`WITH x AS (SELECT 1) SELECT * FROM ads WHERE ads.company_id = ${T} UNION ALL SELECT * FROM ads`, 'public.ads', 'set operation arm')
   bad(`SELECT (SELECT count(*) FROM ads) FROM campaigns c WHERE c.company_id = ${T}`, 'public.ads', 'scalar sub-query in the target list')
-  bad(`SELECT * FROM campaigns c WHERE c.company_id = ${T} AND EXISTS (SELECT 1 FROM ads a WHERE a.campaign_id = c.id AND c.company_id = ${T})`, 'public.ads', 'restriction on the outer alias only')
+  bad(
+    `SELECT * FROM campaigns c WHERE c.company_id = ${T} AND EXISTS (SELECT 1 FROM ads a WHERE a.campaign_id = c.id AND c.company_id = ${T})`,
+    'public.ads',
+    'restriction on the outer alias only',
+  )
   bad(`SELECT * FROM campaigns c WHERE c.company_id = ${T} GROUP BY 1 HAVING count(*) > (SELECT count(*) FROM clicks)`, 'public.clicks', 'HAVING')
   bad(`SELECT * FROM campaigns c, LATERAL (SELECT * FROM ads a WHERE a.campaign_id = c.id) x WHERE c.company_id = ${T}`, 'public.ads', 'LATERAL')
   bad(`SELECT * FROM generate_series(1, (SELECT max(id) FROM ads)) g`, 'public.ads', 'function argument')
@@ -222,22 +260,38 @@ t.test('hand-written inputs', async (t) => {
   bad(`INSERT INTO ads (id, title) VALUES (1, 'x')`, 'public.ads', 'tenant column missing')
   bad(`INSERT INTO ads (id, company_id) VALUES (1, DEFAULT)`, 'public.ads', 'DEFAULT')
   bad(`INSERT INTO ads DEFAULT VALUES`, 'public.ads', 'DEFAULT VALUES')
-  bad(`INSERT INTO ads (id, company_id) VALUES (1, ${T}::text)`, 'public.ads', 'cast to another type than the column\'s')
+  bad(`INSERT INTO ads (id, company_id) VALUES (1, ${T}::text)`, 'public.ads', "cast to another type than the column's")
   bad(`INSERT INTO ads (id, company_id) VALUES (1, '2' + 1)`, 'public.ads', 'an expression')
   const guard = (e: string, type = 'integer', els = `((${e})::${type}::text || ' pgtenant: company_id must equal the session tenant')::int4::text::${type}`) =>
     `CASE (${e})::${type} WHEN ${T} THEN ${T}::${type} ELSE ${els} END`
   ok(`INSERT INTO ads (id, company_id) VALUES (1, ${guard('$1')})`, 'the guard')
   bad(`INSERT INTO ads (id, company_id) VALUES (1, ${guard('$1', 'integer', '2')})`, 'public.ads', 'guard whose ELSE yields a value')
   bad(`INSERT INTO ads (id, company_id) VALUES (1, ${guard('$1', 'text')})`, 'public.ads', 'guard of another type')
-  bad(`INSERT INTO ads (id, company_id) VALUES (1, CASE ($1)::integer WHEN 'x' THEN ${T}::integer ELSE NULL END)`, 'public.ads', 'guard comparing with another value')
+  bad(
+    `INSERT INTO ads (id, company_id) VALUES (1, CASE ($1)::integer WHEN 'x' THEN ${T}::integer ELSE NULL END)`,
+    'public.ads',
+    'guard comparing with another value',
+  )
   ok(`INSERT INTO ads (id, company_id) SELECT id, ${T}::integer FROM countries`)
   bad(`INSERT INTO ads (id, company_id) SELECT id, company_id FROM campaigns c WHERE c.company_id = ${T}`, 'public.ads', 'INSERT … SELECT copies a column')
   ok(`INSERT INTO ads (id, title, company_id) SELECT *, ${T}::integer FROM (SELECT 1, 'x' UNION SELECT 2, 'y') AS pgtenant_src`, 'wrapped set operation')
   bad(`INSERT INTO ads (id, company_id, title) SELECT *, ${T}::integer FROM (SELECT 1, 'x') AS s`, 'public.ads', 'behind a * the position is unknown')
   ok(`INSERT INTO ads (id, company_id) VALUES (1, ${T}) ON CONFLICT (id) DO UPDATE SET title = excluded.title WHERE ads.company_id = ${T}`)
-  bad(`INSERT INTO ads (id, company_id) VALUES (1, ${T}) ON CONFLICT (id) DO UPDATE SET title = excluded.title`, 'public.ads', 'ON CONFLICT DO UPDATE without restriction')
-  bad(`INSERT INTO ads (id, company_id) VALUES (1, ${T}) ON CONFLICT (id) DO UPDATE SET title = 'x' WHERE excluded.company_id = ${T}`, 'public.ads', 'ON CONFLICT restriction on EXCLUDED')
-  bad(`INSERT INTO ads AS a (id, company_id) VALUES (1, ${T}) ON CONFLICT (id) DO UPDATE SET company_id = excluded.id WHERE a.company_id = ${T}`, 'public.ads', 'ON CONFLICT SET of the tenant column')
+  bad(
+    `INSERT INTO ads (id, company_id) VALUES (1, ${T}) ON CONFLICT (id) DO UPDATE SET title = excluded.title`,
+    'public.ads',
+    'ON CONFLICT DO UPDATE without restriction',
+  )
+  bad(
+    `INSERT INTO ads (id, company_id) VALUES (1, ${T}) ON CONFLICT (id) DO UPDATE SET title = 'x' WHERE excluded.company_id = ${T}`,
+    'public.ads',
+    'ON CONFLICT restriction on EXCLUDED',
+  )
+  bad(
+    `INSERT INTO ads AS a (id, company_id) VALUES (1, ${T}) ON CONFLICT (id) DO UPDATE SET company_id = excluded.id WHERE a.company_id = ${T}`,
+    'public.ads',
+    'ON CONFLICT SET of the tenant column',
+  )
   ok(`INSERT INTO ads (id, company_id) VALUES (1, ${T}) ON CONFLICT DO NOTHING`)
   ok(`INSERT INTO audit (x) SELECT title FROM ads WHERE ads.company_id = ${T}`, 'non-tenant target, restricted source')
   bad(`INSERT INTO audit (x) SELECT title FROM ads`, 'public.ads', 'non-tenant target, unrestricted source')
@@ -245,11 +299,21 @@ t.test('hand-written inputs', async (t) => {
   bad(`WITH d AS (DELETE FROM ads RETURNING id) SELECT * FROM d`, 'public.ads', 'data-modifying CTE without restriction')
   // MERGE
   const src = `(SELECT * FROM campaigns WHERE company_id = ${T}) c`
-  ok(`MERGE INTO ads a USING ${src} ON (a.id = c.id) AND a.company_id = ${T} WHEN MATCHED THEN UPDATE SET title = c.name WHEN NOT MATCHED THEN INSERT (id, company_id) VALUES (c.id, ${T})`)
+  ok(
+    `MERGE INTO ads a USING ${src} ON (a.id = c.id) AND a.company_id = ${T} WHEN MATCHED THEN UPDATE SET title = c.name WHEN NOT MATCHED THEN INSERT (id, company_id) VALUES (c.id, ${T})`,
+  )
   bad(`MERGE INTO ads a USING ${src} ON a.id = c.id WHEN MATCHED THEN DELETE`, 'public.ads', 'MERGE target unrestricted')
-  bad(`MERGE INTO ads a USING campaigns c ON (a.id = c.id) AND a.company_id = ${T} WHEN MATCHED THEN DELETE`, 'public.campaigns', 'MERGE tenant source as a table')
+  bad(
+    `MERGE INTO ads a USING campaigns c ON (a.id = c.id) AND a.company_id = ${T} WHEN MATCHED THEN DELETE`,
+    'public.campaigns',
+    'MERGE tenant source as a table',
+  )
   bad(`MERGE INTO ads a USING ${src} ON (a.id = c.id) AND a.company_id = ${T} WHEN NOT MATCHED BY SOURCE THEN DELETE`, 'public.ads', 'NOT MATCHED BY SOURCE')
-  bad(`MERGE INTO ads a USING ${src} ON (a.id = c.id) AND a.company_id = ${T} WHEN NOT MATCHED THEN INSERT (id) VALUES (c.id)`, 'public.ads', 'MERGE INSERT without the tenant column')
+  bad(
+    `MERGE INTO ads a USING ${src} ON (a.id = c.id) AND a.company_id = ${T} WHEN NOT MATCHED THEN INSERT (id) VALUES (c.id)`,
+    'public.ads',
+    'MERGE INSERT without the tenant column',
+  )
   bad(`MERGE INTO ads a USING ${src} ON (a.id = c.id) OR a.company_id = ${T} WHEN MATCHED THEN DELETE`, 'public.ads', 'MERGE restriction in an OR')
   // other statements
   ok(`COPY (SELECT * FROM ads WHERE company_id = ${T}) TO STDOUT`)
@@ -265,7 +329,11 @@ t.test('hand-written inputs', async (t) => {
   bad(`SELECT 1; SELECT * FROM ads`, 'public.ads', 'second statement of a message')
   t.equal(verifyRewrite('SELEC 1', S, ctx).ok, false, 'unparseable text fails')
   t.same(verifyRewrite('SELECT * FROM ads', S, goldenCtx({ mode: 'bypass' })), { ok: true }, 'bypass mode: nothing to check')
-  t.equal(verifyRewrite(`SELECT * FROM ads WHERE ads.company_id = ${T}`, S, ctx, { originalSql: `SELECT * FROM ads WHERE ads.company_id = ${T}` }).ok, false, 'a client text containing the sentinel fails')
+  t.equal(
+    verifyRewrite(`SELECT * FROM ads WHERE ads.company_id = ${T}`, S, ctx, { originalSql: `SELECT * FROM ads WHERE ads.company_id = ${T}` }).ok,
+    false,
+    'a client text containing the sentinel fails',
+  )
   t.equal(verifyRewrite(`SELECT * FROM ads WHERE ads.company_id = ''`, '', ctx).ok, false, 'an empty tenant value fails')
   // unknown: allow — an unknown relation is not a tenant table
   ok(`SELECT * FROM mystery`, 'unknown relation', goldenCtx({ facts: { ...goldenCtx().facts, unknown: 'allow' } }))
@@ -278,49 +346,141 @@ t.test('evaluation-order guard (issue #22)', async (t) => {
   const v = (sql: string) => verifyRewrite(sql, S, ctx)
   const ok = (sql: string, msg = sql) => t.same(v(sql), { ok: true }, msg)
   const bad = (sql: string, msg = sql) => t.equal(v(sql).ok, false, msg)
-  ok(`SELECT * FROM ads WHERE (ads.id = 1 AND ads.title IN ('a', 'b') AND ads.campaign_id = ANY($1) AND ads.x BETWEEN 1 AND 2 AND ads.y IS NOT NULL) AND ads.company_id = ${T}`, 'leakproof-safe conjuncts stay')
+  ok(
+    `SELECT * FROM ads WHERE (ads.id = 1 AND ads.title IN ('a', 'b') AND ads.campaign_id = ANY($1) AND ads.x BETWEEN 1 AND 2 AND ads.y IS NOT NULL) AND ads.company_id = ${T}`,
+    'leakproof-safe conjuncts stay',
+  )
   bad(`SELECT * FROM ads WHERE (lower(ads.title) = 'x') AND ads.company_id = ${T}`, 'a function call unguarded')
-  t.equal(verifyRewrite(`SELECT * FROM ads WHERE (lower(ads.title) = 'x') AND ads.company_id = ${T}`, S, ctx, { checkOrder: false }).ok, true, 'checkOrder: false skips it')
+  t.equal(
+    verifyRewrite(`SELECT * FROM ads WHERE (lower(ads.title) = 'x') AND ads.company_id = ${T}`, S, ctx, { checkOrder: false }).ok,
+    true,
+    'checkOrder: false skips it',
+  )
   ok(`SELECT * FROM ads WHERE CASE WHEN ads.company_id = ${T} THEN (lower(ads.title) = 'x') END AND ads.company_id = ${T}`, 'guarded')
   bad(`SELECT * FROM ads WHERE CASE WHEN ads.company_id = ${T} THEN (lower(ads.title) = 'x') ELSE true END AND ads.company_id = ${T}`, 'an ELSE branch')
   bad(`SELECT * FROM ads WHERE CASE WHEN ads.company_id = 'x' THEN (lower(ads.title) = 'x') END AND ads.company_id = ${T}`, 'guard with another value')
   bad(`SELECT * FROM ads WHERE CASE WHEN lower(ads.title) = 'x' AND ads.company_id = ${T} THEN true END AND ads.company_id = ${T}`, 'a function in the guard')
-  bad(`SELECT * FROM ads a, campaigns c WHERE CASE WHEN a.company_id = ${T} THEN (lower(c.name) = 'x') END AND a.company_id = ${T} AND c.company_id = ${T}`, 'guard on the wrong range')
-  ok(`SELECT * FROM ads a, campaigns c WHERE CASE WHEN c.company_id = ${T} THEN (lower(c.name) = 'x') END AND a.company_id = ${T} AND c.company_id = ${T}`, 'guard on the range read')
-  bad(`SELECT * FROM ads a, campaigns c WHERE CASE WHEN c.company_id = ${T} THEN (lower(zzz) = 'x') END AND a.company_id = ${T} AND c.company_id = ${T}`, 'an unqualified column the schema does not place reads every range')
-  ok(`SELECT * FROM ads a, campaigns c WHERE CASE WHEN c.company_id = ${T} AND a.company_id = ${T} THEN (lower(zzz) = 'x') END AND a.company_id = ${T} AND c.company_id = ${T}`, 'guard covering all')
-  ok(`SELECT * FROM ads a, campaigns c WHERE CASE WHEN c.company_id = ${T} THEN (lower(name) = 'x') END AND a.company_id = ${T} AND c.company_id = ${T}`, 'an unqualified column only one table has (schema facts) reads that table')
+  bad(
+    `SELECT * FROM ads a, campaigns c WHERE CASE WHEN a.company_id = ${T} THEN (lower(c.name) = 'x') END AND a.company_id = ${T} AND c.company_id = ${T}`,
+    'guard on the wrong range',
+  )
+  ok(
+    `SELECT * FROM ads a, campaigns c WHERE CASE WHEN c.company_id = ${T} THEN (lower(c.name) = 'x') END AND a.company_id = ${T} AND c.company_id = ${T}`,
+    'guard on the range read',
+  )
+  bad(
+    `SELECT * FROM ads a, campaigns c WHERE CASE WHEN c.company_id = ${T} THEN (lower(zzz) = 'x') END AND a.company_id = ${T} AND c.company_id = ${T}`,
+    'an unqualified column the schema does not place reads every range',
+  )
+  ok(
+    `SELECT * FROM ads a, campaigns c WHERE CASE WHEN c.company_id = ${T} AND a.company_id = ${T} THEN (lower(zzz) = 'x') END AND a.company_id = ${T} AND c.company_id = ${T}`,
+    'guard covering all',
+  )
+  ok(
+    `SELECT * FROM ads a, campaigns c WHERE CASE WHEN c.company_id = ${T} THEN (lower(name) = 'x') END AND a.company_id = ${T} AND c.company_id = ${T}`,
+    'an unqualified column only one table has (schema facts) reads that table',
+  )
   bad(`SELECT * FROM ads WHERE (ads.title LIKE '%x') AND ads.company_id = ${T}`, 'LIKE is not in the list')
   ok(`SELECT * FROM ads WHERE (ads.id = (SELECT 1)) AND ads.company_id = ${T}`, 'an uncorrelated sub-link counts as a parameter')
-  bad(`SELECT * FROM ads WHERE (ads.id = (SELECT max(x.id) FROM ads x WHERE x.title = ads.title AND x.company_id = ${T})) AND ads.company_id = ${T}`, 'a correlated sub-link')
-  ok(`SELECT * FROM ads WHERE CASE WHEN ads.company_id = ${T} THEN (ads.id = (SELECT max(x.id) FROM ads x WHERE x.title = ads.title AND x.company_id = ${T})) END AND ads.company_id = ${T}`, 'a correlated sub-link guarded')
-  bad(`SELECT * FROM ads WHERE (ads.id = (SELECT 1 WHERE lower(ads.title) = 'x')) AND ads.company_id = ${T}`, 'a sub-link reading the outer row through a function')
+  bad(
+    `SELECT * FROM ads WHERE (ads.id = (SELECT max(x.id) FROM ads x WHERE x.title = ads.title AND x.company_id = ${T})) AND ads.company_id = ${T}`,
+    'a correlated sub-link',
+  )
+  ok(
+    `SELECT * FROM ads WHERE CASE WHEN ads.company_id = ${T} THEN (ads.id = (SELECT max(x.id) FROM ads x WHERE x.title = ads.title AND x.company_id = ${T})) END AND ads.company_id = ${T}`,
+    'a correlated sub-link guarded',
+  )
+  bad(
+    `SELECT * FROM ads WHERE (ads.id = (SELECT 1 WHERE lower(ads.title) = 'x')) AND ads.company_id = ${T}`,
+    'a sub-link reading the outer row through a function',
+  )
   bad(`SELECT * FROM ads WHERE (ads.title::int = 1) AND ads.company_id = ${T}`, 'a cast of a column')
   ok(`SELECT * FROM ads WHERE (ads.id = '1'::int) AND ads.company_id = ${T}`, 'a cast of a constant')
   ok(`SELECT * FROM countries co WHERE lower(co.name) = 'x'`, 'no tenant range in scope')
   // outer joins
-  ok(`SELECT * FROM campaigns c LEFT JOIN ads a ON (a.campaign_id = c.id) AND a.company_id = ${T} WHERE CASE WHEN (a.company_id = ${T} OR a.company_id IS NULL) THEN lower(a.title) = 'x' END AND c.company_id = ${T}`, 'nullable form in WHERE')
-  bad(`SELECT * FROM campaigns c LEFT JOIN ads a ON (a.campaign_id = c.id) AND a.company_id = ${T} WHERE CASE WHEN (c.company_id = ${T} OR c.company_id IS NULL) THEN lower(c.name) = 'x' END AND c.company_id = ${T}`, 'nullable form for a non-nullable range')
+  ok(
+    `SELECT * FROM campaigns c LEFT JOIN ads a ON (a.campaign_id = c.id) AND a.company_id = ${T} WHERE CASE WHEN (a.company_id = ${T} OR a.company_id IS NULL) THEN lower(a.title) = 'x' END AND c.company_id = ${T}`,
+    'nullable form in WHERE',
+  )
+  bad(
+    `SELECT * FROM campaigns c LEFT JOIN ads a ON (a.campaign_id = c.id) AND a.company_id = ${T} WHERE CASE WHEN (c.company_id = ${T} OR c.company_id IS NULL) THEN lower(c.name) = 'x' END AND c.company_id = ${T}`,
+    'nullable form for a non-nullable range',
+  )
   bad(`SELECT * FROM campaigns c LEFT JOIN ads a ON (lower(a.title) = 'x') AND a.company_id = ${T} WHERE c.company_id = ${T}`, 'ON conjunct unguarded')
-  ok(`SELECT * FROM campaigns c LEFT JOIN ads a ON CASE WHEN a.company_id = ${T} THEN lower(a.title) = 'x' END AND a.company_id = ${T} WHERE c.company_id = ${T}`, 'ON conjunct guarded')
+  ok(
+    `SELECT * FROM campaigns c LEFT JOIN ads a ON CASE WHEN a.company_id = ${T} THEN lower(a.title) = 'x' END AND a.company_id = ${T} WHERE c.company_id = ${T}`,
+    'ON conjunct guarded',
+  )
   // outer levels
-  bad(`SELECT * FROM ads WHERE ads.company_id = ${T} AND EXISTS (SELECT 1 FROM countries co WHERE lower(ads.title) = co.name)`, 'sub-query reads the outer range unguarded (and the EXISTS itself is unguarded)')
+  bad(
+    `SELECT * FROM ads WHERE ads.company_id = ${T} AND EXISTS (SELECT 1 FROM countries co WHERE lower(ads.title) = co.name)`,
+    'sub-query reads the outer range unguarded (and the EXISTS itself is unguarded)',
+  )
   // DML, MERGE, ON CONFLICT
   bad(`UPDATE ads SET title = 'x' WHERE (lower(ads.title) = 'y') AND ads.company_id = ${T}`, 'UPDATE')
   bad(`DELETE FROM ads WHERE (lower(ads.title) = 'y') AND ads.company_id = ${T}`, 'DELETE')
-  bad(`MERGE INTO ads a USING (SELECT * FROM campaigns WHERE company_id = ${T}) c ON (lower(a.title) = c.name) AND a.company_id = ${T} WHEN MATCHED THEN DELETE`, 'MERGE ON')
-  ok(`MERGE INTO ads a USING (SELECT * FROM campaigns WHERE company_id = ${T}) c ON (a.id = c.id) AND a.company_id = ${T} WHEN MATCHED THEN DELETE`, 'MERGE ON leakproof-safe on a derived table')
-  bad(`INSERT INTO ads (id, company_id) VALUES (1, ${T}) ON CONFLICT (id) DO UPDATE SET title = 'x' WHERE (lower(ads.title) = 'y') AND ads.company_id = ${T}`, 'ON CONFLICT WHERE')
+  bad(
+    `MERGE INTO ads a USING (SELECT * FROM campaigns WHERE company_id = ${T}) c ON (lower(a.title) = c.name) AND a.company_id = ${T} WHEN MATCHED THEN DELETE`,
+    'MERGE ON',
+  )
+  ok(
+    `MERGE INTO ads a USING (SELECT * FROM campaigns WHERE company_id = ${T}) c ON (a.id = c.id) AND a.company_id = ${T} WHEN MATCHED THEN DELETE`,
+    'MERGE ON leakproof-safe on a derived table',
+  )
+  bad(
+    `INSERT INTO ads (id, company_id) VALUES (1, ${T}) ON CONFLICT (id) DO UPDATE SET title = 'x' WHERE (lower(ads.title) = 'y') AND ads.company_id = ${T}`,
+    'ON CONFLICT WHERE',
+  )
 })
 
 t.test('isLeakproofSafe', async (t) => {
   await initParser()
-  const where = (cond: string) => (parseSync(`SELECT 1 WHERE ${cond}`) as any).stmts[0].stmt.SelectStmt.whereClause // eslint-disable-line @typescript-eslint/no-explicit-any
-  for (const c of ['a = 1', 'a.b <> $1', 'a != b', 'a < 1 OR NOT b >= 2', 'a IN (1, 2, $3)', 'a NOT IN (1)', 'a BETWEEN 1 AND 2', 'a NOT BETWEEN SYMMETRIC 2 AND 1',
-    'a = ANY(ARRAY[1, 2])', 'a <> ALL($1)', "a = ANY('{1,2}')", 'a IS DISTINCT FROM 1', 'a IS NOT DISTINCT FROM b', 'a IS NULL', 'a IS NOT TRUE', "a = '1'::int::text", 'a OPERATOR(pg_catalog.=) 1', 'true', 'NULL', '(a, b) = (1, 2)', "(a, b) IN (('x', $1), ('y', 2))"])
+  const where = (cond: string) => (parseSync(`SELECT 1 WHERE ${cond}`) as any).stmts[0].stmt.SelectStmt.whereClause
+  for (const c of [
+    'a = 1',
+    'a.b <> $1',
+    'a != b',
+    'a < 1 OR NOT b >= 2',
+    'a IN (1, 2, $3)',
+    'a NOT IN (1)',
+    'a BETWEEN 1 AND 2',
+    'a NOT BETWEEN SYMMETRIC 2 AND 1',
+    'a = ANY(ARRAY[1, 2])',
+    'a <> ALL($1)',
+    "a = ANY('{1,2}')",
+    'a IS DISTINCT FROM 1',
+    'a IS NOT DISTINCT FROM b',
+    'a IS NULL',
+    'a IS NOT TRUE',
+    "a = '1'::int::text",
+    'a OPERATOR(pg_catalog.=) 1',
+    'true',
+    'NULL',
+    '(a, b) = (1, 2)',
+    "(a, b) IN (('x', $1), ('y', 2))",
+  ])
     t.ok(isLeakproofSafe(where(c)), c)
-  for (const c of ['f(a) = 1', 'a + 1 = 2', "a LIKE 'x'", 'a::int = 1', 'a = (SELECT 1)', 'EXISTS (SELECT 1)', 'a = ANY(SELECT 1)', 'CASE WHEN a THEN b END', '(a, f(b)) = (1, 2)',
-    'a[1] = 1', 'a.* IS NULL', 'a OPERATOR(public.=) 1', "a ~ 'x'", 'a = ANY(ARRAY[f(1)])', 'a IN (1, f(2))', 'a COLLATE "C" = b'])
+  for (const c of [
+    'f(a) = 1',
+    'a + 1 = 2',
+    "a LIKE 'x'",
+    'a::int = 1',
+    'a = (SELECT 1)',
+    'EXISTS (SELECT 1)',
+    'a = ANY(SELECT 1)',
+    'CASE WHEN a THEN b END',
+    '(a, f(b)) = (1, 2)',
+    'a[1] = 1',
+    'a.* IS NULL',
+    'a OPERATOR(public.=) 1',
+    "a ~ 'x'",
+    'a = ANY(ARRAY[f(1)])',
+    'a IN (1, f(2))',
+    'a COLLATE "C" = b',
+  ])
     t.notOk(isLeakproofSafe(where(c)), c)
-  t.notOk(isLeakproofSafe(where('s.a = 1'), (ref) => ref.fields[0].String.sval !== 's'), 'the caller rules out a column')
+  t.notOk(
+    isLeakproofSafe(where('s.a = 1'), (ref) => ref.fields[0].String.sval !== 's'),
+    'the caller rules out a column',
+  )
 })

@@ -93,7 +93,15 @@ t.test('bit-exact against PostgreSQL', async (t) => {
   {
     const { rows } = await client.query({ text: 'SELECT hashint2(x::int2) FROM generate_series(-32768, 32767) x ORDER BY x', rowMode: 'array' })
     const values = Array.from({ length: 65536 }, (_, i) => String(i - 32768))
-    t.same(mismatches(values, rows.map((r) => r[0] as number), (v) => hashint2(Number(v))), [], 'hashint2 (all 65,536)')
+    t.same(
+      mismatches(
+        values,
+        rows.map((r) => r[0] as number),
+        (v) => hashint2(Number(v)),
+      ),
+      [],
+      'hashint2 (all 65,536)',
+    )
   }
 
   // integer: edges + random.
@@ -102,24 +110,67 @@ t.test('bit-exact against PostgreSQL', async (t) => {
     for (let i = 0; i < 20000; i++) values.push(String(randU32() | 0))
     for (let i = 0; i < 2000; i++) values.push(String(randInt(2000) - 1000))
     const expected = await pgHashes(client, 'hashint4', 'int4', values)
-    t.same(mismatches(values, expected, (v) => hashint4(Number(v))), [], 'hashint4')
-    t.same(mismatches(values, expected, (v) => hashForType('integer', v)), [], 'hashForType(integer)')
+    t.same(
+      mismatches(values, expected, (v) => hashint4(Number(v))),
+      [],
+      'hashint4',
+    )
+    t.same(
+      mismatches(values, expected, (v) => hashForType('integer', v)),
+      [],
+      'hashForType(integer)',
+    )
   }
 
   // bigint: edges, the int32 boundary, the 2^32 boundary, and random 64-bit values.
   {
-    const edges = [0n, 1n, -1n, 5n, 2147483647n, -2147483648n, 2147483648n, -2147483649n, 4294967295n, 4294967296n, -4294967296n, -4294967297n,
-      9223372036854775807n, -9223372036854775808n, 9223372036854775806n, -9223372036854775807n, 1n << 62n, -(1n << 62n), 0xffffffffn << 16n]
+    const edges = [
+      0n,
+      1n,
+      -1n,
+      5n,
+      2147483647n,
+      -2147483648n,
+      2147483648n,
+      -2147483649n,
+      4294967295n,
+      4294967296n,
+      -4294967296n,
+      -4294967297n,
+      9223372036854775807n,
+      -9223372036854775808n,
+      9223372036854775806n,
+      -9223372036854775807n,
+      1n << 62n,
+      -(1n << 62n),
+      0xffffffffn << 16n,
+    ]
     const big: bigint[] = [...edges]
     for (let i = 0; i < 30000; i++) big.push(BigInt.asIntN(64, (BigInt(randU32()) << 32n) | BigInt(randU32())))
     for (let i = 0; i < 5000; i++) big.push(BigInt(randU32() | 0) * BigInt(randInt(5) - 2))
     for (let i = 0; i < 2000; i++) big.push(BigInt(randInt(1000000)))
     const values = big.map(String)
     const expected = await pgHashes(client, 'hashint8', 'int8', values)
-    t.same(mismatches(values, expected, (v) => hashint8(BigInt(v))), [], 'hashint8')
-    t.same(mismatches(values, expected, (v) => hashForType('bigint', v)), [], 'hashForType(bigint)')
+    t.same(
+      mismatches(values, expected, (v) => hashint8(BigInt(v))),
+      [],
+      'hashint8',
+    )
+    t.same(
+      mismatches(values, expected, (v) => hashForType('bigint', v)),
+      [],
+      'hashForType(bigint)',
+    )
     const smallIdx = values.map((_, i) => i).filter((i) => Number.isSafeInteger(Number(values[i])))
-    t.same(mismatches(smallIdx.map((i) => values[i]), smallIdx.map((i) => expected[i]), (v) => hashint8(Number(v))), [], 'hashint8(number)')
+    t.same(
+      mismatches(
+        smallIdx.map((i) => values[i]),
+        smallIdx.map((i) => expected[i]),
+        (v) => hashint8(Number(v)),
+      ),
+      [],
+      'hashint8(number)',
+    )
   }
 
   // text: empty, every length 0..64 (every tail case, several 12-byte blocks), multi-byte UTF-8, long, random.
@@ -147,23 +198,46 @@ t.test('bit-exact against PostgreSQL', async (t) => {
     }
     const expected = await pgHashes(client, 'hashtext', 'text', values)
     t.same(mismatches(values, expected, hashtext), [], 'hashtext')
-    t.same(mismatches(values, expected, (v) => hashForType('text', v)), [], 'hashForType(text)')
+    t.same(
+      mismatches(values, expected, (v) => hashForType('text', v)),
+      [],
+      'hashForType(text)',
+    )
     const vexpected = await pgHashes(client, 'hashtext', 'varchar', values.slice(0, 2000))
-    t.same(mismatches(values.slice(0, 2000), vexpected, (v) => hashForType('character varying', v)), [], 'hashtext(varchar)')
+    t.same(
+      mismatches(values.slice(0, 2000), vexpected, (v) => hashForType('character varying', v)),
+      [],
+      'hashtext(varchar)',
+    )
     const bvalues = [...values.slice(0, 5000), 'acme   ', '   ', '', 'a b  ', 'é ']
     const bexpected = await pgHashes(client, 'hashbpchar', 'bpchar', bvalues)
     t.same(mismatches(bvalues, bexpected, hashbpchar), [], 'hashbpchar')
-    t.same(mismatches(bvalues, bexpected, (v) => hashForType('character', v)), [], 'hashForType(character)')
+    t.same(
+      mismatches(bvalues, bexpected, (v) => hashForType('character', v)),
+      [],
+      'hashForType(character)',
+    )
   }
 
   // uuid: random, edge, and the other input spellings uuid_in accepts.
   {
-    const values = ['00000000-0000-0000-0000-000000000000', 'ffffffff-ffff-ffff-ffff-ffffffffffff', 'A0EEBC99-9C0B-4EF8-BB6D-6BB9BD380A11',
-      '{a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11}', 'a0eebc999c0b4ef8bb6d6bb9bd380a11', 'a0ee-bc99-9c0b-4ef8-bb6d-6bb9-bd38-0a11', '{a0eebc999c0b4ef8bb6d6bb9bd380a11}']
+    const values = [
+      '00000000-0000-0000-0000-000000000000',
+      'ffffffff-ffff-ffff-ffff-ffffffffffff',
+      'A0EEBC99-9C0B-4EF8-BB6D-6BB9BD380A11',
+      '{a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11}',
+      'a0eebc999c0b4ef8bb6d6bb9bd380a11',
+      'a0ee-bc99-9c0b-4ef8-bb6d-6bb9-bd38-0a11',
+      '{a0eebc999c0b4ef8bb6d6bb9bd380a11}',
+    ]
     for (let i = 0; i < 10000; i++) values.push(randomUUID())
     const expected = await pgHashes(client, 'uuid_hash', 'uuid', values)
     t.same(mismatches(values, expected, uuid_hash), [], 'uuid_hash')
-    t.same(mismatches(values, expected, (v) => hashForType('uuid', v)), [], 'hashForType(uuid)')
+    t.same(
+      mismatches(values, expected, (v) => hashForType('uuid', v)),
+      [],
+      'hashForType(uuid)',
+    )
   }
 
   t.ok(compared >= 100000, `${compared} values compared`)

@@ -6,7 +6,15 @@ import pg from 'pg'
 import { startPostgres, ROLES, type PgServer } from '../helpers/pg-server.js'
 import { loadCitusCatalog } from './citus-catalog.js'
 import { exampleBackends } from './fixtures.js'
-import { CITUS_METADATA_SQL, buildCitusMetadata, loadCitusMetadata, findShard, describeCitusMetadata, type CitusMetadata, type MetadataRow } from '../../routing/citus-metadata.js'
+import {
+  CITUS_METADATA_SQL,
+  buildCitusMetadata,
+  loadCitusMetadata,
+  findShard,
+  describeCitusMetadata,
+  type CitusMetadata,
+  type MetadataRow,
+} from '../../routing/citus-metadata.js'
 import { decideRoute, type RouteInput, type Route } from '../../routing/placement.js'
 import { hashint8, hashtext } from '../../routing/citus-hash.js'
 
@@ -46,10 +54,13 @@ t.test('Citus-shaped catalog', async (t) => {
     // Without the columns newer Citus versions added (13.2: nodeisclone, nodeprimarynodeid;
     // 11.0: autoconverted), and with the unused ones gone too, every query still answers.
     server.sql(`CREATE DATABASE minimal TEMPLATE uniform`)
-    server.sql(`ALTER TABLE pg_dist_node DROP COLUMN nodeisclone, DROP COLUMN nodeprimarynodeid, DROP COLUMN noderack, DROP COLUMN nodecluster;
+    server.sql(
+      `ALTER TABLE pg_dist_node DROP COLUMN nodeisclone, DROP COLUMN nodeprimarynodeid, DROP COLUMN noderack, DROP COLUMN nodecluster;
                 ALTER TABLE pg_dist_partition DROP COLUMN autoconverted;
                 ALTER TABLE pg_dist_shard DROP COLUMN shardstorage;
-                ALTER TABLE pg_dist_placement DROP COLUMN shardlength`, 'minimal')
+                ALTER TABLE pg_dist_placement DROP COLUMN shardlength`,
+      'minimal',
+    )
     for (const [name, sql] of Object.entries(CITUS_METADATA_SQL)) {
       t.doesNotThrow(() => server.sql(sql, 'minimal'), `${name} without newer/unused columns`)
     }
@@ -61,16 +72,13 @@ t.test('Citus-shaped catalog', async (t) => {
 
   t.test('metadata: tables, reference tables, groups, nodes', async (t) => {
     t.same(meta.problems, [])
-    t.same(
-      Object.fromEntries([...meta.tables].map(([k, v]) => [k, [v.column, v.type, v.colocationId, v.shardIds.length]])),
-      {
-        'public.ads': ['company_id', 'bigint', 1, 32],
-        'public.campaigns': ['company_id', 'bigint', 1, 32],
-        'public.companies': ['id', 'bigint', 1, 32],
-        'public.tenant_events': ['tenant', 'text', 2, 32],
-        'public.measurements': ['sensor', 'numeric', 4, 4],
-      },
-    )
+    t.same(Object.fromEntries([...meta.tables].map(([k, v]) => [k, [v.column, v.type, v.colocationId, v.shardIds.length]])), {
+      'public.ads': ['company_id', 'bigint', 1, 32],
+      'public.campaigns': ['company_id', 'bigint', 1, 32],
+      'public.companies': ['id', 'bigint', 1, 32],
+      'public.tenant_events': ['tenant', 'text', 2, 32],
+      'public.measurements': ['sensor', 'numeric', 4, 4],
+    })
     t.same([...meta.referenceTables], ['public.countries'])
     t.same([...meta.otherTables], [['public.audit_log', 'a Citus local table (on the coordinator only)']])
     t.same([...meta.groups.keys()], [1, 2, 4])
@@ -79,18 +87,27 @@ t.test('Citus-shaped catalog', async (t) => {
     t.equal(g1.hashType, 'int8')
     t.same(g1.tables, ['public.ads', 'public.campaigns', 'public.companies'])
     t.equal(g1.intervals.length, 32)
-    t.same(g1.intervals.slice(0, 2).map((i) => [i.min, i.max, i.node?.port]), [[-2147483648, -2013265921, 9701], [-2013265920, -1879048193, 9702]])
+    t.same(
+      g1.intervals.slice(0, 2).map((i) => [i.min, i.max, i.node?.port]),
+      [
+        [-2147483648, -2013265921, 9701],
+        [-2013265920, -1879048193, 9702],
+      ],
+    )
     t.equal(g1.intervals[31].max, 2147483647)
     for (let i = 1; i < 32; i++) t.equal(g1.intervals[i].min, g1.intervals[i - 1].max + 1)
     t.same(meta.tables.get('public.campaigns')!.shardIds.slice(0, 4), [102040, 102041, 102042, 102043])
     t.same(meta.tables.get('public.companies')!.shardIds.slice(0, 2), [102008, 102009])
     t.equal(meta.groups.get(2)!.type, 'text')
     t.equal(meta.groups.get(4)!.hashType, null)
-    t.same(meta.nodes.map((n) => [n.nodeId, n.groupId, n.host, n.port, n.isActive, n.hasMetadata, n.metadataSynced, n.shouldHaveShards]), [
-      [1, 0, '127.0.0.1', 9700, true, true, true, false],
-      [2, 1, '127.0.0.1', 9701, true, true, true, true],
-      [3, 2, '127.0.0.1', 9702, true, true, true, true],
-    ])
+    t.same(
+      meta.nodes.map((n) => [n.nodeId, n.groupId, n.host, n.port, n.isActive, n.hasMetadata, n.metadataSynced, n.shouldHaveShards]),
+      [
+        [1, 0, '127.0.0.1', 9700, true, true, true, false],
+        [2, 1, '127.0.0.1', 9701, true, true, true, true],
+        [3, 2, '127.0.0.1', 9702, true, true, true, true],
+      ],
+    )
     t.same(describeCitusMetadata(metaText), describeCitusMetadata(meta), 'raw-text rows give the same metadata')
     t.same(JSON.parse(JSON.stringify(describeCitusMetadata(meta))), describeCitusMetadata(meta), 'summary is JSON')
   })
@@ -113,7 +130,17 @@ t.test('Citus-shaped catalog', async (t) => {
       const five = route(m, '5', ['public.campaigns'])
       t.equal(five.kind, 'citus-worker')
       t.same(five.target, { host: '127.0.0.1', port: 9701, database: 'saas', user: 'app', password: 'pw', sslmode: 'prefer' })
-      t.same(five.shard, { colocationId: 1, table: 'public.campaigns', type: 'bigint', hash: -1330264708, shardId: 102046, min: -1342177280, max: -1207959553, groupId: 1, nodeId: 2 })
+      t.same(five.shard, {
+        colocationId: 1,
+        table: 'public.campaigns',
+        type: 'bigint',
+        hash: -1330264708,
+        shardId: 102046,
+        min: -1342177280,
+        max: -1207959553,
+        groupId: 1,
+        nodeId: 2,
+      })
       t.equal(five.reason, "tenant '5' → hash -1330264708 (bigint) → shard 102046 [-1342177280, -1207959553] → node 2 127.0.0.1:9701")
       t.equal(five.poolKey, 'citus|127.0.0.1:9701|saas|app')
 
@@ -121,7 +148,7 @@ t.test('Citus-shaped catalog', async (t) => {
       t.equal(one.kind, 'citus-worker')
       t.equal(one.target.port, 9702)
       t.equal(one.shard!.shardId, 102041)
-      t.equal(route(m, '1', ['public.ads']).shard!.shardId, 102073, "shard id of the first table named")
+      t.equal(route(m, '1', ['public.ads']).shard!.shardId, 102073, 'shard id of the first table named')
 
       const acme = route(m, 'acme', ['public.tenant_events'])
       t.equal(acme.kind, 'citus-worker')
@@ -151,8 +178,11 @@ t.test('Citus-shaped catalog', async (t) => {
 
   t.test('one colocation group: statements without a distributed table still go to the tenant worker', async (t) => {
     server.sql(`CREATE DATABASE single TEMPLATE uniform`)
-    server.sql(`DELETE FROM pg_dist_shard WHERE logicalrelid IN ('tenant_events'::regclass, 'measurements'::regclass);
-                DELETE FROM pg_dist_partition WHERE logicalrelid IN ('tenant_events'::regclass, 'measurements'::regclass)`, 'single')
+    server.sql(
+      `DELETE FROM pg_dist_shard WHERE logicalrelid IN ('tenant_events'::regclass, 'measurements'::regclass);
+                DELETE FROM pg_dist_partition WHERE logicalrelid IN ('tenant_events'::regclass, 'measurements'::regclass)`,
+      'single',
+    )
     const single = await metadataVia(server, 'single', false)
     const d = route(single, '5', [], { touchesTenant: false })
     t.equal(d.kind, 'citus-worker')
@@ -190,8 +220,11 @@ t.test('Citus-shaped catalog', async (t) => {
 
   t.test('inconsistent colocation → coordinator', async (t) => {
     server.sql(`CREATE DATABASE skewed TEMPLATE uniform`)
-    server.sql(`UPDATE pg_dist_shard SET shardmaxvalue = '-2013265922' WHERE shardid = 102040;
-                UPDATE pg_dist_shard SET shardminvalue = '-2013265921' WHERE shardid = 102041`, 'skewed')
+    server.sql(
+      `UPDATE pg_dist_shard SET shardmaxvalue = '-2013265922' WHERE shardid = 102040;
+                UPDATE pg_dist_shard SET shardminvalue = '-2013265921' WHERE shardid = 102041`,
+      'skewed',
+    )
     const m = await metadataVia(server, 'skewed', false)
     t.match(m.groups.get(1)!.problems.join('\n'), /shards of public\.campaigns do not match those of public\.ads/)
     t.match(route(m, '5', ['public.companies']).reason, /colocation group 1:/)
@@ -203,13 +236,16 @@ t.test('Citus-shaped catalog', async (t) => {
     t.same(iso.problems, [])
     const g1 = iso.groups.get(1)!
     t.equal(g1.intervals.length, 34)
-    t.same(g1.intervals.slice(5, 10).map((i) => [i.min, i.max]), [
-      [-1476395008, -1342177281],
-      [-1342177280, -1330264709],
-      [-1330264708, -1330264708],
-      [-1330264707, -1207959553],
-      [-1207959552, -1073741825],
-    ])
+    t.same(
+      g1.intervals.slice(5, 10).map((i) => [i.min, i.max]),
+      [
+        [-1476395008, -1342177281],
+        [-1342177280, -1330264709],
+        [-1330264708, -1330264708],
+        [-1330264707, -1207959553],
+        [-1207959552, -1073741825],
+      ],
+    )
     const five = route(iso, '5', ['public.campaigns'])
     t.equal(five.kind, 'citus-worker')
     t.same([five.shard!.shardId, five.shard!.min, five.shard!.max, five.target.port], [102145, -1330264708, -1330264708, 9703])
@@ -249,7 +285,10 @@ t.test('Citus-shaped catalog', async (t) => {
 
   t.test('buildCitusMetadata tolerates junk rows', async (t) => {
     const m = buildCitusMetadata({
-      partitions: [{ relid: null }, { relid: 1, schema_name: 'public', table_name: 't', partmethod: 'h', repmodel: 's', colocationid: 9, dist_column: null, dist_type: null }],
+      partitions: [
+        { relid: null },
+        { relid: 1, schema_name: 'public', table_name: 't', partmethod: 'h', repmodel: 's', colocationid: 9, dist_column: null, dist_type: null },
+      ],
       shards: [{ relid: 1, shardid: 'x' }],
       placements: [{}],
       nodes: [{ nodeid: 'a' }],

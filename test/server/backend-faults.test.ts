@@ -14,7 +14,7 @@ import { spawn, execFileSync } from 'node:child_process'
 import { copyFileSync, mkdtempSync, chmodSync, chownSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { FaultServer, FAULTS, type Stage, type Fault } from '../helpers/fault-server.js'
+import { FaultServer, FAULTS, type Stage } from '../helpers/fault-server.js'
 import { startPostgres, ROLES, type PgServer } from '../helpers/pg-server.js'
 import { startProxy, psqlArgs, selfSignedCert, type RunningProxy } from '../helpers/proxy.js'
 
@@ -246,7 +246,20 @@ t.test('PostgreSQL restarted under load (pg_ctl restart -m fast, TLS, default ss
     const before = ok
     await waitFor(() => ok > before + 200, 10000, 'load is running')
     await new Promise<void>((resolve, reject) => {
-      const [cmd, ...args] = [...asPostgres, join(pgs.bin, 'pg_ctl'), '-D', pgdata, '-l', join(pgs.dataDir, 'server.log'), '-m', 'fast', '-w', '-t', '60', 'restart']
+      const [cmd, ...args] = [
+        ...asPostgres,
+        join(pgs.bin, 'pg_ctl'),
+        '-D',
+        pgdata,
+        '-l',
+        join(pgs.dataDir, 'server.log'),
+        '-m',
+        'fast',
+        '-w',
+        '-t',
+        '60',
+        'restart',
+      ]
       const child = spawn(cmd, args, { stdio: 'ignore' })
       child.on('close', (code) => (code === 0 ? resolve() : reject(new Error(`pg_ctl restart exited ${code}`))))
     })

@@ -22,29 +22,37 @@ t.test('psql: queries, errors, multi-statement, \\copy both ways', async (t) => 
   const err = await run('psql', psqlArgs(url, 'SELECT * FROM no_such_table'))
   t.not(err.code, 0)
   t.match(err.stderr, /relation "no_such_table" does not exist/)
-  const multi = await run('psql', ['-X', '-A', '-t', url], "SELECT 1; SELECT 2;\nBEGIN; SELECT 3; COMMIT;\n")
+  const multi = await run('psql', ['-X', '-A', '-t', url], 'SELECT 1; SELECT 2;\nBEGIN; SELECT 3; COMMIT;\n')
   t.equal(multi.stdout.trim().split('\n').join(','), '1,2,BEGIN,3,COMMIT')
-  const out = await run('psql', psqlArgs(url, "\\copy (SELECT id, name FROM items WHERE id <= 3 ORDER BY id) TO STDOUT WITH (FORMAT csv)"))
+  const out = await run('psql', psqlArgs(url, '\\copy (SELECT id, name FROM items WHERE id <= 3 ORDER BY id) TO STDOUT WITH (FORMAT csv)'))
   t.equal(out.stdout, '1,item 1\n2,item 2\n3,item 3\n')
-  const copyIn = await run('psql', [...psqlArgs(url), '-c', 'CREATE TEMP TABLE x (a int, b text)', '-c', "\\copy items (id, name) FROM STDIN WITH (FORMAT csv)"], '5001,five\n5002,six\n')
+  const copyIn = await run(
+    'psql',
+    [...psqlArgs(url), '-c', 'CREATE TEMP TABLE x (a int, b text)', '-c', '\\copy items (id, name) FROM STDIN WITH (FORMAT csv)'],
+    '5001,five\n5002,six\n',
+  )
   t.equal(copyIn.code, 0, copyIn.stderr)
   t.equal(server.sql('SELECT count(*) FROM items WHERE id > 5000'), '2')
   server.sql('DELETE FROM items WHERE id > 5000')
 })
 
 t.test('node-postgres: named prepared statements survive transaction pooling across many clients', async (t) => {
-  const clients = await Promise.all(Array.from({ length: 12 }, async () => {
-    const c = new pg.Client({ connectionString: url })
-    await c.connect()
-    return c
-  }))
+  const clients = await Promise.all(
+    Array.from({ length: 12 }, async () => {
+      const c = new pg.Client({ connectionString: url })
+      await c.connect()
+      return c
+    }),
+  )
   for (let round = 0; round < 5; round++) {
-    await Promise.all(clients.map(async (c, i) => {
-      const res = await c.query({ name: 'by-id', text: 'SELECT id, name FROM items WHERE id = $1', values: [i + round + 1] })
-      t.equal(res.rows[0].id, i + round + 1)
-      const res2 = await c.query({ name: 'count', text: 'SELECT count(*)::int AS n FROM items WHERE id <= $1', values: [i + 1] })
-      t.equal(res2.rows[0].n, i + 1)
-    }))
+    await Promise.all(
+      clients.map(async (c, i) => {
+        const res = await c.query({ name: 'by-id', text: 'SELECT id, name FROM items WHERE id = $1', values: [i + round + 1] })
+        t.equal(res.rows[0].id, i + round + 1)
+        const res2 = await c.query({ name: 'count', text: 'SELECT count(*)::int AS n FROM items WHERE id <= $1', values: [i + 1] })
+        t.equal(res2.rows[0].n, i + 1)
+      }),
+    )
   }
   await Promise.all(clients.map((c) => c.end()))
 })
@@ -110,7 +118,10 @@ t.test('LISTEN is refused under transaction pooling, with a clear error', async 
 t.test('postgres.js: pipelined prepared queries, COPY, a 100 MB result', async (t) => {
   const sql = postgres(url, { max: 4, prepare: true, onnotice: () => undefined })
   const results = await Promise.all(Array.from({ length: 200 }, (_, i) => sql`SELECT ${i + 1}::int AS v, name FROM items WHERE id = ${(i % 1000) + 1}`))
-  t.same(results.map((r) => r[0].v), Array.from({ length: 200 }, (_, i) => i + 1))
+  t.same(
+    results.map((r) => r[0].v),
+    Array.from({ length: 200 }, (_, i) => i + 1),
+  )
   const rows = await sql.begin(async (tx) => {
     await tx`CREATE TEMP TABLE copied (id int, name text) ON COMMIT DROP`
     const writable = await tx`COPY copied FROM STDIN`.writable()
@@ -150,13 +161,18 @@ t.test('cancel request reaches the query on whichever server connection runs it'
 t.test('200 concurrent clients share a pool of 5', async (t) => {
   const clients = Array.from({ length: 200 }, () => new pg.Client({ connectionString: url }))
   await Promise.all(clients.map((c) => c.connect()))
-  const sums = await Promise.all(clients.map(async (c, i) => {
-    await c.query('BEGIN')
-    const r = await c.query('SELECT $1::int + count(*)::int AS v FROM items WHERE id <= 10', [i])
-    await c.query('COMMIT')
-    return r.rows[0].v
-  }))
-  t.same(sums, clients.map((_, i) => i + 10))
+  const sums = await Promise.all(
+    clients.map(async (c, i) => {
+      await c.query('BEGIN')
+      const r = await c.query('SELECT $1::int + count(*)::int AS v FROM items WHERE id <= 10', [i])
+      await c.query('COMMIT')
+      return r.rows[0].v
+    }),
+  )
+  t.same(
+    sums,
+    clients.map((_, i) => i + 10),
+  )
   const backends = Number(server.sql(`SELECT count(*) FROM pg_stat_activity WHERE usename = '${ROLES.scram.user}'`))
   t.ok(backends <= 5 + 1, `server connections stay within the pool (saw ${backends})`)
   await Promise.all(clients.map((c) => c.end()))

@@ -9,7 +9,7 @@ import { BackendScanner } from '../../server/protocol/backend-scanner.js'
 import { ParseMemo } from '../../server/protocol/parse-memo.js'
 
 const frontendStream = Buffer.concat([
-  serialize.query('SELECT 1; SELECT \'é—\''),
+  serialize.query("SELECT 1; SELECT 'é—'"),
   serialize.parse({ name: 's1', text: 'SELECT $1::int', types: [23] }),
   serialize.bind({ statement: 's1', portal: 'p', values: ['42'] }),
   serialize.describe({ type: 'P', name: 'p' }),
@@ -76,7 +76,10 @@ t.test('startup packets', async (t) => {
   const reader = new FrameReader(1 << 20)
   reader.push(Buffer.concat([serialize.requestSsl(), serialize.startup({ user: 'u', database: 'd', options: '-c app.tenant=x' })]))
   t.same(fe.decodeStartup(reader.nextUntyped()!), { kind: 'ssl' })
-  t.same(fe.decodeStartup(reader.nextUntyped()!), { kind: 'startup', params: { user: 'u', database: 'd', options: '-c app.tenant=x', client_encoding: "UTF8" } })
+  t.same(fe.decodeStartup(reader.nextUntyped()!), {
+    kind: 'startup',
+    params: { user: 'u', database: 'd', options: '-c app.tenant=x', client_encoding: 'UTF8' },
+  })
   reader.push(serialize.cancel(1234, -99))
   t.same(fe.decodeStartup(reader.nextUntyped()!), { kind: 'cancel', pid: 1234, secret: -99 })
   const v2 = Buffer.alloc(8)

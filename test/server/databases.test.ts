@@ -59,7 +59,9 @@ placement: { default: main }
   // PostgreSQL checks the database after the password: a wrong password says nothing about it.
   t.equal((await loginError(proxy.url('app', 'wrong', 'no_such_db')))?.code, '28P01', 'a wrong password is 28P01 whatever the database')
   // psql without a database name uses the user name: "app" is no database here.
-  const noDb = await run('psql', ['-X', '-A', '-t', '-h', '127.0.0.1', '-p', String(proxy.port), '-U', 'app', '-c', 'SELECT 1'], undefined, { PGPASSWORD: 'app_pw' })
+  const noDb = await run('psql', ['-X', '-A', '-t', '-h', '127.0.0.1', '-p', String(proxy.port), '-U', 'app', '-c', 'SELECT 1'], undefined, {
+    PGPASSWORD: 'app_pw',
+  })
   t.match(noDb.stderr, /database "app" does not exist/, 'the default database name (the user name) is checked too')
 })
 
@@ -79,9 +81,14 @@ databases:
   t.teardown(() => proxy.stop())
   t.equal(await currentDatabase(proxy.url('app', 'app_pw', 'app')), 'postgres', 'app -> main, its URL database')
   t.equal(await currentDatabase(proxy.url('app', 'app_pw', 'test_app')), 'app_test', 'test_app -> main, database app_test')
-  t.equal(await currentDatabase(proxy.url('app', 'app_pw', 'app'), '-c app.tenant=acme'), 'tenant_acme', 'the routing database: tenant acme goes to its own database')
+  t.equal(
+    await currentDatabase(proxy.url('app', 'app_pw', 'app'), '-c app.tenant=acme'),
+    'tenant_acme',
+    'the routing database: tenant acme goes to its own database',
+  )
   t.equal(await currentDatabase(proxy.url('app', 'app_pw', 'test_app'), '-c app.tenant=acme'), 'app_test', 'another database: the session stays in it')
-  for (const name of ['postgres', 'main', 'other_db']) t.equal((await loginError(proxy.url('app', 'app_pw', name)))?.code, '3D000', `${name}: not listed, 3D000`)
+  for (const name of ['postgres', 'main', 'other_db'])
+    t.equal((await loginError(proxy.url('app', 'app_pw', name)))?.code, '3D000', `${name}: not listed, 3D000`)
 
   const fallback = await startProxy(`
 listen: 127.0.0.1:$PROXY_PORT
@@ -96,7 +103,7 @@ databases:
   t.equal(await currentDatabase(fallback.url('app', 'app_pw', 'other_db')), 'other_db', '"*": the database the client named, on that backend')
   t.equal(await currentDatabase(fallback.url('app', 'app_pw', 'app')), 'postgres', 'a listed name still wins')
   const missing = await loginError(fallback.url('app', 'app_pw', 'nowhere'))
-  t.equal(missing?.code, '3D000', 'a fallback database that does not exist on the server: the server\'s 3D000')
+  t.equal(missing?.code, '3D000', "a fallback database that does not exist on the server: the server's 3D000")
   t.match(missing?.message ?? '', /database "nowhere" does not exist/)
 })
 

@@ -83,7 +83,10 @@ const Q = (sql: string): Buffer => serialize.query(sql)
 /** The same exchanges directly and through the proxy: the same messages, in the same order. */
 async function both(t: Test, steps: [Buffer[], number][]): Promise<{ direct: Reply[]; proxied: Reply[] }> {
   const out = { direct: [] as Reply[], proxied: [] as Reply[] }
-  for (const [which, url] of [['direct', direct], ['proxied', proxied]] as const) {
+  for (const [which, url] of [
+    ['direct', direct],
+    ['proxied', proxied],
+  ] as const) {
     const c = await rawConnection(url)
     for (const [bytes, readies] of steps) out[which].push(await c.exchange(bytes, readies))
     await c.close()

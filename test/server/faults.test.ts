@@ -3,7 +3,6 @@
 import t, { type Test } from 'tap'
 import net from 'node:net'
 import pg from 'pg'
-import { serialize } from '../../server/protocol/pg-protocol.js'
 import { startPostgres } from '../helpers/pg-server.js'
 import { startProxy, basicYaml, run, psqlArgs, selfSignedCert } from '../helpers/proxy.js'
 import { decodeFields } from '../../server/protocol/backend.js'
@@ -60,13 +59,28 @@ function errorsIn(buf: Buffer): Record<string, string>[] {
 t.test('wrong password and unknown user get the same 28P01', async (t) => {
   const wrong = new pg.Client({ connectionString: proxy.url('app', 'nope') })
   const unknown = new pg.Client({ connectionString: proxy.url('nobody', 'nope') })
-  const e1 = await wrong.connect().then(() => null, (e) => e)
-  const e2 = await unknown.connect().then(() => null, (e) => e)
+  const e1 = await wrong.connect().then(
+    () => null,
+    (e) => e,
+  )
+  const e2 = await unknown.connect().then(
+    () => null,
+    (e) => e,
+  )
   t.equal(e1?.code, '28P01')
   t.equal(e2?.code, '28P01')
   t.equal(e1?.message.replace('"app"', 'X'), e2?.message.replace('"nobody"', 'X'), 'same message shape')
   const verifierUser = new pg.Client({ connectionString: proxy.url('other', 'whatever') })
-  t.equal((await verifierUser.connect().then(() => null, (e) => e))?.code, '28P01', 'SCRAM verifier in config, wrong password')
+  t.equal(
+    (
+      await verifierUser.connect().then(
+        () => null,
+        (e) => e,
+      )
+    )?.code,
+    '28P01',
+    'SCRAM verifier in config, wrong password',
+  )
   await stillServing(t)
 })
 
@@ -89,11 +103,20 @@ t.test('TLS to the client', async (t) => {
 })
 
 t.test('bad input: FATAL 08P01 and the connection closes; nothing else is affected', async (t) => {
-  const startup = serialize.startup({ user: 'app', database: 'postgres' })
   const cases: [string, Buffer[]][] = [
     ['garbage before startup', [Buffer.from('GET / HTTP/1.1\r\nHost: x\r\n\r\n')]],
     ['startup claiming 1 GB', [Buffer.from([0x40, 0, 0, 0, 0, 3, 0, 0])]],
-    ['protocol 2.0', [(() => { const b = Buffer.alloc(8); b.writeInt32BE(8, 0); b.writeInt32BE(0x20000, 4); return b })()]],
+    [
+      'protocol 2.0',
+      [
+        (() => {
+          const b = Buffer.alloc(8)
+          b.writeInt32BE(8, 0)
+          b.writeInt32BE(0x20000, 4)
+          return b
+        })(),
+      ],
+    ],
   ]
   for (const [name, bytes] of cases) {
     const reply = await rawExchange(bytes)
@@ -130,14 +153,23 @@ t.test('a server connection killed mid-query: only its client gets the FATAL and
   const bystander = new pg.Client({ connectionString: url })
   await bystander.connect()
   await bystander.query('BEGIN')
-  const running = victim.query('SELECT pg_sleep(20)').then(() => null, (e) => e)
+  const running = victim.query('SELECT pg_sleep(20)').then(
+    () => null,
+    (e) => e,
+  )
   await new Promise((r) => setTimeout(r, 500))
   server.sql("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE query = 'SELECT pg_sleep(20)'")
   victim.on('error', () => undefined)
   const e = await running
   t.ok(e, 'the victim got an error')
   t.match(e?.code, /^(08006|57P01)$/, `SQLSTATE ${e?.code}: ${e?.message}`)
-  t.ok(await victim.query('SELECT 2 AS v').then(() => false, () => true), 'the victim connection is closed, as PostgreSQL closes it')
+  t.ok(
+    await victim.query('SELECT 2 AS v').then(
+      () => false,
+      () => true,
+    ),
+    'the victim connection is closed, as PostgreSQL closes it',
+  )
   const again = new pg.Client({ connectionString: url })
   await again.connect()
   t.equal((await again.query('SELECT 2 AS v')).rows[0].v, 2, 'a new connection works')
@@ -152,7 +184,10 @@ t.test('max_client_connections gives 53300', async (t) => {
   let refused: { code?: string } | null = null
   for (let i = 0; i < 25 && !refused; i++) {
     const c = new pg.Client({ connectionString: url })
-    refused = await c.connect().then(() => (clients.push(c), null), (e) => e)
+    refused = await c.connect().then(
+      () => (clients.push(c), null),
+      (e) => e,
+    )
   }
   t.equal(refused?.code, '53300')
   await Promise.all(clients.map((c) => c.end()))
@@ -168,7 +203,10 @@ t.test('pool wait timeout gives a clear error', async (t) => {
   await holder.query('SELECT 1')
   const waiter = new pg.Client({ connectionString: tiny.url('app', 'app_pw') })
   await waiter.connect()
-  const e = await waiter.query('SELECT 1').then(() => null, (err) => err)
+  const e = await waiter.query('SELECT 1').then(
+    () => null,
+    (err) => err,
+  )
   t.equal(e?.code, '53300')
   t.match(e?.message, /waiting for a server connection/)
   await holder.query('COMMIT')

@@ -44,9 +44,17 @@ t.test('through pgtenant the shadowed name is refused; other catalog functions a
   await c.query("SET app.tenant = 'a'")
   await t.rejects(c.query('SELECT upper(body) FROM notes'), { code: '42501', message: /upper\(\) .*outside pg_catalog/ })
   await t.rejects(c.query('SELECT upper(body::text) FROM notes'), { code: '42501' }, 'refused whatever the argument type')
-  t.same((await c.query('SELECT pg_catalog.upper(body) AS u FROM notes ORDER BY id')).rows, [{ u: 'A-SECRET-1' }, { u: 'A-SECRET-2' }], 'the qualified catalog function runs')
+  t.same(
+    (await c.query('SELECT pg_catalog.upper(body) AS u FROM notes ORDER BY id')).rows,
+    [{ u: 'A-SECRET-1' }, { u: 'A-SECRET-2' }],
+    'the qualified catalog function runs',
+  )
   t.same((await c.query('SELECT lower(body) AS l FROM notes ORDER BY id LIMIT 1')).rows, [{ l: 'a-secret-1' }], 'a name nobody shadows runs')
-  t.same((await c.query("SELECT max(id) AS m, replace(tag, 'T', 'x') AS r, split_part(body, '-', 1) AS p FROM notes GROUP BY 2, 3")).rows, [{ m: 2, r: 'xag', p: 'a' }], "citext's overloads of max, replace, split_part run (extension members)")
+  t.same(
+    (await c.query("SELECT max(id) AS m, replace(tag, 'T', 'x') AS r, split_part(body, '-', 1) AS p FROM notes GROUP BY 2, 3")).rows,
+    [{ m: 2, r: 'xag', p: 'a' }],
+    "citext's overloads of max, replace, split_part run (extension members)",
+  )
   await c.end()
 })
 

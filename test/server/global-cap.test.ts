@@ -45,7 +45,10 @@ pool: { max_server_connections: ${CAP}, wait_timeout_ms: 30000, idle_timeout_ms:
   let sampling = true
   const sampler = (async () => {
     while (sampling) {
-      const r = await direct.query("SELECT count(*)::int AS n FROM pg_stat_activity WHERE backend_type = 'client backend' AND usename = $1 AND pid <> pg_backend_pid()", [ROLES.scram.user])
+      const r = await direct.query(
+        "SELECT count(*)::int AS n FROM pg_stat_activity WHERE backend_type = 'client backend' AND usename = $1 AND pid <> pg_backend_pid()",
+        [ROLES.scram.user],
+      )
       peakServer = Math.max(peakServer, r.rows[0].n)
       await new Promise((r) => setTimeout(r, 2))
     }
@@ -85,7 +88,9 @@ pool: { max_server_connections: ${CAP}, wait_timeout_ms: 30000, idle_timeout_ms:
       }),
     )
     slowest.push(slow)
-    t.comment(`round ${round + 1}/${ROUNDS}: ${Date.now() - started} ms, slowest query ${slow} ms, slowest client ${clientMs} ms, proxy connections ${proxy.proxy.pools.totalConnections}`)
+    t.comment(
+      `round ${round + 1}/${ROUNDS}: ${Date.now() - started} ms, slowest query ${slow} ms, slowest client ${clientMs} ms, proxy connections ${proxy.proxy.pools.totalConnections}`,
+    )
   }
   sampling = false
   await sampler

@@ -31,7 +31,8 @@ t.test('SIGHUP reloads users without dropping connections; a broken file keeps t
   const dir = mkdtempSync(join(tmpdir(), 'pgtenant-cli-'))
   const file = join(dir, 'pgtenant.yaml')
   const port = await freePort()
-  const config = (users: string): string => `listen: 127.0.0.1:${port}\nlog_level: info\nusers:\n${users}\nbackends: { main: { url: "${backendUrl}", pool: 3 } }\n`
+  const config = (users: string): string =>
+    `listen: 127.0.0.1:${port}\nlog_level: info\nusers:\n${users}\nbackends: { main: { url: "${backendUrl}", pool: 3 } }\n`
   writeFileSync(file, config('  a: { password: a_pw }'))
   const cli = startCli(['--config', file])
   await cli.waitFor(/pgtenant listening/)
@@ -68,7 +69,10 @@ t.test('login timeout and idle client timeout', async (t) => {
   const dir = mkdtempSync(join(tmpdir(), 'pgtenant-cli-'))
   const file = join(dir, 'pgtenant.yaml')
   const port = await freePort()
-  writeFileSync(file, `listen: 127.0.0.1:${port}\nusers: { a: { password: a_pw } }\nbackends: { main: { url: "${backendUrl}" } }\npool: { login_timeout_ms: 300, client_idle_timeout_ms: 400 }\n`)
+  writeFileSync(
+    file,
+    `listen: 127.0.0.1:${port}\nusers: { a: { password: a_pw } }\nbackends: { main: { url: "${backendUrl}" } }\npool: { login_timeout_ms: 300, client_idle_timeout_ms: 400 }\n`,
+  )
   const cli = startCli(['--config', file])
   await cli.waitFor(/pgtenant listening/)
   const silent = net.connect(port, '127.0.0.1')

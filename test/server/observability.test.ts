@@ -79,7 +79,9 @@ t.test('metrics_top: 0 keeps no per-tenant labels; /readyz stays 200 when the de
   t.equal([...m.keys()].filter((k) => k.startsWith('pgtenant_transactions_total')).length, 1)
   const closed = await freePort()
   const mport2 = await freePort()
-  const down = await startProxy(`listen: 127.0.0.1:$PROXY_PORT\nmetrics: 127.0.0.1:${mport2}\nusers: { a: { password: x } }\nbackends: { main: { url: "postgres://u:p@127.0.0.1:${closed}/db" } }\npool: { connect_timeout_ms: 500 }\n`)
+  const down = await startProxy(
+    `listen: 127.0.0.1:$PROXY_PORT\nmetrics: 127.0.0.1:${mport2}\nusers: { a: { password: x } }\nbackends: { main: { url: "postgres://u:p@127.0.0.1:${closed}/db" } }\npool: { connect_timeout_ms: 500 }\n`,
+  )
   t.teardown(() => down.stop())
   t.equal((await fetch(`http://127.0.0.1:${mport2}/readyz`)).status, 200, 'ready: accepting clients, as PgBouncer stays up')
   t.equal((await scrape(mport2)).get('pgtenant_ready'), 1)
@@ -87,7 +89,9 @@ t.test('metrics_top: 0 keeps no per-tenant labels; /readyz stays 200 when the de
 })
 
 t.test('admin console: every command, through psql and node-postgres', async (t) => {
-  const proxy = await startProxy(basicYaml(server, { users: '  app: { password: app_pw }\n  boss: { password: boss_pw, admin: true }', extra: 'tenant: { column: tenant_id }' }))
+  const proxy = await startProxy(
+    basicYaml(server, { users: '  app: { password: app_pw }\n  boss: { password: boss_pw, admin: true }', extra: 'tenant: { column: tenant_id }' }),
+  )
   t.teardown(() => proxy.stop())
   const admin = proxy.url('boss', 'boss_pw', 'pgtenant')
   const psql = (cmd: string) => run('psql', ['-X', '-A', '-F', '|', '-c', cmd, admin])
@@ -95,7 +99,10 @@ t.test('admin console: every command, through psql and node-postgres', async (t)
   await worker.connect()
   await worker.query('SELECT count(*) FROM items')
   t.match((await psql('SHOW VERSION')).stdout, /pgtenant \d+\.\d+\.\d+/)
-  t.match((await psql('SHOW POOLS;')).stdout, /backend\|host\|port\|database\|user\|active\|idle\|connecting\|waiting\|size\nmain\|127\.0\.0\.1\|\d+\|postgres\|scram_user\|0\|1\|0\|0\|5/)
+  t.match(
+    (await psql('SHOW POOLS;')).stdout,
+    /backend\|host\|port\|database\|user\|active\|idle\|connecting\|waiting\|size\nmain\|127\.0\.0\.1\|\d+\|postgres\|scram_user\|0\|1\|0\|0\|5/,
+  )
   t.match((await psql('show clients')).stdout, /\|app\|postgres\|t2\|idle\|/)
   t.match((await psql('SHOW SERVERS')).stdout, /\|main\|127\.0\.0\.1:\d+\|postgres\|idle\|\d+\|/)
   t.match((await psql('SHOW TENANTS')).stdout, /t2\|main\|1\|1\|1\|0\|0\|1\|/)

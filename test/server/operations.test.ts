@@ -145,7 +145,17 @@ t.test('bad clients and failed logins: warn lines with a reason, counted by reas
 t.test('reload: log level applied live, listen and metrics need a restart, SHOW CONFIG shows the running values', async (t) => {
   const s = await start(server.url(ROLES.scram.user, ROLES.scram.password))
   const other = await freePort()
-  s.proxy.reload(parseConfig(s.yaml().replace(`listen: 127.0.0.1:${s.port}`, `listen: 127.0.0.1:${other}`).replace('log_level: info', 'log_level: debug').replace(`metrics: 127.0.0.1:${s.mport}`, 'metrics: 127.0.0.1:1'), process.env, process.cwd()))
+  s.proxy.reload(
+    parseConfig(
+      s
+        .yaml()
+        .replace(`listen: 127.0.0.1:${s.port}`, `listen: 127.0.0.1:${other}`)
+        .replace('log_level: info', 'log_level: debug')
+        .replace(`metrics: 127.0.0.1:${s.mport}`, 'metrics: 127.0.0.1:1'),
+      process.env,
+      process.cwd(),
+    ),
+  )
   const warn = await s.waitLog(/needs restart/)
   t.equal(warn.level, 40)
   t.same(warn.keys, ['listen', 'metrics'])
@@ -158,12 +168,21 @@ t.test('reload: log level applied live, listen and metrics need a restart, SHOW 
 })
 
 t.test('log_format pretty: readable time and level', async (t) => {
-  const line = prettyLine(JSON.stringify({ level: 40, time: Date.UTC(2025, 0, 2, 3, 4, 5, 6), msg: 'server connect failed', service: 'pgtenant', backend: 'main', reason: 'connect ECONNREFUSED 127.0.0.1:1' }))
-  t.match(line, /^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{3} WARN  server connect failed {2}backend=main reason="connect ECONNREFUSED 127\.0\.0\.1:1"\n$/)
+  const line = prettyLine(
+    JSON.stringify({
+      level: 40,
+      time: Date.UTC(2025, 0, 2, 3, 4, 5, 6),
+      msg: 'server connect failed',
+      service: 'pgtenant',
+      backend: 'main',
+      reason: 'connect ECONNREFUSED 127.0.0.1:1',
+    }),
+  )
+  t.match(line, /^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{3} WARN {2}server connect failed {2}backend=main reason="connect ECONNREFUSED 127\.0\.0\.1:1"\n$/)
   const out: string[] = []
   const log = createLogger('info', undefined, 'pretty', { write: (s: string) => out.push(s) })
   log.info({ clients: 2 }, 'stats')
-  t.match(out[0], / INFO  stats {2}clients=2\n$/)
+  t.match(out[0], / INFO {2}stats {2}clients=2\n$/)
 })
 
 t.test('a stats line per interval', async (t) => {
@@ -193,7 +212,17 @@ t.test('admin console: SHOW HELP, DATABASES, USERS; DISABLE/ENABLE TENANT; RECON
   await admin.connect()
   t.teardown(() => admin.end())
   const help = (await admin.query('SHOW HELP')).rows.map((r) => r.command)
-  for (const c of ['SHOW DATABASES', 'SHOW USERS', 'RECONNECT [db]', 'WAIT_CLOSE [db]', 'DISABLE <db>', 'ENABLE <db>', "DISABLE TENANT 'x'", "ENABLE TENANT 'x'"]) t.ok(help.includes(c), `SHOW HELP lists ${c}`)
+  for (const c of [
+    'SHOW DATABASES',
+    'SHOW USERS',
+    'RECONNECT [db]',
+    'WAIT_CLOSE [db]',
+    'DISABLE <db>',
+    'ENABLE <db>',
+    "DISABLE TENANT 'x'",
+    "ENABLE TENANT 'x'",
+  ])
+    t.ok(help.includes(c), `SHOW HELP lists ${c}`)
   const dbs = (await admin.query('SHOW DATABASES')).rows
   t.equal(dbs.length, 1)
   t.match(dbs[0], { name: 'main', host: '127.0.0.1', database: 'postgres', user: 'scram_user', pool_size: '3', citus: 'false', default: 'true' })
@@ -213,7 +242,10 @@ t.test('admin console: SHOW HELP, DATABASES, USERS; DISABLE/ENABLE TENANT; RECON
   // DISABLE: the tenant's new transactions are refused; the session stays; ENABLE lets it in.
   await admin.query("DISABLE TENANT 't1'")
   await t.rejects(c.query('SELECT count(*) FROM items'), { code: '57P03', message: /tenant "t1" is disabled/ })
-  t.match((await admin.query('SHOW TENANTS')).rows.find((r) => r.tenant === 't1'), { status: 'disabled' })
+  t.match(
+    (await admin.query('SHOW TENANTS')).rows.find((r) => r.tenant === 't1'),
+    { status: 'disabled' },
+  )
   await admin.query("ENABLE TENANT 't1'")
   t.equal((await c.query('SELECT count(*)::int AS n FROM items')).rows[0].n, 2, 'enabled again')
   // RECONNECT: an idle server connection is replaced; one in a transaction when it is released.

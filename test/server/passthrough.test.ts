@@ -52,7 +52,11 @@ backends:
     const m = await proxy.proxy.metrics.prometheus!.registry.getSingleMetric('pgtenant_auth_failures_total')!.get()
     return m.values.find((v) => v.labels.reason === reason)?.value ?? 0
   }
-  t.equal(await whoAmI(proxy.url('pt_user', 'pt pw')), 'pt_user', 'a user with no YAML entry: the right password logs in, and the server connection is made as that user')
+  t.equal(
+    await whoAmI(proxy.url('pt_user', 'pt pw')),
+    'pt_user',
+    'a user with no YAML entry: the right password logs in, and the server connection is made as that user',
+  )
   t.equal(await whoAmI(proxy.url('pt_user', 'pt pw')), 'pt_user', 'again (from the cache)')
   t.equal(await whoAmI(proxy.url('pt_ops', 'ops pw')), 'pt_ops', 'a user listed without a password')
   const before = await failures('passthrough_rejected')
@@ -102,7 +106,11 @@ backends:
   main: { url: "postgres://127.0.0.1:${server.port}/postgres", pool: 2 }
 `)
   t.teardown(() => loopback.stop())
-  t.equal(await whoAmI(noPassword(loopback, ROLES.trust.user)), ROLES.trust.user, 'trust: loopback: node-postgres logs in without a password, as a user the server trusts')
+  t.equal(
+    await whoAmI(noPassword(loopback, ROLES.trust.user)),
+    ROLES.trust.user,
+    'trust: loopback: node-postgres logs in without a password, as a user the server trusts',
+  )
   const p = await run('psql', ['-w', ...psqlArgs(noPassword(loopback, ROLES.trust.user), 'SELECT current_user')])
   t.equal(p.stdout.trim(), ROLES.trust.user, `psql too ${p.stderr}`)
 })
@@ -126,6 +134,13 @@ t.test('pieces: the cache, loopback, the login method, the config', async (t) =>
   const tr = parseConfig(`${base}trust: loopback\n`, {}, '/')
   t.equal(loginMethod(tr, undefined, '127.0.0.1'), 'trust')
   t.equal(loginMethod(tr, undefined, '10.0.0.1'), 'password', 'trust: loopback trusts only loopback')
-  t.throws(() => parseConfig(`${base}users: { a: { tenant: t1 } }\n`, {}, '/'), /users\.a\.password: required/, 'without passthrough or trust a password is required')
-  t.throws(() => parseConfig(`${base}users: { a: { password: x } }\npassthrough: { backend: nope }\n`, {}, '/'), /passthrough\.backend: no backend named "nope"/)
+  t.throws(
+    () => parseConfig(`${base}users: { a: { tenant: t1 } }\n`, {}, '/'),
+    /users\.a\.password: required/,
+    'without passthrough or trust a password is required',
+  )
+  t.throws(
+    () => parseConfig(`${base}users: { a: { password: x } }\npassthrough: { backend: nope }\n`, {}, '/'),
+    /passthrough\.backend: no backend named "nope"/,
+  )
 })

@@ -216,9 +216,11 @@ t.test("a hung-up client's pg_sleep is cancelled, and the server never runs more
   const hungUpAt = Date.now()
   for (const q of quitters) (q as unknown as { connection: { stream: net.Socket } }).connection.stream.destroy()
   const others = await Promise.all([0, 1, 2].map(() => pgClient(appUrl(two))))
-  await Promise.all(others.map(async (c) => {
-    for (let i = 0; i < 3; i++) await c.query('SELECT pg_sleep(0.1)')
-  }))
+  await Promise.all(
+    others.map(async (c) => {
+      for (let i = 0; i < 3; i++) await c.query('SELECT pg_sleep(0.1)')
+    }),
+  )
   await waitFor('no pg_sleep(5) left running', () => sleeping5 === 0, 4000)
   t.ok(Date.now() - hungUpAt < 4500, `the hung-up queries ended ${Date.now() - hungUpAt} ms after the hang-up (cancelled, not run to the end)`)
   stop = true
@@ -231,7 +233,10 @@ t.test("a hung-up client's pg_sleep is cancelled, and the server never runs more
 /** The same exchanges directly and through the proxy: the same messages, in the same order. */
 async function both(t: Test, url: string, steps: Buffer[][]): Promise<string[][]> {
   const out: Record<string, string[][]> = { direct: [], proxied: [] }
-  for (const [which, u] of [['direct', server.url(ROLES.scram.user, ROLES.scram.password, 'postgres')], ['proxied', url]] as const) {
+  for (const [which, u] of [
+    ['direct', server.url(ROLES.scram.user, ROLES.scram.password, 'postgres')],
+    ['proxied', url],
+  ] as const) {
     const c = await Raw.open(u)
     for (const bytes of steps) out[which].push(await c.exchange(bytes))
     await c.end()
@@ -241,13 +246,26 @@ async function both(t: Test, url: string, steps: Buffer[][]): Promise<string[][]
 }
 
 t.test('a named Parse the server refuses (aborted transaction) does not keep its name', async (t) => {
-  const r = await both(t, appUrl(one), [[Q('BEGIN')], [Q('SELECT 1/0')], [P('SELECT 2 AS late', 'late'), S], [Q('ROLLBACK')], [P('SELECT 2 AS late', 'late'), B('late'), E(), S]])
+  const r = await both(t, appUrl(one), [
+    [Q('BEGIN')],
+    [Q('SELECT 1/0')],
+    [P('SELECT 2 AS late', 'late'), S],
+    [Q('ROLLBACK')],
+    [P('SELECT 2 AS late', 'late'), B('late'), E(), S],
+  ])
   t.same(r[2], ['E:25P02', 'Z:E'])
   t.same(r[4], ['1', '2', 'D:2', 'C:SELECT 1', 'Z:I'], 'the name can be used again (no 42P05)')
 })
 
 t.test('a named Parse of a text already prepared on the connection, in an aborted transaction: refused like PostgreSQL', async (t) => {
-  const r = await both(t, appUrl(one), [[P('SELECT 3 AS shared', 's1'), S], [Q('BEGIN')], [Q('SELECT 1/0')], [P('SELECT 3 AS shared', 's2'), S], [Q('ROLLBACK')], [B('s2'), E(), S]])
+  const r = await both(t, appUrl(one), [
+    [P('SELECT 3 AS shared', 's1'), S],
+    [Q('BEGIN')],
+    [Q('SELECT 1/0')],
+    [P('SELECT 3 AS shared', 's2'), S],
+    [Q('ROLLBACK')],
+    [B('s2'), E(), S],
+  ])
   t.same(r[3], ['E:25P02', 'Z:E'])
   t.same(r[5], ['E:26000', 'Z:I'], 's2 does not exist')
 })
@@ -263,7 +281,14 @@ t.test('PREPARE p; SELECT 1/0; DEALLOCATE p in one Query: p exists afterwards an
 })
 
 /** A WITH HOLD cursor outlives COMMIT: its connection must stay with the client, whatever declared it. */
-async function heldCursor(t: Test, proxy: RunningProxy, url: string, setup: (c: pg.Client) => Promise<unknown>, declare: (c: pg.Client) => Promise<unknown>, expected: unknown[]): Promise<void> {
+async function heldCursor(
+  t: Test,
+  proxy: RunningProxy,
+  url: string,
+  setup: (c: pg.Client) => Promise<unknown>,
+  declare: (c: pg.Client) => Promise<unknown>,
+  expected: unknown[],
+): Promise<void> {
   const a = await pgClient(url)
   await setup(a)
   await a.query('BEGIN')
@@ -275,7 +300,11 @@ async function heldCursor(t: Test, proxy: RunningProxy, url: string, setup: (c: 
   await setup(b)
   await b.query('BEGIN')
   await b.query('SELECT 1')
-  t.same((await a.query('FETCH 2 FROM c')).rows.map((r) => Object.values(r)[0]), expected, 'FETCH from the held cursor works')
+  t.same(
+    (await a.query('FETCH 2 FROM c')).rows.map((r) => Object.values(r)[0]),
+    expected,
+    'FETCH from the held cursor works',
+  )
   await b.query('COMMIT')
   await b.end()
   await a.query('CLOSE c')
@@ -292,10 +321,24 @@ t.test('WITH HOLD, plain pooling, simple protocol', (t) => heldCursor(t, two, ap
 t.test('WITH HOLD, plain pooling, extended protocol', (t) => heldCursor(t, two, appUrl(two), noSetup, declareExtended, [1, 2]))
 t.test('WITH HOLD, bypass user', (t) => heldCursor(t, tenant, tenant.url('ops', 'ops_pw', 'postgres'), noSetup, declareSimple, [1, 2]))
 t.test('WITH HOLD, tenant session, a comment between WITH and HOLD', (t) =>
-  heldCursor(t, tenant, appUrl(tenant), (c) => c.query("SET app.tenant = 'a'"), (c) => c.query('DECLARE c CURSOR WITH /* keep */ HOLD FOR SELECT id FROM notes ORDER BY id'), [1, 2]),
+  heldCursor(
+    t,
+    tenant,
+    appUrl(tenant),
+    (c) => c.query("SET app.tenant = 'a'"),
+    (c) => c.query('DECLARE c CURSOR WITH /* keep */ HOLD FOR SELECT id FROM notes ORDER BY id'),
+    [1, 2],
+  ),
 )
 t.test('WITH HOLD, tenant session, extended protocol', (t) =>
-  heldCursor(t, tenant, appUrl(tenant), (c) => c.query("SET app.tenant = 'b'"), (c) => c.query({ text: 'DECLARE c CURSOR WITH HOLD FOR SELECT id FROM notes WHERE id > $1 ORDER BY id', values: [0] }), [1, 2]),
+  heldCursor(
+    t,
+    tenant,
+    appUrl(tenant),
+    (c) => c.query("SET app.tenant = 'b'"),
+    (c) => c.query({ text: 'DECLARE c CURSOR WITH HOLD FOR SELECT id FROM notes WHERE id > $1 ORDER BY id', values: [0] }),
+    [1, 2],
+  ),
 )
 
 t.test('a cursor without HOLD does not pin; CLOSE ALL unpins', async (t) => {

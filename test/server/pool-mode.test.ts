@@ -44,7 +44,6 @@ async function listens(t: Test, url: string, notifierUrl: string): Promise<void>
   await c.end()
 }
 
-
 t.test('pool.mode transaction; users.listener.pool_mode: session', async (t) => {
   const proxy = await startProxy(yaml('', 'transaction'))
   t.teardown(() => proxy.stop())

@@ -87,7 +87,8 @@ function rawClient(): Promise<RawClient> {
     const errors = (): Record<string, string>[] => {
       const buf = Buffer.concat(received)
       const out: Record<string, string>[] = []
-      for (let pos = 0; pos + 5 <= buf.length; pos += 1 + buf.readInt32BE(pos + 1)) if (buf[pos] === 0x45) out.push(decodeFields(buf.subarray(pos, pos + 1 + buf.readInt32BE(pos + 1))))
+      for (let pos = 0; pos + 5 <= buf.length; pos += 1 + buf.readInt32BE(pos + 1))
+        if (buf[pos] === 0x45) out.push(decodeFields(buf.subarray(pos, pos + 1 + buf.readInt32BE(pos + 1))))
       return out
     }
     const waitFor = async (type: number, ms: number): Promise<void> => {
@@ -101,7 +102,8 @@ function rawClient(): Promise<RawClient> {
   })
 }
 
-const within = <T>(p: Promise<T>, ms: number): Promise<T | 'timeout'> => Promise.race([p, new Promise<'timeout'>((r) => setTimeout(() => r('timeout'), ms).unref())])
+const within = <T>(p: Promise<T>, ms: number): Promise<T | 'timeout'> =>
+  Promise.race([p, new Promise<'timeout'>((r) => setTimeout(() => r('timeout'), ms).unref())])
 
 t.test('a message of 64 MiB declared before authentication is cut off at its length word', async (t) => {
   const healthy = await healthyClient()
@@ -166,7 +168,11 @@ t.test('slow clients are cut off at the login timeout and their sockets destroye
   const stats = await healthy.stop()
   t.not(a, 'timeout', `the trickling client's connection was closed (${a} ms)`)
   t.not(b, 'timeout', `the slow client's connection was closed although it kept sending (${b} ms)`)
-  for (const [name, ms] of [['trickling', a], ['slow', b]] as const) if (ms !== 'timeout') t.ok(ms >= LOGIN_TIMEOUT_MS - 50 && ms < LOGIN_TIMEOUT_MS + 1500, `${name}: at the login timeout (${ms} ms)`)
+  for (const [name, ms] of [
+    ['trickling', a],
+    ['slow', b],
+  ] as const)
+    if (ms !== 'timeout') t.ok(ms >= LOGIN_TIMEOUT_MS - 50 && ms < LOGIN_TIMEOUT_MS + 1500, `${name}: at the login timeout (${ms} ms)`)
   t.equal(silent.errors()[0]?.C, '08006', `the slow client got FATAL 08006: ${silent.errors()[0]?.M}`)
   t.equal((await cutoffs('login_timeout')) - before, 2, 'both counted as login_timeout')
   t.ok(stats.queries > 0 && stats.maxMs < 1000, `healthy clients were served meanwhile (${stats.queries} queries, slowest ${stats.maxMs} ms)`)

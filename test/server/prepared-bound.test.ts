@@ -135,7 +135,9 @@ t.test('pure pooler: 10,000 distinct named statements; memory', async (t) => {
   const limit = Number(process.env.PREPARED_BOUND_LIMIT ?? 100)
   const server = await startPostgres()
   t.teardown(() => server.stop())
-  const proxy = await startProxy(basicYaml(server, { pool: 1 }).replace('wait_timeout_ms: 20000 }', `wait_timeout_ms: 20000, max_prepared_statements: ${limit} }`))
+  const proxy = await startProxy(
+    basicYaml(server, { pool: 1 }).replace('wait_timeout_ms: 20000 }', `wait_timeout_ms: 20000, max_prepared_statements: ${limit} }`),
+  )
   t.teardown(() => proxy.stop())
   v8.setFlagsFromString('--expose-gc')
   const gc = vm.runInNewContext('gc') as () => void
@@ -166,7 +168,9 @@ t.test('pure pooler: 10,000 distinct named statements; memory', async (t) => {
   // The server backend's private memory (the statements' plans live there): /proc/PID/status RssAnon.
   const pid = (await clients[0].query('SELECT pg_backend_pid() AS pid')).rows[0].pid
   const backendKiB = Number(/RssAnon:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1] ?? 0)
-  t.comment(`limit ${limit}: 10,000 statements in ${ms} ms; RSS ${before.rss} → ${after.rss} MiB, heap ${before.heap} → ${after.heap} MiB (test process: proxy and clients); on the server connection ${onServer}, its backend's RssAnon ${Math.round(backendKiB / 1024)} MiB; proxy map ${state.names} texts`)
+  t.comment(
+    `limit ${limit}: 10,000 statements in ${ms} ms; RSS ${before.rss} → ${after.rss} MiB, heap ${before.heap} → ${after.heap} MiB (test process: proxy and clients); on the server connection ${onServer}, its backend's RssAnon ${Math.round(backendKiB / 1024)} MiB; proxy map ${state.names} texts`,
+  )
   if (limit > 0) {
     t.ok(onServer <= limit, `at most ${limit} on the server connection (${onServer})`)
     t.ok(state.names <= Math.max(1000, 10 * limit), `the proxy's map is bounded (${state.names})`)

@@ -57,9 +57,16 @@ for (const [what, refused] of [
     t.test(`through pgtenant, ${what} refused after an unsynced INSERT${flushFirst ? ' (flushed)' : ''} rolls it back`, async (t) => {
       const id = 10 + (refused.startsWith('SELECT') ? 0 : 2) + (flushFirst ? 1 : 0)
       const r = await batch(proxy.url('svc_b', 'svc_pw'), id, refused, flushFirst)
-      t.same(r.replies.map((m) => m.slice(0, 1)), ['1', '2', 'C', 'E', 'Z'], 'the client sees what PostgreSQL sends')
+      t.same(
+        r.replies.map((m) => m.slice(0, 1)),
+        ['1', '2', 'C', 'E', 'Z'],
+        'the client sees what PostgreSQL sends',
+      )
       t.equal(r.replies[4], 'Z:I')
-      t.notOk(['E:42601', 'E:25P02'].includes(r.replies[3]), `the client gets the proxy's refusal, not the server error that aborted the batch (${r.replies[3]})`)
+      t.notOk(
+        ['E:42601', 'E:25P02'].includes(r.replies[3]),
+        `the client gets the proxy's refusal, not the server error that aborted the batch (${r.replies[3]})`,
+      )
       t.same(r.after, ['T', 'D:0', 'C:SELECT 1', 'Z:I'], 'the INSERT is not visible and the connection answers the next query')
       t.equal(count(id), '0', 'the INSERT did not commit')
       // The single pooled connection serves another client normally.

@@ -105,7 +105,11 @@ t.test('an error inside a Flush-delimited batch: skipping with nothing queued, n
   t.ok(late.failed)
   t.same(failed, ['parse', 'late parse'])
   t.equal(q.length, 0)
-  t.equal(q.answer([Buffer.from('x')], () => failed.push('late answer')), true, 'a proxy answer is dropped too')
+  t.equal(
+    q.answer([Buffer.from('x')], () => failed.push('late answer')),
+    true,
+    'a proxy answer is dropped too',
+  )
   t.same(failed, ['parse', 'late parse', 'late answer'])
   const ignoredQuery = q.expect('query')
   t.ok(ignoredQuery.failed, 'even a simple Query is ignored by a server skipping to Sync')

@@ -73,7 +73,10 @@ pool: { max_server_connections: 20, idle_timeout_ms: 1500, wait_timeout_ms: 6000
   t.notOk([...proxy.proxy.pools.pools.values()].includes(t9Pool!), "the tenant's pool is forgotten")
   // The session's remembered route must not hand it the forgotten pool.
   t.equal((await c.query('SELECT label FROM items')).rows[0].label, 't9', 'the same session works again after its pool was closed')
-  t.ok([...proxy.proxy.pools.pools.values()].some((p) => p.target.database === 'tenant_t9' && p !== t9Pool), 'through a new pool the proxy tracks')
+  t.ok(
+    [...proxy.proxy.pools.pools.values()].some((p) => p.target.database === 'tenant_t9' && p !== t9Pool),
+    'through a new pool the proxy tracks',
+  )
   await c.end()
 })
 
@@ -106,7 +109,11 @@ placement: { default: a, tenants: { acme: ${acmeOn}, globex: a } }
   t.equal(await db(c), 'place_a', 'the transaction open during the reload stays on a')
   await c.query("INSERT INTO notes (body) VALUES ('same transaction')")
   await c.query('COMMIT')
-  t.equal(server.sql("SELECT string_agg(tenant_id || ':' || body, ',' ORDER BY body) FROM notes", 'place_a'), 'acme:before reload,acme:same transaction', 'both rows of that transaction are on a, committed together')
+  t.equal(
+    server.sql("SELECT string_agg(tenant_id || ':' || body, ',' ORDER BY body) FROM notes", 'place_a'),
+    'acme:before reload,acme:same transaction',
+    'both rows of that transaction are on a, committed together',
+  )
 
   t.equal(await db(c), 'place_b', 'the next transaction of acme runs on b')
   await c.query("INSERT INTO notes (body) VALUES ('after reload')")
@@ -124,12 +131,15 @@ t.test('Citus: each tenant goes to the worker holding its shard', async (t) => {
   coordinator.sql(`UPDATE pg_dist_node SET nodeport = CASE groupid WHEN 0 THEN ${coordinator.port} WHEN 1 THEN ${w1.port} ELSE ${w2.port} END`, 'saas')
   for (const w of [w1, w2]) {
     w.sql('CREATE DATABASE saas')
-    w.sql(`CREATE TABLE companies (id bigint PRIMARY KEY, name text);
+    w.sql(
+      `CREATE TABLE companies (id bigint PRIMARY KEY, name text);
       CREATE TABLE campaigns (id bigint, company_id bigint, name text, PRIMARY KEY (company_id, id));
       CREATE TABLE ads (id bigint, company_id bigint, campaign_id bigint, PRIMARY KEY (company_id, id));
       CREATE TABLE countries (code text PRIMARY KEY, name text);
       INSERT INTO companies VALUES (1, 'one'), (5, 'five'); INSERT INTO campaigns VALUES (10, 1, 'c1'), (50, 5, 'c5');
-      INSERT INTO countries VALUES ('DE', 'Germany')`, 'saas')
+      INSERT INTO countries VALUES ('DE', 'Germany')`,
+      'saas',
+    )
   }
   const proxy = await startProxy(`
 listen: 127.0.0.1:$PROXY_PORT
@@ -146,7 +156,11 @@ backends:
   // citus-catalog.md: hashint8(5) → shard 102046 on group 1; hashint8(1) → shard 102041 on group 2.
   await c.query("SET app.tenant = '5'")
   t.equal(await portOf(c, 'SELECT inet_server_port() AS port, count(*) FROM campaigns'), w1.port, 'tenant 5 → worker of group 1')
-  t.same((await c.query('SELECT c.name FROM campaigns c JOIN companies co ON co.id = c.company_id')).rows, [{ name: 'c5' }], 'only tenant 5 rows, joined on the worker')
+  t.same(
+    (await c.query('SELECT c.name FROM campaigns c JOIN companies co ON co.id = c.company_id')).rows,
+    [{ name: 'c5' }],
+    'only tenant 5 rows, joined on the worker',
+  )
   await c.query("SET app.tenant = '1'")
   t.equal(await portOf(c, 'SELECT inet_server_port() AS port, count(*) FROM ads'), w2.port, 'tenant 1 → worker of group 2')
   t.equal(await portOf(c, 'SELECT inet_server_port() AS port'), coordinator.port, 'a statement touching no tenant table → coordinator')

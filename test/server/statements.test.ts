@@ -3,9 +3,10 @@
 import t from 'tap'
 import { StatementRegistry, clientStatement, needsParse, NO_TOKEN, type ClientStatement } from '../../server/session/statements.js'
 
-const stmt = (tenant: string | null, serverName = 'pgt_1', sql = 'SELECT 1'): ClientStatement => clientStatement(sql, Buffer.alloc(2), tenant, sql, serverName, null, undefined)
+const stmt = (tenant: string | null, serverName = 'pgt_1', sql = 'SELECT 1'): ClientStatement =>
+  clientStatement(sql, Buffer.alloc(2), tenant, sql, serverName, null, undefined)
 
-t.test("a failed Parse unregisters its statement, not one that replaced it", async (t) => {
+t.test('a failed Parse unregisters its statement, not one that replaced it', async (t) => {
   const r = new StatementRegistry()
   const first = stmt('a')
   r.register('s', first)
@@ -22,7 +23,10 @@ t.test('resolve: unknown names are 26000; another tenant means a fresh rewrite',
   const r = new StatementRegistry()
   const none = r.resolve('nope', 'a', () => stmt('a'))
   t.match(none, { kind: 'refuse', sqlstate: '26000', message: 'prepared statement "nope" does not exist' })
-  t.match(r.resolve('', 'a', () => stmt('a')), { message: 'unnamed prepared statement does not exist' })
+  t.match(
+    r.resolve('', 'a', () => stmt('a')),
+    { message: 'unnamed prepared statement does not exist' },
+  )
   r.register('s', stmt('a'))
   let rewrites = 0
   const again = (old: ClientStatement): ClientStatement => {
@@ -59,5 +63,5 @@ t.test('needsParse: named by the connection, unnamed by the Parse that owns it',
   conn.unnamedOwner = token
   t.notOk(needsParse(unnamed, conn), 'this Parse is the one on the connection')
   conn.unnamedOwner = {}
-  t.ok(needsParse(unnamed, conn), "another Parse replaced it")
+  t.ok(needsParse(unnamed, conn), 'another Parse replaced it')
 })

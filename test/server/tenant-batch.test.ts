@@ -53,7 +53,11 @@ for (const [name, batch, expected] of cases) {
     t.equal(d.shown, expected, `directly: ${d.replies.join(' ')}`)
     const p = await tenantAfter(proxy.url('app', 'app_pw'), batch)
     t.equal(p.shown, expected, `through pgtenant: ${p.replies.join(' ')}`)
-    t.same(p.replies.map((m) => m.slice(0, 2)), d.replies.map((m) => m.slice(0, 2)), 'the same replies as PostgreSQL')
+    t.same(
+      p.replies.map((m) => m.slice(0, 2)),
+      d.replies.map((m) => m.slice(0, 2)),
+      'the same replies as PostgreSQL',
+    )
   })
 }
 
@@ -72,6 +76,10 @@ t.test('in an aborted transaction block a tenant command fails with 25P02, as on
     await c.exchange([Q("SET app.tenant = 'a'")], 1)
     const out = await c.exchange([Q('BEGIN'), Q('SELECT 1/0'), Q("SET LOCAL app.tenant = 'b'"), Q('SHOW app.tenant'), Q('ROLLBACK'), Q('SHOW app.tenant')], 6)
     await c.close()
-    t.same(out.filter((m) => m.startsWith('E:') || m.startsWith('D:')), ['E:22012', 'E:25P02', 'E:25P02', 'D:a'], url === direct ? 'directly' : 'through pgtenant')
+    t.same(
+      out.filter((m) => m.startsWith('E:') || m.startsWith('D:')),
+      ['E:22012', 'E:25P02', 'E:25P02', 'D:a'],
+      url === direct ? 'directly' : 'through pgtenant',
+    )
   }
 })

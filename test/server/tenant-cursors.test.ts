@@ -33,7 +33,10 @@ for (const mode of ['session', 'transaction']) {
   const url = (): string => proxies[mode].url('app', 'app_pw')
 
   t.test(`${mode} pooling: a WITH HOLD cursor of tenant a is gone after SET app.tenant = 'b'`, async (t) => {
-    for (const declare of ['DECLARE c CURSOR WITH HOLD FOR SELECT tenant_id FROM notes', 'BEGIN; DECLARE c CURSOR WITH HOLD FOR SELECT tenant_id FROM notes; COMMIT']) {
+    for (const declare of [
+      'DECLARE c CURSOR WITH HOLD FOR SELECT tenant_id FROM notes',
+      'BEGIN; DECLARE c CURSOR WITH HOLD FOR SELECT tenant_id FROM notes; COMMIT',
+    ]) {
       const c = new pg.Client({ connectionString: url() })
       await c.connect()
       await c.query("SET app.tenant = 'a'")
@@ -48,7 +51,10 @@ for (const mode of ['session', 'transaction']) {
   t.test(`${mode} pooling: pipelined DECLARE (extended protocol), SET, FETCH`, async (t) => {
     const c = await rawConnection(url())
     await c.exchange([Q("SET app.tenant = 'a'")], 1)
-    const out = await c.exchange([P('DECLARE c CURSOR WITH HOLD FOR SELECT tenant_id FROM notes'), B(), E(), S, Q("SET app.tenant = 'b'"), Q('FETCH ALL FROM c')], 3)
+    const out = await c.exchange(
+      [P('DECLARE c CURSOR WITH HOLD FOR SELECT tenant_id FROM notes'), B(), E(), S, Q("SET app.tenant = 'b'"), Q('FETCH ALL FROM c')],
+      3,
+    )
     await c.close()
     t.notOk(out.includes('D:a'), `no row of tenant a: ${out.join(' ')}`)
     t.ok(out.includes('E:34000'), 'the cursor was closed')

@@ -5,7 +5,20 @@
 // the database holding only that tenant's rows.
 import t from 'tap'
 import pg from 'pg'
-import { startOracle, loadCorpus, loadNegative, runCorpusEntry, runNegativeEntry, runOnClient, protocolsFor, tenantsFor, formatResult, formatNegative, type OracleTarget, type OracleEnv } from '../oracle/harness.js'
+import {
+  startOracle,
+  loadCorpus,
+  loadNegative,
+  runCorpusEntry,
+  runNegativeEntry,
+  runOnClient,
+  protocolsFor,
+  tenantsFor,
+  formatResult,
+  formatNegative,
+  type OracleTarget,
+  type OracleEnv,
+} from '../oracle/harness.js'
 import { ALL_DB, TENANTS } from '../oracle/facts.js'
 import { ROLES } from '../helpers/pg-server.js'
 import { startProxy, type RunningProxy } from '../helpers/proxy.js'

@@ -66,7 +66,11 @@ t.test('every way to set, show and clear the tenant', async (t) => {
   await c.query("SET app.tenant = 'a'")
   await c.query('RESET ALL')
   await t.rejects(c.query('SELECT 1 FROM notes'), { code: '42501' }, 'RESET ALL clears the tenant too')
-  t.same((await c.query('SELECT code FROM countries ORDER BY 1')).rows.map((r) => r.code), ['DE', 'FR'], 'reference tables need no tenant')
+  t.same(
+    (await c.query('SELECT code FROM countries ORDER BY 1')).rows.map((r) => r.code),
+    ['DE', 'FR'],
+    'reference tables need no tenant',
+  )
   await c.end()
   const viaOption = await connect('app', 'app_pw', '-c app.tenant=b')
   t.same(await tenantsOf(viaOption), ['b'], 'startup options=-c app.tenant=b')
@@ -116,7 +120,7 @@ t.test('the server sees the tenant: current_setting, defaults and triggers', asy
   await c.query("INSERT INTO notes (id, body) VALUES (100, 'from e')")
   const audit = server.sql("SELECT tenant_id || ':' || seen FROM audit WHERE tenant_id = 'e'")
   t.equal(audit, 'e:e', 'the trigger saw app.tenant = e')
-  t.equal(server.sql("SELECT tenant_id FROM notes WHERE id = 100"), 'e', 'the tenant column was added')
+  t.equal(server.sql('SELECT tenant_id FROM notes WHERE id = 100'), 'e', 'the tenant column was added')
   server.sql('DELETE FROM notes WHERE id = 100; DELETE FROM audit')
   await c.end()
 })
@@ -166,8 +170,11 @@ t.test('one refused statement in a message: nothing of it reaches the server', a
   await t.rejects(c.query("INSERT INTO notes (id, body) VALUES (500, 'x'); DROP TABLE notes"), { code: '42501' })
   t.equal(server.sql('SELECT count(*) FROM notes WHERE id = 500'), '0', 'the INSERT before the refused DROP did not run')
   await t.rejects(c.query("INSERT INTO notes (tenant_id, id, body) VALUES ('b', 501, 'x')"), { code: '42501' })
-  await t.rejects(c.query({ text: 'INSERT INTO notes (tenant_id, id, body) VALUES ($1, 502, $2)', values: ['b', 'x'] }), { code: '42501', message: /tenant violation: tenant_id must equal the session tenant/ })
-  t.equal(server.sql("SELECT count(*) FROM notes WHERE id IN (501, 502)"), '0', 'no row written for another tenant')
+  await t.rejects(c.query({ text: 'INSERT INTO notes (tenant_id, id, body) VALUES ($1, 502, $2)', values: ['b', 'x'] }), {
+    code: '42501',
+    message: /tenant violation: tenant_id must equal the session tenant/,
+  })
+  t.equal(server.sql('SELECT count(*) FROM notes WHERE id IN (501, 502)'), '0', 'no row written for another tenant')
   await t.rejects(c.query("UPDATE notes SET tenant_id = 'b' WHERE id = 1"), /tenant/)
   t.equal(server.sql("SELECT count(*) FROM notes WHERE tenant_id = 'a'"), '20')
   await t.rejects(c.query('SELECT * FROM pg_stat_activity'), { code: '42501' })
@@ -187,7 +194,7 @@ t.test('WITH HOLD cursors pin the connection; tenant changes drop SQL-level prep
   for (const o of others) await t.rejects(o.query('FETCH 1 FROM held'), { code: '34000' }, 'another client cannot fetch from it')
   await Promise.all(others.map((o) => o.end()))
   t.same((await c.query('FETCH 2 FROM held')).rows, [{ tenant_id: 'a' }, { tenant_id: 'a' }], 'the owner still can')
-  await c.query("PREPARE mine AS SELECT DISTINCT tenant_id FROM notes")
+  await c.query('PREPARE mine AS SELECT DISTINCT tenant_id FROM notes')
   t.same((await c.query('EXECUTE mine')).rows, [{ tenant_id: 'a' }])
   await c.query("SET app.tenant = 'b'")
   await t.rejects(c.query('EXECUTE mine'), { code: '26000' }, 'a statement prepared for tenant a cannot run for b')
@@ -229,7 +236,11 @@ t.test('many clients of different tenants on a pool of 3 only ever see their own
           round % 3 === 0
             ? await c.query('SELECT tenant_id, id FROM notes WHERE id <= 3')
             : round % 3 === 1
-              ? await c.query({ name: `q${round % 2}`, text: 'SELECT n.tenant_id, n.id FROM notes n JOIN notes m ON m.id = n.id WHERE n.id <= $1', values: [3] })
+              ? await c.query({
+                  name: `q${round % 2}`,
+                  text: 'SELECT n.tenant_id, n.id FROM notes n JOIN notes m ON m.id = n.id WHERE n.id <= $1',
+                  values: [3],
+                })
               : await c.query({ text: 'SELECT tenant_id, id FROM notes WHERE id = ANY($1)', values: [[1, 2, 3]] })
         checks++
         for (const r of res.rows) if (r.tenant_id !== mine) foreign++
@@ -276,7 +287,10 @@ t.test('a pool hands a client a connection already in its tenant state, so no RE
   t.equal(before, 2, 'each server connection was brought into a tenant state once')
   const seen: string[] = []
   for (let i = 0; i < 20; i++) {
-    for (const [c, tenant] of [[a, 'acme'], [b, 'globex']] as const) {
+    for (const [c, tenant] of [
+      [a, 'acme'],
+      [b, 'globex'],
+    ] as const) {
       const r = await c.query("SELECT current_setting('app.tenant') AS tenant")
       if (r.rows[0].tenant !== tenant) seen.push(`${tenant} saw ${r.rows[0].tenant}`)
     }

@@ -63,7 +63,7 @@ function slowPsqlDigest(url: string, sql: string): Promise<{ sha: string; bytes:
 t.test('server bytes pass through intact while clients read slowly (reused read buffers)', async (t) => {
   const server = await startPostgres()
   t.teardown(() => server.stop())
-  const sql = "COPY (SELECT i, md5(i::text), repeat(chr(65 + i % 26), i % 300) FROM generate_series(1, 150000) i) TO STDOUT"
+  const sql = 'COPY (SELECT i, md5(i::text), repeat(chr(65 + i % 26), i % 300) FROM generate_series(1, 150000) i) TO STDOUT'
   const direct = await slowPsqlDigest(server.url(ROLES.scram.user, ROLES.scram.password), sql)
   t.ok(direct.bytes > 20_000_000, `${(direct.bytes / 1e6).toFixed(0)} MB of rows`)
   for (const sslmode of ['disable', 'prefer']) {
@@ -166,7 +166,11 @@ t.test('TLS to the server: sslmode=require uses it, sslmode=disable does not', a
   chmodSync(cert.key, 0o600)
   const server = await startPostgres({ conf: ['ssl = on', `ssl_cert_file = '${cert.cert}'`, `ssl_key_file = '${cert.key}'`] })
   t.teardown(() => server.stop())
-  for (const [mode, expected] of [['require', 'true'], ['prefer', 'true'], ['disable', 'false']] as const) {
+  for (const [mode, expected] of [
+    ['require', 'true'],
+    ['prefer', 'true'],
+    ['disable', 'false'],
+  ] as const) {
     const yaml = basicYaml(server).replace('/postgres"', `/postgres?sslmode=${mode}"`)
     const proxy = await startProxy(yaml)
     const c = new pg.Client({ connectionString: proxy.url('app', 'app_pw') })

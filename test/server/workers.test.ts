@@ -97,7 +97,10 @@ t.test('SIGHUP reloads every worker', async (t) => {
 })
 
 t.test('a worker that dies is started again; SIGTERM stops everything', async (t) => {
-  const children = execFileSync('pgrep', ['-P', String(cli.child.pid)], { encoding: 'utf8' }).trim().split('\n').map(Number)
+  const children = execFileSync('pgrep', ['-P', String(cli.child.pid)], { encoding: 'utf8' })
+    .trim()
+    .split('\n')
+    .map(Number)
   t.equal(children.length, 2, 'two worker processes')
   process.kill(children[0], 'SIGKILL')
   await cli.waitFor(/worker exited; starting it again/)
