@@ -11,7 +11,6 @@ import { ClientSession } from './session.js'
 import { SharedStatementNames, sharedNamesLimit } from './backend/prepared.js'
 import type { ProxyContext, RouteMemo } from './proxy-context.js'
 import { BackendError } from './backend/connection.js'
-import { queryRows } from './backend/query.js'
 import { Metrics } from './metrics.js'
 import promClient from 'prom-client'
 import { clientPid, workerOfPid, workerShare, type ClusterLink, type WorkerRole } from './cluster.js'
@@ -23,9 +22,8 @@ import { routingFor, sessionDatabase } from './databases.js'
 import { authWarnings } from './client-auth.js'
 import { setLogLevel } from './log.js'
 import { readFileSync } from 'node:fs'
+import { SchemaCatalogs, isHashed } from './schema-catalogs.js'
 import { decideRoute, compileTenantPattern, formatRoute, redactRoute, type Route } from '../routing/placement.js'
-import { loadCitusMetadata, type CitusMetadata } from '../routing/citus-metadata.js'
-import { schemaDiscoverySql, buildSchemaFacts, type SchemaRow } from '../routing/schema-facts.js'
 import type { SchemaFacts, Refusal } from '../parser/types.js'
 
 export class Proxy implements ProxyContext {
@@ -37,15 +35,11 @@ export class Proxy implements ProxyContext {
   readonly preAuth: PreAuthGuard
   /** Session hooks: per-tenant statistics always, Prometheus when configured. */
   readonly metrics: Observers
-  /** Schema facts per backend name (for per-tenant backends: read from the first tenant database used). */
-  private readonly facts = new Map<string, SchemaFacts>()
-  private readonly factsLoading = new Map<string, Promise<void>>()
-  private readonly citus = new Map<string, CitusMetadata | null>()
+  /** Schema facts and Citus metadata per backend (server/schema-catalogs.ts). */
+  readonly catalogs: SchemaCatalogs = new SchemaCatalogs(this)
   /** Bumped whenever the same session and statement could be routed differently: config reload, new Citus metadata. */
   private routingGeneration = 0
-  private readonly citusLoadedAt = new Map<string, number>()
-  private citusTimer: NodeJS.Timeout | null = null
-  private tenantPattern: RegExp
+  tenantPattern: RegExp
   config: Config
   readonly admin: AdminConsole = new AdminConsole(this)
   readonly version: string = readVersion()
@@ -134,7 +128,7 @@ export class Proxy implements ProxyContext {
       clients: this.sessions.size,
       server_connections: this.pools.totalConnections,
     }))
-    await this.loadCatalogs()
+    await this.catalogs.loadAll()
     return addr
   }
 
@@ -157,7 +151,7 @@ export class Proxy implements ProxyContext {
 
   /** EXPLAIN REWRITE: what the proxy would do with a statement for a tenant, as data. */
   explain(tenant: string | null, sql: string): { sql: string | null; refusal: Refusal | null; cache: string; route: Route | null; routeError: string | null } {
-    const facts = this.facts.get(this.placementOf(tenant))
+    const facts = this.catalogs.facts.get(this.placementOf(tenant))
     const plan = this.planner.plan({ sql, facts, tenant, bypass: false, searchPath: ['public'] })
     let route: Route | null = null
     let routeError: string | null = null
@@ -174,7 +168,7 @@ export class Proxy implements ProxyContext {
       touchesTenant: hint.touchesTenant,
       bypass: false,
       tenantPattern: this.tenantPattern,
-      citus: this.citus,
+      citus: this.catalogs.citus,
       tables: hint.relations,
     })
     if (decision.kind === 'refuse') routeError = `refused ${decision.sqlstate}: ${decision.message}`
@@ -183,152 +177,27 @@ export class Proxy implements ProxyContext {
     return { sql: plan.sql ?? null, refusal: plan.refusal ?? null, cache: plan.cache, route, routeError }
   }
 
-  /** Schema facts and Citus metadata for every backend that has a fixed database. */
-  async loadCatalogs(): Promise<void> {
-    const jobs: Promise<unknown>[] = []
-    for (const backend of Object.values(this.config.backends)) {
-      if (backend.url.perTenant) continue
-      if (this.config.tenant) jobs.push(this.refreshFacts(backend.name, this.catalogTarget(backend)))
-      if (backend.citus) jobs.push(this.refreshCitus(backend.name))
-    }
-    await Promise.all(jobs)
-    const interval = this.config.citus?.refresh_interval_ms ?? 60_000
-    if (!this.citusTimer && Object.values(this.config.backends).some((b) => b.citus)) {
-      this.citusTimer = setInterval(() => {
-        for (const b of Object.values(this.config.backends)) if (b.citus) void this.refreshCitus(b.name)
-      }, interval)
-      this.citusTimer.unref()
-    }
-  }
-
-  /** Where the proxy reads catalogs: the backend URL's user, else the first user with a plain password. */
-  private catalogTarget(backend: BackendConfig, tenant?: string): BackendTarget {
-    const user = backend.url.user ?? Object.keys(this.config.users).find((u) => !isHashed(this.config.users[u].password)) ?? 'postgres'
-    const t = targetFor(backend, user, this.findUser(user))
-    t.onConnectFailed = (err) => this.connectFailed(backend.name, t, err, 'catalog')
-    t.applicationName = 'pgtenant catalog' // outside the pools: tell them apart in pg_stat_activity
-    if (tenant !== undefined) {
-      const route = decideRoute({
-        placement: { default: backend.name, tenants: {} },
-        backends: this.config.backends,
-        tenant,
-        touchesTenant: true,
-        bypass: false,
-        tenantPattern: this.tenantPattern,
-      })
-      if (route.kind !== 'refuse') return { ...t, host: route.target.host, port: route.target.port, database: route.target.database }
-    }
-    return t
-  }
-
-  private async withCatalogConnection<T>(target: BackendTarget, fn: (conn: BackendConnection) => Promise<T>): Promise<T> {
-    const conn = await (await import('./backend/connection.js')).BackendConnection.connect(target, this.config.pool.connect_timeout_ms)
-    try {
-      return await fn(conn)
-    } finally {
-      conn.close()
-    }
-  }
-
-  /** (Re)discover which relations are tenant tables on a backend. */
-  refreshFacts(backendName: string, target: BackendTarget): Promise<void> {
-    const running = this.factsLoading.get(backendName)
-    if (running) return running
-    const tenant = this.config.tenant
-    if (!tenant) return Promise.resolve()
-    const job = this.withCatalogConnection(target, (conn) => queryRows(conn, schemaDiscoverySql(tenant.column)))
-      .then((rows) => {
-        const facts = buildSchemaFacts(rows as unknown as SchemaRow[], tenant)
-        const backend = this.config.backends[backendName]
-        // In a database of its own, a tenant's tables without the tenant column are its own.
-        this.discovered.set(backendName, backend?.url.perTenant ? { ...facts, unknown: 'allow' } : facts)
-        this.updateFacts(backendName)
-        this.log.info({ backend: backendName, tenantTables: facts.tenantTables.size, relations: facts.knownRelations.size }, 'schema facts loaded')
-      })
-      .catch((err: Error) => {
-        this.factsFailedAt.set(backendName, Date.now())
-        this.log.warn({ backend: backendName, err: err.message }, 'schema discovery failed')
-      })
-      .finally(() => this.factsLoading.delete(backendName))
-    this.factsLoading.set(backendName, job)
-    return job
-  }
-
-  async refreshCitus(backendName: string): Promise<void> {
-    const backend = this.config.backends[backendName]
-    try {
-      const meta = await this.withCatalogConnection(this.catalogTarget(backend), (conn) => loadCitusMetadata(async (sql) => queryRows(conn, sql)))
-      this.citus.set(backendName, meta)
-      this.routingGeneration++
-      this.citusLoadedAt.set(backendName, Date.now())
-      this.updateFacts(backendName)
-      this.log.info({ backend: backendName, tables: meta.tables.size, problems: meta.problems.length }, 'Citus metadata loaded')
-    } catch (err) {
-      this.metrics.prometheus?.citusRefreshFailed(backendName)
-      this.log.warn({ backend: backendName, err: (err as Error).message }, 'Citus metadata refresh failed; routing to the coordinator')
-    }
-  }
-
-  private readonly discovered = new Map<string, SchemaFacts>()
-
-  /**
-   * The facts the rewriter uses for a backend: what discovery found, plus, on a Citus
-   * coordinator, every distributed table as a tenant table keyed by its distribution column
-   * and every Citus reference table as a reference table (explicit tenant.tables win).
-   */
-  private updateFacts(backendName: string): void {
-    const base = this.discovered.get(backendName)
-    if (!base) return
-    const meta = this.citus.get(backendName)
-    if (!meta) {
-      this.facts.set(backendName, base)
-      return
-    }
-    const tenantTables = new Map(base.tenantTables)
-    const tenantColumnTypes = new Map(base.tenantColumnTypes ?? [])
-    const referenceTables = new Set(base.referenceTables)
-    const explicit = new Set(Object.keys(this.config.tenant?.tables ?? {}).map((k) => (k.includes('.') ? k : `public.${k}`)))
-    for (const [name, table] of meta.tables) {
-      if (explicit.has(name)) continue
-      tenantTables.set(name, table.column)
-      tenantColumnTypes.set(name, table.type)
-    }
-    for (const name of meta.referenceTables) {
-      referenceTables.add(name)
-      tenantTables.delete(name)
-    }
-    this.facts.set(backendName, { ...base, tenantTables, tenantColumnTypes, referenceTables })
-  }
-
   /** Schema facts for the backend this session's tenant is placed on; a promise while first discovered. */
   factsFor(session: ClientSession): SchemaFacts | Promise<void> | undefined {
     if (session.isAdminConsole) return this.admin.held(session) // a WAIT_CLOSE holds the messages after it
     if (!this.config.tenant || session.bypass) return undefined
-    const name = this.placementOf(session.effectiveTenant, session)
-    const facts = this.facts.get(name)
-    if (facts) return facts
-    const backend = this.config.backends[name]
-    if (!backend || this.factsFailedAt.get(name)! > Date.now() - 5000) return undefined
-    if (backend.url.perTenant && session.effectiveTenant === null) return undefined
-    return this.refreshFacts(name, this.catalogTarget(backend, session.effectiveTenant ?? undefined))
+    return this.catalogs.factsFor(this.placementOf(session.effectiveTenant, session), session.effectiveTenant)
   }
 
-  private readonly factsFailedAt = new Map<string, number>()
-  private readonly factsRefreshedAt = new Map<string, number>()
+  refreshFactsFor(session: ClientSession): Promise<boolean> {
+    return this.catalogs.refreshFor(this.placementOf(session.effectiveTenant, session), session.effectiveTenant)
+  }
 
-  async refreshFactsFor(session: ClientSession): Promise<boolean> {
-    const name = this.placementOf(session.effectiveTenant, session)
-    const backend = this.config.backends[name]
-    const last = this.factsRefreshedAt.get(name) ?? 0
-    if (!backend || Date.now() - last < 2000) return false
-    this.factsRefreshedAt.set(name, Date.now())
-    const before = this.facts.get(name)
-    await this.refreshFacts(name, this.catalogTarget(backend, session.effectiveTenant ?? undefined))
-    return this.facts.get(name) !== before
+  routingChanged(): void {
+    this.routingGeneration++
+  }
+
+  targetFor(backend: BackendConfig, clientUser: string, user: UserConfig | undefined): BackendTarget {
+    return targetFor(backend, clientUser, user)
   }
 
   /** Every failed server connect, whatever the stage or the caller: a warn line and pgtenant_server_connect_errors_total. */
-  private connectFailed(backend: string, target: BackendTarget, err: BackendError, purpose: 'pool' | 'catalog'): void {
+  connectFailed(backend: string, target: BackendTarget, err: BackendError, purpose: 'pool' | 'catalog'): void {
     this.metrics.prometheus?.connectFailed(backend)
     this.log.warn(
       { backend, server: `${target.host}:${target.port}`, database: target.database, user: target.user, purpose, sqlstate: err.sqlstate, reason: err.message },
@@ -346,7 +215,7 @@ export class Proxy implements ProxyContext {
     return {
       sessions: () => this.sessions.values(),
       pools: () => this.pools.pools.values(),
-      citusAges: () => [...this.citusLoadedAt].map(([backend, at]) => ({ backend, ageSeconds: (Date.now() - at) / 1000 })),
+      citusAges: () => [...this.catalogs.citusLoadedAt].map(([backend, at]) => ({ backend, ageSeconds: (Date.now() - at) / 1000 })),
       ready: () => this.ready(),
     }
   }
@@ -580,7 +449,7 @@ export class Proxy implements ProxyContext {
       if (route.kind === 'citus-worker' && err instanceof BackendError && err.sqlstate !== '53300') {
         // The worker is unreachable and nothing was sent yet: refresh the metadata, use the coordinator.
         session.log.warn({ route: formatRoute(route), err: err.message }, 'Citus worker unreachable; routing to the coordinator')
-        void this.refreshCitus(route.backend)
+        void this.catalogs.refreshCitus(route.backend)
         return this.acquireOnCoordinator(session, route.backend)
       }
       if (err instanceof BackendError && err.sqlstate === '3D000' && route.kind === 'dedicated')
@@ -607,10 +476,10 @@ export class Proxy implements ProxyContext {
   /** A Citus worker answered with an error that may mean the shard moved: reload the metadata (at most every 5 s). */
   workerError(backendName: string, sqlstate: string): void {
     if (!['42P01', 'XX000', '57P01', '08006', '25006'].includes(sqlstate)) return
-    const last = this.citusLoadedAt.get(backendName) ?? 0
+    const last = this.catalogs.citusLoadedAt.get(backendName) ?? 0
     if (Date.now() - last < 5000) return
     this.log.info({ backend: backendName, sqlstate }, 'error from a Citus worker: refreshing metadata')
-    void this.refreshCitus(backendName)
+    void this.catalogs.refreshCitus(backendName)
   }
 
   /** Where this session's next transaction goes, or a refusal (thrown as an error with its SQLSTATE). */
@@ -621,7 +490,7 @@ export class Proxy implements ProxyContext {
       touchesTenant: hint.touchesTenant,
       bypass: session.bypass,
       tenantPattern: this.tenantPattern,
-      citus: this.citus,
+      citus: this.catalogs.citus,
       tables: hint.relations,
     })
     if (decision.kind === 'refuse') {
@@ -710,9 +579,8 @@ export class Proxy implements ProxyContext {
     this.secureContext = config.tls ? tls.createSecureContext({ cert: config.tls.cert, key: config.tls.key }) : null
     this.tenantPattern = compileTenantPattern(config.tenant?.pattern)
     this.metrics.slowStatementMs = config.log?.slow_statement_ms ?? 0
-    this.facts.clear()
-    this.discovered.clear()
-    void this.loadCatalogs()
+    this.catalogs.reset()
+    void this.catalogs.loadAll()
     this.log.info('configuration reloaded')
   }
 
@@ -741,7 +609,7 @@ export class Proxy implements ProxyContext {
     this.shuttingDown = true
     this.server?.close()
     if (this.reaper) clearInterval(this.reaper)
-    if (this.citusTimer) clearInterval(this.citusTimer)
+    this.catalogs.stop()
     if (this.statsTimer) clearInterval(this.statsTimer)
     const bye = (s: ClientSession): void => s.fatal('57P01', 'terminating connection: pgtenant is shutting down')
     const closeIdle = (): number => {
@@ -814,10 +682,6 @@ export function targetFor(backend: BackendConfig, clientUser: string, user: User
     password,
     sslmode: url.sslmode,
   }
-}
-
-function isHashed(password: string): boolean {
-  return password.startsWith('SCRAM-SHA-256$') || (password.startsWith('md5') && password.length === 35)
 }
 
 /** A port that cannot be bound: one line for the operator (the CLI prints it and exits 2). */
