@@ -25,6 +25,7 @@ import { ReplyQueue } from './reply-queue.js'
 import { SessionState } from './state.js'
 import { StatementRegistry, type ClientStatement } from './statements.js'
 import { cleanUpForReuse } from './cleanup.js'
+import { routingFor, sessionDatabase } from '../databases.js'
 import { NO_HINT, parseOptions } from './statement-text.js'
 
 type TxStatus = be.TxStatus
@@ -472,19 +473,21 @@ export abstract class SessionCore {
     const config = this.ctx.config
     const byUser = this.userConfig?.pool_mode
     if (byUser) return byUser
-    const tenant = this.effectiveTenant
-    const backend = (tenant !== null && config.placement.tenants[tenant]) || config.placement.default
-    return config.backends[backend]?.pool_mode ?? config.pool.mode
+    return config.backends[this.placedBackend()]?.pool_mode ?? config.pool.mode
   }
 
   /** Which setting would give this client session pooling (for hints). */
   protected get sessionModeSetting(): string {
-    const config = this.ctx.config
     const user = `users.${this.user}.pool_mode: session`
     if (this.userConfig?.pool_mode) return user
+    return `${user} (or backends.${this.placedBackend()}.pool_mode: session)`
+  }
+
+  /** The backend this session's tenant is placed on, as the database the client named places it (server/databases.ts). */
+  private placedBackend(): string {
+    const { placement } = routingFor(this.ctx.config, sessionDatabase(this.session))
     const tenant = this.effectiveTenant
-    const backend = (tenant !== null && config.placement.tenants[tenant]) || config.placement.default
-    return `${user} (or backends.${backend}.pool_mode: session)`
+    return (tenant !== null && Object.hasOwn(placement.tenants, tenant) && placement.tenants[tenant]) || placement.default
   }
 
   /**

@@ -92,3 +92,26 @@ t.test('config: pool_mode values are checked', async (t) => {
   t.equal(c.users.listener.pool_mode, 'session')
   t.equal(c.users.app.pool_mode, undefined)
 })
+
+t.test("a client's database picks the backend, and so its pool mode (issue 14 items 5 and 9)", async (t) => {
+  server.sql('CREATE DATABASE listen_db')
+  const proxy = await startProxy(`
+listen: 127.0.0.1:$PROXY_PORT
+users:
+  app: { password: app_pw }
+backends:
+  main: { url: "${backendUrl}", pool: 4 }
+  listening: { url: "${backendUrl.replace(/\/postgres$/, '/listen_db')}", pool: 2, pool_mode: session }
+placement: { default: main }
+pool: { mode: transaction, wait_timeout_ms: 20000 }
+`)
+  t.teardown(() => proxy.stop())
+  const onMain = await connect(proxy.url('app', 'app_pw'))
+  await t.rejects(onMain.query('LISTEN pool_mode_test'), { code: '0A000' }, 'the default backend pools transactions')
+  await onMain.end()
+  const url = proxy.url('app', 'app_pw', 'listen_db')
+  const c = await connect(url)
+  t.equal((await c.query('SELECT current_database() AS d')).rows[0].d, 'listen_db')
+  await c.end()
+  await listens(t, url, url)
+})
