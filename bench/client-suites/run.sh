@@ -16,6 +16,7 @@
 #   OUT                results directory (default $CLIENT_SUITES_SRC/results/<timestamp>)
 #   PG_FILES           glob(s) under packages/pg for the pg / pg-native runs (default all integration files)
 #   NO_BUILD=1         do not compile pgtenant: run $PGTENANT_JS (default <repo>/dist/server/cli.js) as it is
+#   PGTENANT_COMMIT    what to record as the pgtenant version in meta.txt (with NO_BUILD: the commit $PGTENANT_JS was built from)
 # Needs: root (PostgreSQL runs as the `postgres` OS user via runuser), PostgreSQL 15 binaries
 # in /usr/lib/postgresql/15/bin, openssl, node ≥ 20.
 set -euo pipefail
@@ -101,6 +102,9 @@ start_proxy() {
     printf '%s\n' "$users"
     echo "backends:"
     echo "  main: { url: \"postgres://127.0.0.1:$PG_PORT/$db?sslmode=disable\", pool: 100 }"
+    # Every database name the client gives goes to that database on the server, as directly
+    # (issue 14 item 5: without this only "main" and $db are accepted, others get 3D000).
+    echo "databases: { \"*\": main }"
     echo "pool: { mode: $mode, max_server_connections: 250 }"
   } >"$WORK/pgtenant-$mode.yaml"
   cp "$WORK/pgtenant-$mode.yaml" "$(dirname "$log")/"
@@ -196,13 +200,13 @@ run_postgres_js() {
   done
   TARGET_PORT=$PG_PORT
   if [ "$mode" != direct ]; then
-    # pgtenant needs a password for every user (issue 14 item 8): the trusted users get
-    # "postgres", passed as PGPASSWORD in every mode (PostgreSQL's trust ignores it).
-    start_proxy "$mode" postgres_js_test yes "$(printf '  postgres: { password: postgres }\n  postgres_js_test: { password: postgres }\n  postgres_js_test_md5: { password: postgres_js_test_md5 }\n  postgres_js_test_scram: { password: postgres_js_test_scram }')" "$res/pgtenant-postgres.js.log"
+    # The users PostgreSQL trusts are trusted by pgtenant too (users.NAME.trust, issue 14
+    # item 8); no PGPASSWORD, as on postgres.js's CI.
+    start_proxy "$mode" postgres_js_test yes "$(printf '  postgres: { trust: true }\n  postgres_js_test: { trust: true }\n  postgres_js_test_md5: { password: postgres_js_test_md5 }\n  postgres_js_test_scram: { password: postgres_js_test_scram }')" "$res/pgtenant-postgres.js.log"
   fi
   log "$mode: postgres.js tests/index.js"
   local rc=0
-  (cd "$PJS" && PATH=$WORK/pjs-bin:$PATH PGHOST=127.0.0.1 PGPORT=$TARGET_PORT PGUSER=postgres PGPASSWORD=postgres PGSOCKET=$PG_SOCK \
+  (cd "$PJS" && PATH=$WORK/pjs-bin:$PATH PGHOST=127.0.0.1 PGPORT=$TARGET_PORT PGUSER=postgres PGSOCKET=$PG_SOCK \
     CS_RESULTS=$res/postgres.js.jsonl timeout --foreground -k 10 "$SUITE_TIMEOUT" node tests/index.js) >"$res/postgres.js.log" 2>&1 || rc=$?
   [ -f "$res/postgres.js.jsonl" ] || : >"$res/postgres.js.jsonl"
   exit_line "tests/index.js" "$rc" >>"$res/postgres.js.jsonl"
@@ -231,7 +235,8 @@ if has "$MODES" session || has "$MODES" transaction; then
 fi
 {
   echo "date: $(date -u +%Y-%m-%dT%H:%M:%SZ)"
-  echo "pgtenant: $(git -C "$ROOT" rev-parse HEAD)$(git -C "$ROOT" diff --quiet HEAD -- server parser routing || echo ' + uncommitted changes (pgtenant-uncommitted.diff) in:' $(git -C "$ROOT" diff --name-only HEAD -- server parser routing))"
+  if [ -n "${PGTENANT_COMMIT:-}" ]; then echo "pgtenant: $PGTENANT_COMMIT ($PGTENANT_JS)"; else
+  echo "pgtenant: $(git -C "$ROOT" rev-parse HEAD)$(git -C "$ROOT" diff --quiet HEAD -- server parser routing || echo ' + uncommitted changes (pgtenant-uncommitted.diff) in:' $(git -C "$ROOT" diff --name-only HEAD -- server parser routing))"; fi
   echo "node-postgres: $(cat "$SRC/node-postgres.commit" 2>/dev/null || echo unknown)"
   echo "postgres.js: $(cat "$SRC/postgres.commit" 2>/dev/null || echo unknown)"
   echo "postgresql: $("$PGBIN/postgres" --version)"
