@@ -74,4 +74,6 @@ export interface ProxyContext {
   statementName(sql: string, paramTypes: Buffer): string
   /** The schema changed (DDL, or a server's 0A000 on a shared statement): new Parses get new server statements. */
   schemaChanged(): void
+  /** How many times the schema changed (statements prepared before may have another result shape now). */
+  readonly schemaEpoch: number
 }

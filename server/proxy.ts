@@ -538,7 +538,10 @@ export class Proxy implements ProxyContext {
    */
   schemaChanged(): void {
     this.statementNames.clear()
+    this.schemaEpoch++
   }
+
+  schemaEpoch = 0
 
   /** Apply a new config (SIGHUP): users, pool sizes and limits change; connections stay. */
   reload(config: Config): void {

@@ -1,8 +1,8 @@
 // Scans the backend → client byte stream message by message without decoding it.
 // Pass-through messages (DataRow, RowDescription, CopyData, …) are forwarded as slices
 // of the incoming chunk, even when they span chunks; only the few messages the proxy
-// must read (ReadyForQuery, ErrorResponse, ParameterStatus, CommandComplete) are
-// assembled whole (they are small). Messages the proxy makes up (`inject`) are placed
+// must read (ReadyForQuery, ErrorResponse, ParameterStatus, CommandComplete, and
+// RowDescription: a described statement's result shape) are assembled whole (they are small). Messages the proxy makes up (`inject`) are placed
 // right after the message being handled, so the client sees them in protocol order.
 import { ProtocolViolation } from './frame-reader.js'
 
@@ -10,7 +10,7 @@ const NO_BYTES = Buffer.alloc(0)
 
 /** Types whose payload the proxy reads. Everything else is only routed by its type byte. */
 const INSPECTED = new Uint8Array(256)
-for (const c of 'ZESC') INSPECTED[c.charCodeAt(0)] = 1
+for (const c of 'ZESCT') INSPECTED[c.charCodeAt(0)] = 1
 
 export interface ScannerSink {
   /** A pass-through message begins: return true to forward its bytes, false to drop them. */

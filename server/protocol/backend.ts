@@ -82,12 +82,15 @@ export interface ErrorFields {
   message: string
   detail?: string
   hint?: string
+  /** The server routine that raised it (field R); drivers key some retries on it (postgres.js: RevalidateCachedQuery). */
+  routine?: string
 }
 
 function fieldsBody(f: ErrorFields): Buffer {
   const parts = [Buffer.from('S'), cstr(f.severity), Buffer.from('V'), cstr(f.severity), Buffer.from('C'), cstr(f.code), Buffer.from('M'), cstr(f.message)]
   if (f.detail) parts.push(Buffer.from('D'), cstr(f.detail))
   if (f.hint) parts.push(Buffer.from('H'), cstr(f.hint))
+  if (f.routine) parts.push(Buffer.from('R'), cstr(f.routine))
   parts.push(Buffer.from([0]))
   return Buffer.concat(parts)
 }

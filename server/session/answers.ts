@@ -12,15 +12,16 @@ export abstract class SessionAnswers extends SessionCore {
   // ---------------------------------------------------------------- proxy answers
 
   /** A refusal: ErrorResponse (+ ReadyForQuery for the simple protocol); nothing reaches the server. */
-  protected refuse(r: Refusal, extended: boolean): void {
+  protected refuse(r: Refusal, extended: boolean, routine?: string): void {
     this.ctx.metrics?.refused(this.session, r)
     this.log.info({ sqlstate: r.sqlstate, reason: r.message }, 'statement refused')
-    const err = be.errorResponse({ severity: 'ERROR', code: r.sqlstate, message: r.message, hint: r.hint })
+    const err = be.errorResponse({ severity: 'ERROR', code: r.sqlstate, message: r.message, hint: r.hint, routine })
     if (extended) this.answer([err])
     else this.answer([err, be.readyForQuery(this.txStatus)])
   }
 
-  protected extendedError(r: Refusal): void {
+  /** A refusal inside the extended protocol; `routine`: the server routine PostgreSQL would name (field R). */
+  protected extendedError(r: Refusal, routine?: string): void {
     this.skipUntilSync = true
     if (this.backend && this.queue.unsynced && !this.queue.skipping) {
       // An extended batch is open on the server (say an INSERT executed, no Sync yet). PostgreSQL's
@@ -34,11 +35,11 @@ export abstract class SessionAnswers extends SessionCore {
       this.queue.expect('parse', {
         serverName: REFUSAL_STATEMENT,
         swallow: true,
-        bytes: [be.errorResponse({ severity: 'ERROR', code: r.sqlstate, message: r.message, hint: r.hint })],
+        bytes: [be.errorResponse({ severity: 'ERROR', code: r.sqlstate, message: r.message, hint: r.hint, routine })],
       })
       return
     }
-    this.refuse(r, true)
+    this.refuse(r, true, routine)
   }
 
   protected answerTenantCommand(cmd: TenantCommand, protocol: 'simple' | 'extended'): void {

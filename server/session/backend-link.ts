@@ -242,12 +242,14 @@ export abstract class SessionBackendLink extends SessionAnswers {
           case 0x32: // BindComplete
           case 0x33: // CloseComplete
             return !(this.queue.bindOrCloseComplete()?.swallow ?? false)
-          case 0x6e: // NoData
-            this.queue.describeDone()
-            return true
-          case 0x54: // RowDescription
-            if (this.queue.describeDone()) return true
-            return head.kind !== 'internal'
+          case 0x6e: {
+            // NoData
+            const described = this.queue.describeDone()
+            described?.onShape?.('n')
+            return !(described?.swallow ?? false)
+          }
+          case 0x74: // ParameterDescription (of a Describe the proxy sent itself: not the client's)
+            return !(head.kind === 'internal' || (head.kind === 'describe' && head.swallow))
           case 0x73: // PortalSuspended
           case 0x49: // EmptyQueryResponse
             this.queue.executeDone()
@@ -281,6 +283,16 @@ export abstract class SessionBackendLink extends SessionAnswers {
           }
           case 0x53: // ParameterStatus
             return this.queue.head?.kind !== 'internal'
+          case 0x54: {
+            // RowDescription: of a Describe (its shape is recorded), or of a query's result
+            const described = this.queue.describeDone()
+            if (described) {
+              described.onShape?.(raw.toString('latin1'))
+              return !described.swallow
+            }
+            const head = this.queue.head
+            return head === undefined || head.kind !== 'internal'
+          }
           default:
             return true
         }

@@ -87,8 +87,14 @@ export abstract class SessionExtended extends SessionBackendLink {
     this.stmts.renameServerStatement(serverName, (name, stmt) => this.serverNameFor(name, stmt.sql, stmt.paramTypes))
   }
 
-  /** Rewrite a statement for the current tenant (or explain why not). */
+  /** Rewrite a statement for the current tenant (or explain why not), as of the current schema epoch. */
   protected prepareStatement(name: string, sql: string, paramTypes: Buffer): ClientStatement | Refusal {
+    const stmt = this.rewriteStatement(name, sql, paramTypes)
+    if (!('kind' in stmt)) stmt.epoch = this.ctx.schemaEpoch
+    return stmt
+  }
+
+  private rewriteStatement(name: string, sql: string, paramTypes: Buffer): ClientStatement | Refusal {
     const plan = this.plan(sql)
     const tenant = this.effectiveTenant
     if (plan === null) {
@@ -159,6 +165,40 @@ export abstract class SessionExtended extends SessionBackendLink {
     if (needsParse(stmt, this.backend as BackendConnection)) this.sendParse(stmt, null)
   }
 
+  /**
+   * Before a Bind: a statement the client described before the schema changed, about to be
+   * prepared afresh on a connection that never had it, may return other columns now, which
+   * PostgreSQL would refuse (0A000) rather than send. The server describes it first (Parse,
+   * Describe, Flush) and the Bind waits for the answer; false while it does.
+   */
+  private checkedShape(stmt: ClientStatement): boolean {
+    const conn = this.backend as BackendConnection
+    if (stmt.shape === null || stmt.epoch === this.ctx.schemaEpoch || !needsParse(stmt, conn)) return true
+    this.sendParse(stmt, null)
+    const epoch = this.ctx.schemaEpoch
+    const resume = (): void => {
+      this.holdForShape = false
+      queueMicrotask(() => this.resumeInput())
+    }
+    this.send(fe.encodeTarget('D', 'S', stmt.serverName))
+    this.queue.expect('describe', {
+      serverName: stmt.serverName,
+      swallow: true,
+      onShape: (shape) => {
+        if (shape !== stmt.shape) stmt.resultChanged = true
+        else stmt.epoch = epoch
+        resume()
+      },
+      onFail: resume,
+    })
+    this.send(FLUSH)
+    this.holdForShape = true
+    return false
+  }
+
+  /** A Bind waits for the server to describe its statement (checkedShape). */
+  private holdForShape = false
+
   protected handleBind(frame: Frame): boolean {
     const head = fe.decodeBindHead(frame)
     if (this.queue.length === 0) this.currentQueryStart = Date.now()
@@ -187,6 +227,12 @@ export abstract class SessionExtended extends SessionBackendLink {
       return true
     }
     if (!this.ensureBackend()) return false
+    if (this.holdForShape || !this.checkedShape(stmt)) return false
+    if (stmt.resultChanged) {
+      // as PostgreSQL says it (drivers re-prepare on this routine: postgres.js)
+      this.extendedError({ kind: 'refuse', sqlstate: '0A000', message: 'cached plan must not change result type' }, 'RevalidateCachedQuery')
+      return true
+    }
     this.ensurePrepared(stmt)
     this.send(stmt.serverName === head.statement ? frame.raw : fe.encodeBind(frame, head, stmt.serverName))
     this.queue.expect('bind', { serverName: stmt.serverName })
@@ -243,7 +289,16 @@ export abstract class SessionExtended extends SessionBackendLink {
     if (!this.ensureBackend()) return false
     this.ensurePrepared(stmt)
     this.send(stmt.serverName === target.name ? frame.raw : fe.encodeTarget('D', 'S', stmt.serverName))
-    this.queue.expect('describe', { serverName: stmt.serverName })
+    // What the client now knows of the result (a client may decode later rows by it: see checkedShape).
+    const epoch = this.ctx.schemaEpoch
+    this.queue.expect('describe', {
+      serverName: stmt.serverName,
+      onShape: (shape) => {
+        stmt.shape = shape
+        stmt.epoch = epoch
+        stmt.resultChanged = false
+      },
+    })
     return true
   }
 
@@ -324,3 +379,5 @@ function parameterDescription(cmd: TenantCommand): Buffer {
   for (let i = 0; i < n; i++) b.writeInt32BE(25, 7 + 4 * i)
   return b
 }
+
+const FLUSH = Buffer.from([0x48, 0, 0, 0, 4])

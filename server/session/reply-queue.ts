@@ -39,6 +39,8 @@ export interface Entry {
   onFail: (() => void) | null
   /** internal: called with the tag of each CommandComplete it produces */
   onTag: ((tag: string) => void) | null
+  /** describe of a statement: called with its result shape (the RowDescription's bytes, or 'n' for NoData) */
+  onShape: ((shape: string) => void) | null
 }
 
 /** Shared empty lists (never written to: entries' effects and bytes are only read). */
@@ -52,6 +54,7 @@ export interface EntryOptions {
   bytes?: readonly Buffer[]
   onFail?: (() => void) | null
   onTag?: ((tag: string) => void) | null
+  onShape?: ((shape: string) => void) | null
 }
 
 export function entry(kind: EntryKind, o: EntryOptions = {}): Entry {
@@ -65,6 +68,7 @@ export function entry(kind: EntryKind, o: EntryOptions = {}): Entry {
     bytes: o.bytes ?? NO_BYTES,
     onFail: o.onFail ?? null,
     onTag: o.onTag ?? null,
+    onShape: o.onShape ?? null,
   }
 }
 

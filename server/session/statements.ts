@@ -20,6 +20,12 @@ export interface ClientStatement {
   token: object
   /** A lone BEGIN / START TRANSACTION: deferred like a simple-protocol BEGIN when the session is idle. */
   begins: boolean
+  /** The result shape the client was told when it described the statement (RowDescription bytes, 'n': NoData; null: never described). */
+  shape: string | null
+  /** The proxy's schema epoch when the statement was prepared (or its shape last checked). */
+  epoch: number
+  /** Its result shape changed since the client described it: PostgreSQL answers 0A000 until the client prepares it again. */
+  resultChanged: boolean
 }
 
 /** Not any Parse: an object (not null) so the field keeps one type and the shape never changes. */
@@ -35,8 +41,9 @@ export function clientStatement(
   local: TenantCommand | null,
   effect: SessionEffect | undefined,
   begins = false,
+  epoch = 0,
 ): ClientStatement {
-  return { originalSql, paramTypes, tenant, sql, serverName, local, effect, token: NO_TOKEN, begins }
+  return { originalSql, paramTypes, tenant, sql, serverName, local, effect, token: NO_TOKEN, begins, shape: null, epoch, resultChanged: false }
 }
 
 /** What the registry needs to know of a server connection: which statements it holds. */

@@ -1,0 +1,48 @@
+// A statement the client described before its table changed shape, run on a server connection
+// that never had it (transaction pooling), must not return rows of the new shape: the client
+// decodes them with the columns it was told. PostgreSQL answers 0A000 "cached plan must not
+// change result type", and postgres.js then prepares the statement again. Found by postgres.js's
+// own suite ("Insert array with null"); run directly and through pgtenant (pool of 3).
+import t from 'tap'
+import postgres from 'postgres'
+import { startPostgres, ROLES } from '../helpers/pg-server.js'
+import { startProxy, basicYaml } from '../helpers/proxy.js'
+
+const server = await startPostgres()
+t.teardown(() => server.stop())
+const proxy = await startProxy(basicYaml(server, { pool: 3 }))
+t.teardown(() => proxy.stop())
+
+const targets: [string, string][] = [
+  ['direct', server.url(ROLES.scram.user, ROLES.scram.password)],
+  ['pgtenant', proxy.url('app', 'app_pw', 'postgres')],
+]
+
+let n = 0
+for (const [label, url] of targets) {
+  t.test(`${label}: the re-shaped table's rows come back with their own columns`, async (t) => {
+    const table = `shape_${++n}`
+    const [a, b, c] = [0, 1, 2].map(() => postgres(url, { max: 1, onnotice: () => undefined }))
+    t.teardown(() => Promise.all([a, b, c].map((s) => s.end())).then(() => undefined))
+    await a.unsafe(`CREATE TABLE ${table} (x int)`)
+    await a.unsafe(`INSERT INTO ${table} VALUES (1)`)
+    t.same(await a`SELECT * FROM ${a(table)}`, [{ x: 1 }])
+    await c.unsafe(`DROP TABLE ${table}`)
+    await c.unsafe(`CREATE TABLE ${table} (a int, b bool, c text)`)
+    await c.unsafe(`INSERT INTO ${table} VALUES (2, true, 'z')`)
+    // Through pgtenant, b and c hold server connections in open transactions, so a's next statement runs on another one.
+    let release = (): void => undefined
+    const held = new Promise<void>((r) => (release = r))
+    const holders = [b, c].map((s) =>
+      s.begin(async (tx) => {
+        await tx`SELECT 1`
+        await held
+      }),
+    )
+    await new Promise((r) => setTimeout(r, 200))
+    const rows = await a`SELECT * FROM ${a(table)}`
+    release()
+    await Promise.all(holders)
+    t.same(rows, [{ a: 2, b: true, c: 'z' }], 'the new columns, decoded by the new description')
+  })
+}
