@@ -174,6 +174,8 @@ export abstract class SessionExtended extends SessionBackendLink {
   private checkedShape(stmt: ClientStatement): boolean {
     const conn = this.backend as BackendConnection
     if (stmt.shape === null || stmt.epoch === this.ctx.schemaEpoch || !needsParse(stmt, conn)) return true
+    if (this.queue.skipping) return true // the server discards the Bind anyway (an earlier error in the batch)
+    this.holdForShape = true
     this.sendParse(stmt, null)
     const epoch = this.ctx.schemaEpoch
     const resume = (): void => {
@@ -192,7 +194,6 @@ export abstract class SessionExtended extends SessionBackendLink {
       onFail: resume,
     })
     this.send(FLUSH)
-    this.holdForShape = true
     return false
   }
 

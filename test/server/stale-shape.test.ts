@@ -46,3 +46,31 @@ for (const [label, url] of targets) {
     t.same(rows, [{ a: 2, b: true, c: 'z' }], 'the new columns, decoded by the new description')
   })
 }
+
+for (const [label, url] of targets) {
+  t.test(`${label}: the table is gone: the error, and the session goes on`, async (t) => {
+    const table = `gone_${++n}`
+    const [a, b, c] = [0, 1, 2].map(() => postgres(url, { max: 1, onnotice: () => undefined }))
+    t.teardown(() => Promise.all([a, b, c].map((s) => s.end())).then(() => undefined))
+    await a.unsafe(`CREATE TABLE ${table} (x int)`)
+    t.same(await a`SELECT * FROM ${a(table)}`, [], 'empty')
+    await c.unsafe(`DROP TABLE ${table}`)
+    let release = (): void => undefined
+    const held = new Promise<void>((r) => (release = r))
+    const holders = [b, c].map((s) =>
+      s.begin(async (tx) => {
+        await tx`SELECT 1`
+        await held
+      }),
+    )
+    await new Promise((r) => setTimeout(r, 200))
+    const err = await a`SELECT * FROM ${a(table)}`.then(
+      () => null,
+      (e: { code?: string }) => e,
+    )
+    release()
+    await Promise.all(holders)
+    t.equal(err?.code, '42P01', 'relation does not exist')
+    t.same(await a`SELECT 1 AS one`, [{ one: 1 }], 'the session still works')
+  })
+}
