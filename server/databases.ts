@@ -78,6 +78,12 @@ export function routingFor(
   return { placement, backends: { ...config.backends, [target.backend]: { ...backend, url: { ...backend.url, database: target.dbname } } } }
 }
 
+/** The backend `tenant` is placed on, as the database a session named places it (no target: the configured placement). */
+export function placedBackend(config: Pick<Config, 'backends' | 'placement'>, target: DatabaseTarget | undefined, tenant: string | null): string {
+  const p = routingFor(config, target).placement
+  return tenant !== null && Object.hasOwn(p.tenants, tenant) ? p.tenants[tenant] : p.default
+}
+
 /** The server database a session logs in to (for the login log line): {tenant} filled in when the tenant is known. */
 export function serverDatabaseOf(
   config: Pick<Config, 'backends' | 'placement'>,

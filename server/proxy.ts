@@ -3,7 +3,7 @@
 import net from 'node:net'
 import tls from 'node:tls'
 import type { Logger } from 'pino'
-import type { Config, UserConfig, BackendConfig } from './config-types.js'
+import type { Config, UserConfig } from './config-types.js'
 import { Planner } from './planner.js'
 import { PoolManager, type Pool } from './backend/pool.js'
 import type { BackendConnection, BackendTarget } from './backend/connection.js'
@@ -18,11 +18,12 @@ import { Observers } from './observers.js'
 import { withSharedReadBuffer } from './client-socket.js'
 import { PreAuthGuard } from './preauth.js'
 import { AdminConsole } from './admin/console.js'
-import { routingFor, sessionDatabase } from './databases.js'
+import { placedBackend, routingFor, sessionDatabase } from './databases.js'
 import { authWarnings } from './client-auth.js'
 import { setLogLevel } from './log.js'
 import { readFileSync } from 'node:fs'
-import { SchemaCatalogs, isHashed } from './schema-catalogs.js'
+import { SchemaCatalogs } from './schema-catalogs.js'
+import { isHashed } from './backend/target.js'
 import { decideRoute, compileTenantPattern, formatRoute, redactRoute, type Route } from '../routing/placement.js'
 import type { SchemaFacts, Refusal } from '../parser/types.js'
 
@@ -192,10 +193,6 @@ export class Proxy implements ProxyContext {
     this.routingGeneration++
   }
 
-  targetFor(backend: BackendConfig, clientUser: string, user: UserConfig | undefined): BackendTarget {
-    return targetFor(backend, clientUser, user)
-  }
-
   /** Every failed server connect, whatever the stage or the caller: a warn line and pgtenant_server_connect_errors_total. */
   connectFailed(backend: string, target: BackendTarget, err: BackendError, purpose: 'pool' | 'catalog'): void {
     this.metrics.prometheus?.connectFailed(backend)
@@ -207,8 +204,7 @@ export class Proxy implements ProxyContext {
 
   /** The backend a tenant is placed on; for a session, as its database places it (server/databases.ts). */
   private placementOf(tenant: string | null, session?: ClientSession): string {
-    const p = session ? routingFor(this.config, sessionDatabase(session)).placement : this.config.placement
-    return tenant !== null && Object.hasOwn(p.tenants, tenant) ? p.tenants[tenant] : p.default
+    return placedBackend(this.config, session ? sessionDatabase(session) : undefined, tenant)
   }
 
   private metricsSource() {
@@ -670,20 +666,6 @@ function limitsOf(config: Config) {
     idleTimeoutMs: config.pool.idle_timeout_ms,
     maxServerConnections: config.pool.max_server_connections,
     maxPreparedStatements: config.pool.max_prepared_statements,
-  }
-}
-
-/** Where and as whom to connect: the URL's user, else the client's own user and configured password. */
-export function targetFor(backend: BackendConfig, clientUser: string, user: UserConfig | undefined): BackendTarget {
-  const url = backend.url
-  const password = url.user !== undefined ? url.password : user && !isHashed(user.password) ? user.password : undefined
-  return {
-    host: url.host,
-    port: url.port,
-    database: url.database,
-    user: url.user ?? clientUser,
-    password,
-    sslmode: url.sslmode,
   }
 }
 

@@ -7,6 +7,7 @@ import type { Logger } from 'pino'
 import type { Config, UserConfig, BackendConfig } from './config-types.js'
 import { BackendConnection, type BackendError, type BackendTarget } from './backend/connection.js'
 import { queryRows } from './backend/query.js'
+import { targetFor, isHashed } from './backend/target.js'
 import type { Observers } from './observers.js'
 import { decideRoute } from '../routing/placement.js'
 import { loadCitusMetadata, type CitusMetadata } from '../routing/citus-metadata.js'
@@ -23,8 +24,6 @@ export interface CatalogHost {
   connectFailed(backend: string, target: BackendTarget, err: BackendError, purpose: 'pool' | 'catalog'): void
   /** New Citus metadata: the same statement may now be routed elsewhere. */
   routingChanged(): void
-  /** How a catalog target connects (targetFor in proxy.ts). */
-  targetFor(backend: BackendConfig, clientUser: string, user: UserConfig | undefined): BackendTarget
 }
 
 export class SchemaCatalogs {
@@ -99,7 +98,7 @@ export class SchemaCatalogs {
   private target(backend: BackendConfig, tenant?: string): BackendTarget {
     const { config } = this.host
     const user = backend.url.user ?? Object.keys(config.users).find((u) => !isHashed(config.users[u].password)) ?? 'postgres'
-    const t = this.host.targetFor(backend, user, this.host.findUser(user))
+    const t = targetFor(backend, user, this.host.findUser(user))
     t.onConnectFailed = (err) => this.host.connectFailed(backend.name, t, err, 'catalog')
     t.applicationName = 'pgtenant catalog' // outside the pools: tell them apart in pg_stat_activity
     if (tenant !== undefined) {
@@ -192,9 +191,4 @@ export class SchemaCatalogs {
     }
     this.facts.set(backendName, { ...base, tenantTables, tenantColumnTypes, referenceTables })
   }
-}
-
-/** A SCRAM or md5 verifier, not a password the proxy could log in with. */
-export function isHashed(password: string): boolean {
-  return password.startsWith('SCRAM-SHA-256$') || (password.startsWith('md5') && password.length === 35)
 }

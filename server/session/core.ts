@@ -25,7 +25,7 @@ import { ReplyQueue } from './reply-queue.js'
 import { SessionState } from './state.js'
 import { StatementRegistry, type ClientStatement } from './statements.js'
 import { cleanUpForReuse } from './cleanup.js'
-import { routingFor, sessionDatabase } from '../databases.js'
+import { placedBackend, sessionDatabase } from '../databases.js'
 import { NO_HINT, parseOptions } from './statement-text.js'
 
 type TxStatus = be.TxStatus
@@ -485,9 +485,7 @@ export abstract class SessionCore {
 
   /** The backend this session's tenant is placed on, as the database the client named places it (server/databases.ts). */
   private placedBackend(): string {
-    const { placement } = routingFor(this.ctx.config, sessionDatabase(this.session))
-    const tenant = this.effectiveTenant
-    return (tenant !== null && Object.hasOwn(placement.tenants, tenant) && placement.tenants[tenant]) || placement.default
+    return placedBackend(this.ctx.config, sessionDatabase(this.session), this.effectiveTenant)
   }
 
   /**

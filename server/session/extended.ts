@@ -2,6 +2,7 @@
 // Bind, Describe, Execute, Close and Sync, over the statement registry (statements.ts).
 import { type Frame } from '../protocol/frame-reader.js'
 import * as fe from '../protocol/frontend.js'
+import { serialize } from '../protocol/pg-protocol.js'
 import { ParseMemo } from '../protocol/parse-memo.js'
 import * as be from '../protocol/backend.js'
 import { BackendConnection } from '../backend/connection.js'
@@ -193,7 +194,7 @@ export abstract class SessionExtended extends SessionBackendLink {
       },
       onFail: resume,
     })
-    this.send(FLUSH)
+    this.send(serialize.flush()) // the server answers the Parse and Describe now, not at the client's Sync
     return false
   }
 
@@ -380,5 +381,3 @@ function parameterDescription(cmd: TenantCommand): Buffer {
   for (let i = 0; i < n; i++) b.writeInt32BE(25, 7 + 4 * i)
   return b
 }
-
-const FLUSH = Buffer.from([0x48, 0, 0, 0, 4])
