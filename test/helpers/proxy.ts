@@ -9,6 +9,7 @@ import type { Config } from '../../server/config-types.js'
 import { createLogger } from '../../server/log.js'
 import { Proxy } from '../../server/proxy.js'
 import { initParser } from '../../parser/index.js'
+import pg from 'pg'
 import { freePort, type PgServer } from './pg-server.js'
 
 export interface RunningProxy {
@@ -93,4 +94,17 @@ export function selfSignedCert(): { dir: string; cert: string; key: string } {
   })
   writeFileSync(join(dir, 'ok'), '')
   return { dir, cert, key }
+}
+
+/** A node-postgres login that is expected to fail: its error (null: it logged in). */
+export async function loginError(url: string): Promise<{ code?: string; message: string } | null> {
+  const c = new pg.Client({ connectionString: url })
+  c.on('error', () => undefined)
+  try {
+    await c.connect()
+    await c.end()
+    return null
+  } catch (err) {
+    return err as { code?: string; message: string }
+  }
 }

@@ -4,7 +4,7 @@
 import t from 'tap'
 import pg from 'pg'
 import { startPostgres, ROLES } from '../helpers/pg-server.js'
-import { startProxy, run, psqlArgs } from '../helpers/proxy.js'
+import { startProxy, run, psqlArgs, loginError } from '../helpers/proxy.js'
 import { parseConfig, ConfigError } from '../../server/config.js'
 
 const server = await startPostgres()
@@ -21,18 +21,6 @@ async function currentDatabase(url: string, options?: string): Promise<string> {
     return (await c.query('SELECT current_database() AS db')).rows[0].db
   } finally {
     await c.end()
-  }
-}
-
-async function loginError(url: string): Promise<{ code?: string; message: string } | null> {
-  const c = new pg.Client({ connectionString: url })
-  c.on('error', () => undefined)
-  try {
-    await c.connect()
-    await c.end()
-    return null
-  } catch (err) {
-    return err as { code?: string; message: string }
   }
 }
 

@@ -4,7 +4,7 @@
 import t from 'tap'
 import pg from 'pg'
 import { startPostgres, ROLES } from '../helpers/pg-server.js'
-import { startProxy, run, psqlArgs } from '../helpers/proxy.js'
+import { startProxy, run, psqlArgs, loginError } from '../helpers/proxy.js'
 import { PassthroughCache } from '../../server/auth/passthrough.js'
 import { isLoopback, loginMethod } from '../../server/client-auth.js'
 import { parseConfig } from '../../server/config.js'
@@ -20,18 +20,6 @@ async function whoAmI(url: string): Promise<string> {
     return (await c.query('SELECT current_user AS u, 1 AS one')).rows[0].u
   } finally {
     await c.end()
-  }
-}
-
-async function loginError(url: string): Promise<{ code?: string; message: string } | null> {
-  const c = new pg.Client({ connectionString: url })
-  c.on('error', () => undefined)
-  try {
-    await c.connect()
-    await c.end()
-    return null
-  } catch (err) {
-    return err as { code?: string; message: string }
   }
 }
 
