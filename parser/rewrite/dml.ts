@@ -30,7 +30,7 @@ export function walkUpdate(cx: RewriteState, up: UpdateStmt, scope: Scope | null
   atLevel(cx, pl.ranges, () => {
     for (const item of up.fromClause ?? []) fromItem(cx, item, scope, pl, null, false)
     cx.walk.expr([up.targetList, up.whereClause, up.returningClause], scope)
-    guardDml(cx, pl.joins, up.whereClause, relTok)
+    guardDml(cx, pl.joins, pl.rawIn, up.whereClause, relTok)
   })
   if (r.kind === 'tenant' && isCurrentOf(up.whereClause)) return currentOfUpdate(cx, up, r, relTok)
   if (!pl.empty()) applyPlacement(cx, pl, relTok, up.whereClause, true)
@@ -71,7 +71,7 @@ export function walkDelete(cx: RewriteState, del: DeleteStmt, scope: Scope | nul
   atLevel(cx, pl.ranges, () => {
     for (const item of del.usingClause ?? []) fromItem(cx, item, scope, pl, null, false)
     cx.walk.expr([del.whereClause, del.returningClause], scope)
-    guardDml(cx, pl.joins, del.whereClause, relTok)
+    guardDml(cx, pl.joins, pl.rawIn, del.whereClause, relTok)
   })
   if (!pl.empty()) applyPlacement(cx, pl, relTok, del.whereClause, true)
 }

@@ -67,7 +67,7 @@ function conjuncts(cx: RewriteState, expr: Node, a: number, b: number): Segment[
  * Conjuncts are the text between ANDs at the expression's own depth; an AND that starts no argument of
  * the tree's AND (BETWEEN … AND …) does not split.
  */
-export function guardConjuncts(cx: RewriteState, expr: Node, a: number, b: number, having = false): void {
+export function guardConjuncts(cx: RewriteState, expr: Node, a: number, b: number, having = false, raw?: ReadonlySet<RangeInfo>): void {
   const t = cx.toks
   const columnsOf = (rv: RangeVar) => relationColumns(cx.ctx, rv)
   for (const sg of conjuncts(cx, expr, a, b)) {
@@ -80,7 +80,7 @@ export function guardConjuncts(cx: RewriteState, expr: Node, a: number, b: numbe
       f.refs.forEach((r) => refs.add(r))
     }
     if (safe) continue
-    const guard = guardOf(refs)
+    const guard = guardOf(refs, raw)
     if (!guard.length) continue
     const when: Part[] = having ? ['coalesce(bool_and(', ...guard, '), true)'] : guard
     cx.insert(t[sg.s].s, ['CASE WHEN ', ...when, ' THEN ('], 1)
@@ -88,8 +88,11 @@ export function guardConjuncts(cx: RewriteState, expr: Node, a: number, b: numbe
   }
 }
 
-/** The restriction of the tenant ranges in `refs`, NULL-extended rows admitted for nullable ones. */
-function guardOf(refs: Set<RangeInfo>): Part[] {
+/**
+ * The restriction of the tenant ranges in `refs`, NULL-extended rows admitted for nullable ones, except
+ * those in `raw` (an ON's own ranges no inner join NULL-extends: there `c IS NULL` would admit rows of no tenant).
+ */
+function guardOf(refs: Set<RangeInfo>, raw?: ReadonlySet<RangeInfo>): Part[] {
   const out: Part[] = []
   for (const r of refs) {
     if (!r.tenant) continue
@@ -100,21 +103,27 @@ function guardOf(refs: Set<RangeInfo>): Part[] {
         `pgtenant cannot order a condition behind the tenant restriction of "${r.name}" (a column alias list hides its tenant column)`,
       )
     if (out.length) out.push(' AND ')
-    if (r.nullable) out.push(`(${r.tenantRef} = `, TENANT, ` OR ${r.tenantRef} IS NULL)`)
+    if (r.nullable && !raw?.has(r)) out.push(`(${r.tenantRef} = `, TENANT, ` OR ${r.tenantRef} IS NULL)`)
     else out.push(`${r.tenantRef} = `, TENANT)
   }
   return out
 }
 
 /** Guards the ON conditions of a level's joins. */
-export function guardJoins(cx: RewriteState, joins: JoinExpr[]): void {
-  for (const join of joins) guardConjuncts(cx, join.quals!, ...onExtent(cx, join))
+export function guardJoins(cx: RewriteState, joins: JoinExpr[], rawIn: ReadonlyMap<JoinExpr, ReadonlySet<RangeInfo>>): void {
+  for (const join of joins) guardConjuncts(cx, join.quals!, ...onExtent(cx, join), false, rawIn.get(join))
 }
 
 /** Evaluation order for an UPDATE/DELETE: its joins' ON and its WHERE. */
-export function guardDml(cx: RewriteState, joins: JoinExpr[], where: Node | undefined, relTok: number): void {
+export function guardDml(
+  cx: RewriteState,
+  joins: JoinExpr[],
+  rawIn: ReadonlyMap<JoinExpr, ReadonlySet<RangeInfo>>,
+  where: Node | undefined,
+  relTok: number,
+): void {
   if (!guarding(cx)) return
-  guardJoins(cx, joins)
+  guardJoins(cx, joins, rawIn)
   if (where && nodeKind(where) !== 'CurrentOfExpr') guardConjuncts(cx, where, ...whereExtent(cx, relTok, true))
 }
 

@@ -22,6 +22,10 @@ export class Placement {
   ranges: RangeInfo[] = []
   /** Joins with an ON condition. */
   joins: JoinExpr[] = []
+  /** Ranges an outer join walked so far may NULL-extend. */
+  extendable = new Set<RangeInfo>()
+  /** Per join with ON: the ranges under it that no join inside it NULL-extends (raw rows in its ON). */
+  rawIn = new Map<JoinExpr, Set<RangeInfo>>()
   addOn(join: JoinExpr, pred: Part[]): void {
     const l = this.on.get(join)
     if (l) l.push(pred)
@@ -99,18 +103,26 @@ function joinItem(cx: RewriteState, v: JoinExpr, scope: Scope | null, pl: Placem
   if (v.alias) pl.ranges.push(plainRange(v.alias.aliasname!))
   const d = derive || !!v.alias
   const jt = v.jointype
+  const first = pl.ranges.length
+  let extendFrom = pl.ranges.length // ranges from here on are on this join's nullable side(s)
   if (jt === 'JOIN_INNER') {
     fromItem(cx, v.larg!, scope, pl, nullable, d)
     fromItem(cx, v.rarg!, scope, pl, nullable, d)
+    extendFrom = pl.ranges.length
   } else if (jt === 'JOIN_LEFT' || jt === 'JOIN_RIGHT') {
     const hasOn = !!v.quals
     const [keep, opt] = jt === 'JOIN_LEFT' ? [v.larg!, v.rarg!] : [v.rarg!, v.larg!]
     fromItem(cx, keep, scope, pl, nullable, d)
+    extendFrom = pl.ranges.length
     fromItem(cx, opt, scope, pl, hasOn ? v : nullable, d || !hasOn)
   } else {
     fromItem(cx, v.larg!, scope, pl, nullable, true)
     fromItem(cx, v.rarg!, scope, pl, nullable, true)
   }
+  const under = pl.ranges.slice(first)
+  // in this join's own ON a range's rows are raw unless a join inside it NULL-extends them
+  if (v.quals) pl.rawIn.set(v, new Set(under.filter((r) => !pl.extendable.has(r))))
+  for (const r of pl.ranges.slice(extendFrom)) pl.extendable.add(r)
 }
 
 /** Replace `[ONLY] name [alias]` by `(SELECT * FROM [ONLY] name WHERE col = 'T') alias`. */

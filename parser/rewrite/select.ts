@@ -43,7 +43,7 @@ export function walkSelect(cx: RewriteState, sel: SelectStmt, scope: Scope | nul
     // lockingClause names FROM items: nothing to resolve
     if (!pl.empty()) applyPlacement(cx, pl, restrictionAnchor(cx, sel), sel.whereClause)
     if (guarding(cx)) {
-      guardJoins(cx, pl.joins)
+      guardJoins(cx, pl.joins, pl.rawIn)
       if (sel.whereClause) guardConjuncts(cx, sel.whereClause, ...whereExtent(cx, selectAnchor(cx, sel), false))
       // a HAVING conjunct without an aggregate may be moved into WHERE by the planner: its guard holds an aggregate
       if (sel.havingClause) guardConjuncts(cx, sel.havingClause, ...havingExtent(cx, selectAnchor(cx, sel)), true)

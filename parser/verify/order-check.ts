@@ -151,11 +151,14 @@ function plainColumn(ref: N, level: Level): boolean {
 export function order(vs: VerifyState, conj: N[], here: Range[], level: Level, join: N | null): void {
   const inScope = [...here, ...allRanges(level.parent)]
   if (inScope.length === 0) return
-  // `(q.c = T OR q.c IS NULL)` is accepted for a range on the nullable side of an outer join. (Stricter
-  // would be: only where it can be NULL-extended, i.e. not in the ON of the join that makes it
-  // nullable, where the OR admits only rows whose tenant column is NULL — rows of no tenant.)
-  const nullableHere = (r: Range): boolean => r.nullBy.length > 0
-  void join
+  // `(q.c = T OR q.c IS NULL)` is accepted only where the range's rows may be NULL-extended: on the
+  // nullable side of an outer join, except in the ON of a join above it that no join inside NULL-extends
+  // it from (there its rows are raw, and the OR would admit rows of no tenant).
+  const nullableHere = (r: Range): boolean => {
+    if (r.nullBy.length === 0) return false
+    const j = join ? r.joinPath.indexOf(join) : -1
+    return j < 0 || r.joinPath.indexOf(r.nullBy[0]) < j
+  }
   for (const c of conj) {
     if (inScope.some((r) => isRestriction(vs, c, r))) continue
     const f = conjunctFacts(vs, c, level, inScope)

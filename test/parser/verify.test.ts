@@ -411,6 +411,18 @@ t.test('evaluation-order guard (issue #22)', async (t) => {
     `SELECT * FROM campaigns c LEFT JOIN ads a ON CASE WHEN a.company_id = ${T} THEN lower(a.title) = 'x' END AND a.company_id = ${T} WHERE c.company_id = ${T}`,
     'ON conjunct guarded',
   )
+  bad(
+    `SELECT * FROM campaigns c LEFT JOIN ads a ON CASE WHEN (a.company_id = ${T} OR a.company_id IS NULL) THEN lower(a.title) = 'x' END AND a.company_id = ${T} WHERE c.company_id = ${T}`,
+    'nullable form in the ON of the join that makes it nullable (its rows are raw there)',
+  )
+  ok(
+    `SELECT * FROM campaigns c LEFT JOIN (ads a LEFT JOIN clicks k ON k.ad_id = a.id AND k.company_id = ${T}) ON CASE WHEN a.company_id = ${T} AND (k.company_id = ${T} OR k.company_id IS NULL) THEN lower(k.ip) = a.title END AND a.company_id = ${T} WHERE c.company_id = ${T}`,
+    'nullable form in an outer ON for a range an inner join NULL-extends',
+  )
+  bad(
+    `SELECT * FROM campaigns c LEFT JOIN (ads a LEFT JOIN clicks k ON k.ad_id = a.id AND k.company_id = ${T}) ON CASE WHEN (a.company_id = ${T} OR a.company_id IS NULL) AND k.company_id = ${T} THEN lower(a.title) = k.ip END AND a.company_id = ${T} WHERE c.company_id = ${T}`,
+    'nullable form in an outer ON for a range only that join NULL-extends',
+  )
   // outer levels
   bad(
     `SELECT * FROM ads WHERE ads.company_id = ${T} AND EXISTS (SELECT 1 FROM countries co WHERE lower(ads.title) = co.name)`,
