@@ -65,6 +65,22 @@ interface WorkerOptions {
   hangupRate: number
   pgjsShare: number
   opTimeoutMs: number
+  /** After the op timeout, how much longer a hung operation is watched for a late answer before it is dropped. */
+  hangGraceMs: number
+}
+
+/** One operation that got no answer within the op timeout: what it was, and whether an answer came later. */
+export interface HangRecord {
+  lib: 'pg' | 'postgres.js'
+  what: string
+  /** Seconds into the run when it started. */
+  atS: number
+  /** The client's local port (node-postgres), to find it in the proxy's SHOW CLIENTS. */
+  localPort: number | null
+  /** Seconds from its start to its answer (late, past the op timeout), or null: none within the grace. */
+  answeredAfterS: number | null
+  /** The proxy's view of that client when it was declared hung (SHOW CLIENTS state, backend), filled in by the parent. */
+  proxyState?: string
 }
 
 interface WorkerReport {
@@ -74,6 +90,7 @@ interface WorkerReport {
   errors: Record<string, number>
   hangups: number
   hung: number
+  hangs: HangRecord[]
   committed: number[]
   connects: number
 }
@@ -91,25 +108,54 @@ const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms
 const rand = (a: number, b: number): number => a + Math.random() * (b - a)
 
 async function runWorker(o: WorkerOptions): Promise<WorkerReport> {
-  const report: WorkerReport = { id: o.id, ops: 0, hist: new Array(BUCKETS).fill(0), errors: {}, hangups: 0, hung: 0, committed: [], connects: 0 }
+  const report: WorkerReport = { id: o.id, ops: 0, hist: new Array(BUCKETS).fill(0), errors: {}, hangups: 0, hung: 0, hangs: [], committed: [], connects: 0 }
+  const runStart = Date.now()
   const deadline = Date.now() + o.durationMs
   let nextId = o.id * 1_000_000_000
   const url = (): string => `postgres://app:app_pw@127.0.0.1:${o.port}/soak`
   const count = (kind: string): void => {
     report.errors[kind] = (report.errors[kind] ?? 0) + 1
   }
-  /** Runs `op` with a watchdog: past opTimeoutMs the client counts as hung and is dropped. */
-  const timed = async <T>(op: Promise<T>, onHang: () => void): Promise<T> => {
+  /**
+   * Runs `op` with a watchdog: past opTimeoutMs the operation counts as hung. It is then
+   * watched for up to hangGraceMs more (an answer that comes late means a slow system, none at
+   * all a lost client), reported to the parent (which looks the client up on the proxy's admin
+   * console), and dropped.
+   */
+  const timed = async <T>(
+    op: Promise<T>,
+    onHang: () => void,
+    lib: HangRecord['lib'],
+    what: string | (() => string),
+    localPort: () => number | null = () => null,
+  ): Promise<T> => {
+    const t0 = Date.now()
     let timer: NodeJS.Timeout | null = null
-    const watchdog = new Promise<never>((_, reject) => {
-      timer = setTimeout(() => {
-        report.hung++
-        onHang()
-        reject(Object.assign(new Error('client hung (no answer within the op timeout)'), { code: 'HUNG' }))
-      }, o.opTimeoutMs)
-    })
+    const settled = op.then(
+      (value) => ({ value }),
+      (error: unknown) => ({ error }),
+    )
+    const watchdog = new Promise<null>((res) => (timer = setTimeout(() => res(null), o.opTimeoutMs)))
     try {
-      return await Promise.race([op, watchdog])
+      const first = await Promise.race([settled, watchdog])
+      if (first !== null) {
+        if ('error' in first) throw first.error
+        return first.value
+      }
+      report.hung++
+      const rec: HangRecord = {
+        lib,
+        what: typeof what === 'string' ? what : what(),
+        atS: Math.round((t0 - runStart) / 1000),
+        localPort: localPort(),
+        answeredAfterS: null,
+      }
+      report.hangs.push(rec)
+      process.send?.({ hang: rec, worker: o.id, index: report.hangs.length - 1 })
+      const late = await Promise.race([settled, sleep(o.hangGraceMs).then(() => null)])
+      if (late !== null) rec.answeredAfterS = Math.round((Date.now() - t0) / 100) / 10
+      onHang()
+      throw Object.assign(new Error('client hung (no answer within the op timeout)'), { code: 'HUNG' })
     } finally {
       if (timer) clearTimeout(timer)
     }
@@ -120,11 +166,11 @@ async function runWorker(o: WorkerOptions): Promise<WorkerReport> {
       const tenant = `t${Math.floor(Math.random() * TENANTS)}`
       const c = new pg.Client({ connectionString: url(), options: `-c app.tenant=${tenant}`, connectionTimeoutMillis: o.opTimeoutMs })
       c.on('error', () => undefined)
-      const drop = (): void => {
-        ;(c as unknown as { connection: { stream: net.Socket } }).connection.stream.destroy()
-      }
+      const stream = (): net.Socket => (c as unknown as { connection: { stream: net.Socket } }).connection.stream
+      const drop = (): void => void stream().destroy()
+      const port = (): number | null => stream().localPort ?? null
       try {
-        await timed(c.connect(), drop)
+        await timed(c.connect(), drop, 'pg', 'connect', port)
         report.connects++
         while (Date.now() < deadline) {
           await sleep(rand(o.thinkMs[0], o.thinkMs[1]))
@@ -140,18 +186,31 @@ async function runWorker(o: WorkerOptions): Promise<WorkerReport> {
             break
           }
           const t0 = performance.now()
-          if (r < 0.35) await timed(c.query('SELECT count(*)::int AS n FROM items'), drop)
-          else if (r < 0.6) await timed(c.query('SELECT n FROM items WHERE n > $1 ORDER BY n LIMIT 3', [slot % 5]), drop)
-          else if (r < 0.75) await timed(c.query({ name: 'by_n', text: 'SELECT count(*)::int AS n FROM items WHERE n >= $1', values: [slot % 3] }), drop)
+          if (r < 0.35) await timed(c.query('SELECT count(*)::int AS n FROM items'), drop, 'pg', 'simple query', port)
+          else if (r < 0.6) await timed(c.query('SELECT n FROM items WHERE n > $1 ORDER BY n LIMIT 3', [slot % 5]), drop, 'pg', 'extended query', port)
+          else if (r < 0.75)
+            await timed(
+              c.query({ name: 'by_n', text: 'SELECT count(*)::int AS n FROM items WHERE n >= $1', values: [slot % 3] }),
+              drop,
+              'pg',
+              'named statement',
+              port,
+            )
           else {
             const id = ++nextId
+            let step = 'BEGIN'
             await timed(
               (async () => {
                 await c.query('BEGIN')
+                step = 'INSERT'
                 await c.query('INSERT INTO ledger (id, worker) VALUES ($1, $2)', [id, o.id])
+                step = 'COMMIT'
                 await c.query('COMMIT')
               })(),
               drop,
+              'pg',
+              () => `write transaction (${step})`,
+              port,
             )
             report.committed.push(id) // acknowledged: it must be there at the end
           }
@@ -185,8 +244,15 @@ async function runWorker(o: WorkerOptions): Promise<WorkerReport> {
           if (Date.now() >= deadline) break
           const r = Math.random()
           const t0 = performance.now()
-          if (r < 0.3) await timed(sql.unsafe('SELECT count(*)::int AS n FROM items').simple(), drop)
-          else if (r < 0.75) await timed(sql`SELECT count(*)::int AS n FROM items WHERE n >= ${slot % 4}`, drop)
+          if (r < 0.3)
+            await timed(sql.unsafe('SELECT count(*)::int AS n FROM items').simple(), drop, 'postgres.js', first ? 'connect + simple query' : 'simple query')
+          else if (r < 0.75)
+            await timed(
+              sql`SELECT count(*)::int AS n FROM items WHERE n >= ${slot % 4}`,
+              drop,
+              'postgres.js',
+              first ? 'connect + prepared query' : 'prepared query',
+            )
           else {
             const id = ++nextId
             await timed(
@@ -194,6 +260,8 @@ async function runWorker(o: WorkerOptions): Promise<WorkerReport> {
                 await tx`INSERT INTO ledger (id, worker) VALUES (${id}, ${o.id})`
               }),
               drop,
+              'postgres.js',
+              first ? 'connect + write transaction' : 'write transaction',
             )
             report.committed.push(id)
           }
@@ -233,6 +301,8 @@ interface Options {
   clients: number
   procs: number
   json: string | null
+  /** Write a heap snapshot of the proxy after the clients left (and summarise what it holds). */
+  heapSnapshot: string | null
 }
 
 function parseArgs(argv: string[]): Options {
@@ -247,6 +317,7 @@ function parseArgs(argv: string[]): Options {
     clients: Number(val('--clients') ?? (quick ? 500 : 5000)),
     procs: Number(val('--procs') ?? (quick ? 2 : 5)),
     json: val('--json') ?? null,
+    heapSnapshot: val('--heap-snapshot') ?? null,
   }
 }
 
@@ -256,7 +327,7 @@ function configYaml(port: number, server: PgServer, variant: number): string {
   return `
 listen: 127.0.0.1:${port}
 log_level: ${variant % 2 === 0 ? 'warn' : 'error'}
-users: { app: { password: app_pw } }
+users: { app: { password: app_pw }, ops: { password: ops_pw, admin: true, bypass: true } }
 tenant: { column: tenant_id }
 backends:
   main:  { url: "postgres://${auth}@127.0.0.1:${server.port}/soak", pool: ${POOLS.main} }
@@ -270,6 +341,99 @@ pool:
   idle_timeout_ms: ${variant % 2 === 0 ? 30000 : 20000}
   max_prepared_statements: ${variant % 2 === 0 ? 100 : 50}
 `
+}
+
+/**
+ * Loaded into the proxy with --require (the proxy itself is unchanged): on SIGUSR2 it writes
+ * process.memoryUsage() and the number of active handles, and on request runs a full
+ * garbage collection first (--expose-gc) or writes a heap snapshot, so that the soak can tell
+ * memory still referenced (a leak) from memory the V8 heap or the allocator has not given back.
+ */
+const PRELOAD = `
+const fs = require('node:fs')
+const v8 = require('node:v8')
+process.on('SIGUSR2', () => {
+  const dir = process.env.PGTENANT_SOAK_DIR
+  const req = JSON.parse(fs.readFileSync(dir + '/mem-request.json', 'utf8'))
+  const out = { before: process.memoryUsage(), handles: process._getActiveHandles().length }
+  if (req.kind !== 'peek') {
+    global.gc()
+    global.gc()
+    out.after = process.memoryUsage()
+  }
+  if (req.kind === 'snapshot') out.snapshot = v8.writeHeapSnapshot(req.file)
+  fs.writeFileSync(dir + '/mem-' + req.id + '.json', JSON.stringify(out))
+})
+`
+
+interface MemoryUsageMiB {
+  rssMiB: number
+  heapUsedMiB: number
+  heapTotalMiB: number
+  externalMiB: number
+  arrayBuffersMiB: number
+}
+export interface ProxyMemory {
+  before: MemoryUsageMiB
+  /** After two full garbage collections (kind gc / snapshot). */
+  after?: MemoryUsageMiB
+  handles: number
+}
+
+function mib(m: NodeJS.MemoryUsage): MemoryUsageMiB {
+  const f = (n: number): number => Math.round((n / 1048576) * 10) / 10
+  return { rssMiB: f(m.rss), heapUsedMiB: f(m.heapUsed), heapTotalMiB: f(m.heapTotal), externalMiB: f(m.external), arrayBuffersMiB: f(m.arrayBuffers) }
+}
+
+let memoryRequests = 0
+async function proxyMemory(dir: string, pid: number, kind: 'peek' | 'gc' | 'snapshot', file?: string): Promise<ProxyMemory | null> {
+  const id = ++memoryRequests
+  writeFileSync(join(dir, 'mem-request.json'), JSON.stringify({ id, kind, file }))
+  try {
+    process.kill(pid, 'SIGUSR2')
+  } catch {
+    return null
+  }
+  const out = join(dir, `mem-${id}.json`)
+  for (let i = 0; i < 1200; i++) {
+    try {
+      const r = JSON.parse(readFileSync(out, 'utf8')) as { before: NodeJS.MemoryUsage; after?: NodeJS.MemoryUsage; handles: number }
+      return { before: mib(r.before), after: r.after ? mib(r.after) : undefined, handles: r.handles }
+    } catch {
+      await sleep(100) // not written yet (a snapshot of a large heap takes seconds)
+    }
+  }
+  return null
+}
+
+/** Objects a heap snapshot holds, by constructor name, for the names that say whether sessions or connections leaked. */
+function heapCounts(file: string): Record<string, { count: number; selfMiB: number }> {
+  const snap = JSON.parse(readFileSync(file, 'utf8')) as {
+    snapshot: { meta: { node_fields: string[]; node_types: [string[]] } }
+    nodes: number[]
+    strings: string[]
+  }
+  const fields = snap.snapshot.meta.node_fields
+  const width = fields.length
+  const typeAt = fields.indexOf('type')
+  const nameAt = fields.indexOf('name')
+  const sizeAt = fields.indexOf('self_size')
+  const objectType = snap.snapshot.meta.node_types[0].indexOf('object')
+  const byName = new Map<string, { count: number; self: number }>()
+  for (let i = 0; i < snap.nodes.length; i += width) {
+    if (snap.nodes[i + typeAt] !== objectType) continue
+    const name = snap.strings[snap.nodes[i + nameAt]]
+    const e = byName.get(name) ?? { count: 0, self: 0 }
+    e.count++
+    e.self += snap.nodes[i + sizeAt]
+    byName.set(name, e)
+  }
+  const out: Record<string, { count: number; selfMiB: number }> = {}
+  const top = [...byName].sort((a, b) => b[1].self - a[1].self).slice(0, 15)
+  const wanted = ['ClientSession', 'BackendConnection', 'Socket', 'TLSSocket', 'Pool', 'ReplyQueue', 'Timeout']
+  for (const [name, e] of [...top, ...[...byName].filter(([n]) => wanted.includes(n))])
+    out[name] = { count: e.count, selfMiB: Math.round((e.self / 1048576) * 10) / 10 }
+  return out
 }
 
 function procStats(pid: number): { rssMiB: number; fds: number } {
@@ -317,6 +481,12 @@ export interface SoakSummary {
   proxy: { ready: { rssMiB: number; fds: number }; load: { rssMiB: number; fds: number }; settled: { rssMiB: number; fds: number } }
   serverConnections: { max: Record<string, number>; poolSizes: Record<string, number>; maxTotal: number; maxCatalog: number }
   ledger: { acknowledged: number; present: number; missing: number }
+  /** Operations with no answer within the op timeout, each with whether an answer came later and the proxy's view of the client. */
+  hangs: HangRecord[]
+  /** The proxy's memory (process.memoryUsage in the proxy): ready, under load, and after the clients left, before and after a full GC. */
+  memory: { ready: ProxyMemory | null; load: ProxyMemory | null; settled: ProxyMemory | null; heap?: Record<string, { count: number; selfMiB: number }> }
+  /** Client sessions the proxy still had after every client left (SHOW CLIENTS, the console itself not counted). */
+  sessionsLeft: number
 }
 
 async function main(): Promise<void> {
@@ -342,9 +512,14 @@ async function main(): Promise<void> {
     const port = await freePort()
     const configPath = join(dir, 'pgtenant.yaml')
     writeFileSync(configPath, configYaml(port, server, 0))
+    const preload = join(dir, 'memory-probe.cjs')
+    writeFileSync(preload, PRELOAD)
     let proxyExits = 0
     const startProxyProcess = (): ChildProcess => {
-      const child = spawn(process.execPath, [cli, '--config', configPath], { stdio: ['ignore', 'ignore', 'pipe'] })
+      const child = spawn(process.execPath, ['--expose-gc', '--require', preload, cli, '--config', configPath], {
+        stdio: ['ignore', 'ignore', 'pipe'],
+        env: { ...process.env, PGTENANT_SOAK_DIR: dir },
+      })
       let stderr = ''
       child.stderr?.on('data', (d) => (stderr = (stderr + d).slice(-4000)))
       child.on('exit', (code, signal) => {
@@ -359,7 +534,37 @@ async function main(): Promise<void> {
     await waitForPort(port, 30_000)
     const proxyPid = (): number => (proxy as ChildProcess).pid as number
     const ready = procStats(proxyPid())
+    const memory: SoakSummary['memory'] = { ready: await proxyMemory(dir, proxyPid(), 'peek'), load: null, settled: null }
     log(`proxy ready: RSS ${ready.rssMiB} MiB, ${ready.fds} fds`)
+
+    // The admin console: the proxy's own view of a client that got no answer (SHOW CLIENTS).
+    const consoleUrl = `postgres://ops:ops_pw@127.0.0.1:${port}/pgtenant`
+    let adminConsole: pg.Client | null = null
+    const showClients = async (): Promise<Record<string, string>[]> => {
+      try {
+        if (!adminConsole) {
+          adminConsole = new pg.Client({ connectionString: consoleUrl })
+          adminConsole.on('error', () => (adminConsole = null))
+          await adminConsole.connect()
+        }
+        return (await adminConsole.query('SHOW CLIENTS')).rows as Record<string, string>[]
+      } catch (err) {
+        adminConsole = null
+        return [{ error: (err as Error).message }]
+      }
+    }
+    const hangStates = new Map<string, string>()
+    const lookUpHang = async (worker: number, index: number, rec: HangRecord): Promise<void> => {
+      const rows = await showClients()
+      const mine = rec.localPort === null ? undefined : rows.find((r) => typeof r.address === 'string' && r.address.endsWith(`:${rec.localPort}`))
+      const waiting = rows.filter((r) => r.state === 'waiting').length
+      const login = rows.filter((r) => r.state === 'login').length
+      const state = rows[0]?.error
+        ? `console: ${rows[0].error}`
+        : `${mine ? `client ${mine.id} ${mine.state} on ${mine.backend ?? '-'}` : rec.localPort === null ? 'client not identifiable' : 'client not in SHOW CLIENTS'}; ${rows.length} clients, ${waiting} waiting, ${login} logging in`
+      hangStates.set(`${worker}/${index}`, state)
+      log(`hung: worker ${worker} ${rec.lib} ${rec.what} started at ${rec.atS} s: ${state}`)
+    }
 
     // The server's view, on a direct superuser connection over the Unix socket.
     const direct = new pg.Client({ host: server.socketDir, port: server.port, user: 'postgres', database: 'postgres' })
@@ -416,7 +621,10 @@ async function main(): Promise<void> {
     const rampMs = opt.quick ? 8000 : 60_000
     const reports: WorkerReport[] = []
     let load = ready
-    const loadTimer = setTimeout(() => (load = procStats(proxyPid())), rampMs + 5000)
+    const loadTimer = setTimeout(() => {
+      load = procStats(proxyPid())
+      void proxyMemory(dir, proxyPid(), 'peek').then((m) => (memory.load = m))
+    }, rampMs + 5000)
     const started = Date.now()
     await Promise.all(
       Array.from({ length: opt.procs }, (_, i) => {
@@ -428,13 +636,17 @@ async function main(): Promise<void> {
           rampMs,
           thinkMs: opt.quick ? [300, 2000] : [1000, 9000],
           hangupRate: 0.02,
+          hangGraceMs: opt.quick ? 30_000 : 120_000,
           pgjsShare: 0.3,
           opTimeoutMs: 60_000,
         }
         const child = fork(fileURLToPath(import.meta.url), ['--worker', JSON.stringify(wo)], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] })
         workers.push(child)
         return new Promise<void>((res) => {
-          child.on('message', (m) => reports.push(m as WorkerReport))
+          child.on('message', (m: WorkerReport | { hang: HangRecord; worker: number; index: number }) => {
+            if ('hang' in m) void lookUpHang(m.worker, m.index, m.hang)
+            else reports.push(m)
+          })
           child.on('exit', (code) => {
             if (code !== 0) log(`client process ${i + 1} exited with ${code}`)
             res()
@@ -456,6 +668,12 @@ async function main(): Promise<void> {
     }
     await sleep(2000)
     settled = procStats(proxyPid())
+    const left = await showClients()
+    const sessionsLeft = left[0]?.error ? -1 : left.filter((r) => r.database !== 'pgtenant').length
+    await (adminConsole as pg.Client | null)?.end().catch(() => undefined)
+    // Memory after the clients left, before and after two full GCs: what is still referenced (a leak) or only not given back.
+    memory.settled = await proxyMemory(dir, proxyPid(), opt.heapSnapshot ? 'snapshot' : 'gc', opt.heapSnapshot ?? undefined)
+    if (opt.heapSnapshot) memory.heap = heapCounts(opt.heapSnapshot)
 
     // The ledger: every acknowledged commit must be there.
     const acknowledged = reports.flatMap((r) => r.committed)
@@ -497,6 +715,9 @@ async function main(): Promise<void> {
       proxy: { ready, load, settled },
       serverConnections: { max: { main: maxSeen.soak, other: maxSeen.soak_other }, poolSizes: { ...POOLS }, maxTotal, maxCatalog },
       ledger: { acknowledged: acknowledged.length, present, missing: acknowledged.length - present },
+      hangs: reports.flatMap((r) => r.hangs.map((h, i) => ({ ...h, proxyState: hangStates.get(`${r.id}/${i}`) }))),
+      memory,
+      sessionsLeft,
     }
     stopping = true
     console.log(formatSummary(summary))
@@ -529,7 +750,25 @@ function formatSummary(s: SoakSummary): string {
     `  server connections (pg_stat_activity) max: main ${s.serverConnections.max.main}/${s.serverConnections.poolSizes.main}, other ${s.serverConnections.max.other}/${s.serverConnections.poolSizes.other}, total ${s.serverConnections.maxTotal}; the proxy's catalog reads (outside the pools) ${s.serverConnections.maxCatalog}`,
     `  ledger: ${s.ledger.acknowledged} acknowledged commits, ${s.ledger.present} present, ${s.ledger.missing} missing`,
     `  client errors by kind:${errs ? '\n' + errs : ' none'}`,
+    `  hung operations:${s.hangs.length === 0 ? ' none' : ''}`,
+    ...s.hangs.map(
+      (h) =>
+        `    ${h.lib} ${h.what} at ${h.atS} s: ${h.answeredAfterS === null ? 'no answer within the grace' : `answered after ${h.answeredAfterS} s`}; proxy: ${h.proxyState ?? '?'}`,
+    ),
+    `  proxy memory (MiB; rss / heapUsed / heapTotal / external / arrayBuffers): ready ${fmtMem(s.memory.ready?.before)}, under load ${fmtMem(s.memory.load?.before)}, ` +
+      `settled ${fmtMem(s.memory.settled?.before)}, settled after full GC ${fmtMem(s.memory.settled?.after)}; active handles settled ${s.memory.settled?.handles ?? '?'}; client sessions left ${s.sessionsLeft}`,
+    ...(s.memory.heap
+      ? [
+          `  heap snapshot (after the clients left): ${Object.entries(s.memory.heap)
+            .map(([n, e]) => `${n} ${e.count} (${e.selfMiB} MiB)`)
+            .join(', ')}`,
+        ]
+      : []),
   ].join('\n')
+}
+
+function fmtMem(m: MemoryUsageMiB | undefined): string {
+  return m ? `${m.rssMiB}/${m.heapUsedMiB}/${m.heapTotalMiB}/${m.externalMiB}/${m.arrayBuffersMiB}` : '?'
 }
 
 if (process.argv[2] === '--worker') {
