@@ -19,7 +19,7 @@ export const METRICS = {
     name: 'pgtenant_client_connections_refused_total',
     type: 'counter',
     labels: ['reason'],
-    help: 'Client connections refused: auth, limit, shutdown, protocol',
+    help: 'Client connections refused: auth (see pgtenant_auth_failures_total), limit, shutdown, protocol, unknown_database (3D000), replication, replication_rate_limited',
   },
   cancelRequests: {
     name: 'pgtenant_cancel_requests_total',
@@ -31,7 +31,7 @@ export const METRICS = {
     name: 'pgtenant_auth_failures_total',
     type: 'counter',
     labels: ['reason'],
-    help: 'Failed client authentications by reason: unknown_user, wrong_password, md5_hash_with_scram, unsupported_mechanism, not_admin (the client sees the same message for the first three)',
+    help: 'Failed client authentications by reason: unknown_user, wrong_password, md5_hash_with_scram, unsupported_mechanism, not_admin (the client sees the same message for the first three); passthrough_rejected (the server refused the password), passthrough_needs_tls (cleartext over a non-loopback connection without TLS), passthrough_no_backend, passthrough_server_error (the server could not be reached to check)',
   },
   ready: {
     name: 'pgtenant_ready',

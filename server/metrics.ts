@@ -103,7 +103,7 @@ export class Metrics implements SessionMetrics {
     this.c.cancelRequests.inc({ result })
   }
 
-  clientRefused(reason: 'auth' | 'limit' | 'shutdown' | 'protocol' | 'replication' | 'replication_rate_limited', detail?: string): void {
+  clientRefused(reason: 'auth' | 'limit' | 'shutdown' | 'protocol' | 'replication' | 'replication_rate_limited' | 'unknown_database', detail?: string): void {
     this.c.clientRefused.inc({ reason })
     if (reason === 'auth') this.c.authFailures.inc({ reason: detail ?? 'other' })
   }

@@ -49,7 +49,7 @@ export class Observers implements SessionMetrics {
     this.prometheus?.clientAccepted()
   }
 
-  clientRefused(reason: 'auth' | 'limit' | 'shutdown' | 'protocol' | 'replication' | 'replication_rate_limited', detail?: string): void {
+  clientRefused(reason: 'auth' | 'limit' | 'shutdown' | 'protocol' | 'replication' | 'replication_rate_limited' | 'unknown_database', detail?: string): void {
     this.prometheus?.clientRefused(reason, detail)
   }
 

@@ -32,7 +32,7 @@ export interface SessionMetrics {
   transactionDone(session: ClientSession): void
   clientAccepted(): void
   /** `detail`: for auth, why (unknown_user, wrong_password, …): pgtenant_auth_failures_total{reason}. */
-  clientRefused(reason: 'auth' | 'limit' | 'shutdown' | 'protocol' | 'replication' | 'replication_rate_limited', detail?: string): void
+  clientRefused(reason: 'auth' | 'limit' | 'shutdown' | 'protocol' | 'replication' | 'replication_rate_limited' | 'unknown_database', detail?: string): void
 }
 
 export interface ProxyContext {

@@ -7,6 +7,8 @@ import { loadConfig } from '../config.js'
 import { formatRoute } from '../../routing/placement.js'
 import type { Proxy } from '../proxy.js'
 import type { ClientSession } from '../session.js'
+import { loginMethod } from '../client-auth.js'
+import type { Config, UserConfig } from '../config-types.js'
 
 type Rows = (string | number | boolean | null)[][]
 
@@ -302,20 +304,31 @@ export class AdminConsole {
         )
       }
       case 'users':
-        return table(
-          ['name', 'tenant', 'bypass', 'admin', 'password', 'clients'],
-          Object.entries(p.config.users).map(([name, u]) => [
-            name,
-            u.tenant ?? null,
-            u.bypass,
-            u.admin,
-            u.password.startsWith('SCRAM-SHA-256$') ? 'scram-sha-256' : /^md5[0-9a-f]{32}$/.test(u.password) ? 'md5' : 'plain',
-            [...p.sessions.values()].filter((s) => s.user === name).length,
-          ]),
-        )
+        return table(['name', 'tenant', 'bypass', 'admin', 'password', 'clients'], this.userRows())
       default:
         throw adminError('42601', `unknown SHOW item "${what}"`, COMMANDS)
     }
+  }
+
+  /** Configured users, then users logged in without an entry (passthrough, trust: loopback) while they have clients. */
+  private userRows(): Rows {
+    const p = this.proxy
+    const clients = new Map<string, ClientSession[]>()
+    for (const s of p.sessions.values()) if (s.user) clients.set(s.user, [...(clients.get(s.user) ?? []), s])
+    const rows: Rows = Object.entries(p.config.users).map(([name, u]) => [
+      name,
+      u.tenant ?? null,
+      u.bypass,
+      u.admin,
+      passwordKind(p.config, u),
+      clients.get(name)?.length ?? 0,
+    ])
+    for (const [name, sessions] of clients) {
+      if (Object.hasOwn(p.config.users, name)) continue
+      const loggedIn = sessions.filter((s) => s.userConfig && !s.isAdminConsole) // logged in, not still authenticating
+      if (loggedIn.length) rows.push([name, null, false, false, loginMethod(p.config, undefined, loggedIn[0].socket.remoteAddress), loggedIn.length])
+    }
+    return rows
   }
 
   private explainRewrite(tenant: string | null, statement: string): Buffer[] {
@@ -378,4 +391,11 @@ function configRows(p: Proxy): Rows {
       `password=*** ${u.tenant !== undefined ? `tenant=${u.tenant} ` : ''}${u.bypass ? 'bypass ' : ''}${u.admin ? 'admin' : ''}`.trim(),
     ])
   return rows
+}
+
+/** How a configured user logs in: the kind of its password, or trust / passthrough (never the password itself). */
+function passwordKind(config: Config, u: UserConfig): string {
+  if (u.trust) return 'trust'
+  if (u.password === '') return config.passthrough ? 'passthrough' : 'none'
+  return u.password.startsWith('SCRAM-SHA-256$') ? 'scram-sha-256' : /^md5[0-9a-f]{32}$/.test(u.password) ? 'md5' : 'plain'
 }

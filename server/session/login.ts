@@ -62,6 +62,7 @@ function finishLogin(host: LoginHost, user: UserConfig, params: Record<string, s
   const database = resolveDatabase(ctx.config, session.database)
   if (!database) {
     session.log.warn({ reason: 'unknown_database' }, 'client refused: database does not exist')
+    ctx.metrics?.clientRefused('unknown_database')
     return session.fatal('3D000', `database "${session.database}" does not exist`)
   }
   setSessionDatabase(session, database)

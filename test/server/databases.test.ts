@@ -27,12 +27,17 @@ async function currentDatabase(url: string, options?: string): Promise<string> {
 t.test('without databases: backend names and their URLs databases; anything else is 3D000', async (t) => {
   const proxy = await startProxy(`
 listen: 127.0.0.1:$PROXY_PORT
+metrics: 127.0.0.1:0
 users: { app: { password: app_pw } }
 backends:
   main:  { url: "postgres://${auth}@127.0.0.1:${server.port}/postgres", pool: 2 }
   other: { url: "postgres://${auth}@127.0.0.1:${server.port}/other_db", pool: 2 }
 placement: { default: main }
 `)
+  const refused = async (): Promise<number> => {
+    const m = await proxy.proxy.metrics.prometheus!.registry.getSingleMetric('pgtenant_client_connections_refused_total')!.get()
+    return m.values.find((v) => v.labels.reason === 'unknown_database')?.value ?? 0
+  }
   t.teardown(() => proxy.stop())
   t.equal(await currentDatabase(proxy.url('app', 'app_pw', 'postgres')), 'postgres', 'the URL database of main')
   t.equal(await currentDatabase(proxy.url('app', 'app_pw', 'main')), 'postgres', 'the backend name main')
@@ -51,6 +56,7 @@ placement: { default: main }
     PGPASSWORD: 'app_pw',
   })
   t.match(noDb.stderr, /database "app" does not exist/, 'the default database name (the user name) is checked too')
+  t.equal(await refused(), 3, 'each 3D000 refusal counted: pgtenant_client_connections_refused_total{reason="unknown_database"}')
 })
 
 t.test('databases: mapped names reach their server database; "*" is the fallback; tenant routing stays for the routing database', async (t) => {

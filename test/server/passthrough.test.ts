@@ -30,6 +30,7 @@ listen: 127.0.0.1:$PROXY_PORT
 metrics: 127.0.0.1:0
 users:
   app: { password: app_pw }
+  boss: { password: boss_pw, admin: true }
   pt_ops: { bypass: true }
 passthrough: { cache_ttl_ms: 60000 }
 backends:
@@ -61,6 +62,23 @@ backends:
   t.equal(psqlRight.stdout.trim(), 'pt_user', 'psql logs in with the right password')
   const listed = await loginError(proxy.url('app', 'wrong'))
   t.equal(listed?.code, '28P01', 'a listed user with a password is still checked against it (SCRAM with the proxy), not on the server')
+  // SHOW USERS: listed users with their login kind, and unlisted passthrough users while they have clients
+  const held = new pg.Client({ connectionString: proxy.url('pt_user', 'pt pw') })
+  await held.connect()
+  t.teardown(() => held.end())
+  const admin = new pg.Client({ connectionString: proxy.url('boss', 'boss_pw', 'pgtenant') })
+  await admin.connect()
+  t.teardown(() => admin.end())
+  t.same(
+    (await admin.query('SHOW USERS')).rows.map((u) => [u.name, u.password, u.clients]),
+    [
+      ['app', 'plain', '0'],
+      ['boss', 'plain', '1'], // this console
+      ['pt_ops', 'passthrough', '0'],
+      ['pt_user', 'passthrough', '1'],
+    ],
+    'SHOW USERS: the passthrough user with a client appears, with its login kind',
+  )
 })
 
 t.test('without passthrough, an unlisted user cannot log in', async (t) => {
