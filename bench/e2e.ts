@@ -8,7 +8,9 @@
 // Options: --rounds N, --seconds S, --clients 1,10,50,200, --tenant-clients 10,50,
 // --pool N (server pool size of both proxies), --workers N (pgtenant processes), --idle N (idle clients for the memory test),
 // --only select,tenant,storm,memory, --no-install (don't apt-get install pgbouncer),
-// --out FILE (default bench/RESULTS.md).
+// --out FILE (default bench/RESULTS.md), --baseline DIST/server/cli.js (an older pgtenant build, e.g. a
+// `git worktree` of an earlier commit built with `npm run build`, run as a fifth target "pgtenant (baseline)"
+// with the same configuration: an A/B of two versions in the same interleaved run).
 //
 // What it does: starts its own PostgreSQL (test/helpers/pg-server.ts), loads pgbench's
 // tables and a multi-tenant schema, starts PgBouncer (installing Debian's package when it is
@@ -24,7 +26,7 @@ import { spawn, spawnSync } from 'node:child_process'
 import { createInterface } from 'node:readline'
 import { startPostgres, type PgServer } from '../test/helpers/pg-server.js'
 import { treeCpuSeconds, treeRssBytes, sleep, runCmd, withRaisedNofile, killPid } from './e2e/proc.js'
-import { ensurePgbouncer, startPgbouncer, startPgtenant, startNodePipe, pgtenantTarget, directTarget, usable, type Target } from './e2e/targets.js'
+import { ensurePgbouncer, startPgbouncer, startPgtenant, startNodePipe, pgtenantTarget, directTarget, usable, isPgtenant, type Target } from './e2e/targets.js'
 import { runPgbench, runPgbenchGroup, pgbenchBin, type PgbenchRun, type QueryMode, type PgbenchResult } from './e2e/pgbench.js'
 import { machineDescription, resultsTable, memoryTable, summarize, fmtTps, type Cell, type CaseRow, type RoundResult, type MemoryResult } from './e2e/report.js'
 
@@ -80,6 +82,7 @@ const opt = {
   only: new Set(argValue('--only')?.split(',') ?? ['select', 'tenant', 'storm', 'memory']),
   install: !process.argv.includes('--no-install'),
   out: resolve(argValue('--out') ?? join(root, 'bench', 'RESULTS.md')),
+  baseline: argValue('--baseline'),
 }
 const USER = 'app'
 const PASSWORD = 'app_pw'
@@ -156,7 +159,7 @@ function pgbenchRuns(c: Case, t: Target): PgbenchRun[] {
     const clients = Math.floor(c.clients / tenants.length) + (i < c.clients % tenants.length ? 1 : 0)
     const defines = { accounts: String(opt.accountsPerTenant), tenant: String(tenant) }
     const threads = c.mode === 'prepared' ? clients : 1
-    if (t.name === 'pgtenant')
+    if (isPgtenant(t))
       return {
         ...base,
         port: t.tenantPort,
@@ -194,6 +197,27 @@ async function measure(c: Case, t: Target, bin: string, work: string, pmPid: num
   }
 }
 
+/** An older pgtenant build (`--baseline`), configured exactly as the current one. */
+async function startBaseline(baselineCli: string, server: PgServer, verifier: string, maxClients: number): Promise<Target> {
+  const baseRoot = resolve(dirname(baselineCli), '..', '..')
+  const rev = spawnSync('git', ['-C', baseRoot, 'describe', '--always', '--dirty'], { encoding: 'utf8' }).stdout.trim() || baselineCli
+  const common = {
+    cli: resolve(baselineCli),
+    pgPort: server.port,
+    database: DB,
+    user: USER,
+    secret: verifier,
+    backendPassword: PASSWORD,
+    poolSize: opt.pool,
+    maxClients,
+    workers: opt.workers,
+  }
+  const [plain, tenant] = await Promise.all([startPgtenant({ ...common, tenant: false }), startPgtenant({ ...common, tenant: true })])
+  const t = pgtenantTarget(plain, tenant, `pgtenant ${rev} (baseline)`, 'pgtenant (baseline)')
+  log(t.available ? `baseline pgtenant ${rev} on ports ${t.port} and ${t.tenantPort}` : `baseline unavailable: ${t.reason}`)
+  return t
+}
+
 // ------------------------------------------------------------------ memory
 
 interface HolderEvent {
@@ -215,7 +239,7 @@ async function idleMemory(t: Target, count: number): Promise<MemoryResult> {
   const port = workload === 'tenant' ? t.tenantPort : t.port
   // pgtenant's tenant instance gets each client's tenant as a startup option, as apps do;
   // PgBouncer 1.18 rejects the `options` startup parameter, so its clients send none.
-  const tenants = t.name === 'pgtenant' && workload === 'tenant' ? tenantSet().map(String) : undefined
+  const tenants = isPgtenant(t) && workload === 'tenant' ? tenantSet().map(String) : undefined
   const holderArgs = JSON.stringify({ port, user: USER, password: PASSWORD, database: DB, count, concurrency: 64, tenants, timeoutMs: 240_000 })
   await sleep(500)
   res.rssBefore = treeRssBytes(pid)
@@ -343,6 +367,7 @@ async function main(): Promise<void> {
   const pipe = await startNodePipe(join(here, 'e2e', 'node-pipe.js'), server.port)
   log(pipe.available ? `Node pipe (reference) on port ${pipe.port}` : `Node pipe unavailable: ${pipe.reason}`)
   targets = [direct, bouncer, tenantTarget, pipe]
+  if (opt.baseline) targets.push(await startBaseline(opt.baseline, server, verifier, maxClients))
   const names = targets.map((t) => t.name)
 
   const work = mkdtempSync(join(tmpdir(), 'pgtenant-bench-work-'))

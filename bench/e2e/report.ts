@@ -146,7 +146,7 @@ export function resultsTable(cases: CaseRow[], targets: string[], footnotes: str
           fmtMs(s.p99),
           s.proxyCpuPer1k === null ? '—' : fmt(s.proxyCpuPer1k, 3),
           fmt(s.pgCpuPer1k, 3),
-          t === 'pgtenant' || t === 'Node pipe' ? fmtRatio(s.tps, sums.get('PgBouncer')?.tps) : '',
+          t.startsWith('pgtenant') || t === 'Node pipe' ? fmtRatio(s.tps, sums.get('PgBouncer')?.tps) : '',
           t === 'direct' ? '' : fmtRatio(s.tps, sums.get('direct')?.tps),
         )
       }

@@ -9,7 +9,12 @@ import { join } from 'node:path'
 import { freePort } from '../../test/helpers/pg-server.js'
 import { waitForPort, findInTree, killPid, withRaisedNofile, sleep, nofileLimit } from './proc.js'
 
-export type TargetName = 'direct' | 'PgBouncer' | 'pgtenant' | 'Node pipe'
+export type TargetName = 'direct' | 'PgBouncer' | 'pgtenant' | 'pgtenant (baseline)' | 'Node pipe'
+
+/** pgtenant, or an older build of it started with `--baseline` for an A/B in the same run. */
+export function isPgtenant(t: { name: TargetName }): boolean {
+  return t.name === 'pgtenant' || t.name === 'pgtenant (baseline)'
+}
 
 export interface Target {
   name: TargetName
@@ -278,10 +283,10 @@ export async function startPgtenant(o: PgtenantOptions): Promise<PgtenantInstanc
   return { ok: true, port, pid: child.pid ?? null, logPath, stop, kill }
 }
 
-export function pgtenantTarget(plain: PgtenantInstance, tenant: PgtenantInstance, version: string): Target {
+export function pgtenantTarget(plain: PgtenantInstance, tenant: PgtenantInstance, version: string, name: TargetName = 'pgtenant'): Target {
   const reasons = [plain, tenant].filter((i) => !i.ok).map((i) => i.reason)
   return {
-    name: 'pgtenant',
+    name,
     available: plain.ok || tenant.ok,
     reason: reasons.length ? reasons.join('; ') : undefined,
     port: plain.port,
@@ -308,7 +313,7 @@ export function pgtenantTarget(plain: PgtenantInstance, tenant: PgtenantInstance
 /** Whether an instance is usable for a workload (pgtenant may start one config and not the other). */
 export function usable(t: Target, workload: 'plain' | 'tenant'): boolean {
   if (!t.available) return false
-  if (t.name !== 'pgtenant') return true
+  if (!isPgtenant(t)) return true
   return t.proxyPid(workload) !== null
 }
 
