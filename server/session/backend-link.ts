@@ -196,8 +196,10 @@ export abstract class SessionBackendLink extends SessionAnswers {
    */
   protected maybeRelease(): void {
     const conn = this.backend
-    if (!conn || !this.queue.settled || this.txStatus !== 'I') return
-    if (this.poolMode !== 'transaction' || this.toBackend.length > 0) return
+    if (!conn || !this.queue.settled || this.txStatus !== 'I' || this.toBackend.length > 0) return
+    // The transaction is over: what it used may now be evicted (backend/prepared.ts), also on a connection the session keeps.
+    conn.prepared.epoch++
+    if (this.poolMode !== 'transaction') return
     if (this.cursorCheck) return this.askForHeldCursors(conn)
     if (this.pinned) return
     this.backend = null
