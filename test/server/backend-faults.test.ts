@@ -17,6 +17,7 @@ import { join } from 'node:path'
 import { FaultServer, FAULTS, type Stage } from '../helpers/fault-server.js'
 import { startPostgres, ROLES, type PgServer } from '../helpers/pg-server.js'
 import { startProxy, psqlArgs, selfSignedCert, type RunningProxy } from '../helpers/proxy.js'
+import { waitFor } from '../helpers/wait.js'
 
 const CONNECT_TIMEOUT_MS = 700
 /** How long server/session/cleanup.ts waits for a vanished client's connection to become idle before closing it. */
@@ -244,7 +245,7 @@ t.test('PostgreSQL restarted under load (pg_ctl restart -m fast, TLS, default ss
   const asPostgres = process.getuid?.() === 0 ? ['runuser', '-u', 'postgres', '--'] : []
   for (let round = 1; round <= 3; round++) {
     const before = ok
-    await waitFor(() => ok > before + 200, 10000, 'load is running')
+    await waitFor('load is running', () => ok > before + 200, 10000)
     await new Promise<void>((resolve, reject) => {
       const [cmd, ...args] = [
         ...asPostgres,
@@ -264,7 +265,7 @@ t.test('PostgreSQL restarted under load (pg_ctl restart -m fast, TLS, default ss
       child.on('close', (code) => (code === 0 ? resolve() : reject(new Error(`pg_ctl restart exited ${code}`))))
     })
     const after = ok
-    await waitFor(() => ok > after + 200, 20000, `queries succeed again after restart ${round}`)
+    await waitFor(`queries succeed again after restart ${round}`, () => ok > after + 200, 20000)
     t.pass(`restart ${round}: the proxy is up and serving`)
   }
   running = false
@@ -276,11 +277,3 @@ t.test('PostgreSQL restarted under load (pg_ctl restart -m fast, TLS, default ss
   t.equal((await c.query('SELECT 41 + 1 AS v')).rows[0].v, 42, 'a new client is served')
   await c.end()
 })
-
-async function waitFor(cond: () => boolean, ms: number, what: string): Promise<void> {
-  const deadline = Date.now() + ms
-  while (!cond()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting: ${what}`)
-    await new Promise((r) => setTimeout(r, 20))
-  }
-}

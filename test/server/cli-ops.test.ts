@@ -9,6 +9,7 @@ import { join } from 'node:path'
 import { spawn } from 'node:child_process'
 import { startPostgres, ROLES, freePort } from '../helpers/pg-server.js'
 import { startCli, CLI } from '../helpers/cli.js'
+import { waitForRunning } from '../helpers/wait.js'
 
 const server = await startPostgres()
 t.teardown(() => server.stop())
@@ -61,7 +62,7 @@ t.test('SIGTERM: idle clients closed, a running transaction finishes, no new tra
   await busy.connect()
   await busy.query('BEGIN')
   const slow = busy.query('SELECT pg_sleep(1) AS slept')
-  await new Promise((r) => setTimeout(r, 200))
+  await waitForRunning(server, 'SELECT pg_sleep(1) AS slept')
   const signalled = Date.now()
   cli.child.kill('SIGTERM')
   await cli.waitFor(/draining 1 clients, up to 30 s/)
@@ -93,7 +94,7 @@ t.test('a second SIGTERM, or SIGINT, shuts down at once', async (t) => {
     await c.connect()
     await c.query('BEGIN')
     const stuck = c.query('SELECT pg_sleep(60)').catch((e: Error) => e)
-    await new Promise((r) => setTimeout(r, 200))
+    await waitForRunning(server, 'SELECT pg_sleep(60)')
     cli.child.kill('SIGTERM')
     await cli.waitFor(/draining 1 clients/)
     const t0 = Date.now()
@@ -112,7 +113,7 @@ t.test('a second SIGTERM, or SIGINT, shuts down at once', async (t) => {
   c.on('error', () => undefined)
   await c.connect()
   const stuck = c.query('SELECT pg_sleep(60)').catch((e: Error) => e)
-  await new Promise((r) => setTimeout(r, 200))
+  await waitForRunning(server, 'SELECT pg_sleep(60)')
   const t0 = Date.now()
   cli.child.kill('SIGINT')
   t.equal(await exited(cli.child), 0)

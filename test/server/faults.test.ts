@@ -6,6 +6,7 @@ import pg from 'pg'
 import { startPostgres } from '../helpers/pg-server.js'
 import { startProxy, basicYaml, run, psqlArgs, selfSignedCert } from '../helpers/proxy.js'
 import { decodeFields } from '../../server/protocol/backend.js'
+import { waitForRunning } from '../helpers/wait.js'
 
 const server = await startPostgres()
 t.teardown(() => server.stop())
@@ -157,7 +158,7 @@ t.test('a server connection killed mid-query: only its client gets the FATAL and
     () => null,
     (e) => e,
   )
-  await new Promise((r) => setTimeout(r, 500))
+  await waitForRunning(server, 'SELECT pg_sleep(20)')
   server.sql("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE query = 'SELECT pg_sleep(20)'")
   victim.on('error', () => undefined)
   const e = await running

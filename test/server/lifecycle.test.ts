@@ -9,6 +9,7 @@ import { join } from 'node:path'
 import { startPostgres, ROLES, freePort } from '../helpers/pg-server.js'
 import { run, psqlArgs } from '../helpers/proxy.js'
 import { startCli } from '../helpers/cli.js'
+import { waitForRunning } from '../helpers/wait.js'
 
 const server = await startPostgres()
 t.teardown(() => server.stop())
@@ -54,7 +55,7 @@ t.test('SIGHUP reloads users without dropping connections; a broken file keeps t
   // SIGTERM: a running transaction may finish; then the process exits.
   await held.query('BEGIN')
   const slow = held.query('SELECT pg_sleep(0.7) AS done')
-  await new Promise((r) => setTimeout(r, 100))
+  await waitForRunning(server, 'SELECT pg_sleep(0.7) AS done')
   cli.child.kill('SIGTERM')
   t.same((await slow).rows, [{ done: '' }], 'the running query finished during the drain')
   await held.query('COMMIT').catch(() => undefined)

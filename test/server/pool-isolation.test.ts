@@ -10,6 +10,7 @@ import { serialize } from '../../server/protocol/pg-protocol.js'
 import { decodeFields } from '../../server/protocol/backend.js'
 import { startPostgres, ROLES } from '../helpers/pg-server.js'
 import { startProxy, basicYaml, type RunningProxy } from '../helpers/proxy.js'
+import { waitFor } from '../helpers/wait.js'
 
 const server = await startPostgres()
 t.teardown(() => server.stop())
@@ -138,14 +139,6 @@ const Q = (sql: string): Buffer => serialize.query(sql)
 const appUrl = (p: RunningProxy): string => p.url('app', 'app_pw', 'postgres')
 const count = (table: string): string => server.sql(`SELECT count(*) FROM ${table}`).trim()
 const sessionOf = (p: RunningProxy, c: pg.Client) => [...p.proxy.sessions.values()].find((s) => s.pid === (c as unknown as { processID: number }).processID)
-
-async function waitFor(what: string, cond: () => boolean | Promise<boolean>, ms = 8000): Promise<void> {
-  const end = Date.now() + ms
-  while (!(await cond())) {
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`)
-    await new Promise((r) => setTimeout(r, 20))
-  }
-}
 
 async function pgClient(url: string): Promise<pg.Client> {
   const c = new pg.Client({ connectionString: url })

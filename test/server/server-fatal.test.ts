@@ -8,6 +8,7 @@ import pg from 'pg'
 import postgres from 'postgres'
 import { startPostgres, ROLES } from '../helpers/pg-server.js'
 import { startProxy, basicYaml, run, type RunningProxy } from '../helpers/proxy.js'
+import { waitFor } from '../helpers/wait.js'
 
 const server = await startPostgres()
 t.teardown(() => server.stop())
@@ -23,14 +24,6 @@ const targets: [string, string][] = [
   ['transaction pooling', through(tx)],
   ['session pooling', through(session)],
 ]
-
-async function waitFor(what: string, cond: () => boolean | Promise<boolean>, timeoutMs = 20_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs
-  while (!(await cond())) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`)
-    await new Promise((r) => setTimeout(r, 25))
-  }
-}
 
 interface Watched {
   client: pg.Client

@@ -7,6 +7,7 @@ import t, { type Test } from 'tap'
 import postgres from 'postgres'
 import { startPostgres, ROLES } from '../helpers/pg-server.js'
 import { startProxy, basicYaml } from '../helpers/proxy.js'
+import { waitFor } from '../helpers/wait.js'
 
 const server = await startPostgres()
 t.teardown(() => server.stop())
@@ -32,13 +33,15 @@ function threeClients(t: Test, url: string): postgres.Sql[] {
 async function whileHeld<T>(holders: postgres.Sql[], f: () => Promise<T>): Promise<T> {
   let release = (): void => undefined
   const held = new Promise<void>((r) => (release = r))
+  let inside = 0
   const open = holders.map((s) =>
     s.begin(async (tx) => {
       await tx`SELECT 1`
+      inside++
       await held
     }),
   )
-  await new Promise((r) => setTimeout(r, 200))
+  await waitFor('every holder inside its transaction', () => inside === holders.length)
   try {
     return await f()
   } finally {
