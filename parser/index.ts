@@ -13,7 +13,7 @@
 // something (a tenant column value in INSERT/UPDATE) are re-checked against the tenant on every
 // use; statements where a literal changes the decision itself (SET, SHOW, set_config) are never
 // shared by the normalised key.
-import { loadModule } from 'libpg-query'
+import { loadModule, parseSync } from 'libpg-query'
 import type { RewriteContext, RewriteResult, StatementPlan, Refusal, SchemaFacts } from './types.js'
 import { analyze, TENANT, type Plan, type Part, type CompiledStmt } from './analyze.js'
 import { normalizeLiterals, decodeSimpleLiteral, type Normalized } from './scan.js'
@@ -28,10 +28,13 @@ let loaded: Promise<void> | null = null
 /** Loads libpg-query's WASM module once; call (and await) before rewriteQuery. */
 export function initParser(): Promise<void> {
   if (!loaded)
-    loaded = loadModule().catch((e) => {
-      loaded = null // let a later call retry
-      throw e
-    })
+    loaded = loadModule()
+      // the first parse after loading pays for compiling the parser (~200 ms here): here, not in a client's first statement
+      .then(() => void parseSync('SELECT a.b FROM c JOIN d ON c.e = d.f WHERE g = $1 AND h IN (SELECT 1) ORDER BY 1 LIMIT 2'))
+      .catch((e) => {
+        loaded = null // let a later call retry
+        throw e
+      })
   return loaded
 }
 
