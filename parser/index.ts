@@ -25,12 +25,16 @@ export { quoteLiteral, quoteIdent } from './quote.js'
 export { guardViolationColumn } from './rewrite/tenant-value.js'
 
 let loaded: Promise<void> | null = null
+const WARM_UP =
+  "SELECT a.b, count(*) FROM c JOIN d ON c.e = d.f WHERE g = $1 AND h IN (SELECT 1) GROUP BY 1 ORDER BY 1 LIMIT 2; BEGIN; SET x = 'y'; " +
+  "INSERT INTO t (a, b) VALUES (1, 'x') ON CONFLICT (a) DO UPDATE SET b = EXCLUDED.b RETURNING *; UPDATE t SET a = a + 1 FROM u WHERE t.b = u.b; " +
+  'DELETE FROM t WHERE a = 1; WITH w AS (SELECT 1) SELECT * FROM w; COMMIT'
 /** Loads libpg-query's WASM module once; call (and await) before rewriteQuery. */
 export function initParser(): Promise<void> {
   if (!loaded)
     loaded = loadModule()
       // the first parse after loading pays for compiling the parser (~200 ms here): here, not in a client's first statement
-      .then(() => void parseSync('SELECT a.b FROM c JOIN d ON c.e = d.f WHERE g = $1 AND h IN (SELECT 1) ORDER BY 1 LIMIT 2'))
+      .then(() => void parseSync(WARM_UP))
       .catch((e) => {
         loaded = null // let a later call retry
         throw e
