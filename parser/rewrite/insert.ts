@@ -202,10 +202,13 @@ function checkSelectList(cx: RewriteState, tg: Target, sel: SelectStmt, cols: st
   tenantValue(cx, target.val, a, b, tg.key, tg.col, 'INSERT into')
 }
 
-/** ON CONFLICT DO UPDATE: SET of the tenant column guarded, the update restricted to the tenant's rows (its WHERE). */
+/**
+ * ON CONFLICT DO UPDATE: SET of the tenant column guarded (unless it is EXCLUDED.col, see isOwnValue),
+ * the update restricted to the tenant's rows (its WHERE).
+ */
 function onConflictUpdate(cx: RewriteState, tg: Target, oc: OnConflictClause): void {
   const t = cx.toks
-  setTargets(cx, oc.targetList ?? [], tg.key, tg.col, new Set(['where', 'returning']), 'INSERT … ON CONFLICT DO UPDATE of')
+  setTargets(cx, oc.targetList ?? [], tg.key, tg.col, new Set(['where', 'returning']), 'INSERT … ON CONFLICT DO UPDATE of', 'excluded')
   // WHERE of the DO UPDATE: after "DO"
   let i = cx.tokAt(cx.c(oc.location!))
   const d = t[i].d

@@ -1,6 +1,7 @@
 // The tenant constant and the values written into a tenant column (INSERT, UPDATE SET, ON CONFLICT
-// DO UPDATE SET, MERGE): T, T::<column type>, or the execution-time guard
-// `CASE (<e>)::<type> WHEN T THEN T::<type> ELSE <failing cast> END`.
+// DO UPDATE SET, MERGE): T, T::<column type>, the execution-time guard
+// `CASE WHEN (<e>)::<type> = T THEN T::<type> ELSE <failing cast of NULLIF((<e>)::<type>, T::<type>)> END`
+// (parser/rewrite/tenant-value.ts, guard), and in ON CONFLICT DO UPDATE SET the column's own value.
 import { parseSync } from 'libpg-query'
 import { Fail, type N, type VerifyState } from './state.js'
 import { isOp, nodeType, strings } from './nodes.js'
@@ -42,8 +43,13 @@ function isTypedTenant(vs: VerifyState, n: N, key: string): boolean {
   return !!tc && nodeType(n) === 'TypeCast' && isTenantConst(vs, tc.arg) && typeKey(tc.typeName) === columnTypeKey(vs, key)
 }
 
-/** The ELSE of the guard: a cast chain containing `(… || '<not a number>')::int4`, which can only fail (or give NULL). */
-function isRaise(n: N): boolean {
+/**
+ * The ELSE of the guard: a cast chain containing `(<v>::text || '<not a number>')::int4`, which can
+ * only fail or give NULL. <v> is `NULLIF((<e>)::<type>, T::<type>)` (`nullif`: NULL for the tenant's
+ * own value, so that the branch is harmless when evaluated on its own, as Citus does), or in the
+ * earlier form `(<e>)::<type>`.
+ */
+function isRaise(vs: VerifyState, n: N, key: string, nullif: boolean): boolean {
   for (let d = 0; d < 16 && nodeType(n) === 'TypeCast'; d++) {
     const tc = n.TypeCast
     const names = strings(tc.typeName?.names ?? [])
@@ -58,40 +64,95 @@ function isRaise(n: N): boolean {
       isOp(a.name, '||')
     ) {
       const s = a.rexpr?.A_Const?.sval?.sval
-      if (typeof s === 'string' && /[^\s0-9+-]/.test(s)) return true
+      return typeof s === 'string' && /[^\s0-9+-]/.test(s) && isRaised(vs, a.lexpr, key, nullif)
     }
     n = tc.arg
   }
   return false
 }
 
-/** A value written into a tenant column: T, T::<type> or the execution-time guard. */
+/** The value the ELSE of the guard turns into an error: `(NULLIF((<e>)::<type>, T::<type>))::text`, or `(<e>)::<type>::text`. */
+function isRaised(vs: VerifyState, n: N, key: string, nullif: boolean): boolean {
+  const tc = n?.TypeCast
+  if (!tc || nodeType(n) !== 'TypeCast' || strings(tc.typeName?.names ?? [])?.join('.') !== 'text' || tc.typeName.arrayBounds) return false
+  const v = tc.arg
+  const tk = columnTypeKey(vs, key)
+  if (!nullif) return isTypedTo(v, tk)
+  const ni = v?.A_Expr
+  return !!ni && nodeType(v) === 'A_Expr' && ni.kind === 'AEXPR_NULLIF' && isTypedTo(ni.lexpr, tk) && isTypedTenant(vs, ni.rexpr, key)
+}
+
+function isTypedTo(n: N, tk: string): boolean {
+  return nodeType(n) === 'TypeCast' && typeKey(n.TypeCast.typeName) === tk
+}
+
+/**
+ * A value written into a tenant column: T, T::<type> or the execution-time guard
+ * `CASE WHEN (<e>)::<type> = T THEN T::<type> ELSE <raise of NULLIF((<e>)::<type>, T::<type>)> END`
+ * (parser/rewrite/tenant-value.ts, guard). Also the earlier form, a simple CASE
+ * `CASE (<e>)::<type> WHEN T THEN T::<type> ELSE <raise of (<e>)::<type>> END`, which
+ * parser/rewrite/dml.ts still builds for UPDATE … WHERE CURRENT OF and test/parser/verify.test.ts
+ * writes by hand: as safe (it writes T or nothing), but Citus mis-evaluates it (see guard), so the
+ * rewriter emits it nowhere else.
+ */
 export function tenantValue(vs: VerifyState, n: N, key: string, col: string, what: string): void {
   if (isTenantConst(vs, n) || isTypedTenant(vs, n, key)) return
   const c = n?.CaseExpr
   if (c && nodeType(n) === 'CaseExpr') {
     const tk = columnTypeKey(vs, key)
-    const arg = c.arg?.TypeCast
     const args: N[] = c.args ?? []
     const w = args[0]?.CaseWhen
-    if (
-      arg &&
-      nodeType(c.arg) === 'TypeCast' &&
-      typeKey(arg.typeName) === tk &&
-      args.length === 1 &&
-      w &&
-      isTenantConst(vs, w.expr) &&
-      isTypedTenant(vs, w.result, key) &&
-      c.defresult !== undefined &&
-      isRaise(c.defresult)
-    )
-      return
+    if (args.length === 1 && w && isTypedTenant(vs, w.result, key) && c.defresult !== undefined) {
+      if (c.arg === undefined) {
+        // the guard: WHEN (<e>)::<type> = T
+        const eq = w.expr?.A_Expr
+        if (
+          eq &&
+          nodeType(w.expr) === 'A_Expr' &&
+          eq.kind === 'AEXPR_OP' &&
+          isOp(eq.name, '=') &&
+          isTypedTo(eq.lexpr, tk) &&
+          isTenantConst(vs, eq.rexpr) &&
+          isRaise(vs, c.defresult, key, true)
+        )
+          return
+      } else if (isTypedTo(c.arg, tk) && isTenantConst(vs, w.expr) && isRaise(vs, c.defresult, key, false)) return
+    }
   }
   throw new Fail(key, `${what} "${key}": the value of tenant column "${col}" is neither the tenant constant nor the tenant guard`)
 }
 
-/** SET targets (UPDATE, ON CONFLICT DO UPDATE, MERGE UPDATE) assigning the tenant column. */
-export function setTargets(vs: VerifyState, targets: N[] | undefined, key: string, col: string, what: string): void {
+/** `what` of the ON CONFLICT DO UPDATE SET list (parser/verify/dml.ts). */
+const ON_CONFLICT = 'INSERT … ON CONFLICT DO UPDATE of'
+
+/**
+ * The tenant column's own value, which needs no guard (parser/rewrite/tenant-value.ts, isOwnValue):
+ * 'excluded' (ON CONFLICT DO UPDATE SET): EXCLUDED.<col>, the proposed row, whose tenant value the
+ * INSERT part sets and is verified; 'column': the bare <col> of a target whose rows are restricted
+ * (never for UPDATE … WHERE CURRENT OF).
+ */
+export type OwnValue = 'excluded' | 'column' | null
+
+function isOwnValue(n: N, col: string, own: OwnValue): boolean {
+  if (!own || nodeType(n) !== 'ColumnRef') return false
+  const names = strings(n.ColumnRef.fields ?? [])
+  if (!names) return false
+  if (own === 'column') return names.length === 1 && names[0] === col
+  return names.length === 2 && names[0] === 'excluded' && names[1] === col
+}
+
+/**
+ * SET targets (UPDATE, ON CONFLICT DO UPDATE, MERGE UPDATE) assigning the tenant column: the tenant,
+ * the guard, or the column's own value where `own` says so (default: EXCLUDED.<col> in ON CONFLICT).
+ */
+export function setTargets(
+  vs: VerifyState,
+  targets: N[] | undefined,
+  key: string,
+  col: string,
+  what: string,
+  own: OwnValue = what === ON_CONFLICT ? 'excluded' : null,
+): void {
   for (const t of targets ?? []) {
     const r = t?.ResTarget
     if (!r || r.name !== col) continue
@@ -101,7 +162,8 @@ export function setTargets(vs: VerifyState, targets: N[] | undefined, key: strin
       const src = v.MultiAssignRef.source
       const row = src?.RowExpr
       if (!row || nodeType(src) !== 'RowExpr') throw new Fail(key, `${what} "${key}": tenant column "${col}" assigned from a sub-SELECT`)
-      tenantValue(vs, row.args?.[v.MultiAssignRef.colno - 1], key, col, what)
-    } else tenantValue(vs, v, key, col, what)
+      const x = row.args?.[v.MultiAssignRef.colno - 1]
+      if (!isOwnValue(x, col, own)) tenantValue(vs, x, key, col, what)
+    } else if (!isOwnValue(v, col, own)) tenantValue(vs, v, key, col, what)
   }
 }
