@@ -2,10 +2,15 @@
 // tables, for the rewriter) per backend, and Citus metadata (which worker holds which shard, for
 // routing) per Citus coordinator, refreshed on a timer, after an error that may mean a shard
 // moved, and when a statement names a table newer than the facts. The catalog connections are
-// short-lived and outside the pools (application_name "pgtenant catalog").
+// short-lived (application_name "pgtenant catalog"), one at a time per backend, and count
+// under pool.max_server_connections like pool connections: each comes from a small pool of its
+// own (one connection, urgent: it waits for room ahead of clients, closing an idle connection
+// of another pool if the cap is reached; backend/pool.ts), so the server never sees more than
+// the cap, and never more than `pool` + 1 connections of the proxy per backend.
 import type { Logger } from 'pino'
 import type { Config, UserConfig, BackendConfig } from './config-types.js'
-import { BackendConnection, type BackendError, type BackendTarget } from './backend/connection.js'
+import type { BackendConnection, BackendError, BackendTarget } from './backend/connection.js'
+import { Pool, type PoolManager } from './backend/pool.js'
 import { queryRows } from './backend/query.js'
 import { targetFor, isHashed } from './backend/target.js'
 import type { Observers } from './observers.js'
@@ -20,11 +25,16 @@ export interface CatalogHost {
   readonly log: Logger
   readonly metrics: Observers
   readonly tenantPattern: RegExp
+  /** The pools and the global cap the catalog connections count under. */
+  readonly pools: PoolManager
   findUser(name: string): UserConfig | undefined
   connectFailed(backend: string, target: BackendTarget, err: BackendError, purpose: 'pool' | 'catalog'): void
   /** New Citus metadata: the same statement may now be routed elsewhere. */
   routingChanged(): void
 }
+
+/** Catalog connections per backend at once (beyond its pool, under the global cap). */
+const CATALOG_CONNECTIONS = 1
 
 export class SchemaCatalogs {
   /** Schema facts per backend name (for per-tenant backends: read from the first tenant database used). */
@@ -37,6 +47,8 @@ export class SchemaCatalogs {
   private readonly failedAt = new Map<string, number>()
   private readonly refreshedAt = new Map<string, number>()
   private citusTimer: NodeJS.Timeout | null = null
+  /** The catalog connections' own pools, by backend and server target (dropped when empty). */
+  private readonly catalogPools = new Map<string, Pool>()
 
   constructor(private readonly host: CatalogHost) {}
 
@@ -68,6 +80,8 @@ export class SchemaCatalogs {
   stop(): void {
     if (this.citusTimer) clearInterval(this.citusTimer)
     this.citusTimer = null
+    for (const p of this.catalogPools.values()) p.closeAll()
+    this.catalogPools.clear()
   }
 
   /**
@@ -86,10 +100,17 @@ export class SchemaCatalogs {
   /** A statement named a relation the facts do not know: read them again (at most every 2 s); true if they changed. */
   async refreshFor(name: string, tenant: string | null): Promise<boolean> {
     const backend = this.host.config.backends[name]
-    const last = this.refreshedAt.get(name) ?? 0
-    if (!backend || Date.now() - last < 2000) return false
-    this.refreshedAt.set(name, Date.now())
+    if (!backend) return false
     const before = this.facts.get(name)
+    const running = this.loading.get(name)
+    if (running) {
+      // Another statement asked just before (or a reload reads them): its answer is this one's too.
+      await running
+      return this.facts.get(name) !== before
+    }
+    const last = this.refreshedAt.get(name) ?? 0
+    if (Date.now() - last < 2000) return false
+    this.refreshedAt.set(name, Date.now())
     await this.refreshFacts(name, this.target(backend, tenant ?? undefined))
     return this.facts.get(name) !== before
   }
@@ -115,12 +136,34 @@ export class SchemaCatalogs {
     return t
   }
 
-  private async withConnection<T>(target: BackendTarget, fn: (conn: BackendConnection) => Promise<T>): Promise<T> {
-    const conn = await BackendConnection.connect(target, this.host.config.pool.connect_timeout_ms)
+  /**
+   * Run `fn` on a catalog connection of `backendName` to `target`: from the backend's catalog
+   * pool (one connection; under the global cap, waiting for room ahead of clients), closed
+   * afterwards (it stays counted until the server has let it go).
+   */
+  private async withConnection<T>(backendName: string, target: BackendTarget, fn: (conn: BackendConnection) => Promise<T>): Promise<T> {
+    const key = `${backendName}\u0000${target.host}:${target.port}/${target.database}\u0000${target.user}`
+    let pool = this.catalogPools.get(key)
+    if (!pool) {
+      pool = new Pool(key, backendName, target, CATALOG_CONNECTIONS, this.host.pools, true)
+      this.catalogPools.set(key, pool)
+    }
+    const forget = (): void => {
+      // Kept while anything of it is left on the server, so that a next read waits for that room.
+      if (pool.total === 0 && pool.waiting === 0 && pool.live.size === 0 && this.catalogPools.get(key) === pool) this.catalogPools.delete(key)
+    }
+    let conn: BackendConnection
+    try {
+      conn = await pool.acquire()
+    } catch (err) {
+      forget()
+      throw err
+    }
+    conn.socket.once('close', forget)
     try {
       return await fn(conn)
     } finally {
-      conn.close()
+      pool.release(conn, false)
     }
   }
 
@@ -130,7 +173,7 @@ export class SchemaCatalogs {
     if (running) return running
     const tenant = this.host.config.tenant
     if (!tenant) return Promise.resolve()
-    const job = this.withConnection(target, (conn) => queryRows(conn, schemaDiscoverySql(tenant.column)))
+    const job = this.withConnection(backendName, target, (conn) => queryRows(conn, schemaDiscoverySql(tenant.column)))
       .then((rows) => {
         const facts = buildSchemaFacts(rows as unknown as SchemaRow[], tenant)
         const backend = this.host.config.backends[backendName]
@@ -151,7 +194,7 @@ export class SchemaCatalogs {
   async refreshCitus(backendName: string): Promise<void> {
     const backend = this.host.config.backends[backendName]
     try {
-      const meta = await this.withConnection(this.target(backend), (conn) => loadCitusMetadata(async (sql) => queryRows(conn, sql)))
+      const meta = await this.withConnection(backendName, this.target(backend), (conn) => loadCitusMetadata(async (sql) => queryRows(conn, sql)))
       this.citus.set(backendName, meta)
       this.host.routingChanged()
       this.citusLoadedAt.set(backendName, Date.now())

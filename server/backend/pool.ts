@@ -17,6 +17,12 @@
 // cap or a pool's size, not even while a connection moves from one pool to another.
 // The manager keeps the number of server connections as a running counter, so these checks
 // cost O(pools with waiters), not O(pools).
+//
+// The proxy's own catalog reads (schema discovery, Citus metadata: server/schema-catalogs.ts)
+// take their connections from small pools of their own (`urgent`, one connection per backend),
+// not registered with the manager's pools but counted under the same cap: they wait for room
+// like any pool, ahead of every client (sessions may be waiting for what they read), and never
+// take the server above max_server_connections.
 import { BackendConnection, BackendError, type BackendTarget } from './connection.js'
 import { DEFAULT_MAX_PREPARED_STATEMENTS } from './prepared.js'
 
@@ -86,6 +92,8 @@ export class Pool {
     public target: BackendTarget,
     public size: number,
     private readonly manager: PoolManager,
+    /** Its waiters go before every client waiting anywhere (the proxy's own catalog reads, which sessions may be waiting for). */
+    readonly urgent = false,
   ) {}
 
   get total(): number {
@@ -121,7 +129,7 @@ export class Pool {
         }, this.manager.limits.waitTimeoutMs),
         stateKey,
         passed: 0,
-        since: this.manager.arrival(),
+        since: this.urgent ? this.manager.arrival() - Number.MAX_SAFE_INTEGER : this.manager.arrival(),
       }
       this.waiters.push(waiter)
       if (this.waiters.length === 1) this.manager.waitingPools.add(this)
