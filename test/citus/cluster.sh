@@ -5,10 +5,11 @@
 #   test/citus/cluster.sh start    # prints the coordinator URL (also in $CITUS_DIR/url)
 #   test/citus/cluster.sh stop     # stops the three servers and removes $CITUS_DIR
 #   test/citus/cluster.sh status   # the URL and the nodes, when running
+#   test/citus/cluster.sh adddb NAME   # one more database with Citus set up the same way (prints its URL)
 #
 # Needs Citus installed for the PostgreSQL in $PG_BIN (built from source: see README, "Citus").
 # Every node: listen_addresses=127.0.0.1, trust authentication on loopback and the socket only,
-# shared_preload_libraries=citus, free ports. In database $CITUS_DB (default pgtenant) of every
+# shared_preload_libraries=citus, free ports. In database $CITUS_DB (default saas) of every
 # node: CREATE EXTENSION citus; on the coordinator citus_set_coordinator_host and citus_add_node
 # for both workers. A login role $CITUS_USER (default pgtenant, superuser, password = the name)
 # exists on every node, so a URL with a password works (trust ignores it).
@@ -16,7 +17,7 @@ set -euo pipefail
 
 PG_BIN=${PG_BIN:-/usr/lib/postgresql/15/bin}
 CITUS_DIR=${CITUS_DIR:-/tmp/pgtenant-citus}
-CITUS_DB=${CITUS_DB:-pgtenant}
+CITUS_DB=${CITUS_DB:-saas}
 CITUS_USER=${CITUS_USER:-pgtenant}
 NODES=(coordinator worker1 worker2)
 
@@ -72,16 +73,23 @@ CONF
     echo "$port" | as_pg tee "$d/port" >/dev/null
     as_pg "$PG_BIN/pg_ctl" -D "$d/data" -l "$d/server.log" -w -t 60 start >/dev/null
     psql_node "$n" postgres "CREATE ROLE $CITUS_USER LOGIN SUPERUSER PASSWORD '$CITUS_USER'"
-    psql_node "$n" postgres "CREATE DATABASE $CITUS_DB OWNER $CITUS_USER"
-    psql_node "$n" "$CITUS_DB" "CREATE EXTENSION citus"
   done
-  local cport
-  cport=$(cat "$CITUS_DIR/coordinator/port")
-  psql_node coordinator "$CITUS_DB" "SELECT citus_set_coordinator_host('127.0.0.1', $cport)" >/dev/null
-  for n in worker1 worker2; do
-    psql_node coordinator "$CITUS_DB" "SELECT citus_add_node('127.0.0.1', $(cat "$CITUS_DIR/$n/port"))" >/dev/null
-  done
+  citus_db "$CITUS_DB" >/dev/null
   url | tee "$CITUS_DIR/url"
+}
+
+# database $1 on every node, the extension in it, the coordinator and both workers registered
+citus_db() {
+  local db=$1
+  for n in "${NODES[@]}"; do
+    psql_node "$n" postgres "CREATE DATABASE $db OWNER $CITUS_USER"
+    psql_node "$n" "$db" "CREATE EXTENSION citus"
+  done
+  psql_node coordinator "$db" "SELECT citus_set_coordinator_host('127.0.0.1', $(cat "$CITUS_DIR/coordinator/port"))" >/dev/null
+  for n in worker1 worker2; do
+    psql_node coordinator "$db" "SELECT citus_add_node('127.0.0.1', $(cat "$CITUS_DIR/$n/port"))" >/dev/null
+  done
+  echo "postgres://$CITUS_USER:$CITUS_USER@127.0.0.1:$(cat "$CITUS_DIR/coordinator/port")/$db"
 }
 
 stop() {
@@ -103,8 +111,12 @@ case "${1:-}" in
   start) start ;;
   stop) stop ;;
   status) status ;;
+  adddb)
+    [ -n "${2:-}" ] || { echo "usage: $0 adddb NAME" >&2; exit 2; }
+    citus_db "$2"
+    ;;
   *)
-    echo "usage: $0 start|stop|status" >&2
+    echo "usage: $0 start|stop|status|adddb NAME" >&2
     exit 2
     ;;
 esac
