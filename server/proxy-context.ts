@@ -10,7 +10,7 @@ import type { Refusal, RewriteResult, SchemaFacts } from '../parser/types.js'
 import type { Route } from '../routing/placement.js'
 import type { PreAuthGuard } from './preauth.js'
 
-/** A session's last routing answer, kept on the session by the proxy (see Proxy.routeAndPool). */
+/** A session's last routing answer, kept on the session by the router (see Router.routeAndPool in server/backend/router.ts). */
 export interface RouteMemo {
   generation: number
   tenant: string | null

@@ -18,14 +18,18 @@ import { Observers } from './observers.js'
 import { withSharedReadBuffer } from './client-socket.js'
 import { PreAuthGuard } from './preauth.js'
 import { AdminConsole } from './admin/console.js'
-import { placedBackend, routingFor, sessionDatabase } from './databases.js'
+import { placedBackend, sessionDatabase } from './databases.js'
 import { authWarnings } from './client-auth.js'
 import { setLogLevel } from './log.js'
-import { readFileSync } from 'node:fs'
+import { DEFAULT_SERVER_PARAMS, limitsOf, readVersion } from './proxy-defaults.js'
 import { SchemaCatalogs } from './schema-catalogs.js'
-import { isHashed } from './backend/target.js'
-import { decideRoute, compileTenantPattern, formatRoute, redactRoute, type Route } from '../routing/placement.js'
-import type { SchemaFacts, Refusal } from '../parser/types.js'
+import { Router, type Explained } from './backend/router.js'
+import { bind, listenError } from './listen.js'
+import { drainClients, keepRestartOnly, type RunningSettings } from './lifecycle.js'
+import { compileTenantPattern, formatRoute, type Route } from '../routing/placement.js'
+
+export { ListenError } from './listen.js'
+import type { SchemaFacts } from '../parser/types.js'
 
 export class Proxy implements ProxyContext {
   readonly planner: Planner
@@ -38,8 +42,8 @@ export class Proxy implements ProxyContext {
   readonly metrics: Observers
   /** Schema facts and Citus metadata per backend (server/schema-catalogs.ts). */
   readonly catalogs: SchemaCatalogs = new SchemaCatalogs(this)
-  /** Bumped whenever the same session and statement could be routed differently: config reload, new Citus metadata. */
-  private routingGeneration = 0
+  /** Where a session's transaction goes and which pool serves it (server/backend/router.ts). */
+  readonly router: Router = new Router(this)
   tenantPattern: RegExp
   config: Config
   readonly admin: AdminConsole = new AdminConsole(this)
@@ -134,7 +138,7 @@ export class Proxy implements ProxyContext {
   }
 
   /** Settings that take effect only at start (a reload that changes them logs "needs restart"). */
-  running: { listen: Config['listen']; metrics: Config['metrics']; workers: number; log_level: string } | null = null
+  running: RunningSettings | null = null
   private statsTimer: NodeJS.Timeout | null = null
 
   metricsPort = 0
@@ -151,31 +155,8 @@ export class Proxy implements ProxyContext {
   }
 
   /** EXPLAIN REWRITE: what the proxy would do with a statement for a tenant, as data. */
-  explain(tenant: string | null, sql: string): { sql: string | null; refusal: Refusal | null; cache: string; route: Route | null; routeError: string | null } {
-    const facts = this.catalogs.facts.get(this.placementOf(tenant))
-    const plan = this.planner.plan({ sql, facts, tenant, bypass: false, searchPath: ['public'] })
-    let route: Route | null = null
-    let routeError: string | null = null
-    const hint = { touchesTenant: false, relations: [] as string[] }
-    for (const st of plan?.statements ?? [])
-      if (st.kind === 'forward') {
-        hint.touchesTenant ||= st.touchesTenant
-        hint.relations.push(...st.relations)
-      }
-    const decision = decideRoute({
-      placement: this.config.placement,
-      backends: this.config.backends,
-      tenant,
-      touchesTenant: hint.touchesTenant,
-      bypass: false,
-      tenantPattern: this.tenantPattern,
-      citus: this.catalogs.citus,
-      tables: hint.relations,
-    })
-    if (decision.kind === 'refuse') routeError = `refused ${decision.sqlstate}: ${decision.message}`
-    else route = redactRoute(decision)
-    if (plan === null) return { sql, refusal: null, cache: 'none (transparent)', route, routeError }
-    return { sql: plan.sql ?? null, refusal: plan.refusal ?? null, cache: plan.cache, route, routeError }
+  explain(tenant: string | null, sql: string): Explained {
+    return this.router.explain(tenant, sql)
   }
 
   /** Schema facts for the backend this session's tenant is placed on; a promise while first discovered. */
@@ -190,7 +171,7 @@ export class Proxy implements ProxyContext {
   }
 
   routingChanged(): void {
-    this.routingGeneration++
+    this.router.changed()
   }
 
   /** Every failed server connect, whatever the stage or the caller: a warn line and pgtenant_server_connect_errors_total. */
@@ -381,7 +362,7 @@ export class Proxy implements ProxyContext {
     if (this.isPaused(session) || this.shuttingDown || this.disabled.size > 0 || this.disabledDatabases.size > 0) return null
     let memo: RouteMemo
     try {
-      memo = this.routeAndPool(session)
+      memo = this.router.routeAndPool(session)
     } catch {
       return null // the slow path reports the refusal
     }
@@ -391,48 +372,13 @@ export class Proxy implements ProxyContext {
     return { conn, pool: memo.pool }
   }
 
-  /**
-   * The route and pool of the session's next transaction (a refusal is thrown). The session
-   * keeps the answer, reused while nothing it was decided from has changed: same tenant, same
-   * routing generation (bumped by a reload and by new Citus metadata), the pool still open,
-   * and for a Citus route the same statement facts (tenant tables touched, relations).
-   */
-  private routeAndPool(session: ClientSession): RouteMemo {
-    const hint = session.routeHint
-    const tenant = session.effectiveTenant
-    const m = session.routeMemo
-    if (
-      m !== null &&
-      m.generation === this.routingGeneration &&
-      m.tenant === tenant &&
-      (m.byStatement === false || (m.touchesTenant === hint.touchesTenant && m.relations === hint.relations)) &&
-      this.pools.pools.get(m.poolKey) === m.pool
-    )
-      return m
-    const route = this.route(session, hint)
-    const poolKey = this.poolKey(session, route)
-    const pool = this.poolFor(session, route, poolKey)
-    const memo: RouteMemo = {
-      generation: this.routingGeneration,
-      tenant,
-      byStatement: route.kind === 'citus-worker' || route.kind === 'citus-coordinator',
-      touchesTenant: hint.touchesTenant,
-      relations: hint.relations,
-      route,
-      pool,
-      poolKey,
-    }
-    session.routeMemo = memo
-    return memo
-  }
-
   async acquire(session: ClientSession): Promise<{ conn: BackendConnection; pool: Pool }> {
     if (this.shuttingDown && !session.inTransaction) throw new BackendError('pgtenant is shutting down: no new transactions', '57P01')
     const tenant = session.effectiveTenant
     if (tenant !== null && this.disabled.has(tenant) && !session.inTransaction)
       throw new BackendError(`tenant "${tenant}" is disabled (DISABLE on the pgtenant admin console; ENABLE lets it in again)`, '57P03')
     while (this.isPaused(session)) await new Promise<void>((resolve) => this.pauseWaiters.push(resolve))
-    const { route, pool } = this.routeAndPool(session)
+    const { route, pool } = this.router.routeAndPool(session)
     if (this.disabledDatabases.size > 0 && !session.inTransaction && session.id >= (this.disabledDatabases.get(route.backend) ?? Infinity))
       throw this.databaseDisabledError(route.backend)
     this.metrics.prometheus?.routed(route.kind, route.backend)
@@ -446,7 +392,7 @@ export class Proxy implements ProxyContext {
         // The worker is unreachable and nothing was sent yet: refresh the metadata, use the coordinator.
         session.log.warn({ route: formatRoute(route), err: err.message }, 'Citus worker unreachable; routing to the coordinator')
         void this.catalogs.refreshCitus(route.backend)
-        return this.acquireOnCoordinator(session, route.backend)
+        return this.router.onCoordinator(session, route.backend)
       }
       if (err instanceof BackendError && err.sqlstate === '3D000' && route.kind === 'dedicated')
         throw new BackendError(`the database for tenant "${route.tenant}" does not exist (${route.target.database})`, '3D000')
@@ -454,73 +400,16 @@ export class Proxy implements ProxyContext {
     }
   }
 
-  private async acquireOnCoordinator(session: ClientSession, backendName: string): Promise<{ conn: BackendConnection; pool: Pool }> {
-    const coordinator = decideRoute({
-      placement: { default: backendName, tenants: {} },
-      backends: this.config.backends,
-      tenant: session.effectiveTenant,
-      touchesTenant: false,
-      bypass: true, // bypass routing = the coordinator of a Citus backend
-      tenantPattern: this.tenantPattern,
-    })
-    if (coordinator.kind === 'refuse') throw new BackendError(coordinator.message, coordinator.sqlstate)
-    this.metrics.prometheus?.routed(coordinator.kind, coordinator.backend)
-    const pool = this.poolFor(session, coordinator)
-    return { conn: await pool.acquire(), pool }
-  }
-
-  /** A Citus worker answered with an error that may mean the shard moved: reload the metadata (at most every 5 s). */
   workerError(backendName: string, sqlstate: string): void {
-    if (!['42P01', 'XX000', '57P01', '08006', '25006'].includes(sqlstate)) return
-    const last = this.catalogs.citusLoadedAt.get(backendName) ?? 0
-    if (Date.now() - last < 5000) return
-    this.log.info({ backend: backendName, sqlstate }, 'error from a Citus worker: refreshing metadata')
-    void this.catalogs.refreshCitus(backendName)
+    this.router.workerError(backendName, sqlstate)
   }
 
-  /** Where this session's next transaction goes, or a refusal (thrown as an error with its SQLSTATE). */
   route(session: ClientSession, hint: { touchesTenant: boolean; relations: readonly string[] }): Route {
-    const decision = decideRoute({
-      ...routingFor(this.config, sessionDatabase(session)), // the client's database (server/databases.ts)
-      tenant: session.effectiveTenant,
-      touchesTenant: hint.touchesTenant,
-      bypass: session.bypass,
-      tenantPattern: this.tenantPattern,
-      citus: this.catalogs.citus,
-      tables: hint.relations,
-    })
-    if (decision.kind === 'refuse') {
-      this.metrics.prometheus?.routed('refuse', decision.backend ?? 'none')
-      throw new BackendError(decision.message, decision.sqlstate)
-    }
-    if (session.log.isLevelEnabled('debug')) session.log.debug({ route: formatRoute(decision) }, 'routed')
-    return decision
+    return this.router.route(session, hint)
   }
 
-  /** The pool for a route: one per backend, server address, database and user. */
-  poolFor(session: ClientSession, route: Route, key = this.poolKey(session, route)): Pool {
-    const user = route.target.user ?? session.user
-    const existing = this.pools.pools.get(key)
-    if (existing) return existing
-    // The session's own settings: a passthrough user's carry the password the server accepted.
-    const configured = session.userConfig ?? this.findUser(session.user)
-    const password =
-      route.target.user !== undefined ? route.target.password : configured?.password && !isHashed(configured.password) ? configured.password : undefined
-    const target: BackendTarget = {
-      host: route.target.host,
-      port: route.target.port,
-      database: route.target.database,
-      user,
-      password,
-      sslmode: route.target.sslmode,
-    }
-    target.onConnectFailed = (err) => this.connectFailed(route.backend, target, err, 'pool')
-    return this.pools.pool(key, route.backend, target, this.config.backends[route.backend].pool)
-  }
-
-  /** Pools are per route target and, when the backend URL names no user, per client user. */
-  private poolKey(session: ClientSession, route: Route): string {
-    return route.target.user !== undefined ? route.poolKey : `${route.poolKey}\u0000${session.user}`
+  poolFor(session: ClientSession, route: Route): Pool {
+    return this.router.poolFor(session, route)
   }
 
   statementName(sql: string, paramTypes: Buffer): string {
@@ -543,18 +432,8 @@ export class Proxy implements ProxyContext {
   reload(config: Config): void {
     config = workerShare(config, this.role?.count ?? 1)
     // What only a restart can change keeps its running value (SHOW CONFIG shows what runs).
-    const running = this.running
-    if (running) {
-      const restart: string[] = []
-      const same = (a: unknown, b: unknown): boolean => JSON.stringify(a ?? null) === JSON.stringify(b ?? null)
-      if (!same(config.listen, running.listen)) restart.push('listen')
-      if (!same(config.metrics, running.metrics)) restart.push('metrics')
-      if (config.workers !== running.workers) restart.push('workers')
-      if ((config.log_format ?? 'json') !== (this.config.log_format ?? 'json')) restart.push('log_format')
-      if ((config.tenant?.metrics_top ?? 100) !== (this.config.tenant?.metrics_top ?? 100)) restart.push('tenant.metrics_top')
-      if (restart.length) this.log.warn({ keys: restart }, `configuration reload: ${restart.join(', ')} changed and needs restart; keeping the running value`)
-      config = { ...config, listen: running.listen, metrics: running.metrics, workers: running.workers, log_format: this.config.log_format }
-      if (config.tenant && this.config.tenant) config.tenant = { ...config.tenant, metrics_top: this.config.tenant.metrics_top }
+    if (this.running) {
+      config = keepRestartOnly(config, this.running, this.config, this.log)
       setLogLevel(this.log, config.log_level) // session loggers are children: they follow
     }
     // A backend whose connection settings changed (or that is gone): its server connections
@@ -568,7 +447,7 @@ export class Proxy implements ProxyContext {
     }
     if (changed.length) this.log.info({ backends: changed }, 'configuration reload: server connections of changed backends are replaced')
     this.config = config
-    this.routingGeneration++
+    this.router.changed()
     this.planner.reconfigure(config)
     this.pools.limits = limitsOf(config)
     for (const pool of this.pools.pools.values()) {
@@ -610,83 +489,14 @@ export class Proxy implements ProxyContext {
     if (this.reaper) clearInterval(this.reaper)
     this.catalogs.stop()
     if (this.statsTimer) clearInterval(this.statsTimer)
-    const bye = (s: ClientSession): void => s.fatal('57P01', 'terminating connection: pgtenant is shutting down')
-    const closeIdle = (): number => {
-      let busy = 0
-      for (const s of [...this.sessions.values()]) {
-        if (s.busy) busy++
-        else bye(s)
-      }
-      return busy
-    }
-    const busy = closeIdle()
-    const deadline = Date.now() + timeoutMs
-    if (timeoutMs > 0) this.log.info({ clients: busy, timeout_s: timeoutMs / 1000 }, `draining ${busy} clients, up to ${timeoutMs / 1000} s`)
-    if (busy > 0 && timeoutMs > 0) {
-      let aborted = false
-      const abort = new Promise<void>((resolve) => (this.drainAbort = () => ((aborted = true), resolve())))
-      while (!aborted && Date.now() < deadline && closeIdle() > 0) await Promise.race([new Promise((r) => setTimeout(r, 50)), abort])
-      if (aborted) this.log.warn('second shutdown signal: closing every client now')
-    }
-    const cut = [...this.sessions.values()].filter((s) => s.busy).length
-    if (cut > 0) this.log.warn({ clients: cut }, `shutdown: ${cut} clients still in a transaction are cut off`)
-    for (const s of [...this.sessions.values()]) bye(s)
+    await drainClients(
+      () => [...this.sessions.values()],
+      timeoutMs,
+      this.log,
+      (abort) => (this.drainAbort = abort),
+    )
     this.pools.closeAll()
     this.metrics.prometheus?.close()
     this.log.info('pgtenant stopped')
   }
-}
-
-/** ParameterStatus values reported when no server can be asked (see serverParams). */
-const DEFAULT_SERVER_PARAMS = new Map([
-  ['server_version', '15.0'],
-  ['server_encoding', 'UTF8'],
-  ['client_encoding', 'UTF8'],
-  ['DateStyle', 'ISO, MDY'],
-  ['IntervalStyle', 'postgres'],
-  ['integer_datetimes', 'on'],
-  ['standard_conforming_strings', 'on'],
-  ['TimeZone', 'UTC'],
-  ['is_superuser', 'off'],
-  ['application_name', ''],
-])
-
-function readVersion(): string {
-  try {
-    return JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')).version
-  } catch {
-    return 'unknown'
-  }
-}
-
-function limitsOf(config: Config) {
-  return {
-    waitTimeoutMs: config.pool.wait_timeout_ms,
-    connectTimeoutMs: config.pool.connect_timeout_ms,
-    idleTimeoutMs: config.pool.idle_timeout_ms,
-    maxServerConnections: config.pool.max_server_connections,
-    maxPreparedStatements: config.pool.max_prepared_statements,
-  }
-}
-
-/** A port that cannot be bound: one line for the operator (the CLI prints it and exits 2). */
-export class ListenError extends Error {}
-
-function listenError(err: NodeJS.ErrnoException, key: string, host: string, port: number): ListenError {
-  const why =
-    err.code === 'EADDRINUSE'
-      ? 'address already in use'
-      : err.code === 'EACCES'
-        ? 'permission denied'
-        : err.code === 'EADDRNOTAVAIL'
-          ? 'address not available on this machine'
-          : err.message
-  return new ListenError(`cannot listen on ${host}:${port} (${key}): ${why}`)
-}
-
-function bind(server: net.Server, host: string, port: number, key: string): Promise<void> {
-  return new Promise<void>((resolve, reject) => {
-    server.once('error', (err) => reject(listenError(err, key, host, port)))
-    server.listen(port, host, () => resolve())
-  })
 }

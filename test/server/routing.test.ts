@@ -69,7 +69,10 @@ pool: { max_server_connections: 20, idle_timeout_ms: 1500, wait_timeout_ms: 6000
   await c.query("SET app.tenant = 't9'")
   t.equal((await c.query('SELECT label FROM items')).rows[0].label, 't9')
   const t9Pool = [...proxy.proxy.pools.pools.values()].find((p) => p.target.database === 'tenant_t9')
-  await waitFor('idle per-tenant pools to close', () => proxy.proxy.pools.totalConnections === 0)
+  await waitFor(
+    'idle per-tenant pools to close and be forgotten',
+    () => proxy.proxy.pools.totalConnections === 0 && ![...proxy.proxy.pools.pools.values()].includes(t9Pool!),
+  )
   t.equal(proxy.proxy.pools.totalConnections, 0, 'idle per-tenant pools closed after pool.idle_timeout_ms')
   t.notOk([...proxy.proxy.pools.pools.values()].includes(t9Pool!), "the tenant's pool is forgotten")
   // The session's remembered route must not hand it the forgotten pool.
