@@ -75,6 +75,11 @@ export class Pool {
   /** Connections other pools are closing to make room for this one's waiters. */
   incoming = 0
   /**
+   * Connections of this pool closed but not yet gone on the server: they still count against
+   * its size (a replacement waits for them), so the server never sees more than `size` of them.
+   */
+  retiring = 0
+  /**
    * Every server connection this pool opened whose socket is not closed yet (idle, in use,
    * being cleaned up, being retired): RECONNECT marks them all, WAIT_CLOSE waits for them.
    */
@@ -100,6 +105,11 @@ export class Pool {
     return this.idle.length + this.active + this.connecting
   }
 
+  /** Connections of this pool the server may have right now: `total` and those still going away. */
+  get onServer(): number {
+    return this.total + this.retiring
+  }
+
   get waiting(): number {
     return this.waiters.length
   }
@@ -113,7 +123,7 @@ export class Pool {
     this.lastUsed = Date.now()
     const conn = this.takeIdle(stateKey)
     if (conn) return Promise.resolve(conn)
-    if (this.total < this.size && this.manager.hasRoom()) return this.open()
+    if (this.onServer < this.size && this.manager.hasRoom()) return this.open()
     return new Promise((resolve, reject) => {
       const waiter: Waiter = {
         resolve,
@@ -133,7 +143,7 @@ export class Pool {
       }
       this.waiters.push(waiter)
       if (this.waiters.length === 1) this.manager.waitingPools.add(this)
-      if (this.total + this.incoming < this.size) this.manager.makeRoom(this)
+      if (this.onServer + this.incoming < this.size) this.manager.makeRoom(this)
     })
   }
 
@@ -148,14 +158,14 @@ export class Pool {
     this.active--
     this.lastUsed = Date.now()
     if (!reusable || conn.closed || this.total >= this.size || (this.manager.closeNeeded.size > 0 && this.manager.closeNeeded.has(conn))) {
-      this.manager.retire(conn, null)
+      this.manager.retire(conn, null, this)
       return
     }
     const other = this.manager.giveWay(this)
     if (other) {
       // Another pool's clients need the room under the cap more than this pool does.
       this.gaveWay++
-      this.manager.retire(conn, other)
+      this.manager.retire(conn, other, this)
       return
     }
     const waiter = this.nextWaiter(conn.stateKey)
@@ -179,7 +189,7 @@ export class Pool {
         w.resolve(conn)
         continue
       }
-      if (this.total < this.size && this.manager.hasRoom()) {
+      if (this.onServer < this.size && this.manager.hasRoom()) {
         const w = this.shiftWaiter()
         clearTimeout(w.timer)
         this.open().then(w.resolve, w.reject)
@@ -196,7 +206,7 @@ export class Pool {
       const c = this.idle[i]
       if (c.closed || now - c.lastUsed >= maxIdleMs) {
         this.idle.splice(i, 1)
-        this.manager.retire(c, null)
+        this.manager.retire(c, null, this)
         closed++
       }
     }
@@ -207,7 +217,7 @@ export class Pool {
   evictOne(to: Pool): boolean {
     if (this.idle.length === 0) return false
     this.gaveWay++
-    this.manager.retire(this.idle.shift() as BackendConnection, to)
+    this.manager.retire(this.idle.shift() as BackendConnection, to, this)
     return true
   }
 
@@ -220,11 +230,11 @@ export class Pool {
     this.generation++
     this.staleConnecting = this.connecting
     for (const c of this.live) this.manager.closeNeeded.set(c, this.backendName)
-    for (const c of this.idle.splice(0)) this.manager.retire(c, null)
+    for (const c of this.idle.splice(0)) this.manager.retire(c, null, this)
   }
 
   closeAll(): void {
-    for (const c of this.idle.splice(0)) this.manager.retire(c, null)
+    for (const c of this.idle.splice(0)) this.manager.retire(c, null, this)
     for (const w of this.waiters.splice(0)) {
       clearTimeout(w.timer)
       w.reject(new BackendError('pool closed', '57P01'))
@@ -271,7 +281,7 @@ export class Pool {
         this.active++
         return c
       }
-      this.manager.retire(c, null) // counted until the server has let go of it
+      this.manager.retire(c, null, this) // counted until the server has let go of it
     }
     return null
   }
@@ -435,11 +445,13 @@ export class PoolManager {
    * until the server has let go of it; then the room goes first to `forPool` (the pool it
    * was closed for), then to the longest-waiting clients of any pool.
    */
-  retire(conn: BackendConnection, forPool: Pool | null): void {
+  retire(conn: BackendConnection, forPool: Pool | null, from: Pool): void {
     if (forPool) forPool.incoming++
     this.retiring++
+    from.retiring++
     conn.retire(RETIRE_TIMEOUT_MS).then(() => {
       this.retiring--
+      from.retiring--
       this.count--
       if (forPool) {
         forPool.incoming--
@@ -466,7 +478,7 @@ export class PoolManager {
     let best: Pool | null = null
     for (const p of this.waitingPools) {
       // Blocked: clients waiting beyond what is already on its way, room below its size.
-      if (p === from || p.total + p.incoming >= p.size || p.waiting <= p.incoming) continue
+      if (p === from || p.onServer + p.incoming >= p.size || p.waiting <= p.incoming) continue
       if (!best || p.oldestWait < best.oldestWait) best = p
     }
     if (!best) return null
@@ -500,7 +512,7 @@ export class PoolManager {
   reap(now = Date.now()): void {
     for (const [key, p] of this.pools) {
       p.closeIdle(this.limits.idleTimeoutMs, now)
-      if (p.total === 0 && p.waiting === 0 && p.incoming === 0 && now - p.lastUsed >= this.limits.idleTimeoutMs) this.pools.delete(key)
+      if (p.total === 0 && p.waiting === 0 && p.incoming === 0 && p.retiring === 0 && now - p.lastUsed >= this.limits.idleTimeoutMs) this.pools.delete(key)
     }
   }
 
