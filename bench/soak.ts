@@ -30,6 +30,8 @@ const TENANTS = 40
 /** Tenants t0..t9 live on the second backend (its own database and pool). */
 const OTHER_TENANTS = 10
 const POOLS = { main: 16, other: 6 }
+/** The client libraries give up connecting (TCP, login) after this: an error of its own kind, before the hang watchdog. */
+const CONNECT_TIMEOUT_MS = 60_000
 
 // ------------------------------------------------------------------ latency histogram
 
@@ -79,6 +81,8 @@ export interface HangRecord {
   localPort: number | null
   /** Seconds from its start to its answer (late, past the op timeout), or null: none within the grace. */
   answeredAfterS: number | null
+  /** What came late: 'rows' (the operation succeeded) or the error kind (a timeout of the client library, a connection reset, …). */
+  lateOutcome?: string
   /** The proxy's view of that client when it was declared hung (SHOW CLIENTS state, backend), filled in by the parent. */
   proxyState?: string
 }
@@ -153,7 +157,10 @@ async function runWorker(o: WorkerOptions): Promise<WorkerReport> {
       report.hangs.push(rec)
       process.send?.({ hang: rec, worker: o.id, index: report.hangs.length - 1 })
       const late = await Promise.race([settled, sleep(o.hangGraceMs).then(() => null)])
-      if (late !== null) rec.answeredAfterS = Math.round((Date.now() - t0) / 100) / 10
+      if (late !== null) {
+        rec.answeredAfterS = Math.round((Date.now() - t0) / 100) / 10
+        rec.lateOutcome = 'error' in late ? errorKind(late.error) : 'rows'
+      }
       onHang()
       throw Object.assign(new Error('client hung (no answer within the op timeout)'), { code: 'HUNG' })
     } finally {
@@ -164,7 +171,7 @@ async function runWorker(o: WorkerOptions): Promise<WorkerReport> {
   async function nodePgClient(slot: number): Promise<void> {
     while (Date.now() < deadline) {
       const tenant = `t${Math.floor(Math.random() * TENANTS)}`
-      const c = new pg.Client({ connectionString: url(), options: `-c app.tenant=${tenant}`, connectionTimeoutMillis: o.opTimeoutMs })
+      const c = new pg.Client({ connectionString: url(), options: `-c app.tenant=${tenant}`, connectionTimeoutMillis: CONNECT_TIMEOUT_MS })
       c.on('error', () => undefined)
       const stream = (): net.Socket => (c as unknown as { connection: { stream: net.Socket } }).connection.stream
       const drop = (): void => void stream().destroy()
@@ -232,7 +239,7 @@ async function runWorker(o: WorkerOptions): Promise<WorkerReport> {
       const sql = postgres(url(), {
         max: 1,
         idle_timeout: 0,
-        connect_timeout: o.opTimeoutMs / 1000,
+        connect_timeout: CONNECT_TIMEOUT_MS / 1000,
         onnotice: () => undefined,
         connection: { options: `-c app.tenant=${tenant}` } as Record<string, string>,
       })
@@ -540,9 +547,24 @@ async function main(): Promise<void> {
     // The admin console: the proxy's own view of a client that got no answer (SHOW CLIENTS).
     const consoleUrl = `postgres://ops:ops_pw@127.0.0.1:${port}/pgtenant`
     let adminConsole: pg.Client | null = null
+    let consoleTriedAt = 0
+    let inFlight: Promise<Record<string, string>[]> | null = null
+    let lastRows: { at: number; rows: Record<string, string>[] } = { at: 0, rows: [] }
+    /** SHOW CLIENTS, at most one at a time and one a second; a failed console login is retried after 5 s (no login storm). */
     const showClients = async (): Promise<Record<string, string>[]> => {
+      if (Date.now() - lastRows.at < 1000) return lastRows.rows
+      inFlight ??= showClientsNow().then((rows) => {
+        lastRows = { at: Date.now(), rows }
+        inFlight = null
+        return rows
+      })
+      return inFlight
+    }
+    const showClientsNow = async (): Promise<Record<string, string>[]> => {
+      if (!adminConsole && Date.now() - consoleTriedAt < 5000) return [{ error: 'console unavailable (retried every 5 s)' }]
       try {
         if (!adminConsole) {
+          consoleTriedAt = Date.now()
           adminConsole = new pg.Client({ connectionString: consoleUrl })
           adminConsole.on('error', () => (adminConsole = null))
           await adminConsole.connect()
@@ -563,7 +585,7 @@ async function main(): Promise<void> {
         ? `console: ${rows[0].error}`
         : `${mine ? `client ${mine.id} ${mine.state} on ${mine.backend ?? '-'}` : rec.localPort === null ? 'client not identifiable' : 'client not in SHOW CLIENTS'}; ${rows.length} clients, ${waiting} waiting, ${login} logging in`
       hangStates.set(`${worker}/${index}`, state)
-      log(`hung: worker ${worker} ${rec.lib} ${rec.what} started at ${rec.atS} s: ${state}`)
+      if (hangStates.size <= 50) log(`hung: worker ${worker} ${rec.lib} ${rec.what} started at ${rec.atS} s: ${state}`)
     }
 
     // The server's view, on a direct superuser connection over the Unix socket.
@@ -577,7 +599,7 @@ async function main(): Promise<void> {
     let running = true
     const sampler = (async () => {
       while (running) {
-        // Pool connections; the proxy's schema reads (application_name "pgtenant catalog") are counted apart.
+        // Pool connections per database; the proxy's schema reads (application_name "pgtenant catalog") apart, and in the total (they count under the cap).
         const r = await direct.query(
           "SELECT datname, application_name = 'pgtenant catalog' AS catalog, count(*)::int AS n FROM pg_stat_activity WHERE usename = $1 AND backend_type = 'client backend' GROUP BY 1, 2",
           [ROLES.scram.user],
@@ -587,6 +609,7 @@ async function main(): Promise<void> {
         for (const row of r.rows) {
           if (row.catalog) {
             catalog += row.n
+            total += row.n
             continue
           }
           maxSeen[row.datname] = Math.max(maxSeen[row.datname] ?? 0, row.n)
@@ -638,7 +661,9 @@ async function main(): Promise<void> {
           hangupRate: 0.02,
           hangGraceMs: opt.quick ? 30_000 : 120_000,
           pgjsShare: 0.3,
-          opTimeoutMs: 60_000,
+          // Longer than the proxy may take by design for one operation: a login (login_timeout_ms
+          // 30 s) and then a wait for a server connection (wait_timeout_ms 30 s) before 53300.
+          opTimeoutMs: 75_000,
         }
         const child = fork(fileURLToPath(import.meta.url), ['--worker', JSON.stringify(wo)], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] })
         workers.push(child)
@@ -747,13 +772,13 @@ function formatSummary(s: SoakSummary): string {
     `  server connections killed ${s.killed}, clients hung up mid-query ${s.hangups}, config reloads ${s.reloads}`,
     `  proxy exits ${s.proxyExits}, clients hung ${s.hung}`,
     `  proxy RSS/fds: ready ${s.proxy.ready.rssMiB} MiB/${s.proxy.ready.fds}, under load ${s.proxy.load.rssMiB} MiB/${s.proxy.load.fds}, settled ${s.proxy.settled.rssMiB} MiB/${s.proxy.settled.fds}`,
-    `  server connections (pg_stat_activity) max: main ${s.serverConnections.max.main}/${s.serverConnections.poolSizes.main}, other ${s.serverConnections.max.other}/${s.serverConnections.poolSizes.other}, total ${s.serverConnections.maxTotal}; the proxy's catalog reads (outside the pools) ${s.serverConnections.maxCatalog}`,
+    `  server connections (pg_stat_activity) max: main ${s.serverConnections.max.main}/${s.serverConnections.poolSizes.main}, other ${s.serverConnections.max.other}/${s.serverConnections.poolSizes.other}, catalog reads ${s.serverConnections.maxCatalog}, total with them ${s.serverConnections.maxTotal}/${s.serverConnections.poolSizes.main + s.serverConnections.poolSizes.other} (the cap)`,
     `  ledger: ${s.ledger.acknowledged} acknowledged commits, ${s.ledger.present} present, ${s.ledger.missing} missing`,
     `  client errors by kind:${errs ? '\n' + errs : ' none'}`,
     `  hung operations:${s.hangs.length === 0 ? ' none' : ''}`,
     ...s.hangs.map(
       (h) =>
-        `    ${h.lib} ${h.what} at ${h.atS} s: ${h.answeredAfterS === null ? 'no answer within the grace' : `answered after ${h.answeredAfterS} s`}; proxy: ${h.proxyState ?? '?'}`,
+        `    ${h.lib} ${h.what} at ${h.atS} s: ${h.answeredAfterS === null ? 'no answer within the grace' : `${h.lateOutcome === 'rows' ? 'answered' : `failed (${h.lateOutcome})`} after ${h.answeredAfterS} s`}; proxy: ${h.proxyState ?? '?'}`,
     ),
     `  proxy memory (MiB; rss / heapUsed / heapTotal / external / arrayBuffers): ready ${fmtMem(s.memory.ready?.before)}, under load ${fmtMem(s.memory.load?.before)}, ` +
       `settled ${fmtMem(s.memory.settled?.before)}, settled after full GC ${fmtMem(s.memory.settled?.after)}; active handles settled ${s.memory.settled?.handles ?? '?'}; client sessions left ${s.sessionsLeft}`,
