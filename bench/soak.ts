@@ -479,6 +479,8 @@ export interface SoakSummary {
   connects: number
   p50Ms: number
   p99Ms: number
+  /** Operations that succeeded but took 60 s or more (below the hang watchdog). */
+  over60s: number
   errors: Record<string, number>
   hangups: number
   hung: number
@@ -731,6 +733,7 @@ async function main(): Promise<void> {
       connects: reports.reduce((n, r) => n + r.connects, 0),
       p50Ms: Number(quantile(hist, 0.5).toFixed(2)),
       p99Ms: Number(quantile(hist, 0.99).toFixed(2)),
+      over60s: hist.reduce((n, c, b) => (bucketMs(b) >= 60_000 ? n + c : n), 0),
       errors,
       hangups: reports.reduce((n, r) => n + r.hangups, 0),
       hung: reports.reduce((n, r) => n + r.hung, 0) + (opt.procs - reports.length) * 1_000_000,
@@ -768,7 +771,7 @@ function formatSummary(s: SoakSummary): string {
     .join('\n')
   return [
     `soak (${s.mode}): ${s.clients} clients in ${s.procs} processes, ${s.durationS} s`,
-    `  ops ${s.ops} (${s.opsPerSec}/s), client connects ${s.connects}, latency p50 ${s.p50Ms} ms, p99 ${s.p99Ms} ms`,
+    `  ops ${s.ops} (${s.opsPerSec}/s), client connects ${s.connects}, latency p50 ${s.p50Ms} ms, p99 ${s.p99Ms} ms, ${s.over60s} answered after 60 s or more`,
     `  server connections killed ${s.killed}, clients hung up mid-query ${s.hangups}, config reloads ${s.reloads}`,
     `  proxy exits ${s.proxyExits}, clients hung ${s.hung}`,
     `  proxy RSS/fds: ready ${s.proxy.ready.rssMiB} MiB/${s.proxy.ready.fds}, under load ${s.proxy.load.rssMiB} MiB/${s.proxy.load.fds}, settled ${s.proxy.settled.rssMiB} MiB/${s.proxy.settled.fds}`,
