@@ -68,6 +68,9 @@ wal_level = logical
 max_wal_senders = 10
 max_replication_slots = 10
 citus.log_distributed_deadlock_detection = off
+# PostgreSQL 15.20 lets only listed libraries be logical decoding output plugins; Citus' shard split
+# (isolate_tenant_to_new_shard, citus_split_shard_by_split_points) decodes with its own
+output_plugin_libraries = 'pgoutput, test_decoding, citus'
 CONF
     printf '%s\n' 'local all all trust' 'host all all 127.0.0.1/32 trust' 'host replication all 127.0.0.1/32 trust' >"$d/data/pg_hba.conf"
     echo "$port" | as_pg tee "$d/port" >/dev/null

@@ -49,6 +49,19 @@ if (!citusUrl) {
   realCluster(citusUrl)
 }
 
+/**
+ * Corpus entries that pgtenant's rewrite makes Citus refuse although Citus runs the statement as the
+ * application wrote it (found by this test; reported as TODO with the reason, never skipped).
+ */
+const CITUS_KNOWN_GAPS: Record<string, string> = {
+  'writes:update-tenant-column-to-itself':
+    'UPDATE … SET tenant_id = tenant_id gets the tenant guard (the rewriter cannot tell it from UPDATE … WHERE CURRENT OF, where the guard re-checks the row), and Citus refuses a guarded distribution column: "modifying the partition value of rows is not allowed"',
+  'writes:update-where-current-setting':
+    'the evaluation-order guard puts the non-leakproof condition in CASE WHEN <restriction> THEN … END, and Citus refuses a non-IMMUTABLE function (current_setting) inside CASE in an UPDATE/DELETE',
+  'merge:merge-from-tenant-table':
+    "Citus' MERGE needs the target's and the source's distribution columns equated in ON; pgtenant restricts both to the tenant (a.org = 'acme' and a filtered source) instead",
+}
+
 interface TenantClient {
   client: pg.Client
   lastError: () => { file?: string } | null
@@ -60,6 +73,26 @@ function realCluster(url: string): void {
   let metricsPort = 0
   let info: CitusOracleInfo
   const clients = new Map<string, TenantClient>()
+  const direct = new Map<string, string | null>()
+
+  /**
+   * The statement as the application wrote it, run directly on the coordinator (rolled back; app.tenant
+   * set): null if Citus runs it, else its error. A statement Citus itself refuses is a Citus
+   * limitation, not a pgtenant difference.
+   */
+  async function directOnCitus(sql: string, params: unknown[] | undefined, protocol: 'simple' | 'extended', tenant: string): Promise<string | null> {
+    const k = JSON.stringify([sql, params, protocol, tenant])
+    if (direct.has(k)) return direct.get(k)!
+    const c = env.allClient
+    await c.query('BEGIN')
+    await c.query(`SELECT set_config('app.tenant', $1, true)`, [tenant])
+    const out = await runOnClient(c, sql, params, protocol)
+    await c.query('ROLLBACK').catch(() => undefined)
+    if (/\bPREPARE\b/i.test(sql)) await c.query('DEALLOCATE ALL').catch(() => undefined)
+    const v = out.ok ? null : `${out.code} ${out.message}`
+    direct.set(k, v)
+    return v
+  }
 
   /** A client of pgtenant for `tenant` (startup option), remembering its last error (a server error has a source file, a proxy refusal none). */
   async function tenantClient(tenant: string): Promise<TenantClient> {
@@ -195,6 +228,8 @@ pool: { mode: transaction, wait_timeout_ms: 20000 }
     let leaks = 0
     let knownGapRuns = 0
     let entriesPassed = 0
+    const limitations = new Map<string, string>()
+    const gaps = new Map<string, number>()
     const started = Date.now()
     for (const entry of corpus) {
       let entryOk = true
@@ -208,12 +243,23 @@ pool: { mode: transaction, wait_timeout_ms: 20000 }
             continue
           }
           entryOk = false
-          if (entry.known_gap) {
+          if (r.leak) leaks++
+          const gap = entry.known_gap ?? CITUS_KNOWN_GAPS[entry.id]
+          if (gap && !r.leak) {
             knownGapRuns++
-            report.push(`[known gap: ${entry.known_gap}]\n${formatResult(r)}`)
+            gaps.set(entry.id, (gaps.get(entry.id) ?? 0) + 1)
+            report.push(`[known gap: ${gap}]\n${formatResult(r)}`)
             continue
           }
-          if (r.leak) leaks++
+          // the rewritten statement failed on the server: does Citus run the original at all?
+          if (!r.leak && !r.got.ok && !r.got.refused) {
+            const why = await directOnCitus(entry.sql, entry.params, protocol, tenant)
+            if (why !== null) {
+              limitations.set(entry.id, why)
+              report.push(`[Citus limitation: the statement as written fails on Citus too: ${why}]\n${formatResult(r)}`)
+              continue
+            }
+          }
           if (r.refused && r.expected.ok && !entry.allow_refusal) refusedValid++
           else differences++
           report.push(formatResult(r))
@@ -224,7 +270,8 @@ pool: { mode: transaction, wait_timeout_ms: 20000 }
     const decisions = Object.fromEntries(Object.entries(after).map(([k, v]) => [k, v - (decisionsBefore[k] ?? 0)]))
     const summary =
       `corpus${only.length ? ` (${only.join(', ')})` : ''}: ${corpus.length} entries, ${entriesPassed} oracle-equal in every run; ` +
-      `${runs} runs: ${passedRuns} equal, ${refusedValid} valid statements refused, ${differences} other differences, ${leaks} leaks, ${knownGapRuns} runs of known gaps; ` +
+      `${runs} runs: ${passedRuns} equal, ${refusedValid} valid statements refused, ${differences} other differences, ${leaks} leaks, ` +
+      `${knownGapRuns} runs of known gaps (${gaps.size} entries), ${limitations.size} entries Citus itself does not run as written (${[...limitations.keys()].join(', ')}); ` +
       `routing decisions: ${JSON.stringify(decisions)}; ${((Date.now() - started) / 1000).toFixed(0)} s`
     t.comment(summary)
     const dir = join(repoRoot(), 'tmp')
@@ -235,13 +282,11 @@ pool: { mode: transaction, wait_timeout_ms: 20000 }
     t.equal(refusedValid, 0, 'no valid statement refused')
     t.equal(differences, 0, 'no difference from the tenant’s own database (tmp/citus-oracle-report.txt lists them)')
     t.ok((decisions['citus-worker'] ?? 0) > 0, 'transactions went straight to the workers')
+    for (const [id, n] of gaps) t.fail(`${id} (${n} runs)`, { todo: `known gap: ${CITUS_KNOWN_GAPS[id] ?? corpus.find((e) => e.id === id)?.known_gap}` })
   })
 
-  t.test('the negative corpus through pgtenant on Citus: refused or failed, nothing changed', async (t) => {
-    if (process.env.PGTENANT_CITUS_CORPUS) {
-      t.comment('PGTENANT_CITUS_CORPUS is set: the negative corpus is not run')
-      return
-    }
+  const negativeSkip = process.env.PGTENANT_CITUS_CORPUS ? 'PGTENANT_CITUS_CORPUS limits the run to part of the corpus' : false
+  t.test('the negative corpus through pgtenant on Citus: refused or failed, nothing changed', { skip: negativeSkip }, async (t) => {
     let passed = 0
     const negative = loadNegative().filter((e) => e.tenant !== null)
     for (const entry of negative) {
