@@ -18,6 +18,7 @@ import { tmpdir } from 'node:os'
 import { join, dirname, resolve } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import net from 'node:net'
+import { monitorEventLoopDelay } from 'node:perf_hooks'
 import pg from 'pg'
 import postgres from 'postgres'
 import { startPostgres, ROLES, freePort, type PgServer } from '../test/helpers/pg-server.js'
@@ -97,6 +98,9 @@ interface WorkerReport {
   hangs: HangRecord[]
   committed: number[]
   connects: number
+  /** This client process's own event-loop delay over the run (ms): a starved client answers late whatever the proxy does. */
+  loopDelayMaxMs: number
+  loopDelayP99Ms: number
 }
 
 function errorKind(err: unknown): string {
@@ -112,8 +116,22 @@ const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms
 const rand = (a: number, b: number): number => a + Math.random() * (b - a)
 
 async function runWorker(o: WorkerOptions): Promise<WorkerReport> {
-  const report: WorkerReport = { id: o.id, ops: 0, hist: new Array(BUCKETS).fill(0), errors: {}, hangups: 0, hung: 0, hangs: [], committed: [], connects: 0 }
+  const report: WorkerReport = {
+    id: o.id,
+    ops: 0,
+    hist: new Array(BUCKETS).fill(0),
+    errors: {},
+    hangups: 0,
+    hung: 0,
+    hangs: [],
+    committed: [],
+    connects: 0,
+    loopDelayMaxMs: 0,
+    loopDelayP99Ms: 0,
+  }
   const runStart = Date.now()
+  const loopDelay = monitorEventLoopDelay({ resolution: 20 })
+  loopDelay.enable()
   const deadline = Date.now() + o.durationMs
   let nextId = o.id * 1_000_000_000
   const url = (): string => `postgres://app:app_pw@127.0.0.1:${o.port}/soak`
@@ -295,6 +313,8 @@ async function runWorker(o: WorkerOptions): Promise<WorkerReport> {
       else await nodePgClient(slot)
     }),
   )
+  report.loopDelayMaxMs = Math.round(loopDelay.max / 1e6)
+  report.loopDelayP99Ms = Math.round(loopDelay.percentile(99) / 1e6)
   const crashes = (globalThis as { libraryCrashes?: () => number }).libraryCrashes?.() ?? 0
   if (crashes > 0) report.errors['client library: uncaught exception'] = crashes
   return report
@@ -359,10 +379,13 @@ pool:
 const PRELOAD = `
 const fs = require('node:fs')
 const v8 = require('node:v8')
+const delay = require('node:perf_hooks').monitorEventLoopDelay({ resolution: 20 })
+delay.enable()
 process.on('SIGUSR2', () => {
   const dir = process.env.PGTENANT_SOAK_DIR
   const req = JSON.parse(fs.readFileSync(dir + '/mem-request.json', 'utf8'))
-  const out = { before: process.memoryUsage(), handles: process._getActiveHandles().length }
+  const out = { before: process.memoryUsage(), handles: process._getActiveHandles().length, loopDelayMaxMs: Math.round(delay.max / 1e6), loopDelayP99Ms: Math.round(delay.percentile(99) / 1e6) }
+  delay.reset()
   if (req.kind !== 'peek') {
     global.gc()
     global.gc()
@@ -385,6 +408,9 @@ export interface ProxyMemory {
   /** After two full garbage collections (kind gc / snapshot). */
   after?: MemoryUsageMiB
   handles: number
+  /** The proxy's event-loop delay since the previous probe (max and p99, ms). */
+  loopDelayMaxMs?: number
+  loopDelayP99Ms?: number
 }
 
 function mib(m: NodeJS.MemoryUsage): MemoryUsageMiB {
@@ -404,8 +430,20 @@ async function proxyMemory(dir: string, pid: number, kind: 'peek' | 'gc' | 'snap
   const out = join(dir, `mem-${id}.json`)
   for (let i = 0; i < 1200; i++) {
     try {
-      const r = JSON.parse(readFileSync(out, 'utf8')) as { before: NodeJS.MemoryUsage; after?: NodeJS.MemoryUsage; handles: number }
-      return { before: mib(r.before), after: r.after ? mib(r.after) : undefined, handles: r.handles }
+      const r = JSON.parse(readFileSync(out, 'utf8')) as {
+        before: NodeJS.MemoryUsage
+        after?: NodeJS.MemoryUsage
+        handles: number
+        loopDelayMaxMs: number
+        loopDelayP99Ms: number
+      }
+      return {
+        before: mib(r.before),
+        after: r.after ? mib(r.after) : undefined,
+        handles: r.handles,
+        loopDelayMaxMs: r.loopDelayMaxMs,
+        loopDelayP99Ms: r.loopDelayP99Ms,
+      }
     } catch {
       await sleep(100) // not written yet (a snapshot of a large heap takes seconds)
     }
@@ -496,6 +534,8 @@ export interface SoakSummary {
   memory: { ready: ProxyMemory | null; load: ProxyMemory | null; settled: ProxyMemory | null; heap?: Record<string, { count: number; selfMiB: number }> }
   /** Client sessions the proxy still had after every client left (SHOW CLIENTS, the console itself not counted). */
   sessionsLeft: number
+  /** Event-loop delay (max / p99, ms): the client processes' worst, and the proxy's from ready to under load and from then to the end. */
+  loopDelay: { clientsMaxMs: number; clientsP99Ms: number; proxyMaxMs: number; proxyP99Ms: number }
 }
 
 async function main(): Promise<void> {
@@ -746,6 +786,12 @@ async function main(): Promise<void> {
       hangs: reports.flatMap((r) => r.hangs.map((h, i) => ({ ...h, proxyState: hangStates.get(`${r.id}/${i}`) }))),
       memory,
       sessionsLeft,
+      loopDelay: {
+        clientsMaxMs: Math.max(0, ...reports.map((r) => r.loopDelayMaxMs)),
+        clientsP99Ms: Math.max(0, ...reports.map((r) => r.loopDelayP99Ms)),
+        proxyMaxMs: Math.max(memory.load?.loopDelayMaxMs ?? 0, memory.settled?.loopDelayMaxMs ?? 0),
+        proxyP99Ms: Math.max(memory.load?.loopDelayP99Ms ?? 0, memory.settled?.loopDelayP99Ms ?? 0),
+      },
     }
     stopping = true
     console.log(formatSummary(summary))
@@ -774,6 +820,7 @@ function formatSummary(s: SoakSummary): string {
     `  ops ${s.ops} (${s.opsPerSec}/s), client connects ${s.connects}, latency p50 ${s.p50Ms} ms, p99 ${s.p99Ms} ms, ${s.over60s} answered after 60 s or more`,
     `  server connections killed ${s.killed}, clients hung up mid-query ${s.hangups}, config reloads ${s.reloads}`,
     `  proxy exits ${s.proxyExits}, clients hung ${s.hung}`,
+    `  event-loop delay max/p99: proxy ${s.loopDelay.proxyMaxMs}/${s.loopDelay.proxyP99Ms} ms, client processes (worst) ${s.loopDelay.clientsMaxMs}/${s.loopDelay.clientsP99Ms} ms`,
     `  proxy RSS/fds: ready ${s.proxy.ready.rssMiB} MiB/${s.proxy.ready.fds}, under load ${s.proxy.load.rssMiB} MiB/${s.proxy.load.fds}, settled ${s.proxy.settled.rssMiB} MiB/${s.proxy.settled.fds}`,
     `  server connections (pg_stat_activity) max: main ${s.serverConnections.max.main}/${s.serverConnections.poolSizes.main}, other ${s.serverConnections.max.other}/${s.serverConnections.poolSizes.other}, catalog reads ${s.serverConnections.maxCatalog}, total with them ${s.serverConnections.maxTotal}/${s.serverConnections.poolSizes.main + s.serverConnections.poolSizes.other} (the cap)`,
     `  ledger: ${s.ledger.acknowledged} acknowledged commits, ${s.ledger.present} present, ${s.ledger.missing} missing`,
