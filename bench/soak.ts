@@ -14,7 +14,7 @@
 //   options: --duration S, --clients N, --procs N, --json FILE (write the summary as JSON)
 import { fork, spawn, type ChildProcess } from 'node:child_process'
 import { mkdtempSync, writeFileSync, readFileSync, readdirSync, rmSync } from 'node:fs'
-import { tmpdir } from 'node:os'
+import { tmpdir, loadavg } from 'node:os'
 import { join, dirname, resolve } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import net from 'node:net'
@@ -381,11 +381,17 @@ const fs = require('node:fs')
 const v8 = require('node:v8')
 const delay = require('node:perf_hooks').monitorEventLoopDelay({ resolution: 20 })
 delay.enable()
+let cpuFrom = process.cpuUsage()
+let wallFrom = Date.now()
 process.on('SIGUSR2', () => {
   const dir = process.env.PGTENANT_SOAK_DIR
   const req = JSON.parse(fs.readFileSync(dir + '/mem-request.json', 'utf8'))
   const out = { before: process.memoryUsage(), handles: process._getActiveHandles().length, loopDelayMaxMs: Math.round(delay.max / 1e6), loopDelayP99Ms: Math.round(delay.percentile(99) / 1e6) }
   delay.reset()
+  const cpu = process.cpuUsage(cpuFrom)
+  out.cpuShare = Math.round(((cpu.user + cpu.system) / 1000 / Math.max(1, Date.now() - wallFrom)) * 100) / 100
+  cpuFrom = process.cpuUsage()
+  wallFrom = Date.now()
   if (req.kind !== 'peek') {
     global.gc()
     global.gc()
@@ -411,6 +417,8 @@ export interface ProxyMemory {
   /** The proxy's event-loop delay since the previous probe (max and p99, ms). */
   loopDelayMaxMs?: number
   loopDelayP99Ms?: number
+  /** CPU the proxy used since the previous probe, in cores (1 = one core busy all the time). */
+  cpuShare?: number
 }
 
 function mib(m: NodeJS.MemoryUsage): MemoryUsageMiB {
@@ -436,8 +444,10 @@ async function proxyMemory(dir: string, pid: number, kind: 'peek' | 'gc' | 'snap
         handles: number
         loopDelayMaxMs: number
         loopDelayP99Ms: number
+        cpuShare: number
       }
       return {
+        cpuShare: r.cpuShare,
         before: mib(r.before),
         after: r.after ? mib(r.after) : undefined,
         handles: r.handles,
@@ -536,6 +546,8 @@ export interface SoakSummary {
   sessionsLeft: number
   /** Event-loop delay (max / p99, ms): the client processes' worst, and the proxy's from ready to under load and from then to the end. */
   loopDelay: { clientsMaxMs: number; clientsP99Ms: number; proxyMaxMs: number; proxyP99Ms: number }
+  /** The machine's load average (1, 5, 15 min) when the clients were done: other work shares the cores. */
+  loadAverage: number[]
 }
 
 async function main(): Promise<void> {
@@ -725,6 +737,7 @@ async function main(): Promise<void> {
     const elapsedS = (Date.now() - started) / 1000
     running = false
     await Promise.all([sampler, killer, reloader])
+    const loadAverage = loadavg()
     log(`clients done after ${elapsedS.toFixed(0)} s; settling`)
 
     // Settle: every client is gone; the proxy's fds fall back (idle server connections stay until idle_timeout).
@@ -786,6 +799,7 @@ async function main(): Promise<void> {
       hangs: reports.flatMap((r) => r.hangs.map((h, i) => ({ ...h, proxyState: hangStates.get(`${r.id}/${i}`) }))),
       memory,
       sessionsLeft,
+      loadAverage,
       loopDelay: {
         clientsMaxMs: Math.max(0, ...reports.map((r) => r.loopDelayMaxMs)),
         clientsP99Ms: Math.max(0, ...reports.map((r) => r.loopDelayP99Ms)),
@@ -820,7 +834,8 @@ function formatSummary(s: SoakSummary): string {
     `  ops ${s.ops} (${s.opsPerSec}/s), client connects ${s.connects}, latency p50 ${s.p50Ms} ms, p99 ${s.p99Ms} ms, ${s.over60s} answered after 60 s or more`,
     `  server connections killed ${s.killed}, clients hung up mid-query ${s.hangups}, config reloads ${s.reloads}`,
     `  proxy exits ${s.proxyExits}, clients hung ${s.hung}`,
-    `  event-loop delay max/p99: proxy ${s.loopDelay.proxyMaxMs}/${s.loopDelay.proxyP99Ms} ms, client processes (worst) ${s.loopDelay.clientsMaxMs}/${s.loopDelay.clientsP99Ms} ms`,
+    `  event-loop delay max/p99: proxy ${s.loopDelay.proxyMaxMs}/${s.loopDelay.proxyP99Ms} ms, client processes (worst) ${s.loopDelay.clientsMaxMs}/${s.loopDelay.clientsP99Ms} ms; ` +
+      `proxy CPU (cores) ramp ${s.memory.load?.cpuShare ?? '?'}, after it ${s.memory.settled?.cpuShare ?? '?'}; load average at the end ${s.loadAverage.map((n) => n.toFixed(1)).join(' ')}`,
     `  proxy RSS/fds: ready ${s.proxy.ready.rssMiB} MiB/${s.proxy.ready.fds}, under load ${s.proxy.load.rssMiB} MiB/${s.proxy.load.fds}, settled ${s.proxy.settled.rssMiB} MiB/${s.proxy.settled.fds}`,
     `  server connections (pg_stat_activity) max: main ${s.serverConnections.max.main}/${s.serverConnections.poolSizes.main}, other ${s.serverConnections.max.other}/${s.serverConnections.poolSizes.other}, catalog reads ${s.serverConnections.maxCatalog}, total with them ${s.serverConnections.maxTotal}/${s.serverConnections.poolSizes.main + s.serverConnections.poolSizes.other} (the cap)`,
     `  ledger: ${s.ledger.acknowledged} acknowledged commits, ${s.ledger.present} present, ${s.ledger.missing} missing`,
