@@ -7,7 +7,9 @@
 //   PGTENANT_CITUS_URL=postgres://pgtenant:pgtenant@127.0.0.1:PORT/bench node dist/bench/citus/bench.js
 //
 // Options: --rounds N (3), --seconds S (10), --clients 8,32, --tenants N (8), --mode simple|extended|prepared
-// (extended), --pool N (server pool of each proxy, 8). Prints a Markdown report (bench/RESULTS.md, "Citus").
+// (extended), --pool N (8: pgtenant's pool per worker when routing to workers), --coordinator-pool N
+// (pool of pgtenant and PgBouncer in front of the coordinator; default --pool × workers, so that both
+// paths may hold as many server connections). Prints a Markdown report (bench/RESULTS.md, "Citus").
 //
 // The database the URL names is used for the benchmark's own tables (accounts, projects: dropped and
 // created again), distributed by tenant_id. The workload is bench/tenant-workload.sql (through pgtenant,
@@ -41,6 +43,8 @@ const opt = {
   tenants: Number(arg('--tenants', '8')),
   mode: arg('--mode', 'extended') as QueryMode,
   pool: Number(arg('--pool', '8')),
+  /** server pool of the coordinator targets (default: --pool × the number of workers, the connections the worker route may hold) */
+  coordinatorPool: Number(arg('--coordinator-pool', '0')),
   accounts: 100,
   projects: 5,
 }
@@ -97,7 +101,7 @@ interface Target {
   stop(): Promise<void>
 }
 
-async function startPgtenant(name: string, citus: boolean, dir: string): Promise<Target> {
+async function startPgtenant(name: string, citus: boolean, dir: string, pool: number): Promise<Target> {
   const port = await freePort()
   const cfg = join(dir, `${citus ? 'workers' : 'coordinator'}.yaml`)
   writeFileSync(
@@ -109,7 +113,7 @@ async function startPgtenant(name: string, citus: boolean, dir: string): Promise
       `  ${USER}: { password: ${JSON.stringify(PASSWORD)} }`,
       'tenant: { setting: app.tenant, column: tenant_id, unknown: reject }',
       'backends:',
-      `  citus: { url: ${JSON.stringify(url)}, citus: ${citus}, pool: ${opt.pool} }`,
+      `  citus: { url: ${JSON.stringify(url)}, citus: ${citus}, pool: ${pool} }`,
       'pool: { mode: transaction, wait_timeout_ms: 60000 }',
       '',
     ].join('\n'),
@@ -161,7 +165,12 @@ async function main(): Promise<void> {
   const work = mkdtempSync(join(tmpdir(), 'pgtenant-bench-citus-'))
   log(`loading ${opt.tenants} tenants × ${opt.accounts} accounts × ${opt.projects} projects into ${coord.database}`)
   const placement = await load()
-  const targets: Target[] = [await startPgtenant('pgtenant → workers', true, work), await startPgtenant('pgtenant → coordinator', false, work)]
+  const workers = new Set(placement.values()).size
+  const coordinatorPool = opt.coordinatorPool || opt.pool * workers
+  const targets: Target[] = [
+    await startPgtenant('pgtenant → workers', true, work, opt.pool),
+    await startPgtenant('pgtenant → coordinator', false, work, coordinatorPool),
+  ]
   const bouncerBin = findPgbouncer()
   let bouncerNote = 'PgBouncer: not installed, not measured'
   if (bouncerBin) {
@@ -176,7 +185,7 @@ async function main(): Promise<void> {
     })
     if (b.available) {
       targets.push({ name: 'PgBouncer → coordinator', port: b.port, rewrites: false, stop: () => b.stop() })
-      bouncerNote = `PgBouncer: ${pgbouncerVersion(bouncerBin)}, transaction pooling, pool ${opt.pool}`
+      bouncerNote = `PgBouncer: ${pgbouncerVersion(bouncerBin)}, transaction pooling, pool ${coordinatorPool}`
     } else bouncerNote = `PgBouncer did not start: ${b.reason}`
   }
   const cells = new Map<string, Cell>()
@@ -218,7 +227,7 @@ async function main(): Promise<void> {
       .map(([p, ts]) => `${p}: ${ts.join(', ')}`)
       .join(
         '; ',
-      )}). pgbench -M ${opt.mode}, one process per tenant, ${opt.rounds} rounds × ${opt.seconds} s per target and client count, targets interleaved (order rotated each round). Server pool ${opt.pool} per proxy (pgtenant: per worker when routing to workers). ${bouncerNote}.`,
+      )}). pgbench -M ${opt.mode}, one process per tenant, ${opt.rounds} rounds × ${opt.seconds} s per target and client count, targets interleaved (order rotated each round). Server pools: pgtenant → workers ${opt.pool} per worker, the coordinator targets ${coordinatorPool}. ${bouncerNote}.`,
     '',
     '| clients | target | TPS (median of rounds) | rounds | latency avg ms | p99 ms | × pgtenant → coordinator |',
     '|---|---|---|---|---|---|---|',
