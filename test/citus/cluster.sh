@@ -7,7 +7,18 @@
 #   test/citus/cluster.sh status   # the URL and the nodes, when running
 #   test/citus/cluster.sh adddb NAME   # one more database with Citus set up the same way (prints its URL)
 #
-# Needs Citus installed for the PostgreSQL in $PG_BIN (built from source: see README, "Citus").
+# Needs Citus installed for the PostgreSQL in $PG_BIN. Citus is in neither Debian nor npm; it builds
+# from source (as root, about 25 minutes on 2 cores, most of it the LLVM bitcode):
+#   apt-get install -y postgresql-server-dev-15 liblz4-dev libzstd-dev libcurl4-openssl-dev libkrb5-dev
+#   (source: the fetch tool's github:citusdata/citus, or a clone) git archive v13.2.2 | tar -x -C /tmp/citus-src
+#   cd /tmp/citus-src
+#   # PostgreSQL 15.20 exports have_createdb_privilege(), which Citus' pg_version_compat.h defines as a
+#   # static helper for PG < 16: rename the helper and its one caller
+#   sed -i '604s/have_createdb_privilege(void)/citus_have_createdb_privilege(void)/' src/include/pg_version_compat.h
+#   sed -i 's/#define have_createdb_privilege() have_createdb_privilege()/#define citus_have_createdb_privilege() have_createdb_privilege()/' src/include/pg_version_compat.h
+#   sed -i '262s/have_createdb_privilege()/citus_have_createdb_privilege()/' src/backend/distributed/commands/serialize_distributed_ddls.c
+#   ./configure PG_CONFIG=/usr/lib/postgresql/15/bin/pg_config && make -j2 && make install
+# (installs citus.so into /usr/lib/postgresql/15/lib; it stays there).
 # Every node: listen_addresses=127.0.0.1, trust authentication on loopback and the socket only,
 # shared_preload_libraries=citus, free ports. In database $CITUS_DB (default saas) of every
 # node: CREATE EXTENSION citus; on the coordinator citus_set_coordinator_host and citus_add_node
