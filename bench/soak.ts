@@ -330,6 +330,8 @@ interface Options {
   json: string | null
   /** Write a heap snapshot of the proxy after the clients left (and summarise what it holds). */
   heapSnapshot: string | null
+  /** Run the clients this many times against the same proxy; between cycles the proxy's memory is read after the clients left (does RSS keep growing, or is it reused?). */
+  cycles: number
 }
 
 function parseArgs(argv: string[]): Options {
@@ -345,6 +347,7 @@ function parseArgs(argv: string[]): Options {
     procs: Number(val('--procs') ?? (quick ? 2 : 5)),
     json: val('--json') ?? null,
     heapSnapshot: val('--heap-snapshot') ?? null,
+    cycles: Number(val('--cycles') ?? 1),
   }
 }
 
@@ -541,7 +544,14 @@ export interface SoakSummary {
   /** Operations with no answer within the op timeout, each with whether an answer came later and the proxy's view of the client. */
   hangs: HangRecord[]
   /** The proxy's memory (process.memoryUsage in the proxy): ready, under load, and after the clients left, before and after a full GC. */
-  memory: { ready: ProxyMemory | null; load: ProxyMemory | null; settled: ProxyMemory | null; heap?: Record<string, { count: number; selfMiB: number }> }
+  memory: {
+    ready: ProxyMemory | null
+    load: ProxyMemory | null
+    settled: ProxyMemory | null
+    /** With --cycles: after each cycle but the last, once the clients left, before and after a full GC. */
+    betweenCycles?: ProxyMemory[]
+    heap?: Record<string, { count: number; selfMiB: number }>
+  }
   /** Client sessions the proxy still had after every client left (SHOW CLIENTS, the console itself not counted). */
   sessionsLeft: number
   /** Event-loop delay (max / p99, ms): the client processes' worst, and the proxy's from ready to under load and from then to the end. */
@@ -703,36 +713,56 @@ async function main(): Promise<void> {
       void proxyMemory(dir, proxyPid(), 'peek').then((m) => (memory.load = m))
     }, rampMs + 5000)
     const started = Date.now()
-    await Promise.all(
-      Array.from({ length: opt.procs }, (_, i) => {
-        const wo: WorkerOptions = {
-          id: i + 1,
-          port,
-          clients: Math.ceil(opt.clients / opt.procs),
-          durationMs: opt.durationMs,
-          rampMs,
-          thinkMs: opt.quick ? [300, 2000] : [1000, 9000],
-          hangupRate: 0.02,
-          hangGraceMs: opt.quick ? 30_000 : 120_000,
-          pgjsShare: 0.3,
-          // Longer than the proxy may take by design for one operation: a login (login_timeout_ms
-          // 30 s) and then a wait for a server connection (wait_timeout_ms 30 s) before 53300.
-          opTimeoutMs: 75_000,
-        }
-        const child = fork(fileURLToPath(import.meta.url), ['--worker', JSON.stringify(wo)], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] })
-        workers.push(child)
-        return new Promise<void>((res) => {
-          child.on('message', (m: WorkerReport | { hang: HangRecord; worker: number; index: number }) => {
-            if ('hang' in m) void lookUpHang(m.worker, m.index, m.hang)
-            else reports.push(m)
+    const settleFds = async (): Promise<{ rssMiB: number; fds: number }> => {
+      let now = procStats(proxyPid())
+      for (let i = 0; i < 100 && now.fds > ready.fds + POOLS.main + POOLS.other + 5; i++) {
+        await sleep(200)
+        now = procStats(proxyPid())
+      }
+      return now
+    }
+    const betweenCycles: ProxyMemory[] = []
+    for (let cycle = 0; cycle < opt.cycles; cycle++) {
+      if (cycle > 0) {
+        await settleFds()
+        const m = await proxyMemory(dir, proxyPid(), 'gc')
+        if (m) betweenCycles.push(m)
+        log(`cycle ${cycle} done: proxy RSS ${m?.before.rssMiB} MiB, after a full GC ${m?.after?.rssMiB} MiB (heap used ${m?.after?.heapUsedMiB} MiB)`)
+      }
+      await runClients(cycle)
+    }
+    async function runClients(cycle: number): Promise<void> {
+      await Promise.all(
+        Array.from({ length: opt.procs }, (_, i) => {
+          const wo: WorkerOptions = {
+            id: cycle * opt.procs + i + 1,
+            port,
+            clients: Math.ceil(opt.clients / opt.procs),
+            durationMs: opt.durationMs,
+            rampMs,
+            thinkMs: opt.quick ? [300, 2000] : [1000, 9000],
+            hangupRate: 0.02,
+            hangGraceMs: opt.quick ? 30_000 : 120_000,
+            pgjsShare: 0.3,
+            // Longer than the proxy may take by design for one operation: a login (login_timeout_ms
+            // 30 s) and then a wait for a server connection (wait_timeout_ms 30 s) before 53300.
+            opTimeoutMs: 75_000,
+          }
+          const child = fork(fileURLToPath(import.meta.url), ['--worker', JSON.stringify(wo)], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] })
+          workers.push(child)
+          return new Promise<void>((res) => {
+            child.on('message', (m: WorkerReport | { hang: HangRecord; worker: number; index: number }) => {
+              if ('hang' in m) void lookUpHang(m.worker, m.index, m.hang)
+              else reports.push(m)
+            })
+            child.on('exit', (code) => {
+              if (code !== 0) log(`client process ${i + 1} exited with ${code}`)
+              res()
+            })
           })
-          child.on('exit', (code) => {
-            if (code !== 0) log(`client process ${i + 1} exited with ${code}`)
-            res()
-          })
-        })
-      }),
-    )
+        }),
+      )
+    }
     clearTimeout(loadTimer)
     const elapsedS = (Date.now() - started) / 1000
     running = false
@@ -741,17 +771,14 @@ async function main(): Promise<void> {
     log(`clients done after ${elapsedS.toFixed(0)} s; settling`)
 
     // Settle: every client is gone; the proxy's fds fall back (idle server connections stay until idle_timeout).
-    let settled = procStats(proxyPid())
-    for (let i = 0; i < 100 && settled.fds > ready.fds + POOLS.main + POOLS.other + 5; i++) {
-      await sleep(200)
-      settled = procStats(proxyPid())
-    }
+    let settled = await settleFds()
     await sleep(2000)
     settled = procStats(proxyPid())
     const left = await showClients()
     const sessionsLeft = left[0]?.error ? -1 : left.filter((r) => r.database !== 'pgtenant').length
     await (adminConsole as pg.Client | null)?.end().catch(() => undefined)
     // Memory after the clients left, before and after two full GCs: what is still referenced (a leak) or only not given back.
+    if (betweenCycles.length > 0) memory.betweenCycles = betweenCycles
     memory.settled = await proxyMemory(dir, proxyPid(), opt.heapSnapshot ? 'snapshot' : 'gc', opt.heapSnapshot ?? undefined)
     if (opt.heapSnapshot) memory.heap = heapCounts(opt.heapSnapshot)
 
@@ -789,7 +816,7 @@ async function main(): Promise<void> {
       over60s: hist.reduce((n, c, b) => (bucketMs(b) >= 60_000 ? n + c : n), 0),
       errors,
       hangups: reports.reduce((n, r) => n + r.hangups, 0),
-      hung: reports.reduce((n, r) => n + r.hung, 0) + (opt.procs - reports.length) * 1_000_000,
+      hung: reports.reduce((n, r) => n + r.hung, 0) + (opt.procs * opt.cycles - reports.length) * 1_000_000,
       killed,
       reloads,
       proxyExits,
@@ -847,6 +874,11 @@ function formatSummary(s: SoakSummary): string {
     ),
     `  proxy memory (MiB; rss / heapUsed / heapTotal / external / arrayBuffers): ready ${fmtMem(s.memory.ready?.before)}, under load ${fmtMem(s.memory.load?.before)}, ` +
       `settled ${fmtMem(s.memory.settled?.before)}, settled after full GC ${fmtMem(s.memory.settled?.after)}; active handles settled ${s.memory.settled?.handles ?? '?'}; client sessions left ${s.sessionsLeft}`,
+    ...(s.memory.betweenCycles
+      ? [
+          `  between cycles (clients gone), RSS before / after a full GC, heap used after: ${s.memory.betweenCycles.map((m) => `${m.before.rssMiB} / ${m.after?.rssMiB} MiB, ${m.after?.heapUsedMiB} MiB`).join('; ')}`,
+        ]
+      : []),
     ...(s.memory.heap
       ? [
           `  heap snapshot (after the clients left): ${Object.entries(s.memory.heap)
