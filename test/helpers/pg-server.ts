@@ -15,6 +15,8 @@ export interface PgServer {
   bin: string
   /** Run SQL as the superuser over the Unix socket; returns psql's unaligned output. */
   sql(sql: string, database?: string): string
+  /** Run a script of statements, each in its own transaction (psql -f -: CREATE DATABASE may be among them), in one psql. */
+  script(sql: string, database?: string): void
   url(user: string, password: string, database?: string): string
   stop(): void
 }
@@ -109,6 +111,11 @@ export async function startPostgres(opts: PgOptions = {}): Promise<PgServer> {
           encoding: 'utf8',
         },
       ).trim()
+    },
+    script(sql, database = 'postgres') {
+      execFileSync(join(bin, 'psql'), ['-X', '-q', '-v', 'ON_ERROR_STOP=1', '-h', dataDir, '-p', String(port), '-U', 'postgres', '-d', database, '-f', '-'], {
+        input: sql,
+      })
     },
     url(user, password, database = 'postgres') {
       const auth = password ? `${encodeURIComponent(user)}:${encodeURIComponent(password)}` : encodeURIComponent(user)
