@@ -351,11 +351,12 @@ function parseArgs(argv: string[]): Options {
   }
 }
 
-function configYaml(port: number, server: PgServer, variant: number): string {
+function configYaml(port: number, metricsPort: number, server: PgServer, variant: number): string {
   const auth = `${ROLES.scram.user}:${encodeURIComponent(ROLES.scram.password)}`
   const placed = Array.from({ length: OTHER_TENANTS }, (_, i) => `t${i}: other`).join(', ')
   return `
 listen: 127.0.0.1:${port}
+metrics: 127.0.0.1:${metricsPort}
 log_level: ${variant % 2 === 0 ? 'warn' : 'error'}
 users: { app: { password: app_pw }, ops: { password: ops_pw, admin: true, bypass: true } }
 tenant: { column: tenant_id }
@@ -558,6 +559,23 @@ export interface SoakSummary {
   loopDelay: { clientsMaxMs: number; clientsP99Ms: number; proxyMaxMs: number; proxyP99Ms: number }
   /** The machine's load average (1, 5, 15 min) when the clients were done: other work shares the cores. */
   loadAverage: number[]
+  /** The proxy's own counters of clients it cut off or refused (its /metrics), when the clients were done. */
+  proxyCounters: Record<string, number>
+}
+
+/** Client connections the proxy cut off or refused, by reason, from its /metrics (the soak's config enables it). */
+async function proxyCounters(metricsPort: number): Promise<Record<string, number>> {
+  try {
+    const text = await (await fetch(`http://127.0.0.1:${metricsPort}/metrics`)).text()
+    const out: Record<string, number> = {}
+    for (const line of text.split('\n')) {
+      const m = /^(pgtenant_client_login_cutoffs_total|pgtenant_client_connections_refused_total)\{reason="([^"]+)"\} (\d+)/.exec(line)
+      if (m) out[`${m[1].replace('pgtenant_client_', '')} ${m[2]}`] = Number(m[3])
+    }
+    return out
+  } catch (err) {
+    return { [`metrics unavailable: ${(err as Error).message}`]: 0 }
+  }
 }
 
 async function main(): Promise<void> {
@@ -581,8 +599,9 @@ async function main(): Promise<void> {
       )
     }
     const port = await freePort()
+    const metricsPort = await freePort()
     const configPath = join(dir, 'pgtenant.yaml')
-    writeFileSync(configPath, configYaml(port, server, 0))
+    writeFileSync(configPath, configYaml(port, metricsPort, server, 0))
     const preload = join(dir, 'memory-probe.cjs')
     writeFileSync(preload, PRELOAD)
     let proxyExits = 0
@@ -699,7 +718,7 @@ async function main(): Promise<void> {
       while (running) {
         await sleep(opt.quick ? 10_000 : 30_000)
         if (!running) break
-        writeFileSync(configPath, configYaml(port, server, ++reloads))
+        writeFileSync(configPath, configYaml(port, metricsPort, server, ++reloads))
         proxy?.kill('SIGHUP')
       }
     })()
@@ -768,6 +787,7 @@ async function main(): Promise<void> {
     running = false
     await Promise.all([sampler, killer, reloader])
     const loadAverage = loadavg()
+    const cutoffs = await proxyCounters(metricsPort)
     log(`clients done after ${elapsedS.toFixed(0)} s; settling`)
 
     // Settle: every client is gone; the proxy's fds fall back (idle server connections stay until idle_timeout).
@@ -827,6 +847,7 @@ async function main(): Promise<void> {
       memory,
       sessionsLeft,
       loadAverage,
+      proxyCounters: cutoffs,
       loopDelay: {
         clientsMaxMs: Math.max(0, ...reports.map((r) => r.loopDelayMaxMs)),
         clientsP99Ms: Math.max(0, ...reports.map((r) => r.loopDelayP99Ms)),
@@ -860,7 +881,11 @@ function formatSummary(s: SoakSummary): string {
     `soak (${s.mode}): ${s.clients} clients in ${s.procs} processes, ${s.durationS} s`,
     `  ops ${s.ops} (${s.opsPerSec}/s), client connects ${s.connects}, latency p50 ${s.p50Ms} ms, p99 ${s.p99Ms} ms, ${s.over60s} answered after 60 s or more`,
     `  server connections killed ${s.killed}, clients hung up mid-query ${s.hangups}, config reloads ${s.reloads}`,
-    `  proxy exits ${s.proxyExits}, clients hung ${s.hung}`,
+    `  proxy exits ${s.proxyExits}, clients hung ${s.hung}; the proxy cut off or refused: ${
+      Object.entries(s.proxyCounters)
+        .map(([k, n]) => `${k} ${n}`)
+        .join(', ') || 'none'
+    }`,
     `  event-loop delay max/p99: proxy ${s.loopDelay.proxyMaxMs}/${s.loopDelay.proxyP99Ms} ms, client processes (worst) ${s.loopDelay.clientsMaxMs}/${s.loopDelay.clientsP99Ms} ms; ` +
       `proxy CPU (cores) ramp ${s.memory.load?.cpuShare ?? '?'}, after it ${s.memory.settled?.cpuShare ?? '?'}; load average at the end ${s.loadAverage.map((n) => n.toFixed(1)).join(' ')}`,
     `  proxy RSS/fds: ready ${s.proxy.ready.rssMiB} MiB/${s.proxy.ready.fds}, under load ${s.proxy.load.rssMiB} MiB/${s.proxy.load.fds}, settled ${s.proxy.settled.rssMiB} MiB/${s.proxy.settled.fds}`,
