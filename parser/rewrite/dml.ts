@@ -24,7 +24,10 @@ export function walkUpdate(cx: RewriteState, up: UpdateStmt, scope: Scope | null
   const relTok = cx.tokAt(cx.c(rv.location!))
   if (r.kind === 'tenant') {
     pl.where.push(tenantPredicate(rangeName(rv), r.col!))
-    setTargets(cx, up.targetList ?? [], r.key, r.col!, new Set(['from', 'where', 'returning']), 'UPDATE of')
+    // `SET <col> = <col>` keeps the row's own tenant (the row is restricted to the tenant) and needs no guard, which
+    // Citus refuses as changing the distribution column; under WHERE CURRENT OF the assignment is the row's check
+    const own = up.whereClause && nodeKind(up.whereClause) === 'CurrentOfExpr' ? null : 'column'
+    setTargets(cx, up.targetList ?? [], r.key, r.col!, new Set(['from', 'where', 'returning']), 'UPDATE of', own)
   }
   pl.ranges.push(targetRange(cx, rv, r))
   atLevel(cx, pl.ranges, () => {

@@ -61,7 +61,7 @@ function restrictTarget(cx: RewriteState, m: MergeStmt, rv: RangeVar, r: Resolve
   cx.insert(t[a].s, ['('])
   cx.insert(t[b].e, [`) AND ${qual}.${qcol} = `, TENANT])
   for (const w of whenClauses(m)) {
-    if (w.commandType === 'CMD_UPDATE') setTargets(cx, w.targetList ?? [], key, col, new Set(['when', 'returning']), 'MERGE UPDATE of')
+    if (w.commandType === 'CMD_UPDATE') setTargets(cx, w.targetList ?? [], key, col, new Set(['when', 'returning']), 'MERGE UPDATE of', 'column')
     else if (w.commandType === 'CMD_INSERT') mergeInsert(cx, w, key, col)
   }
 }

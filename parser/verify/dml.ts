@@ -20,7 +20,7 @@ export function updateOrDelete(vs: VerifyState, st: N, from: N[], what: 'UPDATE'
   for (const item of from) fromItem(vs, item, level, scope, [], [], false, false, 'where')
   const currentOf = nodeType(st.whereClause) === 'CurrentOfExpr'
   const where = st.whereClause && !currentOf ? conjuncts(st.whereClause) : null
-  if (t && what === 'UPDATE') setTargets(vs, st.targetList, t.key, t.col, 'UPDATE of')
+  if (t && what === 'UPDATE') setTargets(vs, st.targetList, t.key, t.col, 'UPDATE of', currentOf ? null : 'column')
   levelRestrictions(vs, level, where, `the ${what}'s WHERE`, currentOf ? t : null)
   joinQuals(vs, from, scope, level)
   // a DELETE has no targetList (undefined is walked as nothing)
@@ -115,7 +115,7 @@ export function merge(vs: VerifyState, m: N, scope: Scope | null, outer: Level |
     for (const w of clauses) {
       if (!w) throw new Fail(key, 'a MERGE WHEN clause the verifier does not know')
       if (w.matchKind === 'MERGE_WHEN_NOT_MATCHED_BY_SOURCE') throw new Fail(key, `MERGE into tenant table "${key}" with WHEN NOT MATCHED BY SOURCE`)
-      if (w.commandType === 'CMD_UPDATE') setTargets(vs, w.targetList, key, col, 'MERGE UPDATE of')
+      if (w.commandType === 'CMD_UPDATE') setTargets(vs, w.targetList, key, col, 'MERGE UPDATE of', 'column')
       else if (w.commandType === 'CMD_INSERT') {
         const cols: string[] = (w.targetList ?? []).map((x: N) => x?.ResTarget?.name)
         const idx = cols.indexOf(col)

@@ -293,6 +293,9 @@ t.test('hand-written inputs', async (t) => {
     'ON CONFLICT SET of the tenant column',
   )
   ok(`INSERT INTO ads (id, company_id) VALUES (1, ${T}) ON CONFLICT DO NOTHING`)
+  ok(`UPDATE ads SET company_id = company_id WHERE ads.company_id = ${T}`, "UPDATE SET of the tenant column to the row's own")
+  bad(`UPDATE ads SET company_id = company_id WHERE CURRENT OF c`, 'public.ads', 'the same under WHERE CURRENT OF: the guard is the check')
+  bad(`UPDATE ads SET company_id = ads.id WHERE ads.company_id = ${T}`, 'public.ads', 'UPDATE SET of the tenant column to another column')
   ok(`INSERT INTO audit (x) SELECT title FROM ads WHERE ads.company_id = ${T}`, 'non-tenant target, restricted source')
   bad(`INSERT INTO audit (x) SELECT title FROM ads`, 'public.ads', 'non-tenant target, unrestricted source')
   ok(`WITH d AS (DELETE FROM ads WHERE ads.company_id = ${T} RETURNING id) SELECT * FROM d`, 'data-modifying CTE')
