@@ -13,312 +13,33 @@
 //   node dist/bench/soak.js --quick      about 60 s, 500 clients, 2 processes (runs in npm test)
 //   options: --duration S, --clients N, --procs N, --json FILE (write the summary as JSON)
 import { fork, spawn, type ChildProcess } from 'node:child_process'
-import { mkdtempSync, writeFileSync, readFileSync, readdirSync, rmSync } from 'node:fs'
+import { mkdtempSync, writeFileSync, rmSync } from 'node:fs'
 import { tmpdir, loadavg } from 'node:os'
 import { join, dirname, resolve } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import net from 'node:net'
-import { monitorEventLoopDelay } from 'node:perf_hooks'
 import pg from 'pg'
-import postgres from 'postgres'
 import { startPostgres, ROLES, freePort, type PgServer } from '../test/helpers/pg-server.js'
 
 const here = dirname(fileURLToPath(import.meta.url))
 const root = resolve(here, '..', '..')
 const cli = join(root, 'dist', 'server', 'cli.js')
 
-const TENANTS = 40
-/** Tenants t0..t9 live on the second backend (its own database and pool). */
-const OTHER_TENANTS = 10
-const POOLS = { main: 16, other: 6 }
-/** The client libraries give up connecting (TCP, login) after this: an error of its own kind, before the hang watchdog. */
-const CONNECT_TIMEOUT_MS = 60_000
+import {
+  TENANTS,
+  OTHER_TENANTS,
+  POOLS,
+  BUCKETS,
+  bucketMs,
+  quantile,
+  sleep,
+  rand,
+  type WorkerOptions,
+  type WorkerReport,
+  type HangRecord,
+} from './soak/common.js'
 
-// ------------------------------------------------------------------ latency histogram
-
-/** Log-scale buckets of 5 % from 10 µs: p50/p99 within 5 %, mergeable across processes. */
-const BUCKETS = 400
-function bucketOf(ms: number): number {
-  const us = Math.max(10, ms * 1000)
-  return Math.min(BUCKETS - 1, Math.floor(Math.log(us / 10) / Math.log(1.05)))
-}
-function bucketMs(b: number): number {
-  return (10 * Math.pow(1.05, b + 0.5)) / 1000
-}
-function quantile(hist: number[], q: number): number {
-  const total = hist.reduce((a, b) => a + b, 0)
-  if (total === 0) return 0
-  let seen = 0
-  for (let b = 0; b < hist.length; b++) {
-    seen += hist[b]
-    if (seen >= q * total) return bucketMs(b)
-  }
-  return bucketMs(hist.length - 1)
-}
-
-// ------------------------------------------------------------------ worker (client process)
-
-interface WorkerOptions {
-  id: number
-  port: number
-  clients: number
-  durationMs: number
-  rampMs: number
-  thinkMs: [number, number]
-  hangupRate: number
-  pgjsShare: number
-  opTimeoutMs: number
-  /** After the op timeout, how much longer a hung operation is watched for a late answer before it is dropped. */
-  hangGraceMs: number
-}
-
-/** One operation that got no answer within the op timeout: what it was, and whether an answer came later. */
-export interface HangRecord {
-  lib: 'pg' | 'postgres.js'
-  what: string
-  /** Seconds into the run when it started. */
-  atS: number
-  /** The client's local port (node-postgres), to find it in the proxy's SHOW CLIENTS. */
-  localPort: number | null
-  /** Seconds from its start to its answer (late, past the op timeout), or null: none within the grace. */
-  answeredAfterS: number | null
-  /** What came late: 'rows' (the operation succeeded) or the error kind (a timeout of the client library, a connection reset, …). */
-  lateOutcome?: string
-  /** The proxy's view of that client when it was declared hung (SHOW CLIENTS state, backend), filled in by the parent. */
-  proxyState?: string
-}
-
-interface WorkerReport {
-  id: number
-  ops: number
-  hist: number[]
-  errors: Record<string, number>
-  hangups: number
-  hung: number
-  hangs: HangRecord[]
-  committed: number[]
-  connects: number
-  /** This client process's own event-loop delay over the run (ms): a starved client answers late whatever the proxy does. */
-  loopDelayMaxMs: number
-  loopDelayP99Ms: number
-}
-
-function errorKind(err: unknown): string {
-  const e = err as { code?: string; message?: string }
-  const msg = (e.message ?? String(err))
-    .replace(/\d+/g, 'N')
-    .replace(/"[^"]*"/g, '"…"')
-    .slice(0, 70)
-  return `${e.code ?? '-'} ${msg}`
-}
-
-const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms))
-const rand = (a: number, b: number): number => a + Math.random() * (b - a)
-
-async function runWorker(o: WorkerOptions): Promise<WorkerReport> {
-  const report: WorkerReport = {
-    id: o.id,
-    ops: 0,
-    hist: new Array(BUCKETS).fill(0),
-    errors: {},
-    hangups: 0,
-    hung: 0,
-    hangs: [],
-    committed: [],
-    connects: 0,
-    loopDelayMaxMs: 0,
-    loopDelayP99Ms: 0,
-  }
-  const runStart = Date.now()
-  const loopDelay = monitorEventLoopDelay({ resolution: 20 })
-  loopDelay.enable()
-  const deadline = Date.now() + o.durationMs
-  let nextId = o.id * 1_000_000_000
-  const url = (): string => `postgres://app:app_pw@127.0.0.1:${o.port}/soak`
-  const count = (kind: string): void => {
-    report.errors[kind] = (report.errors[kind] ?? 0) + 1
-  }
-  /**
-   * Runs `op` with a watchdog: past opTimeoutMs the operation counts as hung. It is then
-   * watched for up to hangGraceMs more (an answer that comes late means a slow system, none at
-   * all a lost client), reported to the parent (which looks the client up on the proxy's admin
-   * console), and dropped.
-   */
-  const timed = async <T>(
-    op: Promise<T>,
-    onHang: () => void,
-    lib: HangRecord['lib'],
-    what: string | (() => string),
-    localPort: () => number | null = () => null,
-  ): Promise<T> => {
-    const t0 = Date.now()
-    let timer: NodeJS.Timeout | null = null
-    const settled = op.then(
-      (value) => ({ value }),
-      (error: unknown) => ({ error }),
-    )
-    const watchdog = new Promise<null>((res) => (timer = setTimeout(() => res(null), o.opTimeoutMs)))
-    try {
-      const first = await Promise.race([settled, watchdog])
-      if (first !== null) {
-        if ('error' in first) throw first.error
-        return first.value
-      }
-      report.hung++
-      const rec: HangRecord = {
-        lib,
-        what: typeof what === 'string' ? what : what(),
-        atS: Math.round((t0 - runStart) / 1000),
-        localPort: localPort(),
-        answeredAfterS: null,
-      }
-      report.hangs.push(rec)
-      process.send?.({ hang: rec, worker: o.id, index: report.hangs.length - 1 })
-      const late = await Promise.race([settled, sleep(o.hangGraceMs).then(() => null)])
-      if (late !== null) {
-        rec.answeredAfterS = Math.round((Date.now() - t0) / 100) / 10
-        rec.lateOutcome = 'error' in late ? errorKind(late.error) : 'rows'
-      }
-      onHang()
-      throw Object.assign(new Error('client hung (no answer within the op timeout)'), { code: 'HUNG' })
-    } finally {
-      if (timer) clearTimeout(timer)
-    }
-  }
-
-  async function nodePgClient(slot: number): Promise<void> {
-    while (Date.now() < deadline) {
-      const tenant = `t${Math.floor(Math.random() * TENANTS)}`
-      const c = new pg.Client({ connectionString: url(), options: `-c app.tenant=${tenant}`, connectionTimeoutMillis: CONNECT_TIMEOUT_MS })
-      c.on('error', () => undefined)
-      const stream = (): net.Socket => (c as unknown as { connection: { stream: net.Socket } }).connection.stream
-      const drop = (): void => void stream().destroy()
-      const port = (): number | null => stream().localPort ?? null
-      try {
-        await timed(c.connect(), drop, 'pg', 'connect', port)
-        report.connects++
-        while (Date.now() < deadline) {
-          await sleep(rand(o.thinkMs[0], o.thinkMs[1]))
-          if (Date.now() >= deadline) break
-          const r = Math.random()
-          if (r < o.hangupRate) {
-            // Hang up in the middle of a query: the proxy must cancel it and keep the pool's promise.
-            const q = c.query('SELECT pg_sleep(1.5)').catch(() => undefined)
-            await sleep(rand(20, 300))
-            drop()
-            await q
-            report.hangups++
-            break
-          }
-          const t0 = performance.now()
-          if (r < 0.35) await timed(c.query('SELECT count(*)::int AS n FROM items'), drop, 'pg', 'simple query', port)
-          else if (r < 0.6) await timed(c.query('SELECT n FROM items WHERE n > $1 ORDER BY n LIMIT 3', [slot % 5]), drop, 'pg', 'extended query', port)
-          else if (r < 0.75)
-            await timed(
-              c.query({ name: 'by_n', text: 'SELECT count(*)::int AS n FROM items WHERE n >= $1', values: [slot % 3] }),
-              drop,
-              'pg',
-              'named statement',
-              port,
-            )
-          else {
-            const id = ++nextId
-            let step = 'BEGIN'
-            await timed(
-              (async () => {
-                await c.query('BEGIN')
-                step = 'INSERT'
-                await c.query('INSERT INTO ledger (id, worker) VALUES ($1, $2)', [id, o.id])
-                step = 'COMMIT'
-                await c.query('COMMIT')
-              })(),
-              drop,
-              'pg',
-              () => `write transaction (${step})`,
-              port,
-            )
-            report.committed.push(id) // acknowledged: it must be there at the end
-          }
-          report.hist[bucketOf(performance.now() - t0)]++
-          report.ops++
-        }
-      } catch (err) {
-        count(errorKind(err))
-        await sleep(rand(50, 300))
-      } finally {
-        await c.end().catch(() => undefined)
-      }
-    }
-  }
-
-  async function postgresJsClient(slot: number): Promise<void> {
-    while (Date.now() < deadline) {
-      const tenant = `t${Math.floor(Math.random() * TENANTS)}`
-      const sql = postgres(url(), {
-        max: 1,
-        idle_timeout: 0,
-        connect_timeout: CONNECT_TIMEOUT_MS / 1000,
-        onnotice: () => undefined,
-        connection: { options: `-c app.tenant=${tenant}` } as Record<string, string>,
-      })
-      const drop = (): void => void sql.end({ timeout: 0 }).catch(() => undefined)
-      try {
-        let first = true
-        while (Date.now() < deadline) {
-          await sleep(rand(o.thinkMs[0], o.thinkMs[1]))
-          if (Date.now() >= deadline) break
-          const r = Math.random()
-          const t0 = performance.now()
-          if (r < 0.3)
-            await timed(sql.unsafe('SELECT count(*)::int AS n FROM items').simple(), drop, 'postgres.js', first ? 'connect + simple query' : 'simple query')
-          else if (r < 0.75)
-            await timed(
-              sql`SELECT count(*)::int AS n FROM items WHERE n >= ${slot % 4}`,
-              drop,
-              'postgres.js',
-              first ? 'connect + prepared query' : 'prepared query',
-            )
-          else {
-            const id = ++nextId
-            await timed(
-              sql.begin(async (tx) => {
-                await tx`INSERT INTO ledger (id, worker) VALUES (${id}, ${o.id})`
-              }),
-              drop,
-              'postgres.js',
-              first ? 'connect + write transaction' : 'write transaction',
-            )
-            report.committed.push(id)
-          }
-          if (first) {
-            report.connects++
-            first = false
-          }
-          report.hist[bucketOf(performance.now() - t0)]++
-          report.ops++
-        }
-      } catch (err) {
-        count(errorKind(err))
-        await sleep(rand(50, 300))
-      } finally {
-        await sql.end({ timeout: 5 }).catch(() => undefined)
-      }
-    }
-  }
-
-  await Promise.all(
-    Array.from({ length: o.clients }, async (_, slot) => {
-      await sleep((slot / o.clients) * o.rampMs)
-      if (slot / o.clients < o.pgjsShare) await postgresJsClient(slot)
-      else await nodePgClient(slot)
-    }),
-  )
-  report.loopDelayMaxMs = Math.round(loopDelay.max / 1e6)
-  report.loopDelayP99Ms = Math.round(loopDelay.percentile(99) / 1e6)
-  const crashes = (globalThis as { libraryCrashes?: () => number }).libraryCrashes?.() ?? 0
-  if (crashes > 0) report.errors['client library: uncaught exception'] = crashes
-  return report
-}
+export type { HangRecord } from './soak/common.js'
 
 // ------------------------------------------------------------------ parent
 
@@ -380,130 +101,7 @@ pool:
  * garbage collection first (--expose-gc) or writes a heap snapshot, so that the soak can tell
  * memory still referenced (a leak) from memory the V8 heap or the allocator has not given back.
  */
-const PRELOAD = `
-const fs = require('node:fs')
-const v8 = require('node:v8')
-const delay = require('node:perf_hooks').monitorEventLoopDelay({ resolution: 20 })
-delay.enable()
-let cpuFrom = process.cpuUsage()
-let wallFrom = Date.now()
-process.on('SIGUSR2', () => {
-  const dir = process.env.PGTENANT_SOAK_DIR
-  const req = JSON.parse(fs.readFileSync(dir + '/mem-request.json', 'utf8'))
-  const out = { before: process.memoryUsage(), handles: process._getActiveHandles().length, loopDelayMaxMs: Math.round(delay.max / 1e6), loopDelayP99Ms: Math.round(delay.percentile(99) / 1e6) }
-  delay.reset()
-  const cpu = process.cpuUsage(cpuFrom)
-  out.cpuShare = Math.round(((cpu.user + cpu.system) / 1000 / Math.max(1, Date.now() - wallFrom)) * 100) / 100
-  cpuFrom = process.cpuUsage()
-  wallFrom = Date.now()
-  if (req.kind !== 'peek') {
-    global.gc()
-    global.gc()
-    out.after = process.memoryUsage()
-  }
-  if (req.kind === 'snapshot') out.snapshot = v8.writeHeapSnapshot(req.file)
-  fs.writeFileSync(dir + '/mem-' + req.id + '.json', JSON.stringify(out))
-})
-`
-
-interface MemoryUsageMiB {
-  rssMiB: number
-  heapUsedMiB: number
-  heapTotalMiB: number
-  externalMiB: number
-  arrayBuffersMiB: number
-}
-export interface ProxyMemory {
-  before: MemoryUsageMiB
-  /** After two full garbage collections (kind gc / snapshot). */
-  after?: MemoryUsageMiB
-  handles: number
-  /** The proxy's event-loop delay since the previous probe (max and p99, ms). */
-  loopDelayMaxMs?: number
-  loopDelayP99Ms?: number
-  /** CPU the proxy used since the previous probe, in cores (1 = one core busy all the time). */
-  cpuShare?: number
-}
-
-function mib(m: NodeJS.MemoryUsage): MemoryUsageMiB {
-  const f = (n: number): number => Math.round((n / 1048576) * 10) / 10
-  return { rssMiB: f(m.rss), heapUsedMiB: f(m.heapUsed), heapTotalMiB: f(m.heapTotal), externalMiB: f(m.external), arrayBuffersMiB: f(m.arrayBuffers) }
-}
-
-let memoryRequests = 0
-async function proxyMemory(dir: string, pid: number, kind: 'peek' | 'gc' | 'snapshot', file?: string): Promise<ProxyMemory | null> {
-  const id = ++memoryRequests
-  writeFileSync(join(dir, 'mem-request.json'), JSON.stringify({ id, kind, file }))
-  try {
-    process.kill(pid, 'SIGUSR2')
-  } catch {
-    return null
-  }
-  const out = join(dir, `mem-${id}.json`)
-  for (let i = 0; i < 1200; i++) {
-    try {
-      const r = JSON.parse(readFileSync(out, 'utf8')) as {
-        before: NodeJS.MemoryUsage
-        after?: NodeJS.MemoryUsage
-        handles: number
-        loopDelayMaxMs: number
-        loopDelayP99Ms: number
-        cpuShare: number
-      }
-      return {
-        cpuShare: r.cpuShare,
-        before: mib(r.before),
-        after: r.after ? mib(r.after) : undefined,
-        handles: r.handles,
-        loopDelayMaxMs: r.loopDelayMaxMs,
-        loopDelayP99Ms: r.loopDelayP99Ms,
-      }
-    } catch {
-      await sleep(100) // not written yet (a snapshot of a large heap takes seconds)
-    }
-  }
-  return null
-}
-
-/** Objects a heap snapshot holds, by constructor name, for the names that say whether sessions or connections leaked. */
-function heapCounts(file: string): Record<string, { count: number; selfMiB: number }> {
-  const snap = JSON.parse(readFileSync(file, 'utf8')) as {
-    snapshot: { meta: { node_fields: string[]; node_types: [string[]] } }
-    nodes: number[]
-    strings: string[]
-  }
-  const fields = snap.snapshot.meta.node_fields
-  const width = fields.length
-  const typeAt = fields.indexOf('type')
-  const nameAt = fields.indexOf('name')
-  const sizeAt = fields.indexOf('self_size')
-  const objectType = snap.snapshot.meta.node_types[0].indexOf('object')
-  const byName = new Map<string, { count: number; self: number }>()
-  for (let i = 0; i < snap.nodes.length; i += width) {
-    if (snap.nodes[i + typeAt] !== objectType) continue
-    const name = snap.strings[snap.nodes[i + nameAt]]
-    const e = byName.get(name) ?? { count: 0, self: 0 }
-    e.count++
-    e.self += snap.nodes[i + sizeAt]
-    byName.set(name, e)
-  }
-  const out: Record<string, { count: number; selfMiB: number }> = {}
-  const top = [...byName].sort((a, b) => b[1].self - a[1].self).slice(0, 15)
-  const wanted = ['ClientSession', 'BackendConnection', 'Socket', 'TLSSocket', 'Pool', 'ReplyQueue', 'Timeout']
-  for (const [name, e] of [...top, ...[...byName].filter(([n]) => wanted.includes(n))])
-    out[name] = { count: e.count, selfMiB: Math.round((e.self / 1048576) * 10) / 10 }
-  return out
-}
-
-function procStats(pid: number): { rssMiB: number; fds: number } {
-  try {
-    const status = readFileSync(`/proc/${pid}/status`, 'utf8')
-    const rss = Number(/VmRSS:\s+(\d+)/.exec(status)?.[1] ?? 0)
-    return { rssMiB: Math.round(rss / 1024), fds: readdirSync(`/proc/${pid}/fd`).length }
-  } catch {
-    return { rssMiB: 0, fds: 0 }
-  }
-}
+import { PRELOAD, type ProxyMemory, proxyMemory, heapCounts, procStats, formatSummary } from './soak/probe.js'
 
 async function waitForPort(port: number, ms: number): Promise<void> {
   const until = Date.now() + ms
@@ -767,7 +365,7 @@ async function main(): Promise<void> {
             // 30 s) and then a wait for a server connection (wait_timeout_ms 30 s) before 53300.
             opTimeoutMs: 75_000,
           }
-          const child = fork(fileURLToPath(import.meta.url), ['--worker', JSON.stringify(wo)], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] })
+          const child = fork(join(here, 'soak', 'worker.js'), [JSON.stringify(wo)], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] })
           workers.push(child)
           return new Promise<void>((res) => {
             child.on('message', (m: WorkerReport | { hang: HangRecord; worker: number; index: number }) => {
@@ -872,69 +470,7 @@ async function main(): Promise<void> {
   }
 }
 
-function formatSummary(s: SoakSummary): string {
-  const errs = Object.entries(s.errors)
-    .sort((a, b) => b[1] - a[1])
-    .map(([k, n]) => `    ${String(n).padStart(7)}  ${k}`)
-    .join('\n')
-  return [
-    `soak (${s.mode}): ${s.clients} clients in ${s.procs} processes, ${s.durationS} s`,
-    `  ops ${s.ops} (${s.opsPerSec}/s), client connects ${s.connects}, latency p50 ${s.p50Ms} ms, p99 ${s.p99Ms} ms, ${s.over60s} answered after 60 s or more`,
-    `  server connections killed ${s.killed}, clients hung up mid-query ${s.hangups}, config reloads ${s.reloads}`,
-    `  proxy exits ${s.proxyExits}, clients hung ${s.hung}; the proxy cut off or refused: ${
-      Object.entries(s.proxyCounters)
-        .map(([k, n]) => `${k} ${n}`)
-        .join(', ') || 'none'
-    }`,
-    `  event-loop delay max/p99: proxy ${s.loopDelay.proxyMaxMs}/${s.loopDelay.proxyP99Ms} ms, client processes (worst) ${s.loopDelay.clientsMaxMs}/${s.loopDelay.clientsP99Ms} ms; ` +
-      `proxy CPU (cores) ramp ${s.memory.load?.cpuShare ?? '?'}, after it ${s.memory.settled?.cpuShare ?? '?'}; load average at the end ${s.loadAverage.map((n) => n.toFixed(1)).join(' ')}`,
-    `  proxy RSS/fds: ready ${s.proxy.ready.rssMiB} MiB/${s.proxy.ready.fds}, under load ${s.proxy.load.rssMiB} MiB/${s.proxy.load.fds}, settled ${s.proxy.settled.rssMiB} MiB/${s.proxy.settled.fds}`,
-    `  server connections (pg_stat_activity) max: main ${s.serverConnections.max.main}/${s.serverConnections.poolSizes.main}, other ${s.serverConnections.max.other}/${s.serverConnections.poolSizes.other}, catalog reads ${s.serverConnections.maxCatalog}, total with them ${s.serverConnections.maxTotal}/${s.serverConnections.poolSizes.main + s.serverConnections.poolSizes.other} (the cap)`,
-    `  ledger: ${s.ledger.acknowledged} acknowledged commits, ${s.ledger.present} present, ${s.ledger.missing} missing`,
-    `  client errors by kind:${errs ? '\n' + errs : ' none'}`,
-    `  hung operations:${s.hangs.length === 0 ? ' none' : ''}`,
-    ...s.hangs.map(
-      (h) =>
-        `    ${h.lib} ${h.what} at ${h.atS} s: ${h.answeredAfterS === null ? 'no answer within the grace' : `${h.lateOutcome === 'rows' ? 'answered' : `failed (${h.lateOutcome})`} after ${h.answeredAfterS} s`}; proxy: ${h.proxyState ?? '?'}`,
-    ),
-    `  proxy memory (MiB; rss / heapUsed / heapTotal / external / arrayBuffers): ready ${fmtMem(s.memory.ready?.before)}, under load ${fmtMem(s.memory.load?.before)}, ` +
-      `settled ${fmtMem(s.memory.settled?.before)}, settled after full GC ${fmtMem(s.memory.settled?.after)}; active handles settled ${s.memory.settled?.handles ?? '?'}; client sessions left ${s.sessionsLeft}`,
-    ...(s.memory.betweenCycles
-      ? [
-          `  between cycles (clients gone), RSS before / after a full GC, heap used after: ${s.memory.betweenCycles.map((m) => `${m.before.rssMiB} / ${m.after?.rssMiB} MiB, ${m.after?.heapUsedMiB} MiB`).join('; ')}`,
-        ]
-      : []),
-    ...(s.memory.heap
-      ? [
-          `  heap snapshot (after the clients left): ${Object.entries(s.memory.heap)
-            .map(([n, e]) => `${n} ${e.count} (${e.selfMiB} MiB)`)
-            .join(', ')}`,
-        ]
-      : []),
-  ].join('\n')
-}
-
-function fmtMem(m: MemoryUsageMiB | undefined): string {
-  return m ? `${m.rssMiB}/${m.heapUsedMiB}/${m.heapTotalMiB}/${m.externalMiB}/${m.arrayBuffersMiB}` : '?'
-}
-
-if (process.argv[2] === '--worker') {
-  // A client library's own crash (postgres.js writing to a socket it already dropped) must not
-  // end the client process: it is counted in the report as an error of its own kind.
-  let libraryCrashes = 0
-  process.on('uncaughtException', () => libraryCrashes++)
-  process.on('unhandledRejection', () => libraryCrashes++)
-  ;(globalThis as { libraryCrashes?: () => number }).libraryCrashes = () => libraryCrashes
-  runWorker(JSON.parse(process.argv[3]) as WorkerOptions).then(
-    (report) => process.send?.(report, () => process.exit(0)),
-    (err) => {
-      console.error(err)
-      process.exit(1)
-    },
-  )
-} else {
-  main().catch((err) => {
-    console.error(err)
-    process.exit(1)
-  })
-}
+main().catch((err) => {
+  console.error(err)
+  process.exit(1)
+})
