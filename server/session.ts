@@ -350,8 +350,7 @@ export class ClientSession extends SessionExtended {
   protected forgetServerStatements(): void {
     const conn = this.backend
     if (!conn) return
-    conn.prepared.clear()
-    conn.unnamedOwner = null
+    conn.forgetStatements()
   }
 }
 

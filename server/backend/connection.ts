@@ -53,9 +53,41 @@ export class BackendConnection {
   /** Server-side names of the shared prepared statements on this connection (bounded, least recently used out: prepared.ts). */
   readonly prepared = new PreparedStatements()
   /** Which client's unnamed statement is currently parsed here (unnamed statements are per connection). */
-  unnamedOwner: object | null = null
+  get unnamedOwner(): object | null {
+    return this.unnamed
+  }
   /** Identity of the session state (settings, tenant) last applied on this connection. */
-  stateKey = ''
+  get stateKey(): string {
+    return this.state
+  }
+  private unnamed: object | null = null
+  private state = ''
+
+  /** A client's Parse of the unnamed statement was sent here: `token` owns it until another one is. */
+  claimUnnamed(token: object): void {
+    this.unnamed = token
+  }
+
+  /** The unnamed statement is gone or replaced (a failed Parse of `token`, or anyone's when no token is given). */
+  releaseUnnamed(token?: object): void {
+    if (token === undefined || this.unnamed === token) this.unnamed = null
+  }
+
+  /** The session state `key` names is what this connection now has (replayed, or run by the client itself). */
+  stateApplied(key: string): void {
+    this.state = key
+  }
+
+  /** The connection's session state is no longer known (a setting changed on it, DISCARD ALL). */
+  forgetState(): void {
+    this.state = ''
+  }
+
+  /** DISCARD ALL / DEALLOCATE ALL ran: no statement, prepared or unnamed, is left on the server. */
+  forgetStatements(): void {
+    this.prepared.clear()
+    this.unnamed = null
+  }
   lastUsed = Date.now()
   closed = false
   /** Set by the pool while the connection is idle in it: the server closed it (killed, restarted), take it out now. */

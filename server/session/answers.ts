@@ -151,7 +151,7 @@ export abstract class SessionAnswers extends SessionCore {
       // Keep current_setting() on the server in step for the rest of this transaction.
       this.send(fe.encodeQuery(`SELECT set_config(${quoteLiteral(setting)}, ${quoteLiteral(value ?? '')}, true)`))
       this.queue.expect('internal')
-      this.backend.stateKey = ''
+      this.backend.forgetState()
     }
     this.ctx.tenantChanged(this.session)
     return null

@@ -92,7 +92,7 @@ export abstract class SessionBackendLink extends SessionAnswers {
         // It takes the unnamed statement and portal, which the client's own messages replace.
         this.toBackend.unshift(...deferredBeginMessages(this.deferredBegin))
         this.queue.expectFirst(entry('parse', { swallow: true }), entry('bind', { swallow: true }), entry('execute', { swallow: true }))
-        conn.unnamedOwner = null
+        conn.releaseUnnamed()
       }
       this.deferredBegin = null
     }
@@ -123,7 +123,7 @@ export abstract class SessionBackendLink extends SessionAnswers {
     // Pipelined ahead of the client's own messages; its replies are swallowed.
     this.toBackend.unshift(fe.encodeQuery(this.st.replaySql(this.ctx.planner.tenantMode ? this.ctx.planner.setting : null)))
     this.queue.expectFirst(entry('internal'))
-    conn.stateKey = key
+    conn.stateApplied(key)
   }
 
   /** The session state a server connection needs for this client (pools prefer one already in it). */
@@ -338,7 +338,7 @@ export abstract class SessionBackendLink extends SessionAnswers {
 
   protected commitPendingEffects(): void {
     // The connection already has these settings: it ran the statements itself.
-    if (this.st.commitPending() && this.backend) this.backend.stateKey = this.st.key
+    if (this.st.commitPending() && this.backend) this.backend.stateApplied(this.st.key)
   }
 
   protected onErrorResponse(raw: Buffer): boolean {

@@ -162,9 +162,8 @@ class Cleanup implements ScannerSink {
     conn.detach()
     if (this.resetSent) {
       // DISCARD ALL dropped the proxy's statements and the settings it had replayed there.
-      conn.prepared.clear()
-      conn.unnamedOwner = null
-      conn.stateKey = ''
+      conn.forgetStatements()
+      conn.forgetState()
     }
     pool.release(conn, reusable && !conn.closed)
   }

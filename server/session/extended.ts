@@ -132,10 +132,10 @@ export abstract class SessionExtended extends SessionBackendLink {
     if (stmt.serverName === '') {
       this.send(unchanged ?? this.parseMemo.encodeUnnamed(stmt.sql, stmt.paramTypes))
       const token = {}
-      conn.unnamedOwner = token
+      conn.claimUnnamed(token)
       stmt.token = token
       const onFail = (): void => {
-        if (conn.unnamedOwner === token) conn.unnamedOwner = null
+        conn.releaseUnnamed(token)
         unregister?.()
       }
       this.queue.expect('parse', { serverName: null, swallow: internal, onFail })
