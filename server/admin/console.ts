@@ -314,7 +314,12 @@ export class AdminConsole {
   private userRows(): Rows {
     const p = this.proxy
     const clients = new Map<string, ClientSession[]>()
-    for (const s of p.sessions.values()) if (s.user) clients.set(s.user, [...(clients.get(s.user) ?? []), s])
+    for (const s of p.sessions.values()) {
+      if (!s.user) continue
+      const list = clients.get(s.user)
+      if (list) list.push(s)
+      else clients.set(s.user, [s])
+    }
     const rows: Rows = Object.entries(p.config.users).map(([name, u]) => [
       name,
       u.tenant ?? null,
