@@ -26,7 +26,18 @@ import { spawn, spawnSync } from 'node:child_process'
 import { createInterface } from 'node:readline'
 import { startPostgres, type PgServer } from '../test/helpers/pg-server.js'
 import { treeCpuSeconds, treeRssBytes, sleep, runCmd, withRaisedNofile, killPid } from './e2e/proc.js'
-import { ensurePgbouncer, startPgbouncer, startPgtenant, startNodePipe, pgtenantTarget, directTarget, usable, isPgtenant, type Target } from './e2e/targets.js'
+import {
+  ensurePgbouncer,
+  startPgbouncer,
+  startPgtenant,
+  startNodePipe,
+  pgtenantTarget,
+  directTarget,
+  usable,
+  isPgtenant,
+  type Target,
+  type PgtenantInstance,
+} from './e2e/targets.js'
 import { runPgbench, runPgbenchGroup, pgbenchBin, type PgbenchRun, type QueryMode, type PgbenchResult } from './e2e/pgbench.js'
 import { machineDescription, resultsTable, memoryTable, summarize, fmtTps, type Cell, type CaseRow, type RoundResult, type MemoryResult } from './e2e/report.js'
 
@@ -197,12 +208,10 @@ async function measure(c: Case, t: Target, bin: string, work: string, pmPid: num
   }
 }
 
-/** An older pgtenant build (`--baseline`), configured exactly as the current one. */
-async function startBaseline(baselineCli: string, server: PgServer, verifier: string, maxClients: number): Promise<Target> {
-  const baseRoot = resolve(dirname(baselineCli), '..', '..')
-  const rev = spawnSync('git', ['-C', baseRoot, 'describe', '--always', '--dirty'], { encoding: 'utf8' }).stdout.trim() || baselineCli
+/** Two instances of the pgtenant at `cliPath`: a transparent pooler and one with the tenant section, configured alike. */
+function startPgtenantPair(cliPath: string, server: PgServer, verifier: string, maxClients: number): Promise<[PgtenantInstance, PgtenantInstance]> {
   const common = {
-    cli: resolve(baselineCli),
+    cli: cliPath,
     pgPort: server.port,
     database: DB,
     user: USER,
@@ -212,7 +221,14 @@ async function startBaseline(baselineCli: string, server: PgServer, verifier: st
     maxClients,
     workers: opt.workers,
   }
-  const [plain, tenant] = await Promise.all([startPgtenant({ ...common, tenant: false }), startPgtenant({ ...common, tenant: true })])
+  return Promise.all([startPgtenant({ ...common, tenant: false }), startPgtenant({ ...common, tenant: true })])
+}
+
+/** An older pgtenant build (`--baseline`), configured exactly as the current one. */
+async function startBaseline(baselineCli: string, server: PgServer, verifier: string, maxClients: number): Promise<Target> {
+  const baseRoot = resolve(dirname(baselineCli), '..', '..')
+  const rev = spawnSync('git', ['-C', baseRoot, 'describe', '--always', '--dirty'], { encoding: 'utf8' }).stdout.trim() || baselineCli
+  const [plain, tenant] = await startPgtenantPair(resolve(baselineCli), server, verifier, maxClients)
   const t = pgtenantTarget(plain, tenant, `pgtenant ${rev} (baseline)`, 'pgtenant (baseline)')
   log(t.available ? `baseline pgtenant ${rev} on ports ${t.port} and ${t.tenantPort}` : `baseline unavailable: ${t.reason}`)
   return t
@@ -344,18 +360,7 @@ async function main(): Promise<void> {
       kill: () => {},
     }
   } else {
-    const common = {
-      cli,
-      pgPort: server.port,
-      database: DB,
-      user: USER,
-      secret: verifier,
-      backendPassword: PASSWORD,
-      poolSize: opt.pool,
-      maxClients,
-      workers: opt.workers,
-    }
-    const [plain, tenant] = await Promise.all([startPgtenant({ ...common, tenant: false }), startPgtenant({ ...common, tenant: true })])
+    const [plain, tenant] = await startPgtenantPair(cli, server, verifier, maxClients)
     tenantTarget = pgtenantTarget(plain, tenant, `pgtenant ${gitRev}${opt.workers > 1 ? `, workers: ${opt.workers}` : ''}`)
   }
   log(
