@@ -17,9 +17,11 @@ import { pathToFileURL } from 'node:url'
 import { createRequire } from 'node:module'
 import { dirname, join } from 'node:path'
 import { loadModule, scanSync } from 'libpg-query'
-import { mulberry32, generate } from './scan-agreement/generate.js'
+import { generate } from './scan-agreement/generate.js'
+import { mulberry32 } from '../test/helpers/rng.js'
 
-export { mulberry32, generate } from './scan-agreement/generate.js'
+export { generate } from './scan-agreement/generate.js'
+export { mulberry32 } from '../test/helpers/rng.js'
 import {
   tokenize,
   normalizeLiterals,

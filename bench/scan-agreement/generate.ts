@@ -4,16 +4,6 @@
 
 // ---- generator --------------------------------------------------------------------------------
 
-export function mulberry32(seed: number): () => number {
-  let a = seed >>> 0
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0
-    let x = Math.imul(a ^ (a >>> 15), 1 | a)
-    x = (x + Math.imul(x ^ (x >>> 7), 61 | x)) ^ x
-    return ((x ^ (x >>> 14)) >>> 0) / 4294967296
-  }
-}
-
 const WS = [' ', ' ', ' ', '\t', '\n', '\r', '\r\n', '\f', '\v', '  \n ', '']
 const NL = ['\n', '\r', '\r\n']
 const OPC = '~!@#^&|`?+-*/%<>='

@@ -2,6 +2,7 @@
 // plus every tenant's rows, ids overlapping across tenants (each tenant has company 1,
 // task 1, …), NULLs in every nullable column, and two small tenants with empty tables.
 import { TENANTS, type TenantName } from './facts.js'
+import { mulberry32 } from '../helpers/rng.js'
 
 /** Row counts per tenant; 0 = that tenant's table is empty. */
 export const SIZES: Record<TenantName, Record<string, number>> = {
@@ -68,17 +69,6 @@ export const SIZES: Record<TenantName, Record<string, number>> = {
 }
 
 const LABEL: Record<TenantName, string> = { acme: 'Acme', globex: 'Globex', initech: 'Initech', "o'hare": "O'Hare" }
-
-function mulberry32(seed: number): () => number {
-  let a = seed >>> 0
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0
-    let t = a
-    t = Math.imul(t ^ (t >>> 15), t | 1)
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61)
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296
-  }
-}
 
 export function lit(v: unknown): string {
   if (v === null || v === undefined) return 'NULL'

@@ -1,6 +1,9 @@
 // SQL tokens for the oracle fuzzers (mutate.ts, test/attack/mutation-fuzz.test.ts): a small tokenizer,
 // a seeded random generator, and the clause and table lookups mutations use.
 import { TENANT_TABLES } from './facts.js'
+import type { Rng } from '../helpers/rng.js'
+
+export { mulberry32, type Rng } from '../helpers/rng.js'
 
 export interface Tok {
   type: 'word' | 'qident' | 'string' | 'number' | 'param' | 'punct' | 'dollar'
@@ -115,17 +118,6 @@ export function tokenize(sql: string): Tok[] {
 
 export const up = (t: Tok | undefined) => (t && t.type === 'word' ? t.text.toUpperCase() : '')
 
-export type Rng = () => number
-export function mulberry32(seed: number): Rng {
-  let a = seed >>> 0
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0
-    let t = a
-    t = Math.imul(t ^ (t >>> 15), t | 1)
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61)
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296
-  }
-}
 export const pick = <T>(rng: Rng, xs: readonly T[]): T => xs[Math.floor(rng() * xs.length)]
 
 export function splice(sql: string, start: number, end: number, text: string): string {

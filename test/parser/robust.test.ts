@@ -5,16 +5,7 @@ import { parseSync } from 'libpg-query'
 import { initParser, rewriteQuery, RewriteCache } from '../../parser/index.js'
 import { loadGolden } from './golden-cases.js'
 import { goldenCtx } from './fixtures.js'
-
-function rng(seed: number): () => number {
-  let a = seed >>> 0
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0
-    let x = Math.imul(a ^ (a >>> 15), 1 | a)
-    x = (x + Math.imul(x ^ (x >>> 7), 61 | x)) ^ x
-    return ((x ^ (x >>> 14)) >>> 0) / 4294967296
-  }
-}
+import { mulberry32 as rng } from '../helpers/rng.js'
 
 const PIECES = [
   ' (',

@@ -5,17 +5,8 @@ import pg from 'pg'
 import { randomUUID } from 'node:crypto'
 import { startPostgres, ROLES } from '../helpers/pg-server.js'
 import { hashint2, hashint4, hashint8, hashtext, hashbpchar, uuid_hash, hashForType, hashableType, parseUuid } from '../../routing/citus-hash.js'
+import { mulberry32 as rng } from '../helpers/rng.js' // deterministic, so a failure reproduces
 
-/** Deterministic PRNG (mulberry32) so a failure reproduces. */
-function rng(seed: number): () => number {
-  let s = seed >>> 0
-  return () => {
-    s = (s + 0x6d2b79f5) | 0
-    let x = Math.imul(s ^ (s >>> 15), 1 | s)
-    x = (x + Math.imul(x ^ (x >>> 7), 61 | x)) ^ x
-    return ((x ^ (x >>> 14)) >>> 0) / 4294967296
-  }
-}
 const rand = rng(20261122)
 const randInt = (n: number) => Math.floor(rand() * n)
 const randU32 = () => Math.floor(rand() * 4294967296)
