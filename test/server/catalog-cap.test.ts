@@ -12,6 +12,7 @@ import t, { type Test } from 'tap'
 import pg from 'pg'
 import { startPostgres, ROLES, type PgServer } from '../helpers/pg-server.js'
 import { startProxy, type RunningProxy } from '../helpers/proxy.js'
+import { waitFor } from '../helpers/wait.js'
 
 const auth = `${ROLES.scram.user}:${encodeURIComponent(ROLES.scram.password)}`
 const POOL = 3
@@ -77,19 +78,6 @@ async function tenantClient(url: string): Promise<pg.Client> {
   return c
 }
 
-/** Resolves once `cond` holds (checked on every turn of the event loop), or rejects after `ms`. */
-function until(cond: () => boolean, ms = 20000): Promise<void> {
-  const end = Date.now() + ms
-  return new Promise((resolve, reject) => {
-    const check = (): void => {
-      if (cond()) resolve()
-      else if (Date.now() > end) reject(new Error('condition not reached'))
-      else setImmediate(check)
-    }
-    check()
-  })
-}
-
 const catalogWaiting = (proxy: RunningProxy): boolean => [...proxy.proxy.pools.waitingPools].some((p) => p.urgent)
 
 t.test(`cap = pool = ${POOL}, every connection in a transaction: the catalog read waits for the first one released`, async (t) => {
@@ -106,7 +94,10 @@ t.test(`cap = pool = ${POOL}, every connection in a transaction: the catalog rea
   t.teardown(() => late.end())
   // Unknown to the schema facts: the proxy reads the catalogs again before it answers.
   const answer = late.query('SELECT count(*)::int AS n FROM fresh')
-  const first = await Promise.race([answer.then(() => 'answered'), until(() => catalogWaiting(proxy)).then(() => 'catalog read waiting')])
+  const first = await Promise.race([
+    answer.then(() => 'answered'),
+    waitFor('the catalog read to wait for room', () => catalogWaiting(proxy)).then(() => 'catalog read waiting'),
+  ])
   t.equal(first, 'catalog read waiting', 'with the cap reached by busy connections, the catalog read waits for room')
   t.ok(sampler.peak <= POOL, `the server sees at most ${POOL} proxy connections meanwhile (${sampler.peak})`)
   await holders[0].query('COMMIT') // the released connection makes room for the catalog read
@@ -125,7 +116,10 @@ t.test(`cap = pool = ${POOL}, every connection idle: the catalog read closes an 
   t.teardown(() => Promise.all(clients.map((c) => c.end())))
   // Three transactions at once: the pool opens all three connections, then they sit idle.
   await Promise.all(clients.map((c) => c.query('SELECT count(*), pg_sleep(0.2) FROM notes')))
-  await until(() => proxy.proxy.pools.totalConnections === POOL && [...proxy.proxy.pools.pools.values()].every((p) => p.active === 0))
+  await waitFor(
+    `${POOL} idle pool connections`,
+    () => proxy.proxy.pools.totalConnections === POOL && [...proxy.proxy.pools.pools.values()].every((p) => p.active === 0),
+  )
   server.sql(`CREATE TABLE fresh2 (tenant_id text NOT NULL, x int); INSERT INTO fresh2 VALUES ('a', 1); GRANT ALL ON fresh2 TO ${ROLES.scram.user};`)
   t.same((await clients[0].query('SELECT count(*)::int AS n FROM fresh2')).rows, [{ n: 1 }], 'the statement on the new table runs')
   t.ok(sampler.peak <= POOL, `the server never saw more than ${POOL} proxy connections (${sampler.peak})`)
