@@ -14,7 +14,6 @@
 // PGTENANT_CITUS_CORPUS=edge,writes limits the corpus files (default: all); the full report of
 // differences goes to tmp/citus-oracle-report.txt.
 import t from 'tap'
-import pg from 'pg'
 import { mkdirSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import {
@@ -29,7 +28,9 @@ import {
   formatResult,
   formatNegative,
   repoRoot,
-  type OracleTarget,
+  proxyClient,
+  proxyTarget,
+  type ProxyClient,
   type OracleEnv,
 } from '../oracle/harness.js'
 import { ORACLE_TENANT_YAML, TENANTS } from '../oracle/facts.js'
@@ -62,17 +63,12 @@ const CITUS_KNOWN_GAPS: Record<string, string> = {
     "Citus' MERGE needs the target's and the source's distribution columns equated in ON; pgtenant restricts both to the tenant (a.org = 'acme' and a filtered source) instead",
 }
 
-interface TenantClient {
-  client: pg.Client
-  lastError: () => { file?: string } | null
-}
-
 function realCluster(url: string): void {
   let env: OracleEnv
   let proxy: RunningProxy
   let metricsPort = 0
   let info: CitusOracleInfo
-  const clients = new Map<string, TenantClient>()
+  const clients = new Map<string, ProxyClient>()
   const direct = new Map<string, string | null>()
 
   /**
@@ -92,38 +88,6 @@ function realCluster(url: string): void {
     const v = out.ok ? null : `${out.code} ${out.message}`
     direct.set(k, v)
     return v
-  }
-
-  /** A client of pgtenant for `tenant` (startup option), remembering its last error (a server error has a source file, a proxy refusal none). */
-  async function tenantClient(tenant: string): Promise<TenantClient> {
-    const client = new pg.Client({ connectionString: proxy.url('app', 'app_pw'), options: `-c app.tenant=${tenant.replace(/([\\ ])/g, '\\$1')}` })
-    await client.connect()
-    await client.query(`SET lock_timeout = '3s'; SET statement_timeout = '15s'; SET TimeZone = 'UTC'; SET DateStyle = 'ISO'; SET extra_float_digits = 1`)
-    let last: { file?: string } | null = null
-    const query = client.query.bind(client) as (...a: unknown[]) => Promise<unknown>
-    ;(client as unknown as { query: unknown }).query = (...a: unknown[]) =>
-      query(...a).catch((e: { file?: string }) => {
-        last = e
-        throw e
-      })
-    return { client, lastError: () => last }
-  }
-
-  function proxyTarget(c: TenantClient): OracleTarget {
-    return {
-      label: 'pgtenant on Citus',
-      begin: async () => void (await c.client.query('BEGIN')),
-      async exec(sql, params, protocol) {
-        const out = await runOnClient(c.client, sql, params, protocol)
-        if (!out.ok && !c.lastError()?.file) return { ...out, refused: true }
-        return out
-      },
-      async control(sql, params) {
-        const r = await c.client.query({ text: sql, values: params, rowMode: 'array', types: { getTypeParser: () => (v: string) => v } as never })
-        return r.rows as unknown[][]
-      },
-      rollback: async () => void (await c.client.query('ROLLBACK')),
-    }
   }
 
   /** pgtenant's routing decisions so far, by kind (pgtenant_routing_decisions_total). */
@@ -155,7 +119,7 @@ backends:
   citus: { url: ${JSON.stringify(url)}, citus: true, pool: 4 }
 pool: { mode: transaction, wait_timeout_ms: 20000 }
 `)
-    for (const tenant of TENANTS) clients.set(tenant, await tenantClient(tenant))
+    for (const tenant of TENANTS) clients.set(tenant, await proxyClient(proxy.url('app', 'app_pw'), tenant))
   })
   t.teardown(async () => {
     for (const c of clients.values()) await c.client.end().catch(() => undefined)
@@ -236,7 +200,7 @@ pool: { mode: transaction, wait_timeout_ms: 20000 }
       for (const tenant of tenantsFor(entry))
         for (const protocol of protocolsFor(entry)) {
           const c = clients.get(tenant)!
-          const r = await runCorpusEntry(env, entry, tenant, proxyTarget(c), protocol)
+          const r = await runCorpusEntry(env, entry, tenant, proxyTarget(c, 'pgtenant on Citus'), protocol)
           runs++
           if (r.pass) {
             passedRuns++
@@ -290,7 +254,7 @@ pool: { mode: transaction, wait_timeout_ms: 20000 }
     let passed = 0
     const negative = loadNegative().filter((e) => e.tenant !== null)
     for (const entry of negative) {
-      const target = proxyTarget(clients.get(entry.tenant ?? 'acme')!)
+      const target = proxyTarget(clients.get(entry.tenant ?? 'acme')!, 'pgtenant on Citus')
       for (const protocol of entry.params ? (['extended'] as const) : (['simple', 'extended'] as const)) {
         const r = await runNegativeEntry(env, entry, target, protocol)
         if (r.pass) passed++

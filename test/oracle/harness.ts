@@ -221,6 +221,40 @@ export function clientTarget(client: pg.Client, opts: { setTenant?: string | nul
   }
 }
 
+/** A connection to pgtenant that remembers its last error: a server error carries a source file, a refusal the proxy made none. */
+export interface ProxyClient {
+  client: pg.Client
+  lastError: () => { file?: string } | null
+}
+
+/** Connect to pgtenant at `url` as `tenant` (a startup option; null: none), with the oracle's session settings. */
+export async function proxyClient(url: string, tenant: string | null): Promise<ProxyClient> {
+  const options = tenant === null ? undefined : `-c app.tenant=${tenant.replace(/([\\ ])/g, '\\$1')}`
+  const client = new pg.Client({ connectionString: url, options })
+  await client.connect()
+  await client.query(`SET lock_timeout = '3s'; SET statement_timeout = '15s'; SET TimeZone = 'UTC'; SET DateStyle = 'ISO'; SET extra_float_digits = 1`)
+  let last: { file?: string } | null = null
+  const query = client.query.bind(client) as (...a: unknown[]) => Promise<unknown>
+  ;(client as unknown as { query: unknown }).query = (...a: unknown[]) =>
+    query(...a).catch((e: { file?: string }) => {
+      last = e
+      throw e
+    })
+  return { client, lastError: () => last }
+}
+
+/** A target that sends statements through pgtenant (clientTarget); an error the proxy made itself is a refusal. */
+export function proxyTarget(c: ProxyClient, label = 'proxy'): OracleTarget {
+  return {
+    ...clientTarget(c.client, { label }),
+    async exec(sql, params, protocol) {
+      const out = await runOnClient(c.client, sql, params, protocol)
+      if (!out.ok && !c.lastError()?.file) return { ...out, refused: true }
+      return out
+    },
+  }
+}
+
 // ------------------------------------------------------------------ the rewriter
 
 export interface RewriterApi {

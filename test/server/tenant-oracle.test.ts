@@ -11,7 +11,8 @@ import {
   loadNegative,
   runCorpusEntry,
   runNegativeEntry,
-  runOnClient,
+  proxyClient,
+  proxyTarget,
   protocolsFor,
   tenantsFor,
   formatResult,
@@ -29,40 +30,6 @@ let env: OracleEnv
 let proxy: RunningProxy
 const clients = new Map<string, pg.Client>()
 
-/** Connect to the proxy as a tenant (startup option), remembering the last error's details. */
-async function tenantClient(tenant: string | null): Promise<{ client: pg.Client; lastError: () => { file?: string } | null }> {
-  const options = tenant === null ? undefined : `-c app.tenant=${tenant.replace(/([\\ ])/g, '\\$1')}`
-  const client = new pg.Client({ connectionString: proxy.url('app', 'app_pw'), options })
-  await client.connect()
-  await client.query(`SET lock_timeout = '3s'; SET statement_timeout = '15s'; SET TimeZone = 'UTC'; SET DateStyle = 'ISO'; SET extra_float_digits = 1`)
-  let last: { file?: string } | null = null
-  const query = client.query.bind(client) as (...a: unknown[]) => Promise<unknown>
-  ;(client as unknown as { query: unknown }).query = (...a: unknown[]) =>
-    query(...a).catch((e: { file?: string }) => {
-      last = e
-      throw e
-    })
-  return { client, lastError: () => last }
-}
-
-/** A target that sends statements through the proxy; errors the proxy made itself (no server source location) are refusals. */
-function proxyTarget(c: { client: pg.Client; lastError: () => { file?: string } | null }): OracleTarget {
-  return {
-    label: 'proxy',
-    begin: async () => void (await c.client.query('BEGIN')),
-    async exec(sql, params, protocol) {
-      const out = await runOnClient(c.client, sql, params, protocol)
-      if (!out.ok && !c.lastError()?.file) return { ...out, refused: true }
-      return out
-    },
-    async control(sql, params) {
-      const r = await c.client.query({ text: sql, values: params, rowMode: 'array', types: { getTypeParser: () => (v: string) => v } as never })
-      return r.rows as unknown[][]
-    },
-    rollback: async () => void (await c.client.query('ROLLBACK')),
-  }
-}
-
 t.before(async () => {
   env = await startOracle()
   proxy = await startProxy(`
@@ -79,7 +46,8 @@ backends:
   all: { url: "postgres://${ROLES.scram.user}:${encodeURIComponent(ROLES.scram.password)}@127.0.0.1:${env.server.port}/${ALL_DB}", pool: 2 }
 pool: { mode: transaction }
 `)
-  for (const tenant of TENANTS) clients.set(tenant, await tenantClient(tenant).then((c) => (targets.set(tenant, proxyTarget(c)), c.client)))
+  for (const tenant of TENANTS)
+    clients.set(tenant, await proxyClient(proxy.url('app', 'app_pw'), tenant).then((c) => (targets.set(tenant, proxyTarget(c)), c.client)))
 })
 const targets = new Map<string, OracleTarget>()
 t.teardown(async () => {
@@ -111,7 +79,7 @@ for (const file of files) {
 t.test('negative corpus through the proxy: refused, nothing changed, session usable', async (t) => {
   for (const entry of negative) {
     const tenant = entry.tenant === undefined ? 'acme' : entry.tenant
-    const c = tenant === null ? await tenantClient(null) : { client: clients.get(tenant)!, lastError: () => null }
+    const c = tenant === null ? await proxyClient(proxy.url('app', 'app_pw'), null) : { client: clients.get(tenant)!, lastError: () => null }
     const target = tenant === null ? proxyTarget(c) : targets.get(tenant)!
     for (const protocol of entry.params ? (['extended'] as const) : (['simple', 'extended'] as const)) {
       const r = await runNegativeEntry(env, entry, target, protocol)
