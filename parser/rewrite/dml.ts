@@ -4,12 +4,11 @@
 import { quoteIdent } from '../quote.js'
 import { unlocatable, unsupported } from './refuse.js'
 import type { RewriteState, Scope } from './state.js'
-import { TENANT } from './template.js'
 import { resolve, withScope, type Resolved } from './names.js'
 import { Placement, applyPlacement, fromItem, tenantPredicate } from './placement.js'
 import { atLevel, guardDml, targetRange } from './order-guard.js'
 import { scanDml } from './clauses.js'
-import { guardRaise, setTargets, typeOf } from './tenant-value.js'
+import { guard, setTargets, typeOf } from './tenant-value.js'
 import { field, nodeKind, rangeName, type DeleteStmt, type Node, type UpdateStmt } from './nodes.js'
 
 function isCurrentOf(where: Node | undefined): boolean {
@@ -26,7 +25,7 @@ export function walkUpdate(cx: RewriteState, up: UpdateStmt, scope: Scope | null
     pl.where.push(tenantPredicate(rangeName(rv), r.col!))
     // `SET <col> = <col>` keeps the row's own tenant (the row is restricted to the tenant) and needs no guard, which
     // Citus refuses as changing the distribution column; under WHERE CURRENT OF the assignment is the row's check
-    const own = up.whereClause && nodeKind(up.whereClause) === 'CurrentOfExpr' ? null : 'column'
+    const own = isCurrentOf(up.whereClause) ? null : 'column'
     setTargets(cx, up.targetList ?? [], r.key, r.col!, new Set(['from', 'where', 'returning']), 'UPDATE of', own)
   }
   pl.ranges.push(targetRange(cx, rv, r))
@@ -52,13 +51,7 @@ function currentOfUpdate(cx: RewriteState, up: UpdateStmt, r: Resolved, relTok: 
   if (sc.where < 1) throw unlocatable('locate WHERE CURRENT OF')
   const type = typeOf(cx, r.key)
   const qcol = quoteIdent(col)
-  cx.insert(cx.toks[sc.where - 1].e, [
-    `, ${qcol} = CASE (${qcol})::${type} WHEN `,
-    TENANT,
-    ' THEN ',
-    TENANT,
-    `::${type} ELSE ${guardRaise(qcol, type, col)} END`,
-  ])
+  cx.insert(cx.toks[sc.where - 1].e, [`, ${qcol} = `, ...guard(qcol, type, col)])
 }
 
 export function walkDelete(cx: RewriteState, del: DeleteStmt, scope: Scope | null): void {

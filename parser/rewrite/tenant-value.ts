@@ -14,7 +14,7 @@ const GUARD_MARKER = ' pgtenant: '
 const GUARD_SUFFIX = ' must equal the session tenant'
 
 /**
- * The tenant column named by a server error raised by guardRaise's ELSE branch, or null for any other
+ * The tenant column named by a server error raised by the guard's ELSE branch, or null for any other
  * error: the one place that reads the guard's text is the module that writes it.
  */
 export function guardViolationColumn(serverMessage: string): string | null {
@@ -29,17 +29,6 @@ export function guardViolationColumn(serverMessage: string): string | null {
 /** The tenant column's SQL type (format_type), "text" when the facts do not say. */
 export function typeOf(cx: RewriteState, key: string): string {
   return cx.ctx.facts.tenantColumnTypes?.get(key) ?? 'text'
-}
-
-/**
- * ELSE branch of the earlier guard form, `CASE (<expr>)::<type> WHEN T THEN T::<type> ELSE <this> END`,
- * which parser/rewrite/dml.ts still builds for UPDATE … WHERE CURRENT OF (re-assigning the row's own
- * column; Citus runs no CURRENT OF): NULL for a NULL value, else an error whose message names the
- * column. Everything else uses `guard` below, the form Citus accepts.
- */
-export function guardRaise(expr: string, type: string, col: string): string {
-  const msg = quoteLiteral(`${GUARD_MARKER}${col}${GUARD_SUFFIX}`)
-  return `((${expr})::${type}::text || ${msg})::int4::text::${type}`
 }
 
 /**

@@ -45,11 +45,10 @@ function isTypedTenant(vs: VerifyState, n: N, key: string): boolean {
 
 /**
  * The ELSE of the guard: a cast chain containing `(<v>::text || '<not a number>')::int4`, which can
- * only fail or give NULL. <v> is `NULLIF((<e>)::<type>, T::<type>)` (`nullif`: NULL for the tenant's
- * own value, so that the branch is harmless when evaluated on its own, as Citus does), or in the
- * earlier form `(<e>)::<type>`.
+ * only fail or give NULL. <v> is `NULLIF((<e>)::<type>, T::<type>)`: NULL for the tenant's own value,
+ * so that the branch is harmless when evaluated on its own, as Citus does.
  */
-function isRaise(vs: VerifyState, n: N, key: string, nullif: boolean): boolean {
+function isRaise(vs: VerifyState, n: N, key: string): boolean {
   for (let d = 0; d < 16 && nodeType(n) === 'TypeCast'; d++) {
     const tc = n.TypeCast
     const names = strings(tc.typeName?.names ?? [])
@@ -64,20 +63,19 @@ function isRaise(vs: VerifyState, n: N, key: string, nullif: boolean): boolean {
       isOp(a.name, '||')
     ) {
       const s = a.rexpr?.A_Const?.sval?.sval
-      return typeof s === 'string' && /[^\s0-9+-]/.test(s) && isRaised(vs, a.lexpr, key, nullif)
+      return typeof s === 'string' && /[^\s0-9+-]/.test(s) && isRaised(vs, a.lexpr, key)
     }
     n = tc.arg
   }
   return false
 }
 
-/** The value the ELSE of the guard turns into an error: `(NULLIF((<e>)::<type>, T::<type>))::text`, or `(<e>)::<type>::text`. */
-function isRaised(vs: VerifyState, n: N, key: string, nullif: boolean): boolean {
+/** The value the ELSE of the guard turns into an error: `(NULLIF((<e>)::<type>, T::<type>))::text`. */
+function isRaised(vs: VerifyState, n: N, key: string): boolean {
   const tc = n?.TypeCast
   if (!tc || nodeType(n) !== 'TypeCast' || strings(tc.typeName?.names ?? [])?.join('.') !== 'text' || tc.typeName.arrayBounds) return false
   const v = tc.arg
   const tk = columnTypeKey(vs, key)
-  if (!nullif) return isTypedTo(v, tk)
   const ni = v?.A_Expr
   return !!ni && nodeType(v) === 'A_Expr' && ni.kind === 'AEXPR_NULLIF' && isTypedTo(ni.lexpr, tk) && isTypedTenant(vs, ni.rexpr, key)
 }
@@ -89,11 +87,7 @@ function isTypedTo(n: N, tk: string): boolean {
 /**
  * A value written into a tenant column: T, T::<type> or the execution-time guard
  * `CASE WHEN (<e>)::<type> = T THEN T::<type> ELSE <raise of NULLIF((<e>)::<type>, T::<type>)> END`
- * (parser/rewrite/tenant-value.ts, guard). Also the earlier form, a simple CASE
- * `CASE (<e>)::<type> WHEN T THEN T::<type> ELSE <raise of (<e>)::<type>> END`, which
- * parser/rewrite/dml.ts still builds for UPDATE … WHERE CURRENT OF and test/parser/verify.test.ts
- * writes by hand: as safe (it writes T or nothing), but Citus mis-evaluates it (see guard), so the
- * rewriter emits it nowhere else.
+ * (parser/rewrite/tenant-value.ts, guard), the one form the rewriter writes.
  */
 export function tenantValue(vs: VerifyState, n: N, key: string, col: string, what: string): void {
   if (isTenantConst(vs, n) || isTypedTenant(vs, n, key)) return
@@ -102,22 +96,23 @@ export function tenantValue(vs: VerifyState, n: N, key: string, col: string, wha
     const tk = columnTypeKey(vs, key)
     const args: N[] = c.args ?? []
     const w = args[0]?.CaseWhen
-    if (args.length === 1 && w && isTypedTenant(vs, w.result, key) && c.defresult !== undefined) {
-      if (c.arg === undefined) {
-        // the guard: WHEN (<e>)::<type> = T
-        const eq = w.expr?.A_Expr
-        if (
-          eq &&
-          nodeType(w.expr) === 'A_Expr' &&
-          eq.kind === 'AEXPR_OP' &&
-          isOp(eq.name, '=') &&
-          isTypedTo(eq.lexpr, tk) &&
-          isTenantConst(vs, eq.rexpr) &&
-          isRaise(vs, c.defresult, key, true)
-        )
-          return
-      } else if (isTypedTo(c.arg, tk) && isTenantConst(vs, w.expr) && isRaise(vs, c.defresult, key, false)) return
-    }
+    // the guard: WHEN (<e>)::<type> = T (a simple CASE `CASE <e> WHEN T` is not it: Citus mis-evaluates it)
+    const eq = w?.expr?.A_Expr
+    if (
+      args.length === 1 &&
+      w &&
+      c.arg === undefined &&
+      isTypedTenant(vs, w.result, key) &&
+      c.defresult !== undefined &&
+      eq &&
+      nodeType(w.expr) === 'A_Expr' &&
+      eq.kind === 'AEXPR_OP' &&
+      isOp(eq.name, '=') &&
+      isTypedTo(eq.lexpr, tk) &&
+      isTenantConst(vs, eq.rexpr) &&
+      isRaise(vs, c.defresult, key)
+    )
+      return
   }
   throw new Fail(key, `${what} "${key}": the value of tenant column "${col}" is neither the tenant constant nor the tenant guard`)
 }

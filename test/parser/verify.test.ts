@@ -262,15 +262,21 @@ t.test('hand-written inputs', async (t) => {
   bad(`INSERT INTO ads DEFAULT VALUES`, 'public.ads', 'DEFAULT VALUES')
   bad(`INSERT INTO ads (id, company_id) VALUES (1, ${T}::text)`, 'public.ads', "cast to another type than the column's")
   bad(`INSERT INTO ads (id, company_id) VALUES (1, '2' + 1)`, 'public.ads', 'an expression')
-  const guard = (e: string, type = 'integer', els = `((${e})::${type}::text || ' pgtenant: company_id must equal the session tenant')::int4::text::${type}`) =>
-    `CASE (${e})::${type} WHEN ${T} THEN ${T}::${type} ELSE ${els} END`
+  const raise = (e: string, type: string) =>
+    `((NULLIF((${e})::${type}, ${T}::${type}))::text || ' pgtenant: company_id must equal the session tenant')::int4::text::${type}`
+  const guard = (e: string, type = 'integer', els = raise(e, type)) => `CASE WHEN (${e})::${type} = ${T} THEN ${T}::${type} ELSE ${els} END`
   ok(`INSERT INTO ads (id, company_id) VALUES (1, ${guard('$1')})`, 'the guard')
   bad(`INSERT INTO ads (id, company_id) VALUES (1, ${guard('$1', 'integer', '2')})`, 'public.ads', 'guard whose ELSE yields a value')
   bad(`INSERT INTO ads (id, company_id) VALUES (1, ${guard('$1', 'text')})`, 'public.ads', 'guard of another type')
   bad(
-    `INSERT INTO ads (id, company_id) VALUES (1, CASE ($1)::integer WHEN 'x' THEN ${T}::integer ELSE NULL END)`,
+    `INSERT INTO ads (id, company_id) VALUES (1, CASE WHEN ($1)::integer = 'x' THEN ${T}::integer ELSE NULL END)`,
     'public.ads',
     'guard comparing with another value',
+  )
+  bad(
+    `INSERT INTO ads (id, company_id) VALUES (1, CASE ($1)::integer WHEN ${T} THEN ${T}::integer ELSE ${raise('$1', 'integer')} END)`,
+    'public.ads',
+    'the simple-CASE form, which Citus mis-evaluates',
   )
   ok(`INSERT INTO ads (id, company_id) SELECT id, ${T}::integer FROM countries`)
   bad(`INSERT INTO ads (id, company_id) SELECT id, company_id FROM campaigns c WHERE c.company_id = ${T}`, 'public.ads', 'INSERT … SELECT copies a column')
