@@ -16,7 +16,7 @@ import { initParser } from '../parser/index.js'
 import { demoConfig, startDemoDatabase, DEMO_METRICS_PORT } from './demo.js'
 import type { Config } from './config-types.js'
 import cluster from 'node:cluster'
-import { joinCluster, runPrimary, workerRole } from './cluster.js'
+import { joinCluster, runPrimary, workerOfPid, workerRole } from './cluster.js'
 import { BackendConnection } from './backend/connection.js'
 import { queryRows } from './backend/query.js'
 import { schemaDiscoverySql, buildSchemaFacts, type SchemaRow } from '../routing/schema-facts.js'
@@ -157,7 +157,8 @@ async function main(): Promise<void> {
   }
   if (role)
     proxy.clusterLink = joinCluster(role, {
-      cancel: (pid, secret) => proxy.cancelLocal(pid, secret),
+      // a miss is counted once: by the worker a proxy-made key names
+      cancel: (pid, secret) => void proxy.cancelLocal(pid, secret, workerOfPid(pid) === role.index),
       ready: () => proxy.ready(),
       command: (c) => {
         if (c.op === 'reload') reload()

@@ -2,8 +2,9 @@
 // listening socket (Node's primary accepts and hands connections out round-robin); each
 // worker is a whole proxy with its own pools, sized ceil(size / N) so the server connections
 // stay close to what the config says. The primary supervises (a worker that dies is started
-// again), relays SIGHUP and SIGTERM, forwards a CancelRequest to the worker holding the client
-// (the worker index is the low 6 bits of the cancel key's pid), relays admin commands that
+// again), relays SIGHUP and SIGTERM, forwards a CancelRequest that the worker which received it
+// does not know to the other workers (a proxy-made key's pid holds its worker's index in the low
+// 6 bits, which decides which worker counts it as unmatched), relays admin commands that
 // act on the whole proxy, and serves /metrics summed over the workers (prom-client's
 // AggregatorRegistry), /healthz and /readyz.
 import cluster, { type Worker } from 'node:cluster'
@@ -81,7 +82,7 @@ export interface WorkerHooks {
 
 export interface ClusterLink {
   role: WorkerRole
-  /** Hand a CancelRequest to the worker that holds the client. */
+  /** Hand a CancelRequest this worker does not know to the other workers. */
   forwardCancel(pid: number, secret: number): void
   /** Run an admin command on the other workers too (the caller runs it here). */
   broadcast(command: ClusterCommand): void
@@ -114,7 +115,8 @@ export async function runPrimary(configPath: string, config: Config, log: Logger
   const others = (except: Worker | null): Worker[] => [...workers.values()].filter((w) => w !== except && w.isConnected())
   const onMessage = (from: Worker, m: unknown): void => {
     if (!isMessage(m)) return
-    if (m.pgtenant === 'cancel') workers.get(workerOfPid(m.pid))?.send(m)
+    // to every other worker: a session-pooled client's key carries a server pid, which names no worker
+    if (m.pgtenant === 'cancel') for (const w of others(from)) w.send(m)
     else if (m.pgtenant === 'ready') readiness.get(m.id)?.(m.ok)
     else if (m.pgtenant === 'command') {
       if (m.command.op === 'shutdown') stop()

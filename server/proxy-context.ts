@@ -51,6 +51,8 @@ export interface ProxyContext {
   /** SSLRequest with TLS configured: answer S and hand the session a TLS socket. */
   startTls(session: ClientSession): void
   cancel(pid: number, secret: number): void
+  /** Session pooling: the client's cancel key carries its server connection's pid (login.ts); cancel requests find the session by it too. */
+  addServerCancelKey(session: ClientSession, serverPid: number): void
   /** The pid of a new client's cancel key. */
   clientPid(): number
   /** Checks made once the startup packet is read (connection limits, reserved databases). */
@@ -62,6 +64,12 @@ export interface ProxyContext {
   serverParams(session: ClientSession): Promise<Map<string, string>>
   /** A server error on a Citus worker connection (may mean stale shard metadata). */
   workerError(backendName: string, sqlstate: string): void
+  /**
+   * A server connection for the session if one is idle or may be opened without waiting for
+   * another client; null when the session's transactions are held (PAUSE, DISABLE, shutdown),
+   * its route is refused, or it would wait.
+   */
+  acquireWithoutWaiting(session: ClientSession): Promise<{ conn: BackendConnection; pool: Pool }> | null
   /** An idle server connection for the session's next transaction right now, or null (then use acquire). */
   acquireNow(session: ClientSession): { conn: BackendConnection; pool: Pool } | null
   /** A server connection for the session's next transaction. */

@@ -13,7 +13,7 @@ import type { ProxyContext, RouteMemo } from './proxy-context.js'
 import { BackendError } from './backend/connection.js'
 import { Metrics } from './metrics.js'
 import promClient from 'prom-client'
-import { clientPid, workerOfPid, workerShare, type ClusterLink, type WorkerRole } from './cluster.js'
+import { clientPid, workerShare, type ClusterLink, type WorkerRole } from './cluster.js'
 import { Observers } from './observers.js'
 import { withSharedReadBuffer } from './client-socket.js'
 import { PreAuthGuard } from './preauth.js'
@@ -52,6 +52,8 @@ export class Proxy implements ProxyContext {
   readonly paused = new Set<string>()
   private pauseWaiters: (() => void)[] = []
   private readonly byPid = new Map<number, ClientSession>()
+  /** Cancel keys of session-pooled clients, whose pid is their server connection's (server pids of different servers may repeat: keyed with the secret). */
+  private readonly byServerCancelKey = new Map<string, ClientSession>()
   private readonly statementNames = new SharedStatementNames(() => sharedNamesLimit(this.config.pool.max_prepared_statements))
   private server: net.Server | null = null
   private secureContext: tls.SecureContext | null = null
@@ -231,24 +233,37 @@ export class Proxy implements ProxyContext {
     session.resumeAfterTls(secure as unknown as net.Socket)
   }
 
-  /** A CancelRequest: the key's worker bits say which process holds the client. */
+  /**
+   * A CancelRequest. A key this process gave out is served here; otherwise, in a cluster, the
+   * primary hands it on: to the worker its pid's low bits name, and, since a session-pooled
+   * client's key carries its server connection's pid (which names no worker), to the others too.
+   */
   cancel(pid: number, secret: number): void {
     const link = this.clusterLink
-    if (link && workerOfPid(pid) !== link.role.index) {
-      this.metrics.prometheus?.cancelRequest('forwarded')
-      link.forwardCancel(pid, secret)
-      return
-    }
-    this.cancelLocal(pid, secret)
+    if (this.cancelLocal(pid, secret, !link)) return
+    if (!link) return
+    this.metrics.prometheus?.cancelRequest('forwarded')
+    link.forwardCancel(pid, secret)
   }
 
-  cancelLocal(pid: number, secret: number): void {
-    const session = this.byPid.get(pid)
-    const matched = session !== undefined && session.secret === secret
-    this.metrics.prometheus?.cancelRequest(matched ? 'local' : 'unmatched')
-    if (matched && session.isAdminConsole)
+  /** Serve a cancel key this process gave out; false when none matches (counted as unmatched when `countMiss`). */
+  cancelLocal(pid: number, secret: number, countMiss = true): boolean {
+    const own = this.byPid.get(pid)
+    const session = own !== undefined && own.secret === secret ? own : this.byServerCancelKey.get(serverCancelKey(pid, secret))
+    if (session === undefined) {
+      if (countMiss) this.metrics.prometheus?.cancelRequest('unmatched')
+      return false
+    }
+    this.metrics.prometheus?.cancelRequest('local')
+    if (session.isAdminConsole)
       this.admin.cancel(session) // ends a waiting WAIT_CLOSE
-    else if (matched) session.cancelRunning()
+    else session.cancelRunning()
+    return true
+  }
+
+  addServerCancelKey(session: ClientSession, serverPid: number): void {
+    this.byServerCancelKey.set(serverCancelKey(serverPid, session.secret), session)
+    session.serverCancelPid = serverPid
   }
 
   /** The pid of a new client's cancel key (it names this worker). */
@@ -272,6 +287,10 @@ export class Proxy implements ProxyContext {
     this.sessions.delete(session.id)
     this.preAuth.closed(session)
     if (this.byPid.get(session.pid) === session) this.byPid.delete(session.pid)
+    if (session.serverCancelPid !== null) {
+      const key = serverCancelKey(session.serverCancelPid, session.secret)
+      if (this.byServerCancelKey.get(key) === session) this.byServerCancelKey.delete(key)
+    }
   }
 
   tenantChanged(_session: ClientSession): void {
@@ -358,8 +377,26 @@ export class Proxy implements ProxyContext {
   }
 
   /** The hot path: an idle server connection for this session's next transaction, right now, or null. */
+  private holdsTransactions(session: ClientSession): boolean {
+    return this.isPaused(session) || this.shuttingDown || this.disabled.size > 0 || this.disabledDatabases.size > 0
+  }
+
+  acquireWithoutWaiting(session: ClientSession): Promise<{ conn: BackendConnection; pool: Pool }> | null {
+    const now = this.acquireNow(session)
+    if (now) return Promise.resolve(now)
+    if (this.holdsTransactions(session)) return null
+    let pool: Pool
+    try {
+      pool = this.router.routeAndPool(session).pool
+    } catch {
+      return null
+    }
+    if (pool.waiting > 0 || pool.onServer >= pool.size || !this.pools.hasRoom()) return null
+    return this.acquire(session)
+  }
+
   acquireNow(session: ClientSession): { conn: BackendConnection; pool: Pool } | null {
-    if (this.isPaused(session) || this.shuttingDown || this.disabled.size > 0 || this.disabledDatabases.size > 0) return null
+    if (this.holdsTransactions(session)) return null
     let memo: RouteMemo
     try {
       memo = this.router.routeAndPool(session)
@@ -499,4 +536,8 @@ export class Proxy implements ProxyContext {
     this.metrics.prometheus?.close()
     this.log.info('pgtenant stopped')
   }
+}
+
+function serverCancelKey(pid: number, secret: number): string {
+  return `${pid}/${secret}`
 }

@@ -62,6 +62,32 @@ export abstract class SessionBackendLink extends SessionAnswers {
     return false
   }
 
+  /**
+   * Session pooling: the server connection is taken at login, so that the cancel key the client
+   * gets carries that connection's pid, as PostgreSQL's carries its backend's (clients such as
+   * postgres.js `pg_terminate_backend` it, or look it up in pg_stat_activity). Null, and the
+   * connection taken at the first statement as before, when the session is transaction pooled,
+   * its transactions are held (PAUSE, DISABLE, shutdown) or it would have to wait for another
+   * client's connection (a login does not wait for the pool, as with PgBouncer).
+   */
+  protected async attachAtLogin(): Promise<number | null> {
+    if (this.poolMode !== 'session' || this.isAdminConsole || this.backend) return null
+    const pending = this.ctx.acquireWithoutWaiting(this.session)
+    if (!pending) return null
+    let got: { conn: BackendConnection; pool: Pool }
+    try {
+      got = await pending
+    } catch {
+      return null // the first statement gets the error (a refusal, the pool's wait timeout)
+    }
+    if (this.state === 'closed' || this.backend) {
+      got.pool.release(got.conn, true)
+      return null
+    }
+    this.attachBackend(got.conn, got.pool)
+    return got.conn.pid
+  }
+
   protected onAcquired(conn: BackendConnection, pool: Pool): void {
     this.acquiring = false
     if (this.state === 'closed') {

@@ -33,6 +33,8 @@ type TxStatus = be.TxStatus
 export abstract class SessionCore {
   readonly id: number
   readonly pid: number
+  /** The pid in the client's cancel key when it is its server connection's (session pooling: login.ts), else null. */
+  serverCancelPid: number | null = null
   readonly secret: number
   readonly connectedAt = Date.now()
   user = ''
@@ -109,6 +111,7 @@ export abstract class SessionCore {
   /** Handle one client message. Returns false when it needs a backend connection not yet attached. */
   protected abstract handleMessage(frame: Frame): boolean
   protected abstract flushBackend(): void
+  protected abstract attachAtLogin(): Promise<number | null>
   /** The scanner's sink for server replies (backend-link.ts); called once, from the constructor. */
   protected abstract createSink(): ScannerSink
   /** A Sync or Query that ends a batch which changed the tenant went to the server: the client's next messages wait for its outcome (answers.ts). */
@@ -317,6 +320,7 @@ export abstract class SessionCore {
         this.loginPoolMode = this.decidePoolMode()
       },
       refuseReplication: () => this.refuseReplication(),
+      attachAtLogin: () => this.attachAtLogin(),
     }
   }
 

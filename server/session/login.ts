@@ -26,6 +26,8 @@ export interface LoginHost {
   /** Fix the session's pool mode now (it is decided once, at login). */
   fixPoolMode(): void
   refuseReplication(): void
+  /** Session pooling: take the client's server connection now; its pid, or null (not session pooled, or none to be had right now). */
+  attachAtLogin(): Promise<number | null>
 }
 
 export function startLogin(host: LoginHost, params: Record<string, string>): void {
@@ -73,14 +75,18 @@ function finishLogin(host: LoginHost, user: UserConfig, params: Record<string, s
   host.fixPoolMode()
   ctx
     .serverParams(session)
-    .then((serverParams) => {
+    .then(async (serverParams) => {
       if (session.state === 'closed') return
+      // Under session pooling the cancel key names the client's server connection, as PostgreSQL's names its backend.
+      const serverPid = await host.attachAtLogin()
+      if ((session.state as string) === 'closed') return // the client left while the connection was taken
+      if (serverPid !== null) ctx.addServerCancelKey(session, serverPid)
       session.socket.write(be.authenticationOk())
       const reported = new Map(serverParams)
       for (const [k, v] of Object.entries(params)) if (reported.has(k) || k === 'application_name') reported.set(k, v)
       const parts: Buffer[] = []
       for (const [k, v] of reported) parts.push(be.parameterStatus(k, v))
-      parts.push(be.backendKeyData(session.pid, session.secret), be.readyForQuery('I'))
+      parts.push(be.backendKeyData(serverPid ?? session.pid, session.secret), be.readyForQuery('I'))
       session.socket.write(Buffer.concat(parts))
       host.loggedIn()
       ctx.metrics?.clientAccepted()

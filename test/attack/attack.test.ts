@@ -103,7 +103,13 @@ t.test('self-test: each check can fail (attacks run directly on all_tenants, byp
   t.ok(scanLeaks('<name>O&apos;Hare Company 1</name>', 'acme').length, 'XML-escaped value flagged')
   t.ok(scanLeaks('\\x757365723140676c6f6265782e6578616d706c65', 'acme').length, 'hex (bytea) value flagged')
   t.equal(scanLeaks('user1@acme.example Acme Company 1', 'acme').length, 0, 'own values are not flagged')
-  t.equal(scanLeaks(`ERROR: tenant 'globex' refused`, 'acme', `SELECT 'globex'`).length, 0, 'a tenant name the attacker wrote is not evidence')
+  t.equal(scanLeaks(`ERROR: tenant 'globex' refused`, 'acme', [`SELECT 'globex'`]).length, 0, 'a tenant name the attacker wrote is not evidence')
+  const uniqueEcho = 'ERROR: duplicate key value violates unique constraint "api_keys_key_key" DETAIL: Key (key)=(key-acme-3) already exists.'
+  t.ok(scanLeaks(uniqueEcho, 'globex').length, 'a value of another tenant in an error is flagged')
+  for (const spelt of [`E'key\\x2dacme-3'`, `U&'key\\002dacme-3'`, `$q$key-acme-3$q$`, `'key-'\n'acme-3'`]) {
+    const sql = `INSERT INTO api_keys (key) VALUES (${spelt})`
+    t.equal(scanLeaks(uniqueEcho, 'globex', [sql]).length, 0, `a value the client spelt itself is not evidence: ${JSON.stringify(sql)}`)
+  }
   // Comparison of outcomes.
   const d1 = await directClient(env, 'acme')
   const d2 = await directAll('acme')

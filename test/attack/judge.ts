@@ -1,5 +1,6 @@
 // The attack suite's judges (lib.ts re-exports them): the no-leak scanner (other tenants' markers in
 // anything a client received) and the comparison of an outcome with the one-tenant database's.
+import { parseSync } from 'libpg-query'
 import type { Outcome, ResultSet } from './lib.js'
 import { TENANTS, isTenantColumn } from '../oracle/facts.js'
 
@@ -63,15 +64,46 @@ export interface Leak {
   context: string
 }
 
+/** String constants anywhere in a parse tree. */
+function collectStrings(node: unknown, out: string[], depth = 0): void {
+  if (depth > 200 || node === null || typeof node !== 'object') return
+  if (Array.isArray(node)) {
+    for (const x of node) collectStrings(x, out, depth + 1)
+    return
+  }
+  for (const [k, v] of Object.entries(node)) {
+    if (typeof v === 'string' && (k === 'sval' || k === 'bsval')) out.push(v)
+    else collectStrings(v, out, depth + 1)
+  }
+}
+
+/**
+ * The string constants of SQL a client sent, decoded as PostgreSQL reads them (E'…' escapes,
+ * U&'…', $$…$$, continuations): a client that spelt its own value `E'key\x2dacme-3'` and got it
+ * back in an error (a unique violation) wrote that value itself. Unparsable text adds nothing.
+ */
+export function sentValues(statements: string[]): string {
+  const out: string[] = []
+  for (const sql of statements) {
+    try {
+      collectStrings(parseSync(sql), out)
+    } catch {
+      // not SQL the server would run: only its raw text counts as echo
+    }
+  }
+  return out.join('\n')
+}
+
 /**
  * Values of tenants other than `own` in `text`. Markers that the attacker wrote itself
- * (`echo`, the SQL it sent) are not evidence and are skipped. Case-sensitive for the bare
- * label (Globex), case-insensitive for the rest (lower(), upper() output).
+ * (`echo`: the SQL it sent, as text and as the values of its string constants) are not evidence
+ * and are skipped. Case-sensitive for the bare label (Globex), case-insensitive for the rest
+ * (lower(), upper() output).
  */
-export function scanLeaks(text: string, own: string, echo = ''): Leak[] {
+export function scanLeaks(text: string, own: string, echo: string[] = []): Leak[] {
   const norm = normalise(text)
   const lower = norm.toLowerCase()
-  const echoLower = normalise(echo).toLowerCase()
+  const echoLower = normalise(echo.join('\n') + '\n' + sentValues(echo)).toLowerCase()
   const out: Leak[] = []
   for (const t of TENANTS) {
     if (t === own) continue

@@ -129,7 +129,7 @@ export async function runOnce(ctx: Ctx, a: Attempt, protocol: Protocol, login: '
   const flag = { leak: false }
   const wrong: string[] = []
   const blobs: string[] = []
-  const echo = [a.sql, ...a.setup, ...a.probes].join('\n')
+  const echo = [a.sql, ...a.setup, ...a.probes]
   let attacker: CapClient | undefined
   let direct: CapClient | undefined
   let got: Outcome = { ok: false, code: 'XXXXX', message: 'not run', results: [], copy: [], audit: [], blob: '' }
@@ -307,7 +307,7 @@ export async function runScenario(ctx: Ctx, a: Attempt): Promise<RunReport> {
         if (m) vars.set(s.capture_as ?? 'v', m[1])
         else ev.push(`step ${i + 1}: nothing captured by /${s.capture}/ (${describe(o)})`)
       }
-      for (const l of scanLeaks(text, s.tenant, mine.join('\n'))) {
+      for (const l of scanLeaks(text, s.tenant, mine)) {
         flag.leak = true
         ev.push(`step ${i + 1} (${s.client}, tenant ${s.tenant}) saw ${l.tenant}'s data (${JSON.stringify(l.marker)}): …${l.context}…`)
       }
