@@ -285,6 +285,7 @@ function finish(
       const q = tenantMode && eff !== null ? (eff === ctx.tenant ? quote(eff) : quoteLiteral(eff)) : "''"
       const p: StatementPlan = { kind: 'forward', sql: sqlOf(i, q), command: s.command, touchesTenant: s.touchesTenant, relations: s.relations }
       if (s.effect) p.effect = s.effect
+      if (s.copyIn) p.copyIn = s.copyIn
       statements[i] = p
     }
     if (s.effect && (s.effect.kind === 'reset_all' || s.effect.kind === 'discard_all')) {

@@ -19,6 +19,9 @@ export interface SchemaFacts {
   /** Optional (added by parser/): "schema.table" → column names in attnum order. Lets `INSERT INTO t VALUES (…)`
    *  without a column list be rewritten for tenant tables (otherwise it is refused with 0A000). */
   columns?: ReadonlyMap<string, readonly string[]>
+  /** Optional (added by parser/): "schema.table" → its generated columns. COPY FROM without a column list leaves them out
+   *  (PostgreSQL's own default list); absent = none known. */
+  generatedColumns?: ReadonlyMap<string, ReadonlySet<string>>
   /** Optional: which functions outside pg_catalog tenant sessions may call (`tenant.functions`,
    *  `tenant.user_functions`); absent = none (see parser/policy/functions.ts). */
   functionPolicy?: UserFunctionPolicy
@@ -124,6 +127,32 @@ export interface Refusal {
   verifyFailure?: { table: string; reason: string }
 }
 
+/** COPY … FROM STDIN into a tenant table (parser/rewrite/copy.ts): what server/ does with every row the client streams.
+ *  The forwarded SQL names the tenant column in an explicit column list; the plan holds no tenant value. */
+export interface CopyInPlan {
+  /** "schema.table" */
+  table: string
+  /** its tenant column */
+  column: string
+  /** 'append': the client's rows lack the tenant column (the server gets `COPY t (cols…, col)`): append the tenant's value to
+   *  each row. 'check': field `index` of each row is the tenant column: a row whose value is not exactly the tenant's aborts the COPY. */
+  mode: 'append' | 'check'
+  /** check: the tenant column's field (0-based) */
+  index: number
+  /** fields in each of the client's rows */
+  fields: number
+  format: 'text' | 'csv' | 'binary'
+  /** one byte each (text/CSV; quote and escape in CSV only, '' otherwise) */
+  delimiter: string
+  null: string
+  quote: string
+  escape: string
+  /** the first line is a header: passed as is ('skip') or, in append mode, given the tenant column's name ('match') */
+  header: 'none' | 'skip' | 'match'
+  /** the tenant column's SQL type (format_type), which binary values are encoded in; null when unknown */
+  columnType: string | null
+}
+
 /** One statement of the client's text. */
 export type StatementPlan =
   | {
@@ -138,6 +167,8 @@ export type StatementPlan =
       relations: string[]
       /** What the statement does to session state the pooler must track (SET replay, LISTEN refusal, prepared names). */
       effect?: SessionEffect
+      /** Optional (added by parser/): COPY … FROM STDIN into a tenant table: the rows the client streams go through this plan. */
+      copyIn?: CopyInPlan
     }
   | { kind: 'tenant'; command: TenantCommand }
   | Refusal

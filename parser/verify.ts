@@ -28,7 +28,8 @@
 //   NOT MATCHED BY SOURCE. INSERT / MERGE INSERT / UPDATE SET / ON CONFLICT DO UPDATE SET of the tenant
 //   column: the value is T, T::<column type>, or the guard
 //   `CASE (<e>)::<type> WHEN T THEN T::<type> ELSE <failing cast> END`; ON CONFLICT DO UPDATE: the
-//   target's restriction among the conjuncts of its WHERE. COPY tenant TO: only as COPY (query).
+//   target's restriction among the conjuncts of its WHERE. COPY tenant TO: only as COPY (query); COPY tenant
+//   FROM STDIN: only with the tenant column once in its column list (server/ appends or checks it per row).
 // Evaluation order (issue #22, opts.checkOrder, default on): in every WHERE, JOIN … ON, MERGE … ON and
 // ON CONFLICT … WHERE with tenant ranges in scope, each top-level conjunct that is neither a
 // restriction nor leakproof-safe (parser/leakproof.ts) must be `CASE WHEN <guard> THEN <e> END`, the

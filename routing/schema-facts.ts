@@ -34,7 +34,10 @@ const QUERY = (column: string) => `SELECT n.nspname::text AS schema,
            WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped) END AS columns,
        CASE WHEN n.nspname IN ('pg_catalog', 'information_schema') THEN NULL ELSE
          (SELECT array_agg(format_type(a.atttypid, a.atttypmod) ORDER BY a.attnum) FROM pg_catalog.pg_attribute a
-           WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped) END AS column_types
+           WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped) END AS column_types,
+       CASE WHEN n.nspname IN ('pg_catalog', 'information_schema') THEN NULL ELSE
+         (SELECT array_agg(a.attname::text ORDER BY a.attnum) FROM pg_catalog.pg_attribute a
+           WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped AND a.attgenerated <> '') END AS generated_columns
   FROM pg_catalog.pg_class c
   JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
   LEFT JOIN pg_catalog.pg_attribute ta
@@ -46,7 +49,7 @@ UNION ALL
 -- unqualified call of a pg_catalog name may resolve to one of them (closer argument types).
 -- Extension members are left out: they are installed code like pg_catalog's (citext's max(citext),
 -- replace(citext, …)), and those that reach outside the tenant are refused by name (policy/functions.ts).
-SELECT DISTINCT n.nspname::text, p.proname::text, 'F', NULL, NULL, NULL::text[], NULL::text[]
+SELECT DISTINCT n.nspname::text, p.proname::text, 'F', NULL, NULL, NULL::text[], NULL::text[], NULL::text[]
   FROM pg_catalog.pg_proc p
   JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace
  WHERE n.nspname NOT IN ('pg_catalog', 'information_schema')
@@ -72,6 +75,8 @@ export interface SchemaRow {
   /** text[]: a JS array (node-postgres) or PostgreSQL's text form "{a,b,\"c d\"}". */
   columns?: string[] | string | null
   column_types?: string[] | string | null
+  /** text[] of the generated columns (attgenerated), which COPY FROM without a column list leaves out; null: none. */
+  generated_columns?: string[] | string | null
 }
 
 /** Parse a one-dimensional PostgreSQL array literal of text. */
@@ -119,6 +124,7 @@ export function buildSchemaFacts(rows: readonly SchemaRow[], tenantConfig: Tenan
   const referenceTables = new Set<string>()
   const knownRelations = new Set<string>()
   const columns = new Map<string, readonly string[]>()
+  const generatedColumns = new Map<string, ReadonlySet<string>>()
   const shadowed = new Set<string>()
   for (const r of rows) {
     if (r.kind === 'F') {
@@ -130,6 +136,8 @@ export function buildSchemaFacts(rows: readonly SchemaRow[], tenantConfig: Tenan
     const cols = parseTextArray(r.columns)
     const types = parseTextArray(r.column_types)
     if (cols) columns.set(key, cols)
+    const generated = parseTextArray(r.generated_columns)
+    if (generated && generated.length > 0) generatedColumns.set(key, new Set(generated))
     const ex = explicit.get(key)
     if (ex !== undefined) {
       tenantTables.set(key, ex)
@@ -159,5 +167,5 @@ export function buildSchemaFacts(rows: readonly SchemaRow[], tenantConfig: Tenan
     allowed: new Set((tenantConfig.functions ?? []).map((f) => f.toLowerCase())),
     shadowed,
   }
-  return { tenantTables, referenceTables, knownRelations, unknown: tenantConfig.unknown, tenantColumnTypes, columns, functionPolicy }
+  return { tenantTables, referenceTables, knownRelations, unknown: tenantConfig.unknown, tenantColumnTypes, columns, generatedColumns, functionPolicy }
 }

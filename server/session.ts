@@ -39,8 +39,7 @@ export class ClientSession extends SessionExtended {
       case 'd':
       case 'c':
       case 'f':
-        if (this.backend) this.send(frame.raw) // outside COPY the server ignores these too
-        return true
+        return this.handleCopyMessage(frame) // session/copy-in.ts
       case 'F':
         if (this.ctx.planner.tenantMode && !this.bypass) {
           // A function called by OID runs no SQL the proxy can check.
@@ -130,6 +129,7 @@ export class ClientSession extends SessionExtended {
       if (!this.ensureBackend()) return false
       this.send(frame.raw)
       this.queue.expect('query')
+      this.copyBegin(null)
       if (this.st.batchChangedTenant) this.holdForTenantOutcome = true // the Query ends the batch that set the tenant
       this.ctx.metrics?.statementSent(this)
       return true
@@ -183,9 +183,12 @@ export class ClientSession extends SessionExtended {
       effects.push(st.effect ?? null)
       if (st.touchesTenant) this.txTouchedTenant = true
     }
+    const copy = this.copyForQuery(plan) // COPY … FROM STDIN into a tenant table (session/copy-in.ts)
+    if (copy === undefined) return true
     if (!this.ensureBackend()) return false
     this.send(plan.sql !== undefined && plan.sql !== sql ? fe.encodeQuery(plan.sql) : frame.raw)
     this.queue.expect('query', { effects })
+    this.copyBegin(copy)
     if (this.st.batchChangedTenant) this.holdForTenantOutcome = true // the Query ends the batch that set the tenant
     this.ctx.metrics?.statementSent(this)
     this.applyImmediateEffects(effects)

@@ -1,5 +1,5 @@
 // What analyze() returns: per statement a forward template, a tenant command or a refusal.
-import type { Refusal, SessionEffect, TenantCommand } from '../types.js'
+import type { CopyInPlan, Refusal, SessionEffect, TenantCommand } from '../types.js'
 import type { Check } from './state.js'
 import type { Part } from './template.js'
 
@@ -12,6 +12,7 @@ export interface CompiledStmt {
   firstTenantTable: string | null
   relations: string[]
   effect?: SessionEffect
+  copyIn?: CopyInPlan
   tenantCommand?: TenantCommand
   refusal?: Refusal
 }

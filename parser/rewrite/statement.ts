@@ -94,9 +94,10 @@ function tenantStatement(cx: RewriteState, n: Node, command: string, base: Base)
     case 'DeclareCursorStmt':
       cx.walk.body(field(n, 'DeclareCursorStmt')!.query!, null)
       return base()
-    case 'CopyStmt':
-      walkCopy(cx, field(n, 'CopyStmt')!)
-      return base()
+    case 'CopyStmt': {
+      const copyIn = walkCopy(cx, field(n, 'CopyStmt')!)
+      return base(copyIn ? { copyIn } : {})
+    }
     case 'FetchStmt':
     case 'ClosePortalStmt':
     case 'TransactionStmt':

@@ -130,9 +130,20 @@ export function merge(vs: VerifyState, m: N, scope: Scope | null, outer: Level |
   if (vs.checkOrder) order(vs, on, level.ranges, level, null)
 }
 
+/**
+ * COPY: COPY (query) TO is checked as a query. A tenant table is valid only in COPY … FROM STDIN with a
+ * column list that names its tenant column once: the rows are then appended to or checked by server/
+ * (parser/rewrite/copy.ts, server/session/copy-in-rows.ts), never taken from a file or program.
+ */
 export function copy(vs: VerifyState, cp: N): void {
   if (cp.query) return vs.walk.body(vs, cp.query, null, null)
   if (!cp.relation) return
   const r = resolve(vs, cp.relation, null)
-  if (r.col !== undefined) throw new Fail(r.key, `COPY of tenant table "${r.key}" (only COPY (SELECT … restricted) TO is valid)`)
+  if (r.col === undefined) return
+  if (!cp.is_from || cp.filename || cp.is_program)
+    throw new Fail(r.key, `COPY of tenant table "${r.key}" (only COPY (SELECT … restricted) TO and COPY … FROM STDIN are valid)`)
+  const cols: unknown[] = (cp.attlist ?? []).map((x: N) => x?.String?.sval)
+  if (cols.indexOf(r.col) < 0 || cols.lastIndexOf(r.col) !== cols.indexOf(r.col))
+    throw new Fail(r.key, `COPY FROM STDIN into tenant table "${r.key}" without its tenant column "${r.col}" once in the column list`)
+  exprs(vs, cp.whereClause, null, new Level(null))
 }

@@ -11,9 +11,9 @@ import type { TenantCommand, Refusal, RewriteResult, SessionEffect } from '../..
 import { NO_EFFECTS } from './reply-queue.js'
 import { clientStatement, needsParse, type ClientStatement } from './statements.js'
 import { NO_HINT, isPlainBegin } from './statement-text.js'
-import { SessionBackendLink } from './backend-link.js'
+import { SessionCopyIn } from './copy-in.js'
 
-export abstract class SessionExtended extends SessionBackendLink {
+export abstract class SessionExtended extends SessionCopyIn {
   // The simple-protocol layer (server/session.ts) owns planning, BEGIN deferral and effect checks.
   protected abstract plan(sql: string): RewriteResult | null
   protected abstract checkEffect(effect: SessionEffect, preparedHere?: ReadonlySet<string>): Refusal | null
@@ -111,7 +111,9 @@ export abstract class SessionExtended extends SessionBackendLink {
     this.routeHint = { touchesTenant: st.touchesTenant, relations: st.relations }
     if (st.touchesTenant) this.txTouchedTenant = true
     const out = plan.sql ?? st.sql
-    return clientStatement(sql, paramTypes, tenant, out, this.serverNameFor(name, out, paramTypes), null, st.effect, isPlainBegin(sql))
+    const stmt = clientStatement(sql, paramTypes, tenant, out, this.serverNameFor(name, out, paramTypes), null, st.effect, isPlainBegin(sql))
+    stmt.copyIn = st.copyIn ?? null
+    return stmt
   }
 
   /** Named statements get a server-side name derived from their text, shared by every client. */
@@ -205,6 +207,7 @@ export abstract class SessionExtended extends SessionBackendLink {
     const head = fe.decodeBindHead(frame)
     if (this.queue.length === 0) this.currentQueryStart = Date.now()
     if (this.beginPortal === head.portal) this.beginPortal = null // rebinding the name replaces the proxy's BEGIN portal
+    this.copyPortals.delete(head.portal)
     const stmt = this.resolveStatement(head.statement)
     if ('kind' in stmt) {
       this.extendedError(stmt)
@@ -239,6 +242,7 @@ export abstract class SessionExtended extends SessionBackendLink {
     this.send(stmt.serverName === head.statement ? frame.raw : fe.encodeBind(frame, head, stmt.serverName))
     this.queue.expect('bind', { serverName: stmt.serverName })
     this.stmts.portalEffects.set(head.portal, stmt.effect)
+    if (stmt.copyIn) this.copyPortals.set(head.portal, stmt.copyIn) // its Execute starts a COPY into a tenant table (copy-in.ts)
     return true
   }
 
@@ -319,9 +323,12 @@ export abstract class SessionExtended extends SessionBackendLink {
       return true
     }
     if (portal === this.beginPortal && this.executeDeferredBegin()) return true
+    const copy = this.copyForPortal(portal)
+    if (copy === undefined) return true
     if (!this.ensureBackend()) return false
     if (portal === this.beginPortal) this.bindOnServer(portal, this.beginStatement as ClientStatement)
     this.send(frame.raw)
+    this.copyBegin(copy)
     const effect = this.stmts.portalEffects.get(portal)
     const effects = effect ? [effect] : NO_EFFECTS
     this.queue.expect('execute', { effects })

@@ -11,12 +11,15 @@
 //   until then the server holds uncommitted work, portals and possibly an error.
 // - After an error in an extended message the server discards every message up to the next
 //   Sync, simple Queries included, and answers that Sync with ReadyForQuery.
+// - COPY … FROM STDIN (CopyInResponse): until the client's CopyDone or CopyFail the server reads
+//   copy data and ignores Sync and Flush (libpq sends a Sync right after the Execute of a COPY),
+//   so a Sync sent meanwhile gets no ReadyForQuery. Outside COPY the server ignores CopyDone/CopyFail.
 //
 // A server connection may go back to a pool only when `settled` is true (and the
 // transaction status of the last ReadyForQuery is idle).
 import type { SessionEffect } from '../../parser/types.js'
 
-export type EntryKind = 'query' | 'internal' | 'parse' | 'bind' | 'describe' | 'close' | 'execute' | 'sync' | 'function' | 'synthetic'
+export type EntryKind = 'query' | 'internal' | 'parse' | 'bind' | 'describe' | 'close' | 'execute' | 'sync' | 'function' | 'synthetic' | 'copyend'
 
 /**
  * One expected server reply (or proxy-made answer) in the order the client asked for it.
@@ -82,6 +85,8 @@ export class ReplyQueue {
   private unsyncedSent = false
   /** The server reported an error in an extended message and discards everything up to the next Sync. */
   private skippingToSync = false
+  /** The server is in COPY FROM STDIN (its CopyInResponse came) and the client's CopyDone/CopyFail has not been sent. */
+  private copying = false
 
   /** `emit` receives the bytes of proxy-made answers when they reach the head of the queue. */
   constructor(public emit: (bytes: Buffer) => void) {}
@@ -96,7 +101,7 @@ export class ReplyQueue {
 
   /** The server still owes replies (proxy-made answers waiting behind them do not count). */
   get owesReplies(): boolean {
-    for (const e of this.entries) if (e.kind !== 'synthetic') return true
+    for (const e of this.entries) if (e.kind !== 'synthetic' && e.kind !== 'copyend') return true
     return false
   }
 
@@ -125,8 +130,9 @@ export class ReplyQueue {
    * A message went to the server; returns its entry. While the server skips to Sync, anything
    * but a Sync is discarded by the server: no reply is expected (its onFail runs at once).
    */
-  expect(kind: Exclude<EntryKind, 'synthetic'>, o: EntryOptions = {}): Entry {
+  expect(kind: Exclude<EntryKind, 'synthetic' | 'copyend'>, o: EntryOptions = {}): Entry {
     const e = entry(kind, o)
+    if (this.copying && kind === 'sync') return e // read and ignored by the server's COPY
     if (this.skippingToSync && kind !== 'sync') {
       e.failed = true
       e.onFail?.()
@@ -162,6 +168,30 @@ export class ReplyQueue {
     return true
   }
 
+  /**
+   * CopyInResponse: the request at the head started COPY FROM STDIN. Syncs the client sent after it
+   * and before its CopyDone/CopyFail are read by the COPY, which ignores them: no reply comes for them.
+   */
+  copyIn(): void {
+    for (let i = 1; i < this.entries.length;) {
+      const k = this.entries[i].kind
+      if (k === 'copyend') {
+        this.entries.splice(i, 1)
+        return
+      }
+      if (k === 'sync') this.entries.splice(i, 1)
+      else i++
+    }
+    this.copying = true
+  }
+
+  /** The client's CopyDone or CopyFail (or the proxy's CopyFail) went to the server. */
+  copyEnd(): void {
+    if (this.copying) this.copying = false
+    // the COPY has not started yet (or never will: the server ignores the message outside COPY)
+    else if (this.entries.length > 0) this.entries.push(entry('copyend'))
+  }
+
   /** Drop the head entry and emit any proxy-made answers now at the head. */
   private complete(): Entry {
     const done = this.entries.shift() as Entry
@@ -170,7 +200,7 @@ export class ReplyQueue {
   }
 
   private emitSynthetic(): void {
-    while (this.entries.length > 0 && this.entries[0].kind === 'synthetic') {
+    while (this.entries.length > 0 && (this.entries[0].kind === 'synthetic' || this.entries[0].kind === 'copyend')) {
       const e = this.entries.shift() as Entry
       for (const b of e.bytes) this.emit(b)
     }
@@ -225,6 +255,7 @@ export class ReplyQueue {
    * between are dropped (and their onFail run), proxy answers among them too.
    */
   error(): Entry | null {
+    this.copying = false // an error ends a COPY: the server reads commands again
     const head = this.head
     if (!head) return null
     head.failed = true
@@ -244,6 +275,7 @@ export class ReplyQueue {
    * `failed` on it says the work it ended was rolled back (an error, if in no transaction block).
    */
   readyForQuery(): Entry | null {
+    this.copying = false
     let answered: Entry | null = null
     while (this.entries.length > 0) {
       const e = this.entries[0]
@@ -273,5 +305,6 @@ export class ReplyQueue {
     this.entries.length = 0
     this.unsyncedSent = false
     this.skippingToSync = false
+    this.copying = false
   }
 }

@@ -2,7 +2,7 @@
 // keeps them: the client's name → what to send (the rewrite for the tenant it was prepared
 // under) and its name on the server connections, which is shared by every client preparing
 // the same text (server/session/statement-names.ts). Pure: no sockets.
-import type { Refusal, SessionEffect, TenantCommand } from '../../parser/types.js'
+import type { CopyInPlan, Refusal, SessionEffect, TenantCommand } from '../../parser/types.js'
 
 /** A statement the client prepared with Parse. */
 export interface ClientStatement {
@@ -26,6 +26,8 @@ export interface ClientStatement {
   epoch: number
   /** Its result shape changed since the client described it: PostgreSQL answers 0A000 until the client prepares it again. */
   resultChanged: boolean
+  /** COPY … FROM STDIN into a tenant table: what its rows go through (server/session/copy-in.ts). */
+  copyIn: CopyInPlan | null
 }
 
 /** Not any Parse: an object (not null) so the field keeps one type and the shape never changes. */
@@ -43,7 +45,7 @@ export function clientStatement(
   begins = false,
   epoch = 0,
 ): ClientStatement {
-  return { originalSql, paramTypes, tenant, sql, serverName, local, effect, token: NO_TOKEN, begins, shape: null, epoch, resultChanged: false }
+  return { originalSql, paramTypes, tenant, sql, serverName, local, effect, token: NO_TOKEN, begins, shape: null, epoch, resultChanged: false, copyIn: null }
 }
 
 /** What the registry needs to know of a server connection: which statements it holds. */
