@@ -130,6 +130,19 @@ export abstract class SessionCopyIn extends SessionBackendLink {
     this.copyAbortError = be.errorResponse({ severity: 'ERROR', code: err.sqlstate, message: err.message, ...(err.hint ? { hint: err.hint } : {}) })
   }
 
+  /**
+   * A client that goes away inside a COPY: the server gets a CopyFail first, so that it stops waiting
+   * for data and answers (the connection is then cleaned up or closed at once, not after a timeout).
+   */
+  protected override onClientClose(): void {
+    if (this.state !== 'closed' && this.backend && (this.copyRows !== null || this.queue.inCopy)) {
+      this.send(copyFail('pgtenant: the client disconnected during COPY'))
+      this.queue.copyEnd()
+      this.copyRows = null
+    }
+    super.onClientClose()
+  }
+
   protected override createSink(): ScannerSink {
     const sink = super.createSink()
     const pass = sink.onPassThrough

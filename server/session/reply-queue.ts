@@ -111,6 +111,11 @@ export class ReplyQueue {
     return false
   }
 
+  /** The server reads COPY … FROM STDIN data (its CopyInResponse came; the CopyDone/CopyFail was not sent yet). */
+  get inCopy(): boolean {
+    return this.copying
+  }
+
   /** The server is discarding messages until a Sync (an error in an extended batch, no Sync sent after it yet). */
   get skipping(): boolean {
     return this.skippingToSync

@@ -42,6 +42,7 @@ const proxy = await startProxy(`
 listen: 127.0.0.1:$PROXY_PORT
 users:
   app: { password: app_pw }
+  ops: { password: ops_pw, bypass: true }
 tenant:
   column: tenant_id
   tables: { counters: org }
@@ -362,5 +363,37 @@ t.test('data the server refuses stays refused: an extra field in append mode is 
   out = await c.exchange([Q('COPY items (id, name) FROM STDIN WITH (FORMAT csv)'), copyData('81,"x\n'), COPY_DONE], 1)
   t.same(out, ['G', 'E:22P04', 'Z:I'], 'an unterminated quote swallows the appended value')
   t.equal(rowsOf('shared', ITEMS), before)
+  await c.close()
+})
+
+t.test('a client that goes away inside a COPY: nothing written, the pool of one serves the next client at once', async (t) => {
+  reset()
+  const before = rowsOf('shared', ITEMS)
+  const a = await rawConnection(viaProxy)
+  await a.exchange([Q("SET app.tenant = 'acme'")], 1)
+  await a.exchange([Q('COPY items (id) FROM STDIN'), copyData('90\n')], 0, 'G')
+  await a.close()
+  const start = Date.now()
+  const b = new pg.Client({ connectionString: viaProxy })
+  await b.connect()
+  await b.query("SET app.tenant = 'acme'")
+  t.equal((await b.query('SELECT count(*)::int AS n FROM items')).rows[0].n, 1)
+  t.ok(Date.now() - start < 10_000, `served after ${Date.now() - start} ms`)
+  await b.end()
+  t.equal(rowsOf('shared', ITEMS), before, 'nothing written')
+})
+
+t.test("a bypass user's COPY (passed as it is) through the extended protocol: its Syncs settle, the connection is released", async (t) => {
+  reset()
+  const c = await rawConnection(proxy.url('ops', 'ops_pw', 'shared'))
+  const out = await c.exchange([P('COPY items (tenant_id, id) FROM STDIN'), B(), E(), S, copyData('globex\t91\n'), COPY_DONE, S], 1)
+  t.same(out, ['1', '2', 'G', 'C:COPY 1', 'Z:I'])
+  const other = new pg.Client({ connectionString: viaProxy })
+  await other.connect()
+  await other.query("SET app.tenant = 'globex'")
+  const start = Date.now()
+  t.equal((await other.query('SELECT count(*)::int AS n FROM items')).rows[0].n, 3)
+  t.ok(Date.now() - start < 5_000, 'the pool of one was free while the bypass client stays connected')
+  await other.end()
   await c.close()
 })
