@@ -101,6 +101,33 @@ export interface PoolConfig {
   max_prepared_statements: number
 }
 
+/** One tenant's limits (tenant_limits.default, or merged with tenant_limits.tenants.NAME). 0 means no limit. */
+export interface TenantLimitValues {
+  /** Server connections the tenant may hold at once in one pool; 0 = no limit (see max_connections_pct). */
+  max_connections: number
+  /** "N%": the limit is this share of the pool's size (at least 1); overrides max_connections when set. */
+  max_connections_pct?: number
+  /** Clients of the tenant waiting (for a server connection or a rate token) at once; more get 53300 at once. */
+  max_waiting: number
+  /** Transactions a second (token bucket); 0 = no limit. */
+  tps: number
+  /** Tokens the bucket holds (transactions that may start at once after a quiet period); default max(1, tps). */
+  burst: number
+  /** statement_timeout set on the server connection for the tenant's transactions; 0 = the server's own. */
+  statement_timeout_ms: number
+  /** How long a client waits over a limit before its error; default pool.wait_timeout_ms. */
+  wait_timeout_ms: number
+  /** Share of hand-outs when tenants wait for one pool (fair scheduling): weight 2 gets twice weight 1's. */
+  weight: number
+}
+
+/** Per-tenant limits and fair scheduling (tenant_limits:). */
+export interface TenantLimitsConfig {
+  default: TenantLimitValues
+  /** Overrides by tenant; keys absent there take the default's. */
+  tenants: Record<string, Partial<TenantLimitValues>>
+}
+
 export interface Config {
   listen: HostPort
   metrics?: HostPort
@@ -118,6 +145,8 @@ export interface Config {
   databases?: Record<string, DatabaseConfig>
   placement: { default: string; tenants: Record<string, string> }
   pool: PoolConfig
+  /** Per-tenant limits (absent: none; tenants still share a pool fairly). */
+  tenant_limits?: TenantLimitsConfig
   /** Statements slower than this (client-visible) are logged with literals replaced; 0 = off. */
   log?: { slow_statement_ms: number; /** A stats line this often (default 60000; 0 = none). */ stats_interval_ms?: number }
   /** Citus metadata refresh period. */

@@ -3,7 +3,19 @@
 import { readFileSync } from 'node:fs'
 import { dirname, resolve } from 'node:path'
 import YAML from 'yaml'
-import type { BackendConfig, BackendUrl, Config, DatabaseConfig, PassthroughConfig, HostPort, PoolConfig, TenantConfig, UserConfig } from './config-types.js'
+import type {
+  BackendConfig,
+  BackendUrl,
+  Config,
+  DatabaseConfig,
+  PassthroughConfig,
+  HostPort,
+  PoolConfig,
+  TenantConfig,
+  TenantLimitValues,
+  TenantLimitsConfig,
+  UserConfig,
+} from './config-types.js'
 
 export class ConfigError extends Error {
   override readonly name = 'ConfigError'
@@ -28,6 +40,7 @@ const TOP_LEVEL = new Set([
   'databases',
   'placement',
   'pool',
+  'tenant_limits',
   'log_level',
   'log_format',
   'log',
@@ -155,6 +168,7 @@ export function parseConfig(yamlText: string, env: NodeJS.ProcessEnv, baseDir: s
   const users = readUsers(r, root.users, auth, passthroughOn || trust === 'loopback')
   const tenant = root.tenant === undefined ? undefined : readTenant(r, root.tenant)
   const pool = readPool(r, root.pool)
+  const tenantLimits = root.tenant_limits === undefined || root.tenant_limits === null ? undefined : readTenantLimits(r, root.tenant_limits)
   const backends = readBackends(r, root.backends)
   const placement = readPlacement(r, root.placement, backends)
   const databases = root.databases === undefined ? undefined : readDatabases(r, root.databases, backends)
@@ -180,6 +194,7 @@ export function parseConfig(yamlText: string, env: NodeJS.ProcessEnv, baseDir: s
   if (r.problems.length > 0 || !listen) throw new ConfigError(r.problems.length > 0 ? r.problems : ['listen: invalid'])
   const config: Config = { listen, metrics, tls, auth, users, tenant, backends, placement, pool, log_level, log_format, log, citus, workers }
   if (databases) config.databases = databases
+  if (tenantLimits) config.tenant_limits = tenantLimits
   if (passthrough) config.passthrough = passthrough
   if (trust !== 'off') config.trust = trust
   return config
@@ -331,6 +346,60 @@ function readTenant(r: Reader, v: unknown): TenantConfig | undefined {
     functions,
     user_functions: r.oneOf(o.user_functions, 'tenant.user_functions', ['reject', 'allow'] as const, 'reject'),
   }
+}
+
+export const TENANT_LIMIT_DEFAULTS: TenantLimitValues = {
+  max_connections: 0,
+  max_waiting: 0,
+  tps: 0,
+  burst: 0,
+  statement_timeout_ms: 0,
+  wait_timeout_ms: -1,
+  weight: 1,
+}
+const TENANT_LIMIT_KEYS = Object.keys(TENANT_LIMIT_DEFAULTS)
+
+/** `tenant_limits:` a default for every tenant and overrides by tenant (see README "Per-tenant limits"). */
+function readTenantLimits(r: Reader, v: unknown): TenantLimitsConfig | undefined {
+  const o = r.obj(v, 'tenant_limits')
+  if (!o) return undefined
+  for (const k of Object.keys(o)) if (k !== 'default' && k !== 'tenants') r.fail(`tenant_limits.${k}`, 'unknown key (expected default, tenants)')
+  const dflt: TenantLimitValues = { ...TENANT_LIMIT_DEFAULTS, ...readLimitValues(r, o.default, 'tenant_limits.default') }
+  const tenants: Record<string, Partial<TenantLimitValues>> = Object.create(null)
+  const t = r.obj(o.tenants, 'tenant_limits.tenants')
+  if (t) for (const [name, raw] of Object.entries(t)) tenants[name] = readLimitValues(r, raw ?? {}, `tenant_limits.tenants.${name}`)
+  return { default: dflt, tenants }
+}
+
+function readLimitValues(r: Reader, v: unknown, path: string): Partial<TenantLimitValues> {
+  const o = r.obj(v, path)
+  const out: Partial<TenantLimitValues> = {}
+  if (!o) return out
+  for (const k of Object.keys(o)) if (!TENANT_LIMIT_KEYS.includes(k)) r.fail(`${path}.${k}`, `unknown key (expected one of: ${TENANT_LIMIT_KEYS.join(', ')})`)
+  if (o.max_connections !== undefined) {
+    const pct = typeof o.max_connections === 'string' ? /^\s*(\d+(?:\.\d+)?)\s*%\s*$/.exec(o.max_connections) : null
+    if (pct) {
+      const n = Number(pct[1])
+      if (n <= 0 || n > 100) r.fail(`${path}.max_connections`, 'a percentage must be above 0 and at most 100')
+      else out.max_connections_pct = n
+      out.max_connections = 0
+    } else {
+      out.max_connections = r.int(o.max_connections, `${path}.max_connections`, 0)
+      out.max_connections_pct = undefined // a tenant's count replaces a default's percentage
+    }
+  }
+  if (o.max_waiting !== undefined) out.max_waiting = r.int(o.max_waiting, `${path}.max_waiting`, 0)
+  for (const key of ['tps', 'burst', 'weight'] as const) {
+    if (o[key] === undefined) continue
+    const n = typeof o[key] === 'string' ? Number(o[key]) : o[key]
+    const min = key === 'weight' ? 0.01 : 0
+    if (typeof n !== 'number' || !Number.isFinite(n) || n < min)
+      r.fail(`${path}.${key}`, key === 'weight' ? 'must be a number above 0' : 'must be a number ≥ 0')
+    else out[key] = n
+  }
+  if (o.statement_timeout_ms !== undefined) out.statement_timeout_ms = r.int(o.statement_timeout_ms, `${path}.statement_timeout_ms`, 0)
+  if (o.wait_timeout_ms !== undefined) out.wait_timeout_ms = r.int(o.wait_timeout_ms, `${path}.wait_timeout_ms`, -1, 0)
+  return out
 }
 
 /** A per-backend or per-user pool_mode (absent: the next level's). */

@@ -90,6 +90,24 @@ export const METRICS = {
     labels: ['kind', 'backend'],
     help: 'Routing decisions by target kind: shared, dedicated, citus-worker, citus-coordinator, refuse',
   },
+  tenantThrottled: {
+    name: 'pgtenant_tenant_throttled_total',
+    type: 'counter',
+    labels: ['tenant', 'limit'],
+    help: 'Transactions that waited because their tenant was at a limit (tenant_limits): rate (tps) or connections (max_connections), per tenant (top N, rest "_other")',
+  },
+  tenantRejected: {
+    name: 'pgtenant_tenant_rejected_total',
+    type: 'counter',
+    labels: ['tenant', 'reason'],
+    help: 'Clients that got an error from a limit: max_waiting (53300 at once), rate (53400 after waiting), connections (53300: timed out at its max_connections), wait_timeout (53300: the pool stayed full)',
+  },
+  tenantWait: {
+    name: 'pgtenant_tenant_wait_seconds',
+    type: 'histogram',
+    labels: ['tenant'],
+    help: 'Time a transaction that could not start at once waited for a rate token and a server connection, per tenant',
+  },
   citusMetadataAge: { name: 'pgtenant_citus_metadata_age_seconds', type: 'gauge', labels: ['backend'], help: 'Seconds since Citus metadata was last loaded' },
   citusRefreshErrors: { name: 'pgtenant_citus_metadata_refresh_errors_total', type: 'counter', labels: ['backend'], help: 'Failed Citus metadata refreshes' },
 } as const

@@ -79,6 +79,18 @@ export class Metrics implements SessionMetrics {
     this.c.poolWait.observe({ backend }, seconds)
   }
 
+  tenantThrottled(tenant: string, limit: 'rate' | 'connections'): void {
+    this.c.tenantThrottled.inc({ tenant: this.tenants.label(tenant), limit })
+  }
+
+  tenantRejected(tenant: string, reason: 'max_waiting' | 'rate' | 'connections' | 'wait_timeout'): void {
+    this.c.tenantRejected.inc({ tenant: this.tenants.label(tenant), reason })
+  }
+
+  tenantWaited(tenant: string, seconds: number): void {
+    this.c.tenantWait.observe({ tenant: this.tenants.label(tenant) }, seconds)
+  }
+
   connectFailed(backend: string): void {
     this.c.connectErrors.inc({ backend })
   }
@@ -241,5 +253,8 @@ function makeMetrics(registry: client.Registry, source: MetricsSource) {
     refused: counter(m.refused),
     routing: counter(m.routing),
     citusRefreshErrors: counter(m.citusRefreshErrors),
+    tenantThrottled: counter(m.tenantThrottled),
+    tenantRejected: counter(m.tenantRejected),
+    tenantWait: histogram(m.tenantWait, LATENCY_BUCKETS),
   }
 }

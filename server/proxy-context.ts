@@ -74,6 +74,12 @@ export interface ProxyContext {
   acquireNow(session: ClientSession): { conn: BackendConnection; pool: Pool } | null
   /** A server connection for the session's next transaction. */
   acquire(session: ClientSession): Promise<{ conn: BackendConnection; pool: Pool }>
+  /** The same through a callback, never called before it returns (no Promise per wait: the sessions' path). */
+  acquireWith(session: ClientSession, done: (err: Error | null, conn: BackendConnection | null, pool: Pool | null) => void): void
+  /** What the session's tenant limits add to its server connection state (statement_timeout): a state key suffix ('' when none). */
+  tenantStateKey(session: ClientSession): string
+  /** The SQL that sets it after the state replay ('' when none); `clientSetsTimeout`: the client set its own statement_timeout. */
+  tenantStateSql(session: ClientSession, clientSetsTimeout: boolean): string
   /** Schema facts for the session's placement; a promise while they are being discovered for the first time. */
   factsFor(session: ClientSession): SchemaFacts | Promise<void> | undefined
   /** A statement named a relation the facts do not know: rediscover (at most every few seconds). */

@@ -6,6 +6,7 @@ import type { Logger } from 'pino'
 import type { Config, UserConfig } from './config-types.js'
 import { Planner } from './planner.js'
 import { PoolManager, type Pool } from './backend/pool.js'
+import { TenantLimits, statementTimeoutSql, type TenantGate } from './backend/tenant-limits.js'
 import type { BackendConnection, BackendTarget } from './backend/connection.js'
 import { ClientSession } from './session.js'
 import { SharedStatementNames, sharedNamesLimit } from './backend/prepared.js'
@@ -34,6 +35,8 @@ import type { SchemaFacts } from '../parser/types.js'
 export class Proxy implements ProxyContext {
   readonly planner: Planner
   readonly pools: PoolManager
+  /** Per-tenant limits and their runtime state (tenant_limits:, server/backend/tenant-limits.ts). */
+  readonly tenantLimits: TenantLimits
   readonly sessions = new Map<number, ClientSession>()
   readonly maxMessageBytes = 256 * 1024 * 1024
   /** Limits on clients still logging in: message size, login timeout, how many at once (server/preauth.ts). */
@@ -76,6 +79,21 @@ export class Proxy implements ProxyContext {
     this.metrics = new Observers(log)
     this.metrics.slowStatementMs = config.log?.slow_statement_ms ?? 0
     this.pools = new PoolManager(limitsOf(config))
+    this.tenantLimits = new TenantLimits(config, role?.count ?? 1)
+    this.tenantLimits.events = {
+      throttled: (tenant, limit) => {
+        this.metrics.stats.throttled(tenant)
+        this.metrics.prometheus?.tenantThrottled(tenant, limit)
+      },
+      rejected: (tenant, reason) => {
+        this.metrics.stats.rejected(tenant)
+        this.metrics.prometheus?.tenantRejected(tenant, reason)
+      },
+      waited: (tenant, seconds) => {
+        this.metrics.stats.waited(tenant, seconds * 1000)
+        this.metrics.prometheus?.tenantWaited(tenant, seconds)
+      },
+    }
     this.secureContext = config.tls ? tls.createSecureContext({ cert: config.tls.cert, key: config.tls.key }) : null
     this.tenantPattern = compileTenantPattern(config.tenant?.pattern)
     this.preAuth = new PreAuthGuard({
@@ -115,7 +133,13 @@ export class Proxy implements ProxyContext {
     this.server = server
     this.running = { listen: this.config.listen, metrics: this.config.metrics, workers: this.config.workers, log_level: this.config.log_level }
     server.on('error', (err) => this.log.error({ err }, 'listener error'))
-    this.reaper = setInterval(() => this.pools.reap(), Math.max(1000, Math.min(this.config.pool.idle_timeout_ms / 2, 10000)))
+    this.reaper = setInterval(
+      () => {
+        this.pools.reap()
+        this.tenantLimits.reap()
+      },
+      Math.max(1000, Math.min(this.config.pool.idle_timeout_ms / 2, 10000)),
+    )
     this.reaper.unref()
     const addr = server.address() as net.AddressInfo
     this.log.info(
@@ -403,38 +427,79 @@ export class Proxy implements ProxyContext {
     } catch {
       return null // the slow path reports the refusal
     }
-    const conn = memo.pool.tryAcquire(session.poolStateKey)
+    const conn = this.tenantLimits.tryAcquire(memo.pool, session.poolStateKey, this.gateOf(session))
     if (!conn) return null
     this.metrics.prometheus?.routed(memo.route.kind, memo.route.backend)
     return { conn, pool: memo.pool }
   }
 
-  async acquire(session: ClientSession): Promise<{ conn: BackendConnection; pool: Pool }> {
-    if (this.shuttingDown && !session.inTransaction) throw new BackendError('pgtenant is shutting down: no new transactions', '57P01')
-    const tenant = session.effectiveTenant
-    if (tenant !== null && this.disabled.has(tenant) && !session.inTransaction)
-      throw new BackendError(`tenant "${tenant}" is disabled (DISABLE on the pgtenant admin console; ENABLE lets it in again)`, '57P03')
-    while (this.isPaused(session)) await new Promise<void>((resolve) => this.pauseWaiters.push(resolve))
-    const { route, pool } = this.router.routeAndPool(session)
-    if (this.disabledDatabases.size > 0 && !session.inTransaction && session.id >= (this.disabledDatabases.get(route.backend) ?? Infinity))
-      throw this.databaseDisabledError(route.backend)
+  /** A server connection for the session's next transaction (a promise: login, tests; sessions use acquireWith). */
+  acquire(session: ClientSession): Promise<{ conn: BackendConnection; pool: Pool }> {
+    return new Promise((resolve, reject) => this.acquireWith(session, (err, conn, pool) => (err ? reject(err) : resolve({ conn: conn!, pool: pool! }))))
+  }
+
+  /**
+   * A server connection for the session's next transaction, through a callback (issue 18: no
+   * Promise or async frame per wait): after PAUSE, DISABLE and shutdown checks, a rate token and
+   * a connection of the session's pool within its tenant's limits (server/backend/tenant-limits.ts).
+   * `done` is never called before this returns.
+   */
+  acquireWith(session: ClientSession, done: (err: Error | null, conn: BackendConnection | null, pool: Pool | null) => void): void {
+    let route: Route
+    let pool: Pool
+    try {
+      if (this.shuttingDown && !session.inTransaction) throw new BackendError('pgtenant is shutting down: no new transactions', '57P01')
+      const tenant = session.effectiveTenant
+      if (tenant !== null && this.disabled.has(tenant) && !session.inTransaction)
+        throw new BackendError(`tenant "${tenant}" is disabled (DISABLE on the pgtenant admin console; ENABLE lets it in again)`, '57P03')
+      if (this.isPaused(session)) {
+        this.pauseWaiters.push(() => this.acquireWith(session, done))
+        return
+      }
+      ;({ route, pool } = this.router.routeAndPool(session))
+      if (this.disabledDatabases.size > 0 && !session.inTransaction && session.id >= (this.disabledDatabases.get(route.backend) ?? Infinity))
+        throw this.databaseDisabledError(route.backend)
+    } catch (err) {
+      queueMicrotask(() => done(err as Error, null, null))
+      return
+    }
     this.metrics.prometheus?.routed(route.kind, route.backend)
     const started = Date.now()
-    try {
-      const conn = await pool.acquire(session.poolStateKey)
-      this.metrics.prometheus?.poolWaited(route.backend, (Date.now() - started) / 1000)
-      return { conn, pool }
-    } catch (err) {
-      if (route.kind === 'citus-worker' && err instanceof BackendError && err.sqlstate !== '53300') {
+    this.tenantLimits.acquire(pool, session.poolStateKey, this.gateOf(session), (err, conn) => {
+      if (err === null) {
+        this.metrics.prometheus?.poolWaited(route.backend, (Date.now() - started) / 1000)
+        return done(null, conn, pool)
+      }
+      if (route.kind === 'citus-worker' && err instanceof BackendError && err.sqlstate !== '53300' && err.sqlstate !== '53400') {
         // The worker is unreachable and nothing was sent yet: refresh the metadata, use the coordinator.
         session.log.warn({ route: formatRoute(route), err: err.message }, 'Citus worker unreachable; routing to the coordinator')
         void this.catalogs.refreshCitus(route.backend)
-        return this.router.onCoordinator(session, route.backend)
+        this.router.onCoordinator(session, route.backend).then(
+          (got) => done(null, got.conn, got.pool),
+          (e: Error) => done(e, null, null),
+        )
+        return
       }
       if (err instanceof BackendError && err.sqlstate === '3D000' && route.kind === 'dedicated')
-        throw new BackendError(`the database for tenant "${route.tenant}" does not exist (${route.target.database})`, '3D000')
-      throw err
-    }
+        return done(new BackendError(`the database for tenant "${route.tenant}" does not exist (${route.target.database})`, '3D000'), null, null)
+      done(err, null, null)
+    })
+  }
+
+  /** The session's tenant limits (null: none apply: no tenant, or a bypass user). */
+  private gateOf(session: ClientSession): TenantGate | null {
+    return session.bypass ? null : this.tenantLimits.gate(session.effectiveTenant)
+  }
+
+  /** What the tenant's limits add to the session state its server connection needs (the statement timeout): a key suffix. */
+  tenantStateKey(session: ClientSession): string {
+    return this.gateOf(session)?.stateSuffix ?? ''
+  }
+
+  /** The SQL that sets it, run after the session state replay ('' when nothing). */
+  tenantStateSql(session: ClientSession, clientSetsTimeout: boolean): string {
+    const gate = this.gateOf(session)
+    return gate === null ? '' : statementTimeoutSql(gate.limits.statementTimeoutMs, clientSetsTimeout)
   }
 
   workerError(backendName: string, sqlstate: string): void {
@@ -487,10 +552,12 @@ export class Proxy implements ProxyContext {
     this.router.changed()
     this.planner.reconfigure(config)
     this.pools.limits = limitsOf(config)
+    this.tenantLimits.configure(config)
     for (const pool of this.pools.pools.values()) {
       const backend = config.backends[pool.backendName]
       if (backend) pool.size = backend.pool
     }
+    this.pools.limitsChanged() // pool sizes and tenant limits may let waiting clients in now
     this.secureContext = config.tls ? tls.createSecureContext({ cert: config.tls.cert, key: config.tls.key }) : null
     this.tenantPattern = compileTenantPattern(config.tenant?.pattern)
     this.metrics.slowStatementMs = config.log?.slow_statement_ms ?? 0

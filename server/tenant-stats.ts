@@ -9,6 +9,13 @@ export interface TenantCounters {
   queries: number
   totalLatencyMs: number
   rows: number
+  /** Transactions that waited because the tenant was at a limit (tenant_limits: rate or max_connections). */
+  throttled: number
+  /** Clients that got a limit's error (max_waiting, rate, max_connections, wait timeout). */
+  rejected: number
+  /** Transactions that waited for a server connection (or a rate token), and how long in all. */
+  waits: number
+  waitMs: number
   lastActive: number
 }
 
@@ -22,6 +29,10 @@ export class TenantStats {
     queries: 0,
     totalLatencyMs: 0,
     rows: 0,
+    throttled: 0,
+    rejected: 0,
+    waits: 0,
+    waitMs: 0,
   }
 
   constructor(private readonly maxTenants = 100_000) {}
@@ -36,7 +47,21 @@ export class TenantStats {
     let c = this.byTenant.get(key)
     if (c) this.byTenant.delete(key)
     else {
-      c = { tenant: key, statements: 0, transactions: 0, errors: 0, refusals: 0, queries: 0, totalLatencyMs: 0, rows: 0, lastActive: 0 }
+      c = {
+        tenant: key,
+        statements: 0,
+        transactions: 0,
+        errors: 0,
+        refusals: 0,
+        queries: 0,
+        totalLatencyMs: 0,
+        rows: 0,
+        throttled: 0,
+        rejected: 0,
+        waits: 0,
+        waitMs: 0,
+        lastActive: 0,
+      }
       if (this.byTenant.size >= this.maxTenants) this.byTenant.delete(this.byTenant.keys().next().value as string)
     }
     c.lastActive = Date.now()
@@ -76,6 +101,29 @@ export class TenantStats {
     this.totals.queries++
     this.totals.totalLatencyMs += ms
     this.totals.rows += rows
+  }
+
+  throttled(tenant: string): void {
+    this.of(tenant).throttled++
+    this.totals.throttled++
+  }
+
+  rejected(tenant: string): void {
+    this.of(tenant).rejected++
+    this.totals.rejected++
+  }
+
+  waited(tenant: string, ms: number): void {
+    const c = this.of(tenant)
+    c.waits++
+    c.waitMs += ms
+    this.totals.waits++
+    this.totals.waitMs += ms
+  }
+
+  /** A tenant's counters, if tracked (no reordering). */
+  get(tenant: string): TenantCounters | undefined {
+    return this.byTenant.get(tenant)
   }
 
   /** Most recently active first. */

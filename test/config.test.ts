@@ -87,7 +87,7 @@ t.test('every mistake names its key', async (t) => {
   ])
   t.same(problems(base + 'backends: { m: { url: "postgres://h/db" } }\nlisten: nowhere'), ['listen: must be host:port, got "nowhere"'])
   t.same(problems(base + 'backends: { m: { url: "postgres://h/db" } }\nlisten_port: 5'), [
-    'listen_port: unknown key (expected one of: listen, metrics, tls, auth, users, passthrough, trust, tenant, backends, databases, placement, pool, log_level, log_format, log, citus, workers)',
+    'listen_port: unknown key (expected one of: listen, metrics, tls, auth, users, passthrough, trust, tenant, backends, databases, placement, pool, tenant_limits, log_level, log_format, log, citus, workers)',
   ])
   t.same(problems(base + 'backends: { m: { url: "postgres://h/db" } }\nworkers: 65'), ['workers: at most 64'])
   t.same(problems(base + 'backends: { m: { url: "postgres://${NOPE}@h/db" } }'), ['backends.m.url: environment variable NOPE is not set'])

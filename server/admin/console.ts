@@ -9,6 +9,7 @@ import type { Proxy } from '../proxy.js'
 import type { ClientSession } from '../session.js'
 import { loginMethod } from '../client-auth.js'
 import type { Config, UserConfig } from '../config-types.js'
+import type { TenantCounters } from '../tenant-stats.js'
 
 type Rows = (string | number | boolean | null)[][]
 
@@ -21,7 +22,10 @@ const HELP: [string, string][] = [
   ['SHOW SERVERS', 'server connections and the client using each'],
   ['SHOW DATABASES', 'backends: address, database, pool size, Citus, tenants placed there'],
   ['SHOW USERS', 'users: pinned tenant, bypass, admin, password kind (never the password)'],
-  ['SHOW TENANTS', 'per-tenant statements, transactions, errors, refusals, latency; paused/disabled'],
+  [
+    'SHOW TENANTS',
+    'per-tenant statements, transactions, errors, refusals, latency; paused/disabled; server connections held, waiting clients, limits, throttled/rejected',
+  ],
   ['SHOW STATS', 'totals since start'],
   ['SHOW CONFIG', 'the running configuration (passwords masked)'],
   ['SHOW VERSION', 'pgtenant version and worker'],
@@ -235,23 +239,68 @@ export class AdminConsole {
       case 'tenants': {
         const clients = new Map<string, number>()
         for (const s of p.sessions.values()) if (s.effectiveTenant !== null) clients.set(s.effectiveTenant, (clients.get(s.effectiveTenant) ?? 0) + 1)
+        const counters = p.metrics.stats.list()
+        // Tenants the limits know (holding or waiting, or named in tenant_limits) that have no statistics yet.
+        const listed = new Set(counters.map((c) => c.tenant))
+        const more: string[] = []
+        for (const g of p.tenantLimits.list()) if (!listed.has(g.name)) more.push(g.name)
+        for (const name of Object.keys(p.config.tenant_limits?.tenants ?? {})) if (!listed.has(name) && !more.includes(name)) more.push(name)
+        const rows: Rows = counters.map((c) => [
+          c.tenant,
+          p.placementFor(c.tenant),
+          clients.get(c.tenant) ?? 0,
+          c.statements,
+          c.transactions,
+          c.errors,
+          c.refusals,
+          c.rows,
+          c.totalLatencyMs.toFixed(1),
+          c.queries ? (c.totalLatencyMs / c.queries).toFixed(3) : '0',
+          this.tenantStatus(c.tenant),
+          ...this.tenantLimitColumns(c.tenant, c),
+        ])
+        for (const name of more)
+          rows.push([
+            name,
+            p.placementFor(name),
+            clients.get(name) ?? 0,
+            0,
+            0,
+            0,
+            0,
+            0,
+            '0.0',
+            '0',
+            this.tenantStatus(name),
+            ...this.tenantLimitColumns(name, undefined),
+          ])
         return table(
-          ['tenant', 'placement', 'clients', 'statements', 'transactions', 'errors', 'refusals', 'rows', 'total_ms', 'mean_ms', 'status'],
-          p.metrics.stats
-            .list()
-            .map((c) => [
-              c.tenant,
-              p.placementFor(c.tenant),
-              clients.get(c.tenant) ?? 0,
-              c.statements,
-              c.transactions,
-              c.errors,
-              c.refusals,
-              c.rows,
-              c.totalLatencyMs.toFixed(1),
-              c.queries ? (c.totalLatencyMs / c.queries).toFixed(3) : '0',
-              p.disabled.has(c.tenant) ? 'disabled' : p.paused.has(c.tenant) || p.paused.has('*') ? 'paused' : 'active',
-            ]),
+          [
+            'tenant',
+            'placement',
+            'clients',
+            'statements',
+            'transactions',
+            'errors',
+            'refusals',
+            'rows',
+            'total_ms',
+            'mean_ms',
+            'status',
+            'server_connections',
+            'waiting',
+            'max_connections',
+            'max_waiting',
+            'tps',
+            'statement_timeout_ms',
+            'wait_timeout_ms',
+            'weight',
+            'throttled',
+            'rejected',
+            'waits',
+            'mean_wait_ms',
+          ],
+          rows,
         )
       }
       case 'stats': {
@@ -308,6 +357,32 @@ export class AdminConsole {
       default:
         throw adminError('42601', `unknown SHOW item "${what}"`, COMMANDS)
     }
+  }
+
+  private tenantStatus(tenant: string): string {
+    const p = this.proxy
+    return p.disabled.has(tenant) ? 'disabled' : p.paused.has(tenant) || p.paused.has('*') ? 'paused' : 'active'
+  }
+
+  /** SHOW TENANTS: what the tenant uses now and its limits (tenant_limits; 0 = none), then the limits' counters. */
+  private tenantLimitColumns(tenant: string, c: TenantCounters | undefined): (string | number)[] {
+    const limits = this.proxy.tenantLimits
+    const gate = tenant === '(none)' ? undefined : limits.peek(tenant)
+    const l = tenant === '(none)' ? null : (gate?.limits ?? limits.resolve(tenant))
+    return [
+      gate?.held ?? 0,
+      gate?.waiting ?? 0,
+      l === null ? 0 : l.maxConnectionsPct > 0 ? `${l.maxConnectionsPct}%` : l.maxConnections,
+      l?.maxWaiting ?? 0,
+      l?.tps ?? 0,
+      l?.statementTimeoutMs ?? 0,
+      l?.waitTimeoutMs ?? this.proxy.config.pool.wait_timeout_ms,
+      l?.weight ?? 1,
+      c?.throttled ?? 0,
+      c?.rejected ?? 0,
+      c?.waits ?? 0,
+      c && c.waits > 0 ? (c.waitMs / c.waits).toFixed(3) : '0',
+    ]
   }
 
   /** Configured users, then users logged in without an entry (passthrough, trust: loopback) while they have clients. */
@@ -389,6 +464,10 @@ function configRows(p: Proxy): Rows {
     ['placement.tenants', String(Object.keys(c.placement.tenants).length)],
   ]
   for (const [k, v] of Object.entries(c.pool)) rows.push([`pool.${k}`, v])
+  if (c.tenant_limits) {
+    rows.push(['tenant_limits.default', JSON.stringify(c.tenant_limits.default)])
+    for (const [name, o] of Object.entries(c.tenant_limits.tenants)) rows.push([`tenant_limits.tenants.${name}`, JSON.stringify(o)])
+  }
   for (const b of Object.values(c.backends)) rows.push([`backends.${b.name}`, `${b.url.raw} pool=${b.pool}${b.citus ? ' citus' : ''}`])
   for (const [name, u] of Object.entries(c.users))
     rows.push([

@@ -23,19 +23,52 @@
 // not registered with the manager's pools but counted under the same cap: they wait for room
 // like any pool, ahead of every client (sessions may be waiting for what they read), and never
 // take the server above max_server_connections.
+//
+// Within a pool, waiting clients queue per tenant (issue 19): a connection that comes free goes
+// to the tenant whose turn it is (round robin, weighted by tenant_limits weight), not to the
+// client that came first, so one tenant with hundreds of waiting clients cannot starve one with
+// two; the tenant that released it keeps it while no more than one hand-out ahead (its state is
+// already on it). A tenant holding its max_connections here waits even while connections are
+// idle. Waiting is a plain callback in a queue; one timer per manager times waits out (issue 18).
 import { BackendConnection, BackendError, type BackendTarget } from './connection.js'
 import { DEFAULT_MAX_PREPARED_STATEMENTS } from './prepared.js'
+import type { TenantGate } from './tenant-limits.js'
+
+/**
+ * How a waiting client hears back: once, with a connection or an error (the wait timeout,
+ * the pool closed, a failed connect). A plain callback (issue 18 item 3): waiting costs no
+ * Promise, no async frame and no timer of its own; one sweep per manager times waits out.
+ */
+export type AcquireDone = (err: Error | null, conn: BackendConnection | null) => void
 
 interface Waiter {
-  resolve(conn: BackendConnection): void
-  reject(err: Error): void
-  timer: NodeJS.Timeout
+  done: AcquireDone
   /** The session state the client needs (tenant, settings): a connection already in it needs no replay. */
   stateKey: string
-  /** How many times a later waiter was served before this one. */
+  /** Its tenant's part of the pool. */
+  share: PoolShare
+  /** How many times a later waiter of the same tenant was served before this one. */
   passed: number
   /** Arrival order across all pools (a manager-wide sequence): smaller waited longer. */
   since: number
+  /** Date.now() after which it gets the wait timeout's error (the manager's sweep). */
+  deadline: number
+  timeoutMs: number
+}
+
+/**
+ * One tenant's part of a pool (issue 19): the connections it holds here, its waiting clients in
+ * arrival order, and its place in the fair round robin between tenants (`pass`: the virtual time
+ * of its next hand-out; each hand-out adds 1/weight). Clients with no tenant share one.
+ */
+class PoolShare {
+  held = 0
+  readonly queue: Waiter[] = []
+  pass = 0
+  constructor(
+    readonly key: string,
+    public gate: TenantGate | null,
+  ) {}
 }
 
 export interface PoolLimits {
@@ -53,20 +86,35 @@ const RETIRE_TIMEOUT_MS = 5000
 /** How many idle connections the pool looks through for one already in the client's state. */
 const AFFINITY_SCAN = 16
 /**
- * A released connection goes to the first of this many waiting clients that needs the
- * session state it is already in (the same tenant, say), sparing a RESET ALL and set_config
- * replay on the server; a client passed over this many times is served next whatever its
- * state. Without it, 5 tenants × 10 clients on a pool of 20 replayed state on 2 of every 3
- * transactions. Waiting stays first come, first served within that bound.
+ * A released connection goes to the first of this many waiting clients of the chosen tenant
+ * that needs the session state it is already in, sparing a RESET ALL and set_config replay on
+ * the server; a client passed over this many times is served next whatever its state. Without
+ * it, 5 tenants × 10 clients on a pool of 20 replayed state on 2 of every 3 transactions.
  */
 const WAITER_SCAN = 32
 const MAX_PASSED = 16
+/**
+ * Between tenants, a released connection stays with the tenant that just used it (its state
+ * needs no replay) while that tenant is at most this many hand-outs (of weight 1) ahead of the
+ * tenant whose turn it is: a tenant with one waiter behind a busy one is served within two
+ * hand-outs.
+ */
+const TENANT_SLACK = 1
 
 export class Pool {
   readonly idle: BackendConnection[] = []
   active = 0
   connecting = 0
-  private readonly waiters: Waiter[] = []
+  /** Tenants' parts of the pool, by tenant (the no-tenant share is `anon`). */
+  private readonly shares = new Map<string, PoolShare>()
+  private readonly anon = new PoolShare('', null)
+  /** Shares with waiting clients (fair hand-out scans them). */
+  private readonly waitingShares: PoolShare[] = []
+  private waitCount = 0
+  /** Virtual time of the last hand-out to a waiting client: a tenant that starts waiting starts here. */
+  private vtime = 0
+  /** Which tenant's share holds each connection handed to a tenant (released: its count goes down). */
+  private readonly holders = new Map<BackendConnection, PoolShare>()
   /** ParameterStatus values of the first connection, reported to clients at login. */
   serverParams: Map<string, string> | null = null
   lastUsed = Date.now()
@@ -111,54 +159,123 @@ export class Pool {
   }
 
   get waiting(): number {
-    return this.waiters.length
+    return this.waitCount
+  }
+
+  get waitTimeoutMs(): number {
+    return this.manager.limits.waitTimeoutMs
   }
 
   /** Arrival order of the client that has waited longest here (Infinity: nobody waits). */
   get oldestWait(): number {
-    return this.waiters.length > 0 ? this.waiters[0].since : Infinity
+    let oldest = Infinity
+    for (const s of this.waitingShares) if (s.queue[0].since < oldest) oldest = s.queue[0].since
+    return oldest
   }
 
+  /** Waiting clients a connection could serve now (their tenant below its max_connections here). */
+  get servable(): number {
+    if (this.waitingShares.length === 1 && this.waitingShares[0].gate === null) return this.waitCount
+    let n = 0
+    for (const s of this.waitingShares) n += Math.min(s.queue.length, Math.max(0, this.maxOf(s) - s.held))
+    return n
+  }
+
+  /** A tenant's max_connections in this pool (Infinity: none). */
+  private maxOf(share: PoolShare): number {
+    return share.gate === null ? Infinity : share.gate.maxConnectionsIn(this.size)
+  }
+
+  /** A tenant's part of the pool (made on first use). */
+  private shareOf(gate: TenantGate | null): PoolShare {
+    if (gate === null) return this.anon
+    let s = this.shares.get(gate.name)
+    if (s === undefined) {
+      s = new PoolShare(gate.name, gate)
+      this.shares.set(gate.name, s)
+    } else if (s.gate !== gate) s.gate = gate // the tenant's gate was forgotten and made again
+    return s
+  }
+
+  /** Connections the tenant holds in this pool. */
+  heldBy(tenant: string): number {
+    return this.shares.get(tenant)?.held ?? 0
+  }
+
+  /** Clients of the tenant waiting in this pool. */
+  waitingOf(tenant: string): number {
+    return this.shares.get(tenant)?.queue.length ?? 0
+  }
+
+  /** A connection for a client with no tenant (the proxy's own reads, login parameters): at once, or once one is free. */
   acquire(stateKey = ''): Promise<BackendConnection> {
-    this.lastUsed = Date.now()
-    const conn = this.takeIdle(stateKey)
-    if (conn) return Promise.resolve(conn)
-    if (this.onServer < this.size && this.manager.hasRoom()) return this.open()
     return new Promise((resolve, reject) => {
-      const waiter: Waiter = {
-        resolve,
-        reject,
-        timer: setTimeout(() => {
-          this.removeWaiter(waiter)
-          reject(
-            new BackendError(
-              `timed out after ${this.manager.limits.waitTimeoutMs} ms waiting for a server connection (backend "${this.backendName}", pool size ${this.size})`,
-              '53300',
-            ),
-          )
-        }, this.manager.limits.waitTimeoutMs),
-        stateKey,
-        passed: 0,
-        since: this.urgent ? this.manager.arrival() - Number.MAX_SAFE_INTEGER : this.manager.arrival(),
-      }
-      this.waiters.push(waiter)
-      if (this.waiters.length === 1) this.manager.waitingPools.add(this)
-      if (this.onServer + this.incoming < this.size) this.manager.makeRoom(this)
+      const conn = this.request(stateKey, null, (err, c) => (err ? reject(err) : resolve(c as BackendConnection)), this.waitTimeoutMs)
+      if (conn) resolve(conn)
     })
   }
 
-  /** An idle connection right now, without waiting (the hot path), or null. */
-  tryAcquire(stateKey = ''): BackendConnection | null {
+  /**
+   * A connection for a client of `gate`'s tenant (null: no tenant): returned at once (and
+   * `done` is not called), else null and `done` called later, with a connection (freed, or
+   * opened for it) or an error (the wait timeout, 53300; the pool closed; a failed connect).
+   * A tenant at its max_connections here waits even when connections are idle; one whose
+   * max_waiting clients already wait gets 53300 thrown at once (unless `checkWaiting` is false:
+   * a client already let in, after its wait for a rate token).
+   */
+  request(stateKey: string, gate: TenantGate | null, done: AcquireDone, timeoutMs: number, checkWaiting = true): BackendConnection | null {
     this.lastUsed = Date.now()
-    return this.takeIdle(stateKey)
+    const share = this.shareOf(gate)
+    const below = share.held < this.maxOf(share)
+    if (below) {
+      const conn = this.takeIdle(stateKey)
+      if (conn) {
+        if (gate !== null) this.hold(share, conn)
+        return conn
+      }
+      if (this.onServer < this.size && this.manager.hasRoom()) {
+        this.openFor(share, done)
+        return null
+      }
+    }
+    if (gate !== null) {
+      if (checkWaiting && !gate.mayWait) throw gate.tooManyWaiting()
+      if (!below) gate.throttle('connections')
+      gate.waiting++
+    }
+    const since = this.urgent ? this.manager.arrival() - Number.MAX_SAFE_INTEGER : this.manager.arrival()
+    const w: Waiter = { done, stateKey, share, passed: 0, since, deadline: this.lastUsed + timeoutMs, timeoutMs }
+    if (share.queue.length === 0) {
+      share.pass = Math.max(share.pass, this.vtime)
+      this.waitingShares.push(share)
+    }
+    share.queue.push(w)
+    if (++this.waitCount === 1) this.manager.waitingPools.add(this)
+    this.manager.sweepEvery(timeoutMs)
+    if (below && this.onServer + this.incoming < this.size) this.manager.makeRoom(this)
+    return null
+  }
+
+  /** An idle connection right now, without waiting (the hot path), within the tenant's max_connections, or null. */
+  tryAcquire(stateKey = '', gate: TenantGate | null = null): BackendConnection | null {
+    this.lastUsed = Date.now()
+    if (gate === null) return this.takeIdle(stateKey)
+    const share = this.shareOf(gate)
+    if (share.held >= this.maxOf(share)) return null
+    const conn = this.takeIdle(stateKey)
+    if (conn !== null) this.hold(share, conn)
+    return conn
   }
 
   /** Give a connection back. `reusable` false (broken, or state unknown) closes it. */
   release(conn: BackendConnection, reusable: boolean): void {
     this.active--
     this.lastUsed = Date.now()
+    const from = this.holders.size > 0 ? this.unhold(conn) : undefined
     if (!reusable || conn.closed || this.total >= this.size || (this.manager.closeNeeded.size > 0 && this.manager.closeNeeded.has(conn))) {
       this.manager.retire(conn, null, this)
+      // Its tenant may be below its limit again, with connections idle for it.
+      if (from !== undefined && from.queue.length > 0) this.serveWaiters()
       return
     }
     const other = this.manager.giveWay(this)
@@ -168,35 +285,72 @@ export class Pool {
       this.manager.retire(conn, other, this)
       return
     }
-    const waiter = this.nextWaiter(conn.stateKey)
-    if (waiter) {
-      clearTimeout(waiter.timer)
+    const w = this.waitCount > 0 ? this.nextWaiter(conn.stateKey, from) : undefined
+    if (w !== undefined) {
       this.active++
-      waiter.resolve(conn)
+      if (w.share.gate !== null) this.hold(w.share, conn)
+      w.done(null, conn)
       return
     }
     this.idle.push(conn)
     conn.onIdleClose = this.idleClosed
   }
 
-  /** Serve queued clients if there is room now (called when a connection closed anywhere). */
+  /** Serve queued clients if there is room now (a connection closed anywhere, a tenant below its limit again, a reload). */
   serveWaiters(): void {
-    while (this.waiters.length > 0) {
+    while (this.waitCount > 0) {
+      const share = this.pickShare(undefined)
+      if (share === undefined) break // every waiting tenant is at its max_connections here
       const conn = this.takeIdle('')
       if (conn) {
-        const w = this.shiftWaiter()
-        clearTimeout(w.timer)
-        w.resolve(conn)
+        const w = this.takeWaiter(share, conn.stateKey)
+        if (w.share.gate !== null) this.hold(w.share, conn)
+        w.done(null, conn)
         continue
       }
       if (this.onServer < this.size && this.manager.hasRoom()) {
-        const w = this.shiftWaiter()
-        clearTimeout(w.timer)
-        this.open().then(w.resolve, w.reject)
+        const w = this.takeWaiter(share, '')
+        this.openFor(w.share, w.done)
         continue
       }
       break
     }
+  }
+
+  /** The sweep: waiting clients past their deadline get the wait timeout's error (53300). */
+  expire(now: number): void {
+    let late: Waiter[] | null = null
+    for (let i = 0; i < this.waitingShares.length;) {
+      const s = this.waitingShares[i]
+      while (s.queue.length > 0 && s.queue[0].deadline <= now) {
+        const w = s.queue.shift() as Waiter
+        this.waitCount--
+        if (s.gate !== null) s.gate.waiting--
+        ;(late ??= []).push(w)
+      }
+      if (s.queue.length === 0) this.waitingShares.splice(i, 1)
+      else i++
+    }
+    if (late === null) return
+    if (this.waitCount === 0) this.manager.waitingPools.delete(this)
+    for (const w of late) w.done(this.timeoutError(w), null)
+  }
+
+  private timeoutError(w: Waiter): BackendError {
+    const gate = w.share.gate
+    const max = this.maxOf(w.share)
+    if (gate !== null && w.share.held >= max) {
+      gate.reject('connections')
+      return new BackendError(
+        `tenant "${gate.name}": timed out after ${w.timeoutMs} ms waiting for a server connection: it holds its limit of ${max} of backend "${this.backendName}" (tenant_limits max_connections)`,
+        '53300',
+      )
+    }
+    gate?.reject('wait_timeout')
+    return new BackendError(
+      `timed out after ${w.timeoutMs} ms waiting for a server connection (backend "${this.backendName}", pool size ${this.size}${gate !== null ? `, tenant "${gate.name}"` : ''})`,
+      '53300',
+    )
   }
 
   /** Close idle connections unused for longer than `maxIdleMs`; returns how many. */
@@ -210,6 +364,8 @@ export class Pool {
         closed++
       }
     }
+    // Tenants with nothing here any more are forgotten (made again on their next request).
+    for (const [key, s] of this.shares) if (s.held === 0 && s.queue.length === 0) this.shares.delete(key)
     return closed
   }
 
@@ -235,11 +391,14 @@ export class Pool {
 
   closeAll(): void {
     for (const c of this.idle.splice(0)) this.manager.retire(c, null, this)
-    for (const w of this.waiters.splice(0)) {
-      clearTimeout(w.timer)
-      w.reject(new BackendError('pool closed', '57P01'))
+    const waiters: Waiter[] = []
+    for (const s of this.waitingShares.splice(0)) {
+      if (s.gate !== null) s.gate.waiting -= s.queue.length
+      waiters.push(...s.queue.splice(0))
     }
+    this.waitCount = 0
     this.manager.waitingPools.delete(this)
+    for (const w of waiters) w.done(new BackendError('pool closed', '57P01'), null)
   }
 
   /** An idle connection the server closed (killed, restarted): out of the pool and the count at once. */
@@ -251,10 +410,117 @@ export class Pool {
     this.manager.connectionClosed()
   }
 
-  private shiftWaiter(): Waiter {
-    const w = this.waiters.shift() as Waiter
-    if (this.waiters.length === 0) this.manager.waitingPools.delete(this)
+  /** `conn` goes to a client of `share`'s tenant: counted against its max_connections until released. */
+  private hold(share: PoolShare, conn: BackendConnection): void {
+    share.held++
+    ;(share.gate as TenantGate).held++
+    this.holders.set(conn, share)
+  }
+
+  /** A connection came back: its tenant holds one fewer. Returns the tenant's share (undefined: no tenant). */
+  private unhold(conn: BackendConnection): PoolShare | undefined {
+    const share = this.holders.get(conn)
+    if (share === undefined) return undefined
+    this.holders.delete(conn)
+    share.held--
+    if (share.gate !== null) share.gate.held--
+    return share
+  }
+
+  /**
+   * The tenant whose waiting client gets the next connection: among tenants below their
+   * max_connections, the one whose turn it is (smallest pass: round robin, weighted). The
+   * tenant that released the connection (`from`, its state already on it) keeps it while it is
+   * no more than TENANT_SLACK hand-outs ahead. With one tenant waiting, that tenant.
+   */
+  private pickShare(from: PoolShare | undefined): PoolShare | undefined {
+    const shares = this.waitingShares
+    if (shares.length === 1) {
+      const only = shares[0]
+      return only.gate === null || only.held < this.maxOf(only) ? only : undefined
+    }
+    let best: PoolShare | undefined
+    for (const s of shares) {
+      if (s.gate !== null && s.held >= this.maxOf(s)) continue
+      if (best === undefined || s.pass < best.pass) best = s
+    }
+    if (
+      best !== undefined &&
+      from !== undefined &&
+      from !== best &&
+      from.queue.length > 0 &&
+      from.pass <= best.pass + TENANT_SLACK &&
+      from.held < this.maxOf(from)
+    )
+      return from
+    return best
+  }
+
+  /** The waiting client a released connection in state `stateKey` goes to (see pickShare, WAITER_SCAN). */
+  private nextWaiter(stateKey: string, from: PoolShare | undefined): Waiter | undefined {
+    const share = this.pickShare(from)
+    return share === undefined ? undefined : this.takeWaiter(share, stateKey)
+  }
+
+  /** Take a client out of `share`'s queue: the first of WAITER_SCAN already in `stateKey`'s state, within MAX_PASSED. */
+  private takeWaiter(share: PoolShare, stateKey: string): Waiter {
+    const q = share.queue
+    let i = 0
+    const head = q[0]
+    if (stateKey !== '' && head.stateKey !== stateKey && head.passed < MAX_PASSED) {
+      const n = Math.min(q.length, WAITER_SCAN)
+      for (let j = 1; j < n; j++) {
+        if (q[j].stateKey !== stateKey) continue
+        for (let k = 0; k < j; k++) q[k].passed++
+        i = j
+        break
+      }
+    }
+    const w = i === 0 ? (q.shift() as Waiter) : q.splice(i, 1)[0]
+    // Its tenant's turn is used: the next one comes 1/weight later (weighted round robin).
+    if (share.pass > this.vtime) this.vtime = share.pass
+    share.pass += 1 / (share.gate?.limits.weight ?? 1)
+    if (q.length === 0) this.waitingShares.splice(this.waitingShares.indexOf(share), 1)
+    if (share.gate !== null) share.gate.waiting--
+    if (--this.waitCount === 0) this.manager.waitingPools.delete(this)
     return w
+  }
+
+  /** Open a connection for a client of `share` (counted against its tenant at once); `done` gets it or the error. */
+  private openFor(share: PoolShare, done: AcquireDone): void {
+    this.connecting++
+    this.manager.count++
+    const gate = share.gate
+    if (gate !== null) {
+      share.held++
+      gate.held++
+    }
+    const generation = this.generation
+    BackendConnection.connect(this.target, this.manager.limits.connectTimeoutMs).then(
+      (conn) => {
+        if (!this.serverParams) this.serverParams = new Map(conn.params)
+        conn.prepared.limit = this.manager.limits.maxPreparedStatements ?? DEFAULT_MAX_PREPARED_STATEMENTS
+        this.connecting--
+        this.active++
+        if (gate !== null) this.holders.set(conn, share)
+        this.track(conn, generation !== this.generation || this.retired)
+        done(null, conn)
+      },
+      (err: Error) => {
+        this.connecting--
+        this.manager.count--
+        if (gate !== null) {
+          share.held--
+          gate.held--
+        }
+        this.manager.connectionClosed()
+        if (generation !== this.generation && !this.retired) {
+          this.staleConnecting--
+          this.manager.closeNeededChanged()
+        }
+        done(err, null)
+      },
+    )
   }
 
   /**
@@ -286,30 +552,6 @@ export class Pool {
     return null
   }
 
-  private async open(): Promise<BackendConnection> {
-    this.connecting++
-    this.manager.count++
-    const generation = this.generation
-    try {
-      const conn = await BackendConnection.connect(this.target, this.manager.limits.connectTimeoutMs)
-      if (!this.serverParams) this.serverParams = new Map(conn.params)
-      conn.prepared.limit = this.manager.limits.maxPreparedStatements ?? DEFAULT_MAX_PREPARED_STATEMENTS
-      this.connecting--
-      this.active++
-      this.track(conn, generation !== this.generation || this.retired)
-      return conn
-    } catch (err) {
-      this.connecting--
-      this.manager.count--
-      this.manager.connectionClosed()
-      if (generation !== this.generation && !this.retired) {
-        this.staleConnecting--
-        this.manager.closeNeededChanged()
-      }
-      throw err
-    }
-  }
-
   /** Keep `conn` in `live` until its socket closes, whichever way (released, retired, shutdown, server gone). */
   private track(conn: BackendConnection, closeNeeded: boolean): void {
     if (closeNeeded) {
@@ -321,26 +563,6 @@ export class Pool {
       this.live.delete(conn)
       if (this.manager.closeNeeded.delete(conn)) this.manager.closeNeededChanged()
     })
-  }
-
-  /** The waiting client a released connection in state `stateKey` goes to (see WAITER_SCAN). */
-  private nextWaiter(stateKey: string): Waiter | undefined {
-    const head = this.waiters[0]
-    if (head === undefined) return undefined
-    if (stateKey === '' || head.stateKey === stateKey || head.passed >= MAX_PASSED) return this.shiftWaiter()
-    const n = Math.min(this.waiters.length, WAITER_SCAN)
-    for (let i = 1; i < n; i++) {
-      if (this.waiters[i].stateKey !== stateKey) continue
-      for (let j = 0; j < i; j++) this.waiters[j].passed++
-      return this.waiters.splice(i, 1)[0]
-    }
-    return this.shiftWaiter()
-  }
-
-  private removeWaiter(w: Waiter): void {
-    const i = this.waiters.indexOf(w)
-    if (i >= 0) this.waiters.splice(i, 1)
-    if (this.waiters.length === 0) this.manager.waitingPools.delete(this)
   }
 }
 
@@ -478,11 +700,11 @@ export class PoolManager {
     let best: Pool | null = null
     for (const p of this.waitingPools) {
       // Blocked: clients waiting beyond what is already on its way, room below its size.
-      if (p === from || p.onServer + p.incoming >= p.size || p.waiting <= p.incoming) continue
+      if (p === from || p.onServer + p.incoming >= p.size || p.servable <= p.incoming) continue
       if (!best || p.oldestWait < best.oldestWait) best = p
     }
     if (!best) return null
-    if (from.waiting === 0) return best
+    if (from.servable === 0) return best
     if (best.oldestWait > from.oldestWait) return null
     const has = best.total + best.incoming
     if (has === 0) return best
@@ -508,6 +730,37 @@ export class PoolManager {
 
   private scheduled = false
 
+  /**
+   * One timer times out every waiting client of every pool (instead of a timer per wait): it
+   * runs while anyone waits, every 1/20 of the shortest wait timeout in use (5–200 ms), so a
+   * wait ends at most that much after its deadline.
+   */
+  sweepEvery(timeoutMs: number): void {
+    const period = Math.max(5, Math.min(200, Math.floor(timeoutMs / 20)))
+    if (this.sweeper !== null && period >= this.sweepMs) return
+    if (this.sweeper !== null) clearInterval(this.sweeper)
+    this.sweepMs = period
+    this.sweeper = setInterval(this.sweep, period)
+    this.sweeper.unref()
+  }
+
+  private sweeper: NodeJS.Timeout | null = null
+  private sweepMs = 0
+
+  private readonly sweep = (): void => {
+    const now = Date.now()
+    for (const p of [...this.waitingPools]) p.expire(now)
+    if (this.waitingPools.size === 0 && this.sweeper !== null) {
+      clearInterval(this.sweeper)
+      this.sweeper = null
+    }
+  }
+
+  /** Tenant limits changed (a reload): clients waiting for a tenant now below its limit are served if there is room. */
+  limitsChanged(): void {
+    for (const p of [...this.waitingPools]) p.serveWaiters()
+  }
+
   /** Periodic upkeep: close idle connections past the idle timeout, forget empty pools. */
   reap(now = Date.now()): void {
     for (const [key, p] of this.pools) {
@@ -519,5 +772,7 @@ export class PoolManager {
   closeAll(): void {
     for (const p of this.pools.values()) p.closeAll()
     this.pools.clear()
+    if (this.sweeper !== null) clearInterval(this.sweeper)
+    this.sweeper = null
   }
 }

@@ -55,10 +55,7 @@ export abstract class SessionBackendLink extends SessionAnswers {
       return true
     }
     this.acquiring = true
-    this.ctx
-      .acquire(this.session)
-      .then(({ conn, pool }) => this.onAcquired(conn, pool))
-      .catch((err: Error) => this.onAcquireFailed(err))
+    this.ctx.acquireWith(this.session, this.acquired)
     return false
   }
 
@@ -86,6 +83,20 @@ export abstract class SessionBackendLink extends SessionAnswers {
     }
     this.attachBackend(got.conn, got.pool)
     return got.conn.pid
+  }
+
+  /** The pool's answer (a plain callback, called from another session's release or the pool's sweep: nothing may escape). */
+  private readonly acquired = (err: Error | null, conn: BackendConnection | null, pool: Pool | null): void => {
+    try {
+      if (err === null) return this.onAcquired(conn as BackendConnection, pool as Pool)
+    } catch (e) {
+      err = e as Error
+    }
+    try {
+      this.onAcquireFailed(err)
+    } catch (e) {
+      this.onInputError(e as Error)
+    }
   }
 
   protected onAcquired(conn: BackendConnection, pool: Pool): void {
@@ -144,17 +155,20 @@ export abstract class SessionBackendLink extends SessionAnswers {
 
   /** Bring the server connection's session state (settings, tenant) in line with this client's. */
   protected syncSessionState(conn: BackendConnection): void {
-    const key = this.st.key
+    const key = this.poolStateKey
     if (conn.stateKey === key) return
-    // Pipelined ahead of the client's own messages; its replies are swallowed.
-    this.toBackend.unshift(fe.encodeQuery(this.st.replaySql(this.ctx.planner.tenantMode ? this.ctx.planner.setting : null)))
+    // Pipelined ahead of the client's own messages; its replies are swallowed. The tenant's
+    // limits (statement_timeout) come last, so the next tenant's RESET ALL takes them off.
+    const limits = this.ctx.tenantStateSql(this.session, this.st.settings.has('statement_timeout'))
+    const replay = this.st.replaySql(this.ctx.planner.tenantMode ? this.ctx.planner.setting : null)
+    this.toBackend.unshift(fe.encodeQuery(limits === '' ? replay : `${replay}; ${limits}`))
     this.queue.expectFirst(entry('internal'))
     conn.stateApplied(key)
   }
 
   /** The session state a server connection needs for this client (pools prefer one already in it). */
   get poolStateKey(): string {
-    return this.st.key
+    return this.st.key + this.ctx.tenantStateKey(this.session)
   }
 
   /** Returns true when no part of `chunk` is still referenced (every slice of it reached the kernel). */
