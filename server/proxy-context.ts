@@ -70,6 +70,8 @@ export interface ProxyContext {
    * its route is refused, or it would wait.
    */
   acquireWithoutWaiting(session: ClientSession): Promise<{ conn: BackendConnection; pool: Pool }> | null
+  /** Where the session's next statement is routed and the pool that serves it (a refusal is thrown, as by acquire). */
+  routed(session: ClientSession): RouteMemo
   /** An idle server connection for the session's next transaction right now, or null (then use acquire). */
   acquireNow(session: ClientSession): { conn: BackendConnection; pool: Pool } | null
   /** A server connection for the session's next transaction. */

@@ -401,6 +401,10 @@ export class Proxy implements ProxyContext {
   }
 
   /** The hot path: an idle server connection for this session's next transaction, right now, or null. */
+  routed(session: ClientSession): RouteMemo {
+    return this.router.routeAndPool(session)
+  }
+
   private holdsTransactions(session: ClientSession): boolean {
     return this.isPaused(session) || this.shuttingDown || this.disabled.size > 0 || this.disabledDatabases.size > 0
   }

@@ -146,6 +146,10 @@ export abstract class SessionAnswers extends SessionCore {
       this.cursorCheck = false
       this.answerWarning(`${setting} changed: SQL-level prepared statements and cursors of the previous tenant were dropped`)
     }
+    if (inTransaction && this.backend !== null && value !== this.effectiveTenant) {
+      const elsewhere = this.placedElsewhere(value, local)
+      if (elsewhere) return elsewhere
+    }
     this.st.setTenant(value, local)
     if (this.backend && inTransaction && this.ctx.planner.tenantMode) {
       // Keep current_setting() on the server in step for the rest of this transaction.
@@ -155,6 +159,41 @@ export abstract class SessionAnswers extends SessionCore {
     }
     this.ctx.tenantChanged(this.session)
     return null
+  }
+
+  /**
+   * Whether the attached server connection serves the session's tenant: its statements route to
+   * the connection's pool, or to any node of the same Citus backend (metadata is synced to every
+   * node: only the worker-direct shortcut is lost). Throws a routing refusal.
+   */
+  protected connectionServesTenant(): boolean {
+    const routed = this.ctx.routed(this.session)
+    const citus = routed.route.kind === 'citus-worker' || routed.route.kind === 'citus-coordinator'
+    return routed.pool === this.pool || (citus && routed.route.backend === this.backendName)
+  }
+
+  /** Inside a transaction the tenant may change only to one the transaction's server connection serves. */
+  private placedElsewhere(value: string | null, local: boolean): Refusal | null {
+    const { tenant, localTenant } = this.st
+    this.st.setTenant(value, local)
+    let serves: boolean
+    try {
+      serves = this.connectionServesTenant()
+    } catch {
+      serves = false
+    } finally {
+      this.st.tenant = tenant
+      this.st.localTenant = localTenant
+      this.st.invalidate()
+    }
+    if (serves) return null
+    const setting = this.ctx.planner.setting
+    return {
+      kind: 'refuse',
+      sqlstate: '0A000',
+      message: `${setting} "${value ?? ''}" is placed on another server than the one this transaction runs on (backend "${this.backendName ?? ''}")`,
+      hint: `Set ${setting} before BEGIN (or right after BEGIN, before the transaction's first statement, under transaction pooling).`,
+    }
   }
 
   protected answerWarning(message: string): void {

@@ -10,6 +10,7 @@ import type { Pool } from '../backend/pool.js'
 import type { Refusal, SessionEffect } from '../../parser/types.js'
 import { guardViolationColumn } from '../../parser/index.js'
 import { entry } from './reply-queue.js'
+import { resetForReuse } from './cleanup.js'
 import { deferredBeginMessages } from './statement-text.js'
 import { SessionAnswers } from './answers.js'
 import { REFUSAL_STATEMENT } from './answers.js'
@@ -47,6 +48,7 @@ export abstract class SessionBackendLink extends SessionAnswers {
 
   /** True when a backend is attached; otherwise starts getting one and returns false. */
   protected ensureBackend(): boolean {
+    if (this.backend !== null && this.backendTenant !== this.effectiveTenant && !this.followTenant()) return false
     if (this.backend) return true
     if (this.acquiring) return false
     const now = this.ctx.acquireNow(this.session)
@@ -59,6 +61,79 @@ export abstract class SessionBackendLink extends SessionAnswers {
     return false
   }
 
+  /** The tenant the attached server connection was routed for (another tenant may live on another server). */
+  protected backendTenant: string | null = null
+  /** A statement waits for the server connection to settle before the session leaves it for its tenant's server. */
+  private waitingToMove = false
+
+  /**
+   * The tenant changed since the server connection was attached (a tenant command, set_config):
+   * its statements may belong on another server (its own database, its Citus worker). Same
+   * pool: the connection stays. Otherwise the session leaves it, between transactions only: the
+   * connection is made clean (DISCARD ALL) and goes back to its pool, and the statement gets a
+   * connection for the new tenant (under session pooling the client is warned that what lived on
+   * the old one is gone). Inside a transaction or an unsynced extended batch the statement is
+   * refused: one transaction cannot span two servers. False: the statement waits or was refused.
+   */
+  private followTenant(): boolean {
+    let serves: boolean
+    try {
+      serves = this.connectionServesTenant()
+    } catch (err) {
+      return this.failLater(err as Error)
+    }
+    if (serves) {
+      this.backendTenant = this.effectiveTenant
+      return true
+    }
+    if (this.txStatus !== 'I' || this.queue.unsynced)
+      return this.failLater(
+        new BackendError(
+          `${this.ctx.planner.setting} "${this.effectiveTenant ?? ''}" is placed on another server than the one this transaction runs on (backend "${this.backendName}"): end the transaction before using it`,
+          '0A000',
+        ),
+      )
+    if (!this.queue.settled || this.toBackend.length > 0) {
+      this.waitingToMove = true // the server still owes replies on this connection: retried once it has answered (onBackendData)
+      return false
+    }
+    this.leaveBackend()
+    return true
+  }
+
+  /** Refuse the waiting statement as a failed acquire would be (after the current message is handled). */
+  private failLater(err: Error): boolean {
+    this.acquiring = true
+    queueMicrotask(() => {
+      try {
+        this.onAcquireFailed(err)
+      } catch (e) {
+        this.onInputError(e as Error)
+      }
+    })
+    return false
+  }
+
+  /** Give the server connection up between transactions, for another server: made clean (DISCARD ALL) and back to its pool. */
+  private leaveBackend(): void {
+    const conn = this.backend as BackendConnection
+    const pool = this.pool as Pool
+    const from = this.backendName
+    this.backend = null
+    this.pool = null
+    conn.detach()
+    resetForReuse(conn, pool, this.log)
+    this.log.info({ from, tenant: this.effectiveTenant }, 'tenant placed on another server: session moved to a new server connection')
+    if (this.poolMode === 'session')
+      this.answer([
+        be.noticeResponse({
+          severity: 'WARNING',
+          code: '01000',
+          message: `${this.ctx.planner.setting} "${this.effectiveTenant ?? ''}" is placed on another server than backend "${from}": this session moved to a new server connection; temporary tables, LISTEN and session advisory locks of the previous one are gone`,
+        }),
+      ])
+  }
+
   /**
    * Session pooling: the server connection is taken at login, so that the cancel key the client
    * gets carries that connection's pid, as PostgreSQL's carries its backend's (clients such as
@@ -69,6 +144,8 @@ export abstract class SessionBackendLink extends SessionAnswers {
    */
   protected async attachAtLogin(): Promise<number | null> {
     if (this.poolMode !== 'session' || this.isAdminConsole || this.backend) return null
+    // a session whose tenant may change may move to another server (followTenant): its key stays the proxy's
+    if (this.ctx.planner.tenantMode && !this.bypass && this.userConfig?.tenant === undefined) return null
     const pending = this.ctx.acquireWithoutWaiting(this.session)
     if (!pending) return null
     let got: { conn: BackendConnection; pool: Pool }
@@ -116,6 +193,7 @@ export abstract class SessionBackendLink extends SessionAnswers {
 
   protected attachBackend(conn: BackendConnection, pool: Pool): void {
     this.backend = conn
+    this.backendTenant = this.effectiveTenant
     this.pool = pool
     this.backendName = pool.backendName
     conn.attach({ onData: this.onBackendData, onClose: this.onBackendClose })
@@ -183,6 +261,10 @@ export abstract class SessionBackendLink extends SessionAnswers {
     }
     if (!this.out.flush()) this.backend?.socket.pause()
     this.maybeRelease()
+    if (this.waitingToMove && this.queue.settled) {
+      this.waitingToMove = false
+      queueMicrotask(() => this.resumeInput()) // the statement that waited to move goes on
+    }
     return this.out.pending === 0 && this.socket.writableLength === 0
   }
 

@@ -19,16 +19,17 @@ import type { Logger } from 'pino'
 import * as fe from '../protocol/frontend.js'
 import { serialize } from '../protocol/pg-protocol.js'
 import { decodeFields, type TxStatus } from '../protocol/backend.js'
-import type { BackendScanner, ScannerSink } from '../protocol/backend-scanner.js'
+import { BackendScanner, type ScannerSink } from '../protocol/backend-scanner.js'
 import type { BackendConnection } from '../backend/connection.js'
 import type { Pool } from '../backend/pool.js'
-import type { ReplyQueue } from './reply-queue.js'
+import { ReplyQueue } from './reply-queue.js'
 
 export interface CleanupInput {
   conn: BackendConnection
   pool: Pool
   queue: ReplyQueue
-  scanner: BackendScanner
+  /** The session's scanner (a reply split across reads continues in it); null: a new one. */
+  scanner: BackendScanner | null
   /** Transaction status of the last ReadyForQuery the session saw. */
   status: TxStatus
   /** Run DISCARD ALL before reuse (session pooling, pinned state, anything left dirty). */
@@ -39,6 +40,12 @@ export interface CleanupInput {
 
 export function cleanUpForReuse(input: CleanupInput): void {
   new Cleanup(input).start()
+}
+
+/** A settled connection a live session gives up between transactions (its tenant lives on another server): DISCARD ALL, then back to its pool. */
+export function resetForReuse(conn: BackendConnection, pool: Pool, log: Logger): void {
+  const queue = new ReplyQueue(() => undefined)
+  new Cleanup({ conn, pool, queue, scanner: null, status: 'I', reset: true, log }).start()
 }
 
 class Cleanup implements ScannerSink {
@@ -55,8 +62,9 @@ class Cleanup implements ScannerSink {
   }
 
   start(): void {
-    const { conn, queue, scanner } = this.input
+    const { conn, queue } = this.input
     queue.emit = () => undefined // the client is gone: proxy-made answers go nowhere
+    const scanner = this.input.scanner ?? new BackendScanner(this)
     scanner.retarget(this)
     conn.attach({
       onData: (chunk) => {
