@@ -64,6 +64,7 @@ const enum Bin {
 }
 
 const NO_BYTES = Buffer.alloc(0)
+const TRAILER = Buffer.from([0xff, 0xff])
 
 /** Output of one message: slices of the input and inserted bytes, copied once into one buffer (`headroom` bytes left free in front). */
 class Output {
@@ -90,7 +91,8 @@ class Output {
     this.room(n)
     const b = this.buf
     let p = this.pos
-    if (n < 24) for (let k = from; k < to; k++) b[p++] = src[k]
+    if (n < 96) for (let k = from; k < to; k++) b[p++] = src[k]
+    else if (src instanceof Buffer) p += src.copy(b, p, from, to)
     else {
       b.set(src.subarray(from, to), p)
       p += n
@@ -239,6 +241,8 @@ export class CopyInRows {
   private need = 19
   private acc = 0
   private field = 0
+  /** append mode: the field count the server gets */
+  private readonly countBytes = Buffer.alloc(2)
 
   constructor(
     readonly plan: CopyInPlan,
@@ -268,6 +272,7 @@ export class CopyInRows {
       this.need = 11
     }
     this.inTenant = this.check && !this.header && plan.index === 0
+    this.countBytes.writeInt16BE(plan.fields + 1, 0)
   }
 
   /**
@@ -319,31 +324,32 @@ export class CopyInRows {
     return this.failed
   }
 
-  /** Insert `bytes` before input position i. */
-  private insert(d: Uint8Array, i: number, bytes: Uint8Array): void {
+  /** Input [i, j) of the message goes to the server as `bytes` (i === j: inserted before i; empty bytes: dropped). */
+  private splice(d: Uint8Array, i: number, j: number, bytes: Uint8Array): void {
     if (!this.changed) {
       this.changed = true
       this.out.start(d.length + Math.max(16 * bytes.length, d.length >> 2))
     }
     this.out.append(d, this.emitFrom, i)
-    this.out.append(bytes, 0, bytes.length)
-    this.emitFrom = i
+    if (bytes.length > 0) this.out.append(bytes, 0, bytes.length)
+    this.emitFrom = j
+  }
+
+  /** Insert `bytes` before input position i. */
+  private insert(d: Uint8Array, i: number, bytes: Uint8Array): void {
+    this.splice(d, i, i, bytes)
   }
 
   /** Leave input [i, j) out of the output. */
   private drop(d: Uint8Array, i: number, j: number): void {
-    if (!this.changed) {
-      this.changed = true
-      this.out.start(d.length)
-    }
-    this.out.append(d, this.emitFrom, i)
-    this.emitFrom = j
+    this.splice(d, i, j, NO_BYTES)
   }
 
   // ------------------------------------------------------------ text and CSV
 
   private text(d: Buffer): void {
     const n = d.length
+    if (!this.check && !this.csv && this.plainState() && d.indexOf(BS) < 0 && d.indexOf(CR) < 0) return this.plainRows(d)
     const special = this.special
     for (let i = 0; i < n; i++) {
       if (this.failed) return
@@ -382,6 +388,25 @@ export class CopyInRows {
       }
       this.byte(d, i, c)
     }
+  }
+
+  /** Nothing pending between messages: no escape, marker or carriage return, newlines are \n (or none seen yet). */
+  private plainState(): boolean {
+    return this.esc === Esc.None && this.marker === 0 && !this.afterCR && (this.eol === Eol.Unknown || this.eol === Eol.NL)
+  }
+
+  /**
+   * Text format, appending, a message without a backslash or carriage return (the usual bulk data):
+   * only its newlines matter, found by the native indexOf.
+   */
+  private plainRows(d: Buffer): void {
+    const n = d.length
+    if (n === 0) return
+    for (let i = d.indexOf(LF); i >= 0; i = d.indexOf(LF, i + 1)) {
+      this.eol = Eol.NL
+      this.rowEnd(d, i)
+    }
+    this.lineStart = d[n - 1] === LF
   }
 
   /** The next byte after a held "\", "\." or "\.\r" at a line start. Returns true when it was consumed as part of the marker. */
@@ -690,13 +715,25 @@ export class CopyInRows {
           else this.binState(Bin.Ext, this.acc)
           break
         case Bin.Count:
+          if (this.need === 2 && i + 2 <= n) {
+            this.acc = d.readUInt16BE(i)
+            i += 2
+            this.tupleStart(d, i, i - 2)
+            break
+          }
           // the count is rewritten in append mode: its bytes are held until both are in
           if (!this.check) this.drop(d, i, i + 1)
           this.acc = (this.acc << 8) | d[i++]
           if (--this.need > 0) break
-          this.tupleStart(d, i)
+          this.tupleStart(d, i, i)
           break
         case Bin.Length:
+          if (this.need === 4 && i + 4 <= n) {
+            this.acc = d.readInt32BE(i)
+            i += 4
+            this.fieldStart(d, i)
+            break
+          }
           this.acc = (this.acc << 8) | d[i++]
           if (--this.need > 0) break
           this.fieldStart(d, i)
@@ -725,10 +762,11 @@ export class CopyInRows {
     this.acc = 0
   }
 
-  private tupleStart(d: Buffer, i: number): void {
+  /** A tuple's field count ended at input position i; `from`: where its bytes start in this message (i when they were dropped as they came). */
+  private tupleStart(d: Buffer, i: number, from: number): void {
     const count = (this.acc << 16) >> 16
     if (count === -1) {
-      if (!this.check) this.insert(d, i, Buffer.from([0xff, 0xff]))
+      if (!this.check) this.splice(d, from, i, TRAILER)
       this.binState(Bin.Trailer, 0)
       return
     }
@@ -736,11 +774,7 @@ export class CopyInRows {
       this.fail('22P04', `row field count is ${count}, expected ${this.plan.fields}`)
       return
     }
-    if (!this.check) {
-      const b = Buffer.allocUnsafe(2)
-      b.writeInt16BE(count + 1, 0)
-      this.insert(d, i, b)
-    }
+    if (!this.check) this.splice(d, from, i, this.countBytes)
     this.field = 0
     this.binState(Bin.Length, 4)
   }
