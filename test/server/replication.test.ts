@@ -47,15 +47,20 @@ async function refusedCounts(): Promise<Record<string, number>> {
 }
 
 t.test('a client retrying 50 times at once is rate-limited after 10, every attempt still told why', async (t) => {
+  const started = Date.now()
   const replies = await Promise.all(Array.from({ length: 50 }, () => attempt('true')))
+  const elapsed = Date.now() - started
   for (const r of replies) {
     t.equal(r.severity, 'FATAL')
     t.equal(r.code, '0A000')
     t.match(r.message, /does not proxy replication.*connect to the PostgreSQL server directly/)
   }
   const counts = await refusedCounts()
-  t.equal(counts.replication, 10, '10 refused (and logged) in the second')
-  t.equal(counts.replication_rate_limited, 40, 'the other 40 refused quietly, counted apart')
+  // A loaded machine may spread the 50 attempts over more than one one-second window: 10 logged per window.
+  const windows = elapsed < 1000 ? 1 : Math.floor(elapsed / 1000) + 1
+  if (windows === 1) t.equal(counts.replication, 10, '10 refused (and logged) in the second')
+  else t.ok(counts.replication >= 10 && counts.replication <= 10 * windows, `at most 10 logged per second (${counts.replication} in ${elapsed} ms)`)
+  t.equal(counts.replication + counts.replication_rate_limited, 50, 'the others refused quietly, counted apart')
   // Ordinary logins from the same address are not limited.
   const c = new pg.Client({ connectionString: proxy.url('app', 'app_pw', 'postgres') })
   await c.connect()
