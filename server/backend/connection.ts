@@ -9,6 +9,8 @@ import type { BackendMessage } from 'pg-protocol/dist/messages.js'
 import { ScramClient } from '../auth/scram.js'
 import { md5Response } from '../auth/md5.js'
 import { FrameReader } from '../protocol/frame-reader.js'
+import { writeAll } from '../protocol/output.js'
+import { markReused } from '../protocol/reused-memory.js'
 import { PreparedStatements } from './prepared.js'
 
 export interface BackendTarget {
@@ -201,8 +203,9 @@ export class BackendConnection {
     return this.handler !== null
   }
 
+  /** Through the one write path (server/protocol/output.ts); false: over the socket's high-water mark. */
   write(buf: Buffer): boolean {
-    return this.socket.write(buf)
+    return writeAll(this.socket, [buf])
   }
 
   close(): void {
@@ -329,13 +332,15 @@ function requirePassword(password: string | undefined): string {
  * Reads of a plain-TCP server connection land in one reused buffer (Node's `onread`), which
  * skips a Buffer allocation and the Readable stream machinery per read. When a handler
  * keeps a view of it, `renew` gives later reads a fresh buffer and leaves the old one to it.
+ * It is registered as reused memory: the write path copies views of it that it cannot hand
+ * to the kernel at once (server/protocol/output.ts).
  */
 class ReusedReadBuffer {
-  private buffer = Buffer.allocUnsafeSlow(READ_BUFFER_BYTES)
+  private buffer = markReused(Buffer.allocUnsafeSlow(READ_BUFFER_BYTES))
   deliver: (chunk: Buffer) => void = () => undefined
 
   renew(): void {
-    this.buffer = Buffer.allocUnsafeSlow(READ_BUFFER_BYTES)
+    this.buffer = markReused(Buffer.allocUnsafeSlow(READ_BUFFER_BYTES))
   }
 
   get options(): net.OnReadOpts {

@@ -3,10 +3,17 @@
 // the chunks are kept in a list and copied once, when the message is complete, so a
 // message arriving in n chunks costs O(its size), not O(n × its size).
 //
+// A chunk may be a view of a read buffer the next read overwrites (reused-memory.ts): the
+// reader's owner calls `settle()` before its read callback returns, and whatever is still
+// unread (an unfinished frame, frames left for later) is copied then, once; a chunk read
+// to its end is never copied.
+//
 // The size limit may change over a connection's life (`limit`): PostgreSQL accepts only
 // small messages before authentication (a startup packet of at most 10,000 bytes, password
 // and SASL messages of a few kB), and so does the proxy. A message over the limit is
 // refused as soon as its length word arrives, and from then on the reader keeps nothing.
+
+import { isReused } from './reused-memory.js'
 
 export class ProtocolViolation extends Error {
   readonly sqlstate = '08P01'
@@ -74,6 +81,23 @@ export class FrameReader {
       const limit = Math.min(this.options.limit(), this.maxMessageBytes)
       if (this.buffered > 2 * limit + MAX_STARTUP_PACKET_BYTES) this.refuse(new MessageTooLarge(this.buffered, limit))
     }
+  }
+
+  /**
+   * The read callback that pushed the last chunk is about to return: unread bytes that are
+   * views of reused read memory are copied (each byte at most once), and nothing else of
+   * that memory is referenced.
+   */
+  settle(): void {
+    if (this.pos >= this.buf.length) {
+      this.buf = EMPTY
+      this.pos = 0
+    } else if (isReused(this.buf)) {
+      this.buf = Buffer.from(this.buf.subarray(this.pos))
+      this.pos = 0
+    }
+    const pending = this.pending
+    for (let i = 0; i < pending.length; i++) if (isReused(pending[i])) pending[i] = Buffer.from(pending[i])
   }
 
   /** Bytes received but not yet returned as a frame. */

@@ -19,7 +19,10 @@ export class ParseMemo {
 
   decode(frame: Frame): ParseMessage {
     const raw = frame.raw
-    if (raw.length > MAX_MESSAGE_BYTES) return decodeParse(frame)
+    if (raw.length > MAX_MESSAGE_BYTES) {
+      const long = decodeParse(frame)
+      return { ...long, paramTypes: Buffer.from(long.paramTypes) } // kept with the statement: not a view of a read buffer
+    }
     const hit = this.decoded.get(raw.length)
     if (hit !== undefined && hit.raw.equals(raw)) return hit.msg
     const own = Buffer.from(raw) // the frame is a view of a read chunk: keep a copy, not the chunk

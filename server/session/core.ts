@@ -12,6 +12,8 @@ import * as fe from '../protocol/frontend.js'
 import * as be from '../protocol/backend.js'
 import { BackendScanner, type ScannerSink } from '../protocol/backend-scanner.js'
 import { BatchedWriter } from '../protocol/output.js'
+import { isReused } from '../protocol/reused-memory.js'
+import { receiveReads, stopReceiving } from '../client-socket.js'
 import { BackendConnection } from '../backend/connection.js'
 import type { Pool } from '../backend/pool.js'
 import { REPLICATION_REFUSAL, replicationAttempts } from './replication.js'
@@ -131,7 +133,8 @@ export abstract class SessionCore {
   protected attachSocket(socket: Socket): void {
     this.socket = socket
     socket.setNoDelay(true)
-    socket.on('data', this.onClientData)
+    // Reads come straight from the socket's `onread` callback where it has one (client-socket.ts), else as 'data' events.
+    if (!receiveReads(socket, this.onClientData)) socket.on('data', this.onClientData)
     socket.on('drain', () => this.backend?.socket.resume())
     socket.on('error', (err) => this.log.debug({ err: err.message }, 'client socket error'))
     socket.on('close', () => this.onClientClose())
@@ -144,7 +147,23 @@ export abstract class SessionCore {
       this.processInput()
     } catch (err) {
       this.onInputError(err as Error)
+    } finally {
+      this.settleInput()
     }
+  }
+
+  /**
+   * The read callback is about to return, and `chunk` may be a view of the shared read buffer
+   * that the next read on any client socket overwrites: what the session keeps of it (unread
+   * bytes, a message stalled until a server connection is attached, messages not yet sent to
+   * the server) is copied now. Mostly nothing is kept, and nothing is copied.
+   */
+  protected settleInput(): void {
+    this.reader.settle()
+    const stalled = this.stalled
+    if (stalled !== null && isReused(stalled.raw)) stalled.raw = Buffer.from(stalled.raw) // the same Frame: retriedFrame compares identity
+    const out = this.toBackend
+    for (let i = 0; i < out.length; i++) if (isReused(out[i])) out[i] = Buffer.from(out[i])
   }
 
   protected onInputError(err: Error): void {
@@ -289,6 +308,7 @@ export abstract class SessionCore {
 
   /** Called by the proxy after the TLS handshake: the startup packet comes next, encrypted. */
   resumeAfterTls(tlsSocket: Socket): void {
+    stopReceiving(this.socket)
     this.socket.removeAllListeners('data')
     this.socket.removeAllListeners('drain')
     this.socket.removeAllListeners('close')
