@@ -19,15 +19,15 @@
 // statements), the light one a single SELECT by key. Through pgtenant the tenant comes from
 // the startup packet (PGOPTIONS=-c app.tenant=…) and the statements are rewritten; through
 // PgBouncer they carry the tenant filter themselves.
-import { mkdtempSync, writeFileSync, rmSync } from 'node:fs'
+import { mkdtempSync, writeFileSync, rmSync, readdirSync, readFileSync } from 'node:fs'
 import { tmpdir, loadavg } from 'node:os'
 import { join, dirname, resolve } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process'
 import { startPostgres, freePort, type PgServer } from '../test/helpers/pg-server.js'
-import { sleep, waitForPort, killPid, treeCpuSeconds } from './e2e/proc.js'
+import { sleep, waitForPort, killPid, treeCpuSeconds, runCmd } from './e2e/proc.js'
 import { ensurePgbouncer, startPgbouncer, type Target } from './e2e/targets.js'
-import { runPgbench, runPgbenchGroup, pgbenchBin, percentile, type PgbenchResult } from './e2e/pgbench.js'
+import { pgbenchBin, percentile } from './e2e/pgbench.js'
 import { machineDescription } from './e2e/report.js'
 
 const here = dirname(fileURLToPath(import.meta.url))
@@ -116,6 +116,62 @@ function scripts(dir: string): { heavyTenant: string; heavyFiltered: string; lig
   }
 }
 
+interface Run {
+  ok: boolean
+  error?: string
+  tps: number
+  transactions: number
+  /** per-transaction latency, ms (with -R: from the scheduled start, so a late start counts) */
+  latencies: number[]
+}
+
+/** pgbench with a per-transaction log (and -R when `rate`), read back. */
+async function pgbench(
+  bin: string,
+  port: number,
+  o: { clients: number; threads: number; seconds: number; script: string; rate?: number; env: Record<string, string> },
+  work: string,
+): Promise<Run> {
+  const logDir = mkdtempSync(join(work, 'log-'))
+  const args = [
+    '-n',
+    '-M',
+    'simple',
+    '-c',
+    String(o.clients),
+    '-j',
+    String(Math.min(o.threads, o.clients)),
+    '-T',
+    String(o.seconds),
+    ...(o.rate ? ['-R', String(o.rate)] : []),
+    '--log',
+    `--log-prefix=${join(logDir, 'tx')}`,
+    '-f',
+    o.script,
+    `postgresql://${USER}:${PASSWORD}@127.0.0.1:${port}/${DB}`,
+  ]
+  const res = await runCmd(bin, args, { env: { ...process.env, ...o.env }, cwd: logDir, timeoutMs: (o.seconds + 90) * 1000 })
+  const latencies: number[] = []
+  for (const name of readdirSync(logDir))
+    for (const line of readFileSync(join(logDir, name), 'latin1').split('\n')) {
+      // client_id transaction_no time script_no time_epoch time_us [schedule_lag]; time in µs
+      const f = line.split(' ')
+      const us = Number(f[2])
+      if (f.length >= 6 && Number.isFinite(us)) latencies.push(us / 1000)
+    }
+  rmSync(logDir, { recursive: true, force: true })
+  const tps = Number(/tps = ([\d.]+)/.exec(res.stdout)?.[1] ?? NaN)
+  const transactions = Number(/number of transactions actually processed: (\d+)/.exec(res.stdout)?.[1] ?? NaN)
+  const ok = res.code === 0 && Number.isFinite(tps)
+  return {
+    ok,
+    error: ok ? undefined : `exit ${res.code}: ${res.stderr.trim().split('\n').slice(-2).join(' | ')}`,
+    tps: ok ? tps : 0,
+    transactions: ok ? transactions : 0,
+    latencies,
+  }
+}
+
 interface CaseResult {
   target: string
   heavy: boolean
@@ -128,15 +184,14 @@ interface CaseResult {
 }
 
 async function runCase(bin: string, proxy: Proxy, heavy: boolean, s: ReturnType<typeof scripts>, work: string): Promise<CaseResult> {
-  const base = { port: proxy.port, user: USER, password: PASSWORD, database: DB, mode: 'simple' as const }
   const tenantEnv = (t: string): Record<string, string> => (proxy.tenantAware ? { PGOPTIONS: `-c app.tenant=${t}` } : {})
   const cpu0 = proxy.pid ? treeCpuSeconds(proxy.pid) : 0
   // The heavy tenant runs before, during and after the light tenants' measurement.
-  const heavyRun: Promise<PgbenchResult> | null = heavy
-    ? runPgbench(
+  const heavyRun: Promise<Run> | null = heavy
+    ? pgbench(
         bin,
+        proxy.port,
         {
-          ...base,
           clients: opt.heavy,
           threads: 2,
           seconds: opt.seconds + 6,
@@ -147,19 +202,23 @@ async function runCase(bin: string, proxy: Proxy, heavy: boolean, s: ReturnType<
       )
     : null
   if (heavy) await sleep(3000)
-  const light = await runPgbenchGroup(
-    bin,
-    LIGHT.map((t) => ({
-      ...base,
-      clients: 2,
-      threads: 1,
-      seconds: opt.seconds,
-      rate: opt.lightRate,
-      script: proxy.tenantAware ? s.light : s.lightFiltered(t),
-      env: tenantEnv(t),
-    })),
-    work,
+  const lights = await Promise.all(
+    LIGHT.map((t) =>
+      pgbench(
+        bin,
+        proxy.port,
+        { clients: 2, threads: 1, seconds: opt.seconds, rate: opt.lightRate, script: proxy.tenantAware ? s.light : s.lightFiltered(t), env: tenantEnv(t) },
+        work,
+      ),
+    ),
   )
+  const light = {
+    ok: lights.every((r) => r.ok),
+    error: lights.find((r) => !r.ok)?.error,
+    tps: lights.reduce((n, r) => n + r.tps, 0),
+    transactions: lights.reduce((n, r) => n + r.transactions, 0),
+    latencies: Float64Array.from(lights.flatMap((r) => r.latencies)),
+  }
   const h = heavyRun ? await heavyRun : null
   const cpu = proxy.pid ? treeCpuSeconds(proxy.pid) - cpu0 : 0
   const txs = light.transactions + (h?.transactions ?? 0)
@@ -226,6 +285,11 @@ async function main(): Promise<void> {
     const loadStart = loadavg()
     const cases: [Proxy, boolean][] = []
     for (const p of proxies) for (const heavy of [false, true]) cases.push([p, heavy])
+    // Warm-up, not counted: each proxy's first logins, schema discovery, the rewriter's cold path, JIT.
+    const seconds = opt.seconds
+    opt.seconds = 3
+    for (const p of proxies) await runCase(bin, p, true, s, work)
+    opt.seconds = seconds
     const results: CaseResult[] = []
     for (let round = 0; round < opt.rounds; round++) {
       const order = cases.map((_, i) => cases[(i + round) % cases.length])
