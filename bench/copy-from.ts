@@ -2,7 +2,7 @@
 // 1,000,000 rows (ROWS=…), node-postgres + pg-copy-streams sending 64 KiB chunks of a pre-built stream.
 //
 //   npm run bench:copy            # text append, text check, CSV check, binary append; 3 rounds each
-//   ROUNDS=5 ROWS=200000 npm run bench:copy
+//   ROUNDS=5 ROWS=200000 MODES=append npm run bench:copy    # MODES: a substring of the workload names
 //
 // pgtenant runs as its own process (node dist/server/cli.js) with a tenant section, tenant acme set by
 // the client. "append": the client's rows lack tenant_id, pgtenant appends acme to each; directly, the
@@ -107,7 +107,7 @@ async function main(): Promise<void> {
         { name: 'binary, append tenant', sql: 'COPY items (id, name, note) FROM STDIN WITH (FORMAT binary)', data: binaryRows() },
       ]
       const lines: string[] = []
-      for (const mode of modes) {
+      for (const mode of modes.filter((m) => !process.env.MODES || m.name.includes(process.env.MODES))) {
         const times: Record<'direct' | 'pgtenant', number[]> = { direct: [], pgtenant: [] }
         let proxyCpu = 0
         for (let r = 0; r < ROUNDS; r++) {

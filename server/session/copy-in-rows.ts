@@ -349,7 +349,11 @@ export class CopyInRows {
 
   private text(d: Buffer): void {
     const n = d.length
-    if (!this.check && !this.csv && this.plainState() && d.indexOf(BS) < 0 && d.indexOf(CR) < 0) return this.plainRows(d)
+    if (!this.csv && !this.header && this.plainState() && d.indexOf(BS) < 0 && d.indexOf(CR) < 0) {
+      if (this.check) this.plainCheck(d)
+      else this.plainRows(d)
+      return
+    }
     const special = this.special
     for (let i = 0; i < n; i++) {
       if (this.failed) return
@@ -396,17 +400,101 @@ export class CopyInRows {
   }
 
   /**
-   * Text format, appending, a message without a backslash or carriage return (the usual bulk data):
-   * only its newlines matter, found by the native indexOf.
+   * Text format, appending, a message without a backslash or carriage return (the usual bulk data)
+   * and no header line pending: each newline gets the tenant before it, in one pass.
    */
   private plainRows(d: Buffer): void {
     const n = d.length
     if (n === 0) return
-    for (let i = d.indexOf(LF); i >= 0; i = d.indexOf(LF, i + 1)) {
-      this.eol = Eol.NL
-      this.rowEnd(d, i)
-    }
+    let rows = 0
+    for (let i = d.indexOf(LF); i >= 0; i = d.indexOf(LF, i + 1)) rows++
     this.lineStart = d[n - 1] === LF
+    if (rows === 0) return
+    const suffix = this.suffix
+    const sl = suffix.length
+    this.out.start(n + rows * sl)
+    const b = this.out.buf
+    let p = this.out.pos
+    for (let k = 0; k < n; k++) {
+      const c = d[k]
+      if (c === LF) for (let x = 0; x < sl; x++) b[p++] = suffix[x]
+      b[p++] = c
+    }
+    this.out.pos = p
+    this.changed = true
+    this.emitFrom = n
+    this.rows += rows
+    this.eol = Eol.NL
+  }
+
+  /**
+   * Text format, checking, a message without a backslash or carriage return and no header line
+   * pending: fields and rows in one pass (what tenantStart/tenantByte/tenantEnd do, without escapes).
+   */
+  private plainCheck(d: Buffer): void {
+    const n = d.length
+    const delim = this.delim
+    const index = this.plan.index
+    const value = this.value
+    const vl = value.length
+    const nb = this.nullBytes
+    const nl = nb.length
+    let fieldNo = this.fieldNo
+    let inTenant = this.inTenant
+    let valPos = this.valPos
+    let valOk = this.valOk
+    let rawPos = this.rawPos
+    let rawOk = this.rawOk
+    let rows = this.rows
+    let bad = ''
+    for (let k = 0; k < n; k++) {
+      const c = d[k]
+      if (c === LF || c === delim) {
+        if (inTenant) {
+          if (rawOk && rawPos === nl) bad = 'is NULL'
+          else if (!valOk || valPos !== vl) bad = `is not the session tenant's value '${this.tenant}'`
+          if (bad) break
+          inTenant = false
+        }
+        if (c === LF) {
+          if (fieldNo < index) {
+            this.rows = rows
+            this.fail('22P04', `missing data for column "${this.plan.column}" in row ${rows + 1}`)
+            return
+          }
+          rows++
+          fieldNo = 0
+        } else fieldNo++
+        if (fieldNo === index) {
+          inTenant = true
+          valPos = rawPos = 0
+          valOk = rawOk = true
+        }
+        continue
+      }
+      if (inTenant) {
+        if (valOk) {
+          if (valPos < vl && value[valPos] === c) valPos++
+          else valOk = false
+        }
+        if (rawOk) {
+          if (rawPos < nl && nb[rawPos] === c) rawPos++
+          else rawOk = false
+        }
+      }
+    }
+    this.rows = rows
+    if (bad) return this.violation(bad)
+    this.fieldNo = fieldNo
+    this.inTenant = inTenant
+    this.valPos = valPos
+    this.valOk = valOk
+    this.rawPos = rawPos
+    this.rawOk = rawOk
+    if (n > 0) {
+      this.lineStart = d[n - 1] === LF
+      if (d.indexOf(LF) >= 0) this.eol = Eol.NL
+    }
   }
 
   /** The next byte after a held "\", "\." or "\.\r" at a line start. Returns true when it was consumed as part of the marker. */
@@ -715,6 +803,13 @@ export class CopyInRows {
           else this.binState(Bin.Ext, this.acc)
           break
         case Bin.Count:
+          if (this.need === 2) {
+            const j = this.wholeTuples(d, i)
+            if (j !== i) {
+              i = j
+              break
+            }
+          }
           if (this.need === 2 && i + 2 <= n) {
             this.acc = d.readUInt16BE(i)
             i += 2
@@ -754,6 +849,37 @@ export class CopyInRows {
           return
       }
     }
+  }
+
+  /**
+   * The tuples that lie whole in this message from i on, in one pass (the usual case): count rewritten
+   * and tenant appended, or the tenant field compared. Returns where the first tuple that is not whole,
+   * not as expected, or refused starts: the state machine takes it from there.
+   */
+  private wholeTuples(d: Buffer, i: number): number {
+    const n = d.length
+    const fields = this.plan.fields
+    const index = this.check ? this.plan.index : -1
+    const value = this.value
+    while (i + 2 <= n) {
+      if (d.readInt16BE(i) !== fields) return i
+      let j = i + 2
+      for (let f = 0; f < fields; f++) {
+        if (j + 4 > n) return i
+        const len = d.readInt32BE(j)
+        j += 4
+        if (len < -1 || j + len > n) return i
+        if (f === index && (len !== value.length || d.compare(value, 0, len, j, j + len) !== 0)) return i
+        if (len > 0) j += len
+      }
+      if (!this.check) {
+        this.splice(d, i, i + 2, this.countBytes)
+        this.splice(d, j, j, this.suffix)
+      }
+      this.rows++
+      i = j
+    }
+    return i
   }
 
   private binState(s: Bin, need: number): void {
