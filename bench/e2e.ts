@@ -5,15 +5,17 @@
 //   npm run bench:e2e -- --quick           # 1 round × 3 s, fewer cases (under 2 minutes)
 //   node dist/bench/e2e.js --quick --out /tmp/r.md
 //
-// Options: --rounds N, --seconds S, --clients 1,10,50,200, --tenant-clients 10,50,
+// Options: --rounds N, --seconds S, --clients 1,10,50,200, --tenant-shapes 5x2,5x10,50x2,500x1 (tenants × clients
+// each; --tenant-clients 10,50 means 5 tenants), --rate R and --rate-clients N (the fixed-rate CPU cases, pgbench -R),
 // --pool N (server pool size of both proxies), --workers N (pgtenant processes), --idle N (idle clients for the memory test),
-// --only select,tenant,storm,memory, --no-install (don't apt-get install pgbouncer),
+// --only select,rate,tenant,storm,memory, --no-install (don't apt-get install pgbouncer),
 // --out FILE (default bench/RESULTS.md), --baseline DIST/server/cli.js (an older pgtenant build, e.g. a
 // `git worktree` of an earlier commit built with `npm run build`, run as a fifth target "pgtenant (baseline)"
 // with the same configuration: an A/B of two versions in the same interleaved run).
 //
 // What it does: starts its own PostgreSQL (test/helpers/pg-server.ts), loads pgbench's
-// tables and a multi-tenant schema, starts PgBouncer (installing Debian's package when it is
+// tables and a multi-tenant schema (twice: in `public`, and in `rls` with FORCE ROW LEVEL
+// SECURITY policies for the "PgBouncer + RLS" target), starts PgBouncer (installing Debian's package when it is
 // missing) and two pgtenant child processes (a transparent pooler for pgbench -S and the
 // storm, and one with `tenant: { column: tenant_id }` for the tenant workload), then runs
 // every case on every target: case 1 on A, B, C, case 2 on B, C, A… and the whole list again
@@ -39,7 +41,20 @@ import {
   type PgtenantInstance,
 } from './e2e/targets.js'
 import { runPgbench, runPgbenchGroup, pgbenchBin, type PgbenchRun, type QueryMode, type PgbenchResult } from './e2e/pgbench.js'
-import { machineDescription, resultsTable, memoryTable, summarize, fmtTps, type Cell, type CaseRow, type RoundResult, type MemoryResult } from './e2e/report.js'
+import {
+  machineDescription,
+  resultsTable,
+  memoryTable,
+  rateTable,
+  latencyTable,
+  isolationTable,
+  summarize,
+  fmtTps,
+  type Cell,
+  type CaseRow,
+  type RoundResult,
+  type MemoryResult,
+} from './e2e/report.js'
 
 const here = dirname(fileURLToPath(import.meta.url))
 const root = resolve(here, '..', '..') // dist/bench → project root
@@ -61,6 +76,26 @@ function numList(s: string | undefined, dflt: number[]): number[] {
 }
 
 const quick = process.argv.includes('--quick')
+
+/** Tenant workload shapes: [tenants, clients per tenant] (one pgbench process per tenant). */
+function tenantShapes(): [number, number][] {
+  const shapes = argValue('--tenant-shapes')
+  if (shapes)
+    return shapes.split(',').map((s) => {
+      const [tenants, each] = s.split('x').map(Number)
+      return [tenants, each || 1]
+    })
+  const clients = numList(argValue('--tenant-clients'), [])
+  if (clients.length) return clients.map((n) => [Math.min(5, n), Math.max(1, Math.round(n / Math.min(5, n)))])
+  return quick
+    ? [[5, 2]]
+    : [
+        [5, 2],
+        [5, 10],
+        [50, 2],
+        [500, 1],
+      ]
+}
 if (process.argv.includes('--help')) {
   process.stdout.write(
     readFileSync(fileURLToPath(import.meta.url), 'utf8')
@@ -77,7 +112,10 @@ const opt = {
   seconds: Number(argValue('--seconds') ?? (quick ? 3 : 10)),
   clients: numList(argValue('--clients'), quick ? [10] : [1, 10, 50, 200]),
   modes: (argValue('--modes')?.split(',') ?? ['simple', 'extended', 'prepared']) as QueryMode[],
-  tenantClients: numList(argValue('--tenant-clients'), quick ? [10] : [10, 50]),
+  tenantShapes: tenantShapes(),
+  rate: Number(argValue('--rate') ?? (quick ? 1000 : 3000)),
+  rateClients: Number(argValue('--rate-clients') ?? 10),
+  rateModes: (argValue('--rate-modes')?.split(',') ?? (quick ? ['simple'] : ['simple', 'extended', 'prepared'])) as QueryMode[],
   tenantModes: (argValue('--tenant-modes')?.split(',') ?? (quick ? ['simple', 'prepared'] : ['simple', 'extended', 'prepared'])) as QueryMode[],
   stormClients: Number(argValue('--storm-clients') ?? 8),
   pool: Number(argValue('--pool') ?? 20),
@@ -88,9 +126,7 @@ const opt = {
   tenants: Number(argValue('--tenants') ?? (quick ? 100 : 1000)),
   accountsPerTenant: 100,
   projectsPerAccount: 5,
-  /** pgbench processes (one tenant each) in the tenant workload */
-  tenantProcs: 5,
-  only: new Set(argValue('--only')?.split(',') ?? ['select', 'tenant', 'storm', 'memory']),
+  only: new Set(argValue('--only')?.split(',') ?? ['select', 'rate', 'tenant', 'storm', 'memory']),
   install: !process.argv.includes('--no-install'),
   out: resolve(argValue('--out') ?? join(root, 'bench', 'RESULTS.md')),
   baseline: argValue('--baseline'),
@@ -129,45 +165,88 @@ function loadTenantSchema(server: PgServer): void {
   )
   server.sql('VACUUM ANALYZE accounts', DB)
   server.sql('VACUUM ANALYZE projects', DB)
+  // The same tables and rows in schema rls, isolated by PostgreSQL itself: FORCE ROW LEVEL
+  // SECURITY (the owner, app, is subject to it too), the tenant from current_setting('app.tenant'),
+  // which the RLS workload sets per transaction (set_config(…, true), i.e. SET LOCAL).
+  server.sql(
+    `CREATE SCHEMA rls AUTHORIZATION ${USER};
+     CREATE TABLE rls.accounts (LIKE public.accounts INCLUDING ALL);
+     CREATE TABLE rls.projects (LIKE public.projects INCLUDING ALL);
+     INSERT INTO rls.accounts SELECT * FROM public.accounts;
+     INSERT INTO rls.projects SELECT * FROM public.projects;
+     ALTER TABLE rls.accounts OWNER TO ${USER};
+     ALTER TABLE rls.projects OWNER TO ${USER};
+     ALTER TABLE rls.accounts ENABLE ROW LEVEL SECURITY;
+     ALTER TABLE rls.accounts FORCE ROW LEVEL SECURITY;
+     ALTER TABLE rls.projects ENABLE ROW LEVEL SECURITY;
+     ALTER TABLE rls.projects FORCE ROW LEVEL SECURITY;
+     CREATE POLICY tenant_isolation ON rls.accounts USING (tenant_id = current_setting('app.tenant')::int);
+     CREATE POLICY tenant_isolation ON rls.projects USING (tenant_id = current_setting('app.tenant')::int);`,
+    DB,
+  )
+  server.sql('VACUUM ANALYZE rls.accounts', DB)
+  server.sql('VACUUM ANALYZE rls.projects', DB)
 }
 
-/** A fixed, spread-out set of tenants: the same ones every run of the same size. */
-function tenantSet(): number[] {
-  const n = opt.tenantProcs
+/** A fixed, spread-out set of n tenants: the same ones every run of the same size. */
+function tenantSet(n = 5): number[] {
   return Array.from({ length: n }, (_, i) => 1 + Math.floor(((i + 0.37) * opt.tenants) / n))
 }
 
 // ------------------------------------------------------------------ cases
 
 interface Case {
-  workload: 'select' | 'tenant' | 'storm'
+  workload: 'select' | 'rate' | 'tenant' | 'storm'
   label: string
   mode: QueryMode
   clients: number
+  /** tenant workload: tenants (one pgbench process each) and clients per tenant */
+  tenants?: number
+  perTenant?: number
+  /** rate: pgbench -R (transactions per second, all clients together) */
+  rate?: number
 }
 
 function buildCases(): Case[] {
   const cases: Case[] = []
   if (opt.only.has('select'))
     for (const mode of opt.modes) for (const clients of opt.clients) cases.push({ workload: 'select', label: 'pgbench -S', mode, clients })
+  if (opt.only.has('rate'))
+    for (const mode of opt.rateModes) cases.push({ workload: 'rate', label: `pgbench -S -R ${opt.rate}`, mode, clients: opt.rateClients, rate: opt.rate })
   if (opt.only.has('tenant'))
     for (const mode of opt.tenantModes)
-      for (const clients of opt.tenantClients) cases.push({ workload: 'tenant', label: 'tenant join + UPDATE', mode, clients })
+      for (const [tenants, perTenant] of opt.tenantShapes)
+        cases.push({
+          workload: 'tenant',
+          label: `tenant join + UPDATE, ${tenants} tenants × ${perTenant}`,
+          mode,
+          clients: tenants * perTenant,
+          tenants,
+          perTenant,
+        })
   if (opt.only.has('storm')) cases.push({ workload: 'storm', label: 'connect storm (-C -S)', mode: 'simple', clients: opt.stormClients })
   return cases
+}
+
+/** Whether target t runs case c: the Node pipe only pgbench -S, PgBouncer + RLS only the tenant workload, direct no fixed-rate CPU case. */
+function runsCase(c: Case, t: Target): boolean {
+  if (t.name === 'Node pipe') return c.workload === 'select' || c.workload === 'rate'
+  if (t.name === 'PgBouncer + RLS') return c.workload === 'tenant'
+  if (t.name === 'direct') return c.workload !== 'rate'
+  return true
 }
 
 function pgbenchRuns(c: Case, t: Target): PgbenchRun[] {
   const base = { user: USER, password: PASSWORD, database: DB, mode: c.mode, seconds: opt.seconds }
   if (c.workload === 'select') return [{ ...base, port: t.port, clients: c.clients, threads: 2, script: '-S' }]
+  if (c.workload === 'rate') return [{ ...base, port: t.port, clients: c.clients, threads: 2, script: '-S', rate: c.rate }]
   if (c.workload === 'storm') return [{ ...base, port: t.port, clients: c.clients, threads: 2, script: '-S', reconnect: true }]
-  // Tenant workload: one pgbench process per tenant, the clients split evenly among them.
+  // Tenant workload: one pgbench process per tenant, perTenant clients each.
   // -M prepared gets a thread per client: pgbench prepares with a blocking call, and a thread
   // blocked on one client while its other clients hold open transactions (and so every
   // server connection of a transaction pool) deadlocks any transaction pooler.
-  const tenants = tenantSet().slice(0, Math.min(opt.tenantProcs, c.clients))
-  return tenants.map((tenant, i) => {
-    const clients = Math.floor(c.clients / tenants.length) + (i < c.clients % tenants.length ? 1 : 0)
+  const clients = c.perTenant ?? 1
+  return tenantSet(c.tenants).map((tenant) => {
     const defines = { accounts: String(opt.accountsPerTenant), tenant: String(tenant) }
     const threads = c.mode === 'prepared' ? clients : 1
     if (isPgtenant(t))
@@ -180,7 +259,8 @@ function pgbenchRuns(c: Case, t: Target): PgbenchRun[] {
         defines,
         env: { PGOPTIONS: `-c app.tenant=${tenant}` },
       }
-    return { ...base, port: t.tenantPort, clients, threads, script: join(root, 'bench', 'tenant-workload-filtered.sql'), defines }
+    const script = t.name === 'PgBouncer + RLS' ? join(root, 'bench', 'e2e', 'tenant-workload-rls.sql') : join(root, 'bench', 'tenant-workload-filtered.sql')
+    return { ...base, port: t.tenantPort, clients, threads, script, defines }
   })
 }
 
@@ -371,7 +451,9 @@ async function main(): Promise<void> {
   if (tenantTarget.reason && tenantTarget.available) log(`pgtenant partly unavailable: ${tenantTarget.reason}`)
   const pipe = await startNodePipe(join(here, 'e2e', 'node-pipe.js'), server.port)
   log(pipe.available ? `Node pipe (reference) on port ${pipe.port}` : `Node pipe unavailable: ${pipe.reason}`)
-  targets = [direct, bouncer, tenantTarget, pipe]
+  // PgBouncer again, for the tenant workload isolated by row-level security instead (same process).
+  const rls: Target = { ...bouncer, name: 'PgBouncer + RLS', stop: async () => {}, kill: () => {} }
+  targets = [direct, bouncer, tenantTarget, pipe, ...(opt.only.has('tenant') ? [rls] : [])]
   if (opt.baseline) targets.push(await startBaseline(opt.baseline, server, verifier, maxClients))
   const names = targets.map((t) => t.name)
 
@@ -382,10 +464,20 @@ async function main(): Promise<void> {
 
   // Warm-up, not recorded: each target's pools, caches and JIT get a short run first.
   for (const t of targets) {
-    if (!usable(t, 'plain')) continue
+    if (!usable(t, 'plain') || t.name === 'PgBouncer + RLS') continue
     const w = await runPgbench(
       bin,
-      { port: t.port, user: USER, password: PASSWORD, database: DB, clients: 10, threads: 2, mode: 'prepared', seconds: quick ? 1 : 3, script: '-S' },
+      {
+        port: t.port,
+        user: USER,
+        password: PASSWORD,
+        database: DB,
+        clients: 10,
+        threads: 2,
+        mode: t.prepared ? 'prepared' : 'simple',
+        seconds: quick ? 1 : 3,
+        script: '-S',
+      },
       work,
     )
     if (!w.ok) log(`warm-up on ${t.name} failed: ${w.error}`)
@@ -393,12 +485,12 @@ async function main(): Promise<void> {
 
   // Interleaved rounds: every case on every target in turn, target order rotated per round.
   const cells = new Map<string, Map<string, Cell>>()
-  const key = (c: Case): string => `${c.workload}/${c.mode}/${c.clients}`
+  const key = (c: Case): string => `${c.label}/${c.mode}/${c.clients}`
   for (const c of cases) {
     const m = new Map<string, Cell>()
     for (const t of targets) {
       const wl = c.workload === 'tenant' ? 'tenant' : 'plain'
-      if (t.name === 'Node pipe' && c.workload !== 'select') continue // a reference for pgbench -S only
+      if (!runsCase(c, t)) continue // the Node pipe: pgbench -S only; PgBouncer + RLS: the tenant workload only
       if (!usable(t, wl)) m.set(t.name, { status: 'unavailable', note: `${t.name} unavailable: ${t.reason ?? 'not running'}`, rounds: [] })
       else if (c.mode === 'prepared' && !t.prepared)
         m.set(t.name, {
@@ -467,8 +559,23 @@ async function main(): Promise<void> {
     pgbouncer: bouncer.available ? bouncer.version : `unavailable: ${bouncer.reason}`,
     pgtenant: tenantTarget.version,
   })
-  const rows: CaseRow[] = cases.map((c) => ({ workload: c.label, mode: c.mode, clients: c.clients, cells: cells.get(key(c))! }))
-  const table = resultsTable(rows, names, footnotes)
+  const rowOf = (c: Case): CaseRow => ({ workload: c.label, mode: c.mode, clients: c.clients, cells: cells.get(key(c))! })
+  // The main table: saturated runs; PgBouncer + RLS appears in the isolation table, the fixed-rate runs in their own.
+  const rows: CaseRow[] = cases.filter((c) => c.workload !== 'rate').map(rowOf)
+  const table = resultsTable(
+    rows,
+    names.filter((n) => n !== 'PgBouncer + RLS'),
+    footnotes,
+  )
+  const selectRows = cases.filter((c) => c.workload === 'select').map(rowOf)
+  const rateRows = cases.filter((c) => c.workload === 'rate').map(rowOf)
+  const tenantRows = cases.filter((c) => c.workload === 'tenant').map(rowOf)
+  const oneClient = selectRows.filter((r) => r.clients === 1)
+  const extraTables = [
+    ...(rateRows.length ? ['## CPU per transaction at a fixed rate', '', rateTable(rateRows, selectRows, names), ''] : []),
+    ...(oneClient.length ? ['## Added latency at one client', '', latencyTable(oneClient, names), ''] : []),
+    ...(tenantRows.length ? ['## The same isolation three ways', '', isolationTable(tenantRows), ''] : []),
+  ]
   const memTable = opt.only.has('memory') ? memoryTable(memory, footnotes) : ''
   const elapsed = (Date.now() - started) / 1000
   const md = [
@@ -492,7 +599,8 @@ async function main(): Promise<void> {
     `- Server pool size ${opt.pool} for both PgBouncer (\`default_pool_size\`) and pgtenant (\`backends.main.pool\`), transaction pooling, SCRAM-SHA-256 client authentication on every target (the proxies hold the role's SCRAM verifier).`,
     `- Node pipe (pgbench -S only): a reference, not a pooler: \`bench/e2e/node-pipe.ts\`, a Node.js process that connects each client to PostgreSQL and copies bytes both ways with \`socket.pipe()\`, parsing nothing (one server connection per client). It shows what one Node.js thread costs per socket event before any proxy logic.`,
     `- \`pgbench -S\`: pgbench_accounts at scale ${opt.scale}, \`-j 2\`. Latency average and p99 come from pgbench's per-transaction log (\`--log\`), all rounds merged. A warm-up run on each target precedes the measurements.`,
-    `- Tenant workload: ${opt.tenants} tenants × ${opt.accountsPerTenant} accounts × ${opt.projectsPerAccount} projects, account and project ids overlapping between tenants. ${opt.tenantProcs} pgbench processes run at once (\`-j 1\`; \`-M prepared\`: a thread per client), one per tenant (tenants ${tenantSet().join(', ')}), the clients split evenly among them. Through pgtenant: \`bench/tenant-workload.sql\` (no tenant filter) with \`PGOPTIONS='-c app.tenant=N'\`, pgtenant adds the filter. Direct and through PgBouncer: \`bench/tenant-workload-filtered.sql\`, the same statements with \`tenant_id = :tenant\` on every table (\`-D tenant=N\`). Each transaction: BEGIN, a two-table join with GROUP BY, an UPDATE, END.`,
+    `- Tenant workload: ${opt.tenants} tenants × ${opt.accountsPerTenant} accounts × ${opt.projectsPerAccount} projects, account and project ids overlapping between tenants. One pgbench process per tenant runs at once (\`-j 1\`; \`-M prepared\`: a thread per client), "N tenants × k" meaning N processes of k clients each, the tenants spread over the id range (5 tenants: ${tenantSet().join(', ')}). Through pgtenant: \`bench/tenant-workload.sql\` (no tenant filter) with \`PGOPTIONS='-c app.tenant=N'\`, pgtenant adds the filter. Direct and through PgBouncer: \`bench/tenant-workload-filtered.sql\`, the same statements with \`tenant_id = :tenant\` on every table (\`-D tenant=N\`). Through "PgBouncer + RLS" (the same PgBouncer): \`bench/e2e/tenant-workload-rls.sql\`, the unfiltered statements on a copy of the tables in schema \`rls\` with FORCE ROW LEVEL SECURITY and the policy \`tenant_id = current_setting('app.tenant')::int\`, the tenant set per transaction by \`SELECT set_config('app.tenant', :tenant::text, true)\` (SET LOCAL; one statement more per transaction). Each transaction: BEGIN, a two-table join with GROUP BY, an UPDATE, END.`,
+    `- Fixed rate (\`pgbench -S -R ${opt.rate}\`, ${opt.rateClients} clients): every target gets the same transactions per second, so the proxy's CPU per transaction compares work, not how busy the machine was; saturated TPS of the same case comes from the \`pgbench -S\` rows.`,
     `- Connection storm: \`pgbench -C -S\` with ${opt.stormClients} clients: a new connection (with SCRAM authentication) for every transaction.`,
     `- CPU: utime + stime from /proc/PID/stat of the proxy's process tree (and of the PostgreSQL postmaster with its backends, including exited ones), before and after each run, divided by the transactions of the run.`,
     `- Memory: ${opt.idle.toLocaleString('en-US')} client connections opened (startup and SCRAM authentication over raw sockets, \`bench/e2e/idle-clients.ts\`) and held idle; RSS is VmRSS from /proc/PID/status of the proxy process. pgtenant's clients send \`options=-c app.tenant=N\`; PgBouncer's none (1.18 refuses the \`options\` startup parameter).`,
@@ -501,11 +609,14 @@ async function main(): Promise<void> {
     '',
     table,
     '',
+    ...extraTables,
     ...(memTable ? ['## Idle clients (memory)', '', memTable, ''] : []),
     ...(footnotes.length ? ['## Notes', '', ...footnotes.map((f, i) => `${i + 1}. ${f.replace(/\n/g, ' ')}`), ''] : []),
     ...(failures.length ? ['## Failures', '', ...failures.map((f) => (f.includes('```') ? f : `- ${f}`)), ''] : []),
   ].join('\n')
-  process.stdout.write('\n' + table + '\n\n' + (memTable ? memTable + '\n\n' : '') + footnotes.map((f, i) => `[${i + 1}] ${f}`).join('\n') + '\n')
+  process.stdout.write(
+    '\n' + table + '\n\n' + extraTables.join('\n') + '\n' + (memTable ? memTable + '\n\n' : '') + footnotes.map((f, i) => `[${i + 1}] ${f}`).join('\n') + '\n',
+  )
   writeFileSync(opt.out, md)
   log(`wrote ${opt.out}`)
 

@@ -19,6 +19,8 @@ export interface PgbenchRun {
   script: string
   /** -C: a new connection per transaction */
   reconnect?: boolean
+  /** -R: this many transactions per second in all (a fixed rate instead of as fast as possible) */
+  rate?: number
   /** -D name=value */
   defines?: Record<string, string>
   /** extra environment (PGOPTIONS) */
@@ -94,6 +96,7 @@ export async function runPgbench(bin: string, r: PgbenchRun, workDir: string): P
     '--log',
     `--log-prefix=${join(logDir, 'tx')}`,
     ...(r.reconnect ? ['-C'] : []),
+    ...(r.rate ? ['-R', String(r.rate)] : []),
     ...Object.entries(r.defines ?? {}).flatMap(([k, v]) => ['-D', `${k}=${v}`]),
     ...(r.script === '-S' ? ['-S'] : ['-f', r.script]),
     url,

@@ -203,3 +203,111 @@ export function memoryTable(rows: MemoryResult[], footnotes: string[]): string {
   }
   return lines.join('\n')
 }
+
+const us = (ms: number): string => (Number.isFinite(ms) ? fmt(ms * 1000, 0) : '—')
+
+/**
+ * CPU per transaction at a fixed rate (pgbench -R): the figure that holds on a busy machine.
+ * Beside it the saturated TPS of the same mode and clients (the pgbench -S rows of the run), if measured.
+ */
+export function rateTable(rateRows: CaseRow[], selectRows: CaseRow[], targets: string[]): string {
+  const head = ['mode', 'clients', 'rate (tx/s)', 'target', 'achieved TPS', 'proxy CPU µs / tx', 'CPU ÷ PgBouncer', 'saturated TPS', 'TPS ÷ PgBouncer']
+  const lines = [`| ${head.join(' | ')} |`, `|${head.map((_h, i) => (i === 0 || i === 3 ? '---' : '---:')).join('|')}|`]
+  for (const c of rateRows) {
+    const sat = selectRows.find((r) => r.mode === c.mode && r.clients === c.clients)
+    const sum = (row: CaseRow | undefined, t: string): Summary | null => (row?.cells.get(t)?.status === 'ok' ? summarize(row.cells.get(t)!.rounds) : null)
+    const bouncer = sum(c, 'PgBouncer')
+    const bouncerSat = sum(sat, 'PgBouncer')
+    for (const t of targets) {
+      const cell = c.cells.get(t)
+      if (!cell) continue
+      const s = sum(c, t)
+      const st = sum(sat, t)
+      const cpu = s?.proxyCpuPer1k ?? null
+      const rate = /-R (\d+)/.exec(c.workload)?.[1] ?? ''
+      lines.push(
+        `| ${c.mode} | ${c.clients} | ${rate} | ${t} | ${s ? fmtTps(s.tps) : cell.status} | ${cpu === null ? '—' : fmt(cpu * 1000, 1)} | ${
+          t === 'PgBouncer' || cpu === null ? '' : fmtRatio(cpu, bouncer?.proxyCpuPer1k ?? undefined)
+        } | ${st ? fmtTps(st.tps) : '—'} | ${t === 'PgBouncer' ? '' : fmtRatio(st?.tps, bouncerSat?.tps)} |`,
+      )
+    }
+  }
+  return lines.join('\n')
+}
+
+/** Latency one client feels (pgbench -c 1, closed loop): average and p99, and what each proxy adds to direct's. */
+export function latencyTable(oneClientRows: CaseRow[], targets: string[]): string {
+  const head = ['mode', 'target', 'avg (ms)', 'p99 (ms)', 'added avg (µs)', 'added p99 (µs)', 'added avg ÷ PgBouncer', 'added p99 ÷ PgBouncer']
+  const lines = [`| ${head.join(' | ')} |`, `|${head.map((_h, i) => (i < 2 ? '---' : '---:')).join('|')}|`]
+  for (const c of oneClientRows) {
+    const sum = (t: string): Summary | null => (c.cells.get(t)?.status === 'ok' ? summarize(c.cells.get(t)!.rounds) : null)
+    const direct = sum('direct')
+    const bouncer = sum('PgBouncer')
+    const added = (s: Summary | null): [number, number] => (s && direct ? [s.latAvg - direct.latAvg, s.p99 - direct.p99] : [NaN, NaN])
+    const [bAvg, bP99] = added(bouncer)
+    for (const t of targets) {
+      if (!c.cells.has(t)) continue
+      const s = sum(t)
+      if (!s) {
+        lines.push(`| ${c.mode} | ${t} | ${c.cells.get(t)?.status ?? '—'} | | | | | |`)
+        continue
+      }
+      const [aAvg, aP99] = added(s)
+      const proxy = t !== 'direct'
+      lines.push(
+        `| ${c.mode} | ${t} | ${fmtMs(s.latAvg)} | ${fmtMs(s.p99)} | ${proxy ? us(aAvg) : ''} | ${proxy ? us(aP99) : ''} | ${
+          proxy && t !== 'PgBouncer' ? fmtRatio(aAvg, bAvg) : ''
+        } | ${proxy && t !== 'PgBouncer' ? fmtRatio(aP99, bP99) : ''} |`,
+      )
+    }
+  }
+  return lines.join('\n')
+}
+
+/**
+ * The same isolation three ways: the tenant workload through pgtenant (it adds the filter),
+ * through PgBouncer onto tables with FORCE ROW LEVEL SECURITY, and filtered by hand through
+ * PgBouncer (and directly, the anchor).
+ */
+export function isolationTable(tenantRows: CaseRow[]): string {
+  const names = ['pgtenant', 'PgBouncer + RLS', 'PgBouncer', 'direct']
+  const head = [
+    'tenants × clients',
+    'mode',
+    'pgtenant TPS',
+    'PgBouncer + RLS TPS',
+    'PgBouncer, filtered by hand, TPS',
+    'direct, filtered by hand, TPS',
+    'pgtenant ÷ PgBouncer + RLS',
+    'pgtenant ÷ PgBouncer filtered',
+    'p99 ms (pgtenant / RLS / filtered)',
+    'proxy CPU µs / tx (pgtenant / PgBouncer)',
+  ]
+  const lines = [
+    `| ${head.join(' | ')} |`,
+    `|---|---|${head
+      .slice(2)
+      .map(() => '---:')
+      .join('|')}|`,
+  ]
+  for (const c of tenantRows) {
+    const s = new Map(names.map((t) => [t, c.cells.get(t)?.status === 'ok' ? summarize(c.cells.get(t)!.rounds) : null]))
+    const tps = (t: string): string => {
+      const x = s.get(t)
+      return x ? fmtTps(x.tps) : (c.cells.get(t)?.status ?? '—')
+    }
+    const p = s.get('pgtenant')
+    const shape = /(\d+) tenants × (\d+)/.exec(c.workload)
+    const cpu = (t: string): string => {
+      const v = s.get(t)?.proxyCpuPer1k
+      return v === null || v === undefined ? '—' : fmt(v * 1000, 0)
+    }
+    lines.push(
+      `| ${shape ? `${shape[1]} × ${shape[2]}` : c.clients} | ${c.mode} | ${tps('pgtenant')} | ${tps('PgBouncer + RLS')} | ${tps('PgBouncer')} | ${tps('direct')} | ${fmtRatio(
+        p?.tps,
+        s.get('PgBouncer + RLS')?.tps,
+      )} | ${fmtRatio(p?.tps, s.get('PgBouncer')?.tps)} | ${['pgtenant', 'PgBouncer + RLS', 'PgBouncer'].map((t) => (s.get(t) ? fmtMs(s.get(t)!.p99) : '—')).join(' / ')} | ${cpu('pgtenant')} / ${cpu('PgBouncer')} |`,
+    )
+  }
+  return lines.join('\n')
+}

@@ -9,7 +9,7 @@ import { join } from 'node:path'
 import { freePort } from '../../test/helpers/pg-server.js'
 import { waitForPort, findInTree, killPid, withRaisedNofile, sleep, nofileLimit } from './proc.js'
 
-export type TargetName = 'direct' | 'PgBouncer' | 'pgtenant' | 'pgtenant (baseline)' | 'Node pipe'
+export type TargetName = 'direct' | 'PgBouncer' | 'PgBouncer + RLS' | 'pgtenant' | 'pgtenant (baseline)' | 'Node pipe'
 
 /** pgtenant, or an older build of it started with `--baseline` for an A/B in the same run. */
 export function isPgtenant(t: { name: TargetName }): boolean {
