@@ -237,10 +237,10 @@ t.test('fair hand-out: a tenant with 1 waiting client is served within a couple 
   }
   stop = true
   await Promise.all(loops)
-  // The two running heavy transactions finish, plus at most one more hand-out to heavy (its state
-  // is on the connection), plus completions counted late on a loaded machine; first come first
-  // served would make light wait for ~28 (14 rounds).
-  t.ok(Math.max(...counts) <= 6, `heavy transactions finished while light waited: ${counts.join(', ')}`)
+  // The two running heavy transactions finish, plus at most four more hand-outs to heavy (its state
+  // is on the connection: pool.ts TENANT_SLACK), plus completions counted late on a loaded
+  // machine; first come first served would make light wait for ~28 (14 rounds).
+  t.ok(Math.max(...counts) <= 9, `heavy transactions finished while light waited: ${counts.join(', ')}`)
   t.ok(started >= 30, `${started} heavy transactions started`)
 })
 
