@@ -272,7 +272,7 @@ export function latencyTable(oneClientRows: CaseRow[], targets: string[]): strin
 export function isolationTable(tenantRows: CaseRow[]): string {
   const names = ['pgtenant', 'PgBouncer + RLS', 'PgBouncer', 'direct']
   const head = [
-    'tenants × clients',
+    'shape (tenants × clients each)',
     'mode',
     'pgtenant TPS',
     'PgBouncer + RLS TPS',
