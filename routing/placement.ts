@@ -108,6 +108,21 @@ function byteLength(s: string): number {
   return Buffer.byteLength(s, 'utf8')
 }
 
+/**
+ * The placement with tenants moved by MOVE TENANT (the placement state file, server/tenant-move.ts)
+ * laid over the configured one: an override wins over `placement.tenants`; one naming a backend
+ * that is not configured is left out (the configured placement stays). Pure: a new object.
+ */
+export function applyPlacementOverrides<P extends { readonly default: string; readonly tenants: Readonly<Record<string, string>> }>(
+  placement: P,
+  overrides: Readonly<Record<string, string>>,
+  backends: Readonly<Record<string, unknown>>,
+): P & { tenants: Record<string, string> } {
+  const tenants: Record<string, string> = Object.assign(Object.create(null), placement.tenants)
+  for (const [tenant, backend] of Object.entries(overrides)) if (Object.hasOwn(backends, backend)) tenants[tenant] = backend
+  return { ...placement, tenants }
+}
+
 /** Decides where the current transaction goes. Never throws for any input. */
 export function decideRoute(input: RouteInput): RouteDecision {
   const { tenant } = input

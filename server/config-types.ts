@@ -143,7 +143,17 @@ export interface Config {
   backends: Record<string, BackendConfig>
   /** Client database name -> backend (and server database); "*" is the fallback. Absent: backend names and their URLs' databases (server/databases.ts). */
   databases?: Record<string, DatabaseConfig>
-  placement: { default: string; tenants: Record<string, string> }
+  placement: {
+    default: string
+    /** placement.tenants with the placement state file's entries laid over it (they win). */
+    tenants: Record<string, string>
+    /** MOVE TENANT writes the tenants it moved here (JSON, atomically); read at start and reload. */
+    state_file?: string
+    /** The entries read from state_file (also in `tenants`). */
+    moved?: Record<string, string>
+    /** How long MOVE TENANT waits for the tenant's running transactions (ms, default 30000). */
+    move_wait_ms?: number
+  }
   pool: PoolConfig
   /** Per-tenant limits (absent: none; tenants still share a pool fairly). */
   tenant_limits?: TenantLimitsConfig

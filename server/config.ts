@@ -3,6 +3,8 @@
 import { readFileSync } from 'node:fs'
 import { dirname, resolve } from 'node:path'
 import YAML from 'yaml'
+import { applyPlacementOverrides } from '../routing/placement.js'
+import { readPlacementState } from './placement-state.js'
 import type {
   BackendConfig,
   BackendUrl,
@@ -134,6 +136,11 @@ class Reader {
     const m = /^(?:\[([^\]]+)\]|([^:]*)):(\d{1,5})$/.exec(s)
     if (!m || Number(m[3]) > 65535) return this.fail(path, `must be host:port, got "${s}"`)
     return { host: m[1] ?? (m[2] || '0.0.0.0'), port: Number(m[3]) }
+  }
+
+  /** A path relative to the config file's directory, made absolute. */
+  path(s: string): string {
+    return resolve(this.baseDir, s)
   }
 
   file(v: unknown, path: string): { path: string; text: string } | undefined {
@@ -494,5 +501,24 @@ function readPlacement(r: Reader, v: unknown, backends: Record<string, BackendCo
       if (b !== undefined && !backends[b]) r.fail(`placement.tenants.${tenant}`, `no backend named "${b}"`)
       else if (b !== undefined) tenants[tenant] = b
     }
-  return { default: dflt ?? '', tenants }
+  const out: Config['placement'] = { default: dflt ?? '', tenants }
+  for (const k of Object.keys(o))
+    if (!['default', 'tenants', 'state_file', 'move_wait_ms'].includes(k))
+      r.fail(`placement.${k}`, 'unknown key (expected default, tenants, state_file, move_wait_ms)')
+  if (o.move_wait_ms !== undefined) out.move_wait_ms = r.int(o.move_wait_ms, 'placement.move_wait_ms', 30000, 1)
+  if (o.state_file !== undefined) {
+    const file = r.str(o.state_file, 'placement.state_file')
+    if (file !== undefined) {
+      out.state_file = r.path(file)
+      try {
+        out.moved = readPlacementState(out.state_file)
+      } catch (err) {
+        r.fail('placement.state_file', (err as Error).message)
+      }
+      for (const [tenant, b] of Object.entries(out.moved ?? {}))
+        if (!backends[b]) r.fail('placement.state_file', `tenant "${tenant}" is placed on backend "${b}", which is not configured`)
+      out.tenants = applyPlacementOverrides(out, out.moved ?? {}, backends).tenants
+    }
+  }
+  return out
 }

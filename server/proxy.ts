@@ -53,7 +53,7 @@ export class Proxy implements ProxyContext {
   readonly version: string = readVersion()
   /** PAUSE: tenants (or '*' for all) whose new transactions wait; running ones finish. */
   readonly paused = new Set<string>()
-  private pauseWaiters: (() => void)[] = []
+  private pauseWaiters: { session: ClientSession; go: () => void }[] = []
   private readonly byPid = new Map<number, ClientSession>()
   /** Cancel keys of session-pooled clients, whose pid is their server connection's (server pids of different servers may repeat: keyed with the secret). */
   private readonly byServerCancelKey = new Map<string, ClientSession>()
@@ -392,7 +392,12 @@ export class Proxy implements ProxyContext {
     else this.paused.delete(tenant)
     const waiters = this.pauseWaiters
     this.pauseWaiters = []
-    for (const w of waiters) w()
+    for (const w of waiters) w.go()
+  }
+
+  /** Sessions whose next transaction a PAUSE holds (MOVE TENANT waits for every other one of its tenant). */
+  heldByPause(): Set<ClientSession> {
+    return new Set(this.pauseWaiters.map((w) => w.session))
   }
 
   private isPaused(session: ClientSession): boolean {
@@ -457,7 +462,7 @@ export class Proxy implements ProxyContext {
       if (tenant !== null && this.disabled.has(tenant) && !session.inTransaction)
         throw new BackendError(`tenant "${tenant}" is disabled (DISABLE on the pgtenant admin console; ENABLE lets it in again)`, '57P03')
       if (this.isPaused(session)) {
-        this.pauseWaiters.push(() => this.acquireWith(session, done))
+        this.pauseWaiters.push({ session, go: () => this.acquireWith(session, done) })
         return
       }
       ;({ route, pool } = this.router.routeAndPool(session))

@@ -10,11 +10,12 @@ import type { ClientSession } from '../session.js'
 import { loginMethod } from '../client-auth.js'
 import type { Config, UserConfig } from '../config-types.js'
 import type { TenantCounters } from '../tenant-stats.js'
+import { TenantMoves } from '../tenant-move.js'
 
 type Rows = (string | number | boolean | null)[][]
 
 const COMMANDS =
-  "SHOW POOLS | CLIENTS | SERVERS | DATABASES | USERS | TENANTS | STATS | CONFIG | VERSION | HELP, EXPLAIN REWRITE [FOR TENANT 'x'] <statement>, RELOAD, PAUSE [TENANT 'x'], RESUME [TENANT 'x'], DISABLE <db>, ENABLE <db>, DISABLE TENANT 'x', ENABLE TENANT 'x', RECONNECT [db], WAIT_CLOSE [db], KILL CLIENT <id>, SHUTDOWN"
+  "SHOW POOLS | CLIENTS | SERVERS | DATABASES | USERS | TENANTS | STATS | CONFIG | VERSION | HELP, EXPLAIN REWRITE [FOR TENANT 'x'] <statement>, RELOAD, PAUSE [TENANT 'x'], RESUME [TENANT 'x'], DISABLE <db>, ENABLE <db>, DISABLE TENANT 'x', ENABLE TENANT 'x', MOVE TENANT 'x' TO <db>, PURGE TENANT 'x' FROM <db>, SHOW MOVES, RECONNECT [db], WAIT_CLOSE [db], KILL CLIENT <id>, SHUTDOWN"
 
 const HELP: [string, string][] = [
   ['SHOW POOLS', 'server connection pools: active, idle, connecting, waiting clients, size'],
@@ -37,6 +38,9 @@ const HELP: [string, string][] = [
   ['ENABLE <db>', 'undo DISABLE <db>'],
   ["DISABLE TENANT 'x'", "refuse the tenant's new transactions with 57P03 until ENABLE"],
   ["ENABLE TENANT 'x'", "undo DISABLE TENANT 'x'"],
+  ["MOVE TENANT 'x' TO <db>", "copy the tenant's rows to another backend during a pause, verify them, switch its placement (answers when done)"],
+  ["PURGE TENANT 'x' FROM <db>", 'delete the rows a move left on a backend the tenant is no longer placed on'],
+  ['SHOW MOVES', 'tenant moves: from, to, state, table, rows copied, started, pause ms, error'],
   ['RECONNECT [db]', 'replace server connections (of a backend, or all): idle ones now, busy ones when released'],
   ['WAIT_CLOSE [db]', 'wait until the server connections RECONNECT or RELOAD replaced are closed'],
   ['KILL CLIENT <id>', 'close one client connection (57P01)'],
@@ -53,7 +57,12 @@ const RECONNECT = new RegExp(`^(reconnect|wait_close)(?:\\s+${DB})?$`, 'i')
 const DEFERRED: Buffer[] = []
 
 export class AdminConsole {
-  constructor(private readonly proxy: Proxy) {}
+  constructor(private readonly proxy: Proxy) {
+    this.moves = new TenantMoves(proxy)
+  }
+
+  /** MOVE TENANT / PURGE TENANT (server/tenant-move.ts). */
+  readonly moves: TenantMoves
 
   /** Sessions whose WAIT_CLOSE is still waiting: the promise settles after its reply is written. */
   private readonly waiting = new Map<ClientSession, { held: Promise<void>; cancel(): void }>()
@@ -112,6 +121,16 @@ export class AdminConsole {
       this.proxy.log.warn({ tenant }, disable ? 'tenant disabled on the admin console' : 'tenant enabled on the admin console')
       return [be.commandComplete(disable ? 'DISABLE' : 'ENABLE')]
     }
+    if ((m = new RegExp(`^move\\s+tenant\\s+('(?:[^']|'')*')\\s+to\\s+${DB}$`, 'i').exec(text))) {
+      const tenant = unquote(m[1])
+      const to = m[2] !== undefined ? m[2].replace(/""/g, '"') : m[3]
+      return this.later(session, () => this.moves.move(tenant, to).then((r) => [be.commandComplete(`MOVE ${r.rowsCopied}`)]))
+    }
+    if ((m = new RegExp(`^purge\\s+tenant\\s+('(?:[^']|'')*')\\s+from\\s+${DB}$`, 'i').exec(text))) {
+      const tenant = unquote(m[1])
+      const from = m[2] !== undefined ? m[2].replace(/""/g, '"') : m[3]
+      return this.later(session, () => this.moves.purge(tenant, from).then((n) => [be.commandComplete(`PURGE ${n}`)]))
+    }
     if ((m = RECONNECT.exec(text))) {
       const backend = m[2] === undefined && m[3] === undefined ? undefined : this.backendName(dbName(m))
       if (m[1].toLowerCase() === 'reconnect') {
@@ -169,6 +188,38 @@ export class AdminConsole {
     })
     session.socket.once('close', gone)
     void wait.done.then(() => finish([be.commandComplete('WAIT_CLOSE')]))
+    return DEFERRED
+  }
+
+  /**
+   * A command that answers when its work is done (MOVE, PURGE): as WAIT_CLOSE, the session holds
+   * what the client sends meanwhile; an error becomes an ErrorResponse with its SQLSTATE. A
+   * cancel only stops the wait for the reply (the work goes on; SHOW MOVES follows it).
+   */
+  private later(session: ClientSession, work: () => Promise<Buffer[]>): Buffer[] {
+    let release!: () => void
+    const held = new Promise<void>((resolve) => (release = resolve))
+    const finish = (reply: Buffer[]): void => {
+      if (this.waiting.get(session)?.held !== held) return
+      this.waiting.delete(session)
+      if (session.state !== 'closed' && !session.socket.destroyed) session.socket.write(Buffer.concat([...reply, be.readyForQuery('I')]))
+      release()
+    }
+    this.waiting.set(session, {
+      held,
+      cancel: () =>
+        finish([be.errorResponse({ severity: 'ERROR', code: '57014', message: 'canceling the wait for the reply (the work goes on: SHOW MOVES)' })]),
+    })
+    session.socket.once('close', () => finish([]))
+    let job: Promise<Buffer[]>
+    try {
+      job = work()
+    } catch (err) {
+      job = Promise.reject(err as Error)
+    }
+    job.then(finish, (err: Error) =>
+      finish([be.errorResponse({ severity: 'ERROR', code: (err as { sqlstate?: string }).sqlstate ?? 'XX000', message: err.message })]),
+    )
     return DEFERRED
   }
 
@@ -352,6 +403,21 @@ export class AdminConsole {
           }),
         )
       }
+      case 'moves':
+        return table(
+          ['tenant', 'from', 'to', 'state', 'table', 'rows_copied', 'started', 'pause_ms', 'error'],
+          this.moves.moves.map((r) => [
+            r.tenant,
+            r.from,
+            r.to,
+            r.state,
+            r.table,
+            r.rowsCopied,
+            new Date(r.startedAt).toISOString(),
+            r.pauseMs ?? (r.pausedAt !== null ? Date.now() - r.pausedAt : null),
+            r.error,
+          ]),
+        )
       case 'users':
         return table(['name', 'tenant', 'bypass', 'admin', 'password', 'clients'], this.userRows())
       default:
