@@ -18,6 +18,7 @@ import { from as copyFrom } from 'pg-copy-streams'
 import { startPostgres, ROLES } from '../helpers/pg-server.js'
 import { startProxy, run, psqlArgs } from '../helpers/proxy.js'
 import { rawConnection, P, B, E, S, Q } from '../helpers/raw-client.js'
+import { binaryCopy, int4, int8 } from '../helpers/copy-binary.js'
 
 const server = await startPostgres()
 t.teardown(() => server.stop())
@@ -92,33 +93,6 @@ const copyData = (bytes: Buffer | string): Buffer => {
 }
 const COPY_DONE = Buffer.from([0x63, 0, 0, 0, 4])
 const bytewise = (data: Buffer | string): Buffer[] => [...(Buffer.isBuffer(data) ? data : Buffer.from(data, 'utf8'))].map((b) => copyData(Buffer.from([b])))
-
-function binary(tuples: (Buffer | null)[][]): Buffer {
-  const parts: Buffer[] = [Buffer.from('PGCOPY\n\xff\r\n\0', 'latin1'), Buffer.alloc(8)]
-  for (const tuple of tuples) {
-    const n = Buffer.alloc(2)
-    n.writeInt16BE(tuple.length)
-    parts.push(n)
-    for (const f of tuple) {
-      const len = Buffer.alloc(4)
-      len.writeInt32BE(f === null ? -1 : f.length)
-      parts.push(len)
-      if (f) parts.push(f)
-    }
-  }
-  parts.push(Buffer.from([0xff, 0xff]))
-  return Buffer.concat(parts)
-}
-const int4 = (v: number): Buffer => {
-  const b = Buffer.alloc(4)
-  b.writeInt32BE(v)
-  return b
-}
-const int8 = (v: number): Buffer => {
-  const b = Buffer.alloc(8)
-  b.writeBigInt64BE(BigInt(v))
-  return b
-}
 
 t.test('psql \\copy, text: the tenant column left out is filled in', async (t) => {
   const f = file('a.txt', '2\tb2\n3\tb\\tx\n4\t\\N\n')
@@ -205,12 +179,12 @@ t.test('raw protocol: every byte its own CopyData (text, CSV, binary)', async (t
     ["COPY items (id, note) FROM STDIN WITH (FORMAT csv, NULL 'NULL', ESCAPE '\\')", '44,"a\\"\r"\n45,NULL\n46,"NULL"\n'],
     [
       'COPY items (id, name) FROM STDIN WITH (FORMAT binary)',
-      binary([
+      binaryCopy([
         [int4(47), Buffer.from('bin')],
         [int4(48), null],
       ]),
     ],
-    ['COPY items (id, tenant_id, name) FROM STDIN WITH (FORMAT binary)', binary([[int4(49), Buffer.from('acme'), Buffer.from('b')]])],
+    ['COPY items (id, tenant_id, name) FROM STDIN WITH (FORMAT binary)', binaryCopy([[int4(49), Buffer.from('acme'), Buffer.from('b')]])],
   ]
   for (const [sql, data] of cases)
     await oracle(t, async (url) => {
@@ -237,18 +211,18 @@ t.test('binary with an integer tenant column (tenant 42)', async (t) => {
     t,
     run42(
       'COPY counters (k, v) FROM STDIN (FORMAT binary)',
-      binary([
+      binaryCopy([
         [int4(2), int8(20)],
         [int4(3), null],
       ]),
     ),
     '42',
   )
-  await oracle(t, run42('COPY counters FROM STDIN (FORMAT binary)', binary([[int4(42), int4(4), int8(40)]])), '42')
+  await oracle(t, run42('COPY counters FROM STDIN (FORMAT binary)', binaryCopy([[int4(42), int4(4), int8(40)]])), '42')
   reset()
   const c = await rawConnection(viaProxy)
   await c.exchange([Q("SET app.tenant = '42'")], 1)
-  const out = await c.exchange([Q('COPY counters FROM STDIN (FORMAT binary)'), copyData(binary([[int4(7), int4(5), int8(1)]])), COPY_DONE], 1)
+  const out = await c.exchange([Q('COPY counters FROM STDIN (FORMAT binary)'), copyData(binaryCopy([[int4(7), int4(5), int8(1)]])), COPY_DONE], 1)
   t.same(out.slice(-2), ['E:42501', 'Z:I'])
   t.equal(rowsOf('shared', COUNTERS, 'WHERE org = 7'), '7|1|70', "the other tenant's counters untouched")
   await c.close()

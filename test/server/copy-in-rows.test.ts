@@ -6,6 +6,7 @@ import t, { type Test } from 'tap'
 import type { CopyInPlan } from '../../parser/types.js'
 import { CopyRowsError, copyInRows } from '../../server/session/copy-in-rows.js'
 import { mulberry32 } from '../helpers/rng.js'
+import { binaryCopy, int4 } from '../helpers/copy-binary.js'
 
 function plan(over: Partial<CopyInPlan> = {}): CopyInPlan {
   const format = over.format ?? 'text'
@@ -193,32 +194,11 @@ t.test('CSV, check: the value after quotes and escapes is compared; unquoted NUL
   ok(t, plan({ format: 'csv', mode: 'check', index: 0, header: 'skip' }), 'acme', 'tenant_id,x\nacme,1\n', 'tenant_id,x\nacme,1\n')
 })
 
-function binary(tuples: (Buffer | null)[][], trailer = true): Buffer {
-  const parts: Buffer[] = [Buffer.from('PGCOPY\n\xff\r\n\0', 'latin1'), Buffer.from([0, 0, 0, 0, 0, 0, 0, 0])]
-  for (const tuple of tuples) {
-    const n = Buffer.alloc(2)
-    n.writeInt16BE(tuple.length)
-    parts.push(n)
-    for (const f of tuple) {
-      const len = Buffer.alloc(4)
-      len.writeInt32BE(f === null ? -1 : f.length)
-      parts.push(len)
-      if (f) parts.push(f)
-    }
-  }
-  if (trailer) parts.push(Buffer.from([0xff, 0xff]))
-  return Buffer.concat(parts)
-}
-const int4 = (v: number): Buffer => {
-  const b = Buffer.alloc(4)
-  b.writeInt32BE(v)
-  return b
-}
 const txt = (s: string): Buffer => Buffer.from(s, 'utf8')
 
 t.test('binary, append: the field count gains one and each tuple the tenant field', async (t) => {
   const p = plan({ format: 'binary', fields: 2, columnType: 'text' })
-  const input = binary([
+  const input = binaryCopy([
     [int4(1), txt('x')],
     [int4(2), null],
   ])
@@ -226,41 +206,47 @@ t.test('binary, append: the field count gains one and each tuple the tenant fiel
   t.equal(o.error, null)
   t.same(
     o.out,
-    binary([
+    binaryCopy([
       [int4(1), txt('x'), txt('acme')],
       [int4(2), null, txt('acme')],
     ]),
   )
-  const withExt = Buffer.concat([Buffer.from('PGCOPY\n\xff\r\n\0', 'latin1'), int4(0), int4(3), Buffer.from('abc'), binary([[int4(7), txt('y')]]).subarray(19)])
+  const withExt = Buffer.concat([
+    Buffer.from('PGCOPY\n\xff\r\n\0', 'latin1'),
+    int4(0),
+    int4(3),
+    Buffer.from('abc'),
+    binaryCopy([[int4(7), txt('y')]]).subarray(19),
+  ])
   const o2 = same(t, p, 'acme', withExt)
-  t.same(o2.out, Buffer.concat([withExt.subarray(0, 22), binary([[int4(7), txt('y'), txt('acme')]]).subarray(19)]))
-  const ints = same(t, plan({ format: 'binary', fields: 1, columnType: 'integer' }), '42', binary([[txt('z')]], false))
-  t.same(ints.out, binary([[txt('z'), int4(42)]], false))
+  t.same(o2.out, Buffer.concat([withExt.subarray(0, 22), binaryCopy([[int4(7), txt('y'), txt('acme')]]).subarray(19)]))
+  const ints = same(t, plan({ format: 'binary', fields: 1, columnType: 'integer' }), '42', binaryCopy([[txt('z')]], false))
+  t.same(ints.out, binaryCopy([[txt('z'), int4(42)]], false))
   t.match(run(plan({ format: 'binary', columnType: 'integer' }), 'acme', []).error, /not an integer/)
   t.match(run(plan({ format: 'binary', columnType: 'numeric' }), '1', []).error, /type numeric is not supported/)
-  const uuid = same(t, plan({ format: 'binary', fields: 1, columnType: 'uuid' }), '{0123456789ABCDEF0123456789abcdef}', binary([[txt('z')]]))
-  t.same(uuid.out, binary([[txt('z'), Buffer.from('0123456789abcdef0123456789abcdef', 'hex')]]))
-  refused(t, p, 'acme', binary([[int4(1)]]), /row field count is 1, expected 2/, '22P04')
+  const uuid = same(t, plan({ format: 'binary', fields: 1, columnType: 'uuid' }), '{0123456789ABCDEF0123456789abcdef}', binaryCopy([[txt('z')]]))
+  t.same(uuid.out, binaryCopy([[txt('z'), Buffer.from('0123456789abcdef0123456789abcdef', 'hex')]]))
+  refused(t, p, 'acme', binaryCopy([[int4(1)]]), /row field count is 1, expected 2/, '22P04')
 })
 
 t.test('binary, check: the tenant field must be the tenant in the column type', async (t) => {
   const p = plan({ format: 'binary', mode: 'check', index: 1, fields: 2, columnType: 'integer' })
-  const good = binary([
+  const good = binaryCopy([
     [txt('a'), int4(42)],
     [txt('b'), int4(42)],
   ])
   const o = same(t, p, '42', good)
   t.equal(o.error, null)
   t.same(o.out, good)
-  const bad = binary([
+  const bad = binaryCopy([
     [txt('a'), int4(42)],
     [txt('b'), int4(43)],
   ])
   const b = same(t, p, '42', bad)
   t.match(b.error ?? '', /row 2: column "tenant_id" is not the session tenant's value '42'/)
   t.ok(b.out.length < bad.length - 2, 'the refused tuple never reached the server whole')
-  t.match(same(t, p, '42', binary([[txt('a'), null]])).error ?? '', /is NULL/)
-  t.match(same(t, p, '42', binary([[txt('a'), txt('42')]])).error ?? '', /not the session tenant/)
+  t.match(same(t, p, '42', binaryCopy([[txt('a'), null]])).error ?? '', /is NULL/)
+  t.match(same(t, p, '42', binaryCopy([[txt('a'), txt('42')]])).error ?? '', /not the session tenant/)
 })
 
 t.test('a tenant that cannot be written is refused before the COPY starts', async (t) => {
