@@ -19,21 +19,16 @@ export interface TenantCounters {
   lastActive: number
 }
 
+type Counts = Omit<TenantCounters, 'tenant' | 'lastActive'>
+
+/** Every counter at zero: a new tenant's, and the totals'. */
+function zeroCounts(): Counts {
+  return { statements: 0, transactions: 0, errors: 0, refusals: 0, queries: 0, totalLatencyMs: 0, rows: 0, throttled: 0, rejected: 0, waits: 0, waitMs: 0 }
+}
+
 export class TenantStats {
   private readonly byTenant = new Map<string, TenantCounters>()
-  readonly totals: Omit<TenantCounters, 'tenant' | 'lastActive'> = {
-    statements: 0,
-    transactions: 0,
-    errors: 0,
-    refusals: 0,
-    queries: 0,
-    totalLatencyMs: 0,
-    rows: 0,
-    throttled: 0,
-    rejected: 0,
-    waits: 0,
-    waitMs: 0,
-  }
+  readonly totals: Counts = zeroCounts()
 
   constructor(private readonly maxTenants = 100_000) {}
 
@@ -47,21 +42,7 @@ export class TenantStats {
     let c = this.byTenant.get(key)
     if (c) this.byTenant.delete(key)
     else {
-      c = {
-        tenant: key,
-        statements: 0,
-        transactions: 0,
-        errors: 0,
-        refusals: 0,
-        queries: 0,
-        totalLatencyMs: 0,
-        rows: 0,
-        throttled: 0,
-        rejected: 0,
-        waits: 0,
-        waitMs: 0,
-        lastActive: 0,
-      }
+      c = { tenant: key, ...zeroCounts(), lastActive: 0 }
       if (this.byTenant.size >= this.maxTenants) this.byTenant.delete(this.byTenant.keys().next().value as string)
     }
     c.lastActive = Date.now()
