@@ -78,6 +78,8 @@ export interface ProxyContext {
   acquire(session: ClientSession): Promise<{ conn: BackendConnection; pool: Pool }>
   /** The same through a callback, never called before it returns (no Promise per wait: the sessions' path). */
   acquireWith(session: ClientSession, done: (err: Error | null, conn: BackendConnection | null, pool: Pool | null) => void): void
+  /** A MOVE TENANT of the session's tenant is pausing it: a session that keeps its server connection between transactions leaves it (backend-link leaveForMove). */
+  leavesServerConnection(session: ClientSession): boolean
   /** What the session's tenant limits add to its server connection state (statement_timeout): a state key suffix ('' when none). */
   tenantStateKey(session: ClientSession): string
   /** The SQL that sets it after the state replay ('' when none); `clientSetsTimeout`: the client set its own statement_timeout. */

@@ -54,6 +54,8 @@ export class Proxy implements ProxyContext {
   /** PAUSE: tenants (or '*' for all) whose new transactions wait; running ones finish. */
   readonly paused = new Set<string>()
   private pauseWaiters: { session: ClientSession; go: () => void }[] = []
+  /** Tenants a MOVE TENANT is pausing (server/tenant-move.ts): their sessions leave the server connections they keep between transactions. */
+  readonly moving = new Set<string>()
   private readonly byPid = new Map<number, ClientSession>()
   /** Cancel keys of session-pooled clients, whose pid is their server connection's (server pids of different servers may repeat: keyed with the secret). */
   private readonly byServerCancelKey = new Map<string, ClientSession>()
@@ -398,6 +400,10 @@ export class Proxy implements ProxyContext {
   /** Sessions whose next transaction a PAUSE holds (MOVE TENANT waits for every other one of its tenant). */
   heldByPause(): Set<ClientSession> {
     return new Set(this.pauseWaiters.map((w) => w.session))
+  }
+
+  leavesServerConnection(session: ClientSession): boolean {
+    return this.moving.size > 0 && !session.bypass && session.effectiveTenant !== null && this.moving.has(session.effectiveTenant)
   }
 
   private isPaused(session: ClientSession): boolean {

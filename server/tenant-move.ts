@@ -28,6 +28,8 @@ export interface MoveHost {
   readonly tenantPattern: RegExp
   readonly sessions: ReadonlyMap<number, ClientSession>
   readonly paused: ReadonlySet<string>
+  /** Tenants a move is pausing: their sessions leave the server connections they keep between transactions (session pooling, pinned). */
+  readonly moving: Set<string>
   readonly role: unknown
   readonly catalogs: {
     readonly facts: ReadonlyMap<string, SchemaFacts>
@@ -127,8 +129,11 @@ export class TenantMoves {
 
       rec.state = 'pausing'
       host.pause(tenant)
+      host.moving.add(tenant)
       paused = true
       rec.pausedAt = Date.now()
+      // Sessions that keep a server connection between transactions leave it now (those in a transaction when theirs ends).
+      for (const s of host.sessions.values()) if (s.effectiveTenant === tenant && !s.bypass) s.leaveForMove()
       await this.drained(tenant, config.placement.move_wait_ms ?? 30_000)
 
       rec.state = 'copying'
@@ -166,6 +171,7 @@ export class TenantMoves {
       source?.close() // ends the read-only snapshot
       target?.close() // a target transaction not committed is rolled back by the server
       if (paused) {
+        host.moving.delete(tenant)
         host.resume(tenant)
         rec.pauseMs = Date.now() - (rec.pausedAt as number)
         log.info({ pause_ms: rec.pauseMs }, 'tenant move: tenant resumed')
@@ -221,13 +227,15 @@ export class TenantMoves {
       const held = this.host.heldByPause()
       let busy = 0
       const why: string[] = []
-      for (const s of this.host.sessions.values())
+      for (const s of this.host.sessions.values()) {
+        if (s.effectiveTenant === tenant && !s.bypass && s.backend !== null && !s.inTransaction) s.leaveForMove() // between transactions now: leaves
         // Held by the pause: no server connection yet (a BEGIN the proxy answered itself included); it starts after RESUME, on the new placement.
         if (s.effectiveTenant === tenant && !s.bypass && !held.has(s) && (s.inTransaction || s.backend !== null || s.metricState === 'waiting')) {
           busy++
           if (why.length < 5)
             why.push(`client ${s.id} ${s.metricState}${s.inTransaction ? ' in a transaction' : ''}${s.backend !== null ? ' holding a server connection' : ''}`)
         }
+      }
       if (busy === 0) return
       if (Date.now() > deadline)
         throw new BackendError(

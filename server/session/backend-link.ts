@@ -114,15 +114,48 @@ export abstract class SessionBackendLink extends SessionAnswers {
     return false
   }
 
+  /**
+   * MOVE TENANT pauses this session's tenant (server/tenant-move.ts): a session that keeps its
+   * server connection between transactions (session pooling, or pinned by PREPARE or a WITH HOLD
+   * cursor) leaves it as a tenant change does, so that its next transaction waits for the pause
+   * and then runs where the tenant is placed. Only between transactions (none open, every reply
+   * in, nothing unsent): true when it left or held none; false while busy (it leaves when its
+   * transaction ends: maybeRelease asks ctx.leavesServerConnection).
+   */
+  leaveForMove(): boolean {
+    if (this.backend === null) return true
+    if (this.txStatus !== 'I' || !this.queue.settled || this.toBackend.length > 0 || this.waitingToMove || this.acquiring) return false
+    this.leaveBackend('move')
+    return true
+  }
+
   /** Give the server connection up between transactions, for another server: made clean (DISCARD ALL) and back to its pool. */
-  private leaveBackend(): void {
+  private leaveBackend(why: 'tenant' | 'move' = 'tenant'): void {
     const conn = this.backend as BackendConnection
     const pool = this.pool as Pool
     const from = this.backendName
+    const kept = this.poolMode === 'session' || this.pinned
     this.backend = null
     this.pool = null
     conn.detach()
     resetForReuse(conn, pool, this.log)
+    if (why === 'move') {
+      // What lived on that connection is gone (DISCARD ALL): nothing pins the session to a connection any more.
+      this.sqlPrepared.clear()
+      this.holdsCursor = false
+      this.cursorCheck = false
+      this.log.info({ from, tenant: this.effectiveTenant }, 'tenant being moved (MOVE TENANT): session left its server connection')
+      if (kept)
+        this.answer([
+          be.noticeResponse({
+            severity: 'WARNING',
+            code: '01000',
+            message: `${this.ctx.planner.setting} "${this.effectiveTenant ?? ''}" is being moved to another server (MOVE TENANT): this session left its server connection; temporary tables, LISTEN, session advisory locks, PREPAREd statements and WITH HOLD cursors of that connection are gone`,
+          }),
+        ])
+      this.out.flush()
+      return
+    }
     this.log.info({ from, tenant: this.effectiveTenant }, 'tenant placed on another server: session moved to a new server connection')
     if (this.poolMode === 'session')
       this.answer([
@@ -321,6 +354,8 @@ export abstract class SessionBackendLink extends SessionAnswers {
     if (!conn || !this.queue.settled || this.txStatus !== 'I' || this.toBackend.length > 0) return
     // The transaction is over: what it used may now be evicted (backend/prepared.ts), also on a connection the session keeps.
     conn.prepared.epoch++
+    // A move of the tenant is pausing it: a session that would keep the connection leaves it (leaveForMove).
+    if ((this.poolMode !== 'transaction' || this.pinned) && this.ctx.leavesServerConnection(this.session)) return this.leaveBackend('move')
     if (this.poolMode !== 'transaction') return
     if (this.cursorCheck) return this.askForHeldCursors(conn)
     if (this.pinned) return
