@@ -15,6 +15,7 @@
 import type { Logger } from 'pino'
 import type { BackendConfig, Config, UserConfig } from './config-types.js'
 import { BackendConnection, BackendError, type BackendTarget } from './backend/connection.js'
+import { Pool, type PoolManager } from './backend/pool.js'
 import { targetFor, isHashed } from './backend/target.js'
 import type { SchemaFacts } from '../parser/types.js'
 import type { ClientSession } from './session.js'
@@ -31,6 +32,8 @@ export interface MoveHost {
   /** Tenants a move is pausing: their sessions leave the server connections they keep between transactions (session pooling, pinned). */
   readonly moving: Set<string>
   readonly role: unknown
+  /** The move's connections count under pool.max_server_connections (one-connection pools of their own, as the catalog reads'). */
+  readonly pools: PoolManager
   readonly catalogs: {
     readonly facts: ReadonlyMap<string, SchemaFacts>
     factsFor(name: string, tenant: string | null): SchemaFacts | Promise<void> | undefined
@@ -69,7 +72,6 @@ interface TableCopy {
   cols: string
 }
 
-const CONNECT_TIMEOUT_MS = 10_000
 /** Kept in SHOW MOVES. */
 const KEEP_MOVES = 100
 
@@ -120,8 +122,8 @@ export class TenantMoves {
     let paused = false
     try {
       const lit = literal(tenant)
-      source = new Wire(await BackendConnection.connect(this.target(from, tenant), CONNECT_TIMEOUT_MS), `source "${from}"`)
-      target = new Wire(await BackendConnection.connect(this.target(to, tenant), CONNECT_TIMEOUT_MS), `target "${to}"`)
+      source = await this.connect(from, tenant, `source "${from}"`)
+      target = await this.connect(to, tenant, `target "${to}"`)
       const tables = await this.tables(from, tenant, source)
       rec.tables = tables.length
       await checkTarget(tables, target, to, tenant, lit)
@@ -190,7 +192,7 @@ export class TenantMoves {
     if (host.placementFor(tenant) === from)
       throw new BackendError(`tenant "${tenant}" is placed on "${from}": its data there is live (PURGE only removes what a move left behind)`, '55006')
     if (this.running.has(tenant)) throw new BackendError(`a move of tenant "${tenant}" is running`, '55006')
-    const conn = new Wire(await BackendConnection.connect(this.target(from, tenant), CONNECT_TIMEOUT_MS), `"${from}"`)
+    const conn = await this.connect(from, tenant, `"${from}"`)
     try {
       const tables = await this.tables(from, tenant, conn)
       const lit = literal(tenant)
@@ -264,6 +266,19 @@ export class TenantMoves {
       out.push({ name: qualified(table), column, cols: rows[0][1] as string })
     }
     return out
+  }
+
+  /**
+   * A server connection of the move's own to backend `name` for this tenant, from a
+   * one-connection pool that counts under pool.max_server_connections (urgent: it waits for room
+   * ahead of clients, as the catalog reads do; pool.wait_timeout_ms at most), closed when the move
+   * is done, and counted until the server has let it go.
+   */
+  private async connect(name: string, tenant: string, label: string): Promise<Wire> {
+    const target = this.target(name, tenant)
+    const pool = new Pool(`move\u0000${name}\u0000${target.host}:${target.port}/${target.database}`, name, target, 1, this.host.pools, true)
+    const conn = await pool.acquire()
+    return new Wire(conn, label, () => pool.release(conn, false))
   }
 
   /** Where the move connects for backend `name` and this tenant: as the catalog reads do (the URL's user, else the first user with a plain password). */
@@ -377,6 +392,8 @@ class Wire {
   constructor(
     private readonly conn: BackendConnection,
     private readonly label: string,
+    /** Gives the connection back to its pool, to be closed (and counted until the server let it go). */
+    private readonly release: () => void,
   ) {
     conn.attach({
       onData: (chunk) => {
@@ -437,9 +454,13 @@ class Wire {
   }
 
   close(): void {
+    if (this.released) return
+    this.released = true
     this.conn.detach()
-    this.conn.close()
+    this.release()
   }
+
+  private released = false
 
   private run(sql: string, extra: Partial<Op>): Promise<Op> {
     return new Promise((resolve, reject) => {
