@@ -14,9 +14,15 @@
 //     binary operators, IN / NOT IN (…) lists, [NOT] BETWEEN [SYMMETRIC], op ANY/ALL (ARRAY[…] |
 //     constant | parameter), IS [NOT] DISTINCT FROM;
 //   - IS [NOT] NULL, IS [NOT] TRUE/FALSE/UNKNOWN;
-//   - row constructors of accepted operands (compared column by column with the same operators).
-// Anything else (function calls, sublinks, other operators, LIKE, CASE, casts of columns, row
-// constructors, subscripts, …) is not leakproof-safe.
+//   - row constructors of accepted operands (compared column by column with the same operators);
+//   - row-independent values (see rowIndependent): expressions that read no column and call only
+//     side-effect-free pg_catalog functions such as current_setting('app.tenant') or now() - interval
+//     '1 day'. Evaluated on another tenant's row they see nothing of it, so, like a parameter, they may
+//     run first (PostgreSQL's own test, contain_leaked_vars, likewise only objects to non-leakproof
+//     functions whose arguments hold columns). Citus refuses non-IMMUTABLE functions inside CASE in an
+//     UPDATE / DELETE, so guarding them would make `WHERE tenant_id = current_setting(…)` fail there.
+// Anything else (other function calls, sublinks, other operators, LIKE, CASE, casts of columns,
+// subscripts, …) is not leakproof-safe.
 //
 // Pure: no state, no I/O.
 
@@ -40,6 +46,51 @@ function onlyKey(n: N): string | null {
   return keys.length === 1 ? keys[0] : null
 }
 
+/**
+ * pg_catalog functions without side effects whose value depends on no row: a call with row-independent
+ * arguments may be evaluated per row (it is STABLE) without carrying anything of the row out. Errors
+ * they raise (an unknown setting, a bad cast of its text) name only their constant arguments.
+ */
+const ROW_INDEPENDENT_FUNCTIONS = new Set(['current_setting', 'now', 'statement_timestamp', 'transaction_timestamp', 'current_database', 'current_schema'])
+
+/** + and - between row-independent operands (timestamps and intervals, numbers). */
+const ROW_INDEPENDENT_OPERATORS = new Set(['+', '-'])
+
+function funcName(names: N): string | null {
+  if (!Array.isArray(names) || names.length === 0 || names.length > 2) return null
+  const parts = names.map((x: N) => x?.String?.sval)
+  if (parts.some((p: unknown) => typeof p !== 'string')) return null
+  if (parts.length === 2 && parts[0] !== 'pg_catalog') return null
+  return parts[parts.length - 1]
+}
+
+/**
+ * An expression that reads no column: constants, parameters, CURRENT_USER / CURRENT_TIMESTAMP and the
+ * like, casts of these, calls of ROW_INDEPENDENT_FUNCTIONS with such arguments (not when `shadowed`
+ * names the function: the database has one of that name outside pg_catalog, which PostgreSQL may call
+ * instead), and + / - between them.
+ */
+export function rowIndependent(n: N, shadowed?: ReadonlySet<string>, depth = 0): boolean {
+  if (depth > 64) return false
+  const k = onlyKey(n)
+  if (k === 'A_Const' || k === 'ParamRef' || k === 'SQLValueFunction') return true
+  const v = n[k!]
+  if (k === 'TypeCast') return rowIndependent(v.arg, shadowed, depth + 1)
+  if (k === 'FuncCall') {
+    const name = funcName(v.funcname)
+    if (name === null || !ROW_INDEPENDENT_FUNCTIONS.has(name)) return false
+    if (v.funcname.length === 1 && shadowed?.has(name)) return false
+    if (v.agg_star || v.agg_distinct || v.agg_order || v.agg_filter || v.over || v.func_variadic || v.agg_within_group) return false
+    const args: N[] = v.args ?? []
+    return args.every((a) => rowIndependent(a, shadowed, depth + 1))
+  }
+  if (k === 'A_Expr' && v.kind === 'AEXPR_OP' && v.lexpr !== undefined && v.rexpr !== undefined) {
+    const op = funcName(v.name)
+    return op !== null && ROW_INDEPENDENT_OPERATORS.has(op) && rowIndependent(v.lexpr, shadowed, depth + 1) && rowIndependent(v.rexpr, shadowed, depth + 1)
+  }
+  return false
+}
+
 /** A constant, a parameter, or a cast (of a cast …) of one. */
 export function isConstOrParam(n: N): boolean {
   for (let depth = 0; depth < 64; depth++) {
@@ -56,7 +107,7 @@ export function isConstOrParam(n: N): boolean {
  * (the ColumnRef node's inner object, `{ fields, location }`); by default every column reference
  * without `*` is accepted.
  */
-export function isLeakproofSafe(expr: N, columnOk: (ref: N) => boolean = () => true): boolean {
+export function isLeakproofSafe(expr: N, columnOk: (ref: N) => boolean = () => true, shadowed?: ReadonlySet<string>): boolean {
   const ok = (n: N, depth: number): boolean => {
     if (depth > 200) return false
     const k = onlyKey(n)
@@ -67,7 +118,9 @@ export function isLeakproofSafe(expr: N, columnOk: (ref: N) => boolean = () => t
       case 'ParamRef':
         return true
       case 'TypeCast':
-        return isConstOrParam(n)
+      case 'FuncCall':
+      case 'SQLValueFunction':
+        return rowIndependent(n, shadowed)
       case 'ColumnRef': {
         const f: N[] = v.fields ?? []
         if (f.length === 0 || !f.every((x) => typeof x?.String?.sval === 'string')) return false
@@ -111,6 +164,8 @@ export function isLeakproofSafe(expr: N, columnOk: (ref: N) => boolean = () => t
     if (v.lexpr === undefined || v.rexpr === undefined) return false
     switch (v.kind) {
       case 'AEXPR_OP':
+        if (comparisonOp(v.name) === null) return rowIndependent({ A_Expr: v }, shadowed)
+        return ok(v.lexpr, depth + 1) && ok(v.rexpr, depth + 1)
       case 'AEXPR_DISTINCT':
       case 'AEXPR_NOT_DISTINCT':
         return comparisonOp(v.name) !== null && ok(v.lexpr, depth + 1) && ok(v.rexpr, depth + 1)

@@ -141,7 +141,7 @@ export interface ConjunctFacts {
  * at their level); what matters here is the conjunct's expression around them and any column of this
  * or an outer level that a sub-select other than EXISTS evaluates (its target list runs per row).
  */
-export function conjunctFacts(expr: N, levels: Levels, columnsOf: (rv: N) => readonly string[] | null): ConjunctFacts {
+export function conjunctFacts(expr: N, levels: Levels, columnsOf: (rv: N) => readonly string[] | null, shadowed?: ReadonlySet<string>): ConjunctFacts {
   const refs = new Set<RangeInfo>()
   let correlated = false
   // a copy with each sub-select replaced by a parameter (an operand the leakproof test accepts)
@@ -171,6 +171,6 @@ export function conjunctFacts(expr: N, levels: Levels, columnsOf: (rv: N) => rea
   const stripped = strip(expr)
   // Every column is a stored value here: sub-selects, CTEs and LATERAL items that could turn a column
   // into an expression over tenant rows are fenced with OFFSET 0 by the rewriter (never pulled up).
-  const safe = !correlated && isLeakproofSafe(stripped)
+  const safe = !correlated && isLeakproofSafe(stripped, undefined, shadowed)
   return { safe, refs }
 }

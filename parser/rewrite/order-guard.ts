@@ -75,7 +75,7 @@ export function guardConjuncts(cx: RewriteState, expr: Node, a: number, b: numbe
     let safe = true
     const refs = new Set<RangeInfo>()
     for (const arg of sg.args) {
-      const f = conjunctFacts(arg, cx.levels, columnsOf)
+      const f = conjunctFacts(arg, cx.levels, columnsOf, cx.ctx.facts.functionPolicy?.shadowed)
       if (!f.safe) safe = false
       f.refs.forEach((r) => refs.add(r))
     }

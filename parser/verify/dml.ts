@@ -1,8 +1,8 @@
 // Data-modifying statements: UPDATE and DELETE (the target restricted in their own WHERE, or WHERE
 // CURRENT OF), INSERT (the tenant column's value; ON CONFLICT DO UPDATE restricted in its WHERE),
 // MERGE (the target restricted in the join condition, no WHEN NOT MATCHED BY SOURCE) and COPY.
-import { Fail, Level, type N, type Scope, type VerifyState } from './state.js'
-import { conjuncts, hasStar, nodeType } from './nodes.js'
+import { Fail, Level, type N, type Range, type Scope, type VerifyState } from './state.js'
+import { conjuncts, hasStar, nodeType, strings } from './nodes.js'
 import { resolve, withScope } from './names.js'
 import { fromItem, target } from './from.js'
 import { isRestriction, levelRestrictions } from './restriction.js'
@@ -121,13 +121,29 @@ export function merge(vs: VerifyState, m: N, scope: Scope | null, outer: Level |
         const idx = cols.indexOf(col)
         if (idx < 0 || !w.values || cols.lastIndexOf(col) !== idx || w.values.length !== cols.length)
           throw new Fail(key, `MERGE … INSERT into tenant table "${key}" does not set its tenant column "${col}"`)
-        tenantValue(vs, w.values[idx], key, col, 'MERGE INSERT into')
+        if (!isSourceTenantColumn(vs, level, t, w.values[idx])) tenantValue(vs, w.values[idx], key, col, 'MERGE INSERT into')
       }
     }
   }
   joinQuals(vs, [m.sourceRelation], scope, level)
   exprs(vs, [m.joinCondition, clauses.map((w) => [w?.condition, w?.targetList, w?.values]), m.returningList, m.returningClause], scope, level)
   if (vs.checkOrder) order(vs, on, level.ranges, level, null)
+}
+
+/**
+ * `<source>.<tenant column>` in a MERGE INSERT: the source is a filtered derived table
+ * `(SELECT * FROM s WHERE c = T) alias` whose tenant column has the target's type, so every source row
+ * (and a NOT MATCHED row is a source row) holds exactly the tenant's value (parser/rewrite/merge.ts).
+ */
+function isSourceTenantColumn(vs: VerifyState, level: Level, target: Range, v: N): boolean {
+  const names = nodeType(v) === 'ColumnRef' ? strings(v.ColumnRef.fields ?? []) : null
+  if (!names || names.length !== 2) return false
+  const infos = level.names.get(names[0])
+  const src = infos?.length === 1 && infos[0].ranges.length === 1 ? infos[0].ranges[0] : null
+  if (!src || src === target || !src.derived || src.col !== names[1] || src.nullBy.length !== 0) return false
+  const types = vs.ctx.facts.tenantColumnTypes
+  const tt = types?.get(target.key)
+  return tt !== undefined && types!.get(src.key) === tt
 }
 
 /**

@@ -162,7 +162,7 @@ export function order(vs: VerifyState, conj: N[], here: Range[], level: Level, j
   for (const c of conj) {
     if (inScope.some((r) => isRestriction(vs, c, r))) continue
     const f = conjunctFacts(vs, c, level, inScope)
-    if (!f.correlated && isLeakproofSafe(f.stripped, (ref) => plainColumn(ref, level))) continue
+    if (!f.correlated && isLeakproofSafe(f.stripped, (ref) => plainColumn(ref, level), vs.ctx.facts.functionPolicy?.shadowed)) continue
     const ce = c?.CaseExpr
     const w = ce?.args?.[0]?.CaseWhen
     const nullDefault = ce?.defresult === undefined || (ce.defresult?.A_Const?.isnull && nodeType(ce.defresult) === 'A_Const')

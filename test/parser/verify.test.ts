@@ -324,6 +324,20 @@ t.test('hand-written inputs', async (t) => {
     'MERGE INSERT without the tenant column',
   )
   bad(`MERGE INTO ads a USING ${src} ON (a.id = c.id) OR a.company_id = ${T} WHEN MATCHED THEN DELETE`, 'public.ads', 'MERGE restriction in an OR')
+  // MERGE INSERT of the filtered source's own tenant column (what Citus requires for the distribution column)
+  const ins = (source: string, value: string) =>
+    `MERGE INTO ads a USING ${source} ON (a.id = c.id) AND a.company_id = ${T} WHEN NOT MATCHED THEN INSERT (id, company_id) VALUES (c.id, ${value})`
+  ok(ins(src, 'c.company_id'), "MERGE INSERT of the filtered source's tenant column")
+  bad(ins(src, 'c.id'), 'public.ads', 'MERGE INSERT of another column of the source')
+  bad(ins(src, 'company_id'), 'public.ads', 'MERGE INSERT of an unqualified tenant column')
+  bad(ins(`(SELECT id, company_id FROM campaigns WHERE company_id = ${T}) c`, 'c.company_id'), 'public.ads', 'a source that is not the filtered derived table')
+  bad(ins(`(SELECT * FROM campaigns WHERE company_id = ${T}) c(id, company_id)`, 'c.company_id'), 'public.ads', 'a source whose alias renames its columns')
+  bad(ins(`(SELECT * FROM app.items WHERE tenant_id = ${T}) c`, 'c.tenant_id'), 'public.ads', "a source tenant column of another type than the target's")
+  bad(
+    ins(`countries k LEFT JOIN (SELECT * FROM campaigns WHERE company_id = ${T}) c ON c.id = k.id`, 'c.company_id'),
+    'public.ads',
+    'a source on the nullable side of a join (its tenant column may be NULL)',
+  )
   // other statements
   ok(`COPY (SELECT * FROM ads WHERE company_id = ${T}) TO STDOUT`)
   bad(`COPY ads TO STDOUT`, 'public.ads')
@@ -479,6 +493,13 @@ t.test('isLeakproofSafe', async (t) => {
     'NULL',
     '(a, b) = (1, 2)',
     "(a, b) IN (('x', $1), ('y', 2))",
+    // row-independent values: they read no column, so they see nothing of another tenant's row
+    "a = current_setting('app.tenant')",
+    "a = pg_catalog.current_setting('app.tenant', true)::int",
+    "a < now() - interval '1 day'",
+    'a >= CURRENT_TIMESTAMP',
+    'a = CURRENT_USER',
+    "a IN (current_setting('x'), $1)",
   ])
     t.ok(isLeakproofSafe(where(c)), c)
   for (const c of [
@@ -498,8 +519,20 @@ t.test('isLeakproofSafe', async (t) => {
     'a = ANY(ARRAY[f(1)])',
     'a IN (1, f(2))',
     'a COLLATE "C" = b',
+    'a = current_setting(b)',
+    "a = public.current_setting('x')",
+    "a = current_setting('x') || b",
+    "a = current_setting('x') || 'y'",
+    'a = now() * 2',
+    'a < now() - b',
+    "a = upper(current_setting('x'))",
+    "a = current_setting(VARIADIC ARRAY['x'])",
+    'a = count(*)',
   ])
     t.notOk(isLeakproofSafe(where(c)), c)
+  const shadowed = new Set(['now'])
+  t.notOk(isLeakproofSafe(where('a < now()'), undefined, shadowed), 'now() when the database has a now() outside pg_catalog')
+  t.ok(isLeakproofSafe(where('a < pg_catalog.now()'), undefined, shadowed), "pg_catalog.now() is pg_catalog's whatever the database has")
   t.notOk(
     isLeakproofSafe(where('s.a = 1'), (ref) => ref.fields[0].String.sval !== 's'),
     'the caller rules out a column',
