@@ -430,8 +430,7 @@ export class Proxy implements ProxyContext {
     } catch {
       return null
     }
-    if (pool.waiting > 0 || pool.onServer >= pool.size || !this.pools.hasRoom()) return null
-    return this.acquire(session)
+    return pool.opensWithoutWaiting() ? this.acquire(session) : null
   }
 
   acquireNow(session: ClientSession): { conn: BackendConnection; pool: Pool } | null {

@@ -236,7 +236,7 @@ export class Pool {
         if (gate !== null) this.hold(share, conn)
         return conn
       }
-      if (this.onServer < this.size && this.manager.hasRoom()) {
+      if (this.mayOpen()) {
         this.openFor(share, done)
         return null
       }
@@ -257,6 +257,16 @@ export class Pool {
     this.manager.sweepEvery(timeoutMs)
     if (below && this.onServer + this.incoming < this.size) this.manager.makeRoom(this)
     return null
+  }
+
+  /** Room for one more server connection: below the pool size and the proxy's max_server_connections. */
+  private mayOpen(): boolean {
+    return this.onServer < this.size && this.manager.hasRoom()
+  }
+
+  /** A request now would open a connection at once, queueing behind no one (login-time attach: it must not wait). */
+  opensWithoutWaiting(): boolean {
+    return this.waitCount === 0 && this.mayOpen()
   }
 
   /** An idle connection right now, without waiting (the hot path), within the tenant's max_connections, or null. */
@@ -311,7 +321,7 @@ export class Pool {
         w.done(null, conn)
         continue
       }
-      if (this.onServer < this.size && this.manager.hasRoom()) {
+      if (this.mayOpen()) {
         const w = this.takeWaiter(share, '')
         this.openFor(w.share, w.done)
         continue
