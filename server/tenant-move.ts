@@ -21,6 +21,7 @@ import type { SchemaFacts } from '../parser/types.js'
 import type { ClientSession } from './session.js'
 import { applyPlacementOverrides, decideRoute } from '../routing/placement.js'
 import { readPlacementState, writePlacementState } from './placement-state.js'
+import { checkWorker, citusGroups, isolateTenant, moveShard, parseWorker, tenantRows, tenantShard } from './tenant-move-citus.js'
 
 /** What a move needs of the proxy (server/proxy.ts). */
 export interface MoveHost {
@@ -37,6 +38,8 @@ export interface MoveHost {
   readonly catalogs: {
     readonly facts: ReadonlyMap<string, SchemaFacts>
     factsFor(name: string, tenant: string | null): SchemaFacts | Promise<void> | undefined
+    readonly citusLoadedAt: ReadonlyMap<string, number>
+    refreshCitus(backendName: string): Promise<void>
   }
   placementFor(tenant: string | null): string
   findUser(name: string): UserConfig | undefined
@@ -46,7 +49,7 @@ export interface MoveHost {
   routingChanged(): void
 }
 
-export type MoveState = 'checking' | 'pausing' | 'copying' | 'verifying' | 'switching' | 'done' | 'failed'
+export type MoveState = 'checking' | 'pausing' | 'copying' | 'verifying' | 'isolating' | 'moving' | 'switching' | 'done' | 'failed'
 
 export interface MoveRecord {
   tenant: string
@@ -93,7 +96,11 @@ export class TenantMoves {
     const from = host.placementFor(tenant)
     if (from === to) throw new BackendError(`tenant "${tenant}" is already placed on "${to}"`, '55000')
     for (const name of [from, to])
-      if (config.backends[name]?.citus) throw new BackendError(`MOVE TENANT between Citus backends is not supported ("${name}" is one)`, '0A000')
+      if (config.backends[name]?.citus)
+        throw new BackendError(
+          `MOVE TENANT ... TO <db> does not move a tenant into or out of a Citus backend ("${name}" is one); inside one: MOVE TENANT '${tenant}' ISOLATE, or MOVE TENANT '${tenant}' TO WORKER 'host:port'`,
+          '0A000',
+        )
     if (this.running.has(tenant)) throw new BackendError(`a move of tenant "${tenant}" is already running`, '55006')
     if (host.paused.has(tenant) || host.paused.has('*'))
       throw new BackendError(`tenant "${tenant}" is paused (RESUME it first: a move pauses and resumes it itself)`, '55000')
@@ -177,6 +184,120 @@ export class TenantMoves {
         host.resume(tenant)
         rec.pauseMs = Date.now() - (rec.pausedAt as number)
         log.info({ pause_ms: rec.pauseMs }, 'tenant move: tenant resumed')
+      }
+      rec.finishedAt = Date.now()
+      this.running.delete(tenant)
+    }
+  }
+
+  /**
+   * MOVE TENANT 'x' ISOLATE / MOVE TENANT 'x' TO WORKER 'host:port', for a tenant placed on a Citus
+   * backend: pause the tenant (as a move does), isolate its shard in every colocation group
+   * (isolate_tenant_to_new_shard … 'CASCADE', skipped where it is isolated already), move the new
+   * shards to the worker if one is named (citus_move_shard_placement, skipped where they are
+   * there), refresh the proxy's Citus metadata (the tenant's next transaction goes straight to
+   * the worker now holding it), resume. Runs on the coordinator; the placement does not change.
+   */
+  async moveCitus(tenant: string, worker: string | null): Promise<MoveRecord> {
+    const { host } = this
+    const config = host.config
+    if (host.role) throw new BackendError('MOVE TENANT is not supported with workers: N (each process routes on its own)', '0A000')
+    const from = host.placementFor(tenant)
+    if (!config.backends[from]?.citus)
+      throw new BackendError(
+        `tenant "${tenant}" is placed on "${from}", not on a Citus backend: ISOLATE and TO WORKER are for Citus (use MOVE TENANT '${tenant}' TO <db>)`,
+        '0A000',
+      )
+    const to = worker === null ? null : parseWorker(worker)
+    if (worker !== null && to === null) throw new BackendError(`"${worker}" is not host:port`, '22023')
+    if (this.running.has(tenant)) throw new BackendError(`a move of tenant "${tenant}" is already running`, '55006')
+    if (host.paused.has(tenant) || host.paused.has('*'))
+      throw new BackendError(`tenant "${tenant}" is paused (RESUME it first: a move pauses and resumes it itself)`, '55000')
+    const rec: MoveRecord = {
+      tenant,
+      from,
+      to: to === null ? `${from} (isolated)` : `${from} worker ${to.host}:${to.port}`,
+      state: 'checking',
+      table: null,
+      rowsCopied: 0,
+      tables: 0,
+      startedAt: Date.now(),
+      finishedAt: null,
+      pauseMs: null,
+      pausedAt: null,
+      error: null,
+    }
+    this.moves.push(rec)
+    if (this.moves.length > KEEP_MOVES) this.moves.splice(0, this.moves.length - KEEP_MOVES)
+    this.running.add(tenant)
+    const log = host.log.child({ move: tenant, from, to: rec.to })
+    log.info('tenant move (Citus): started')
+    let coordinator: Wire | null = null
+    let paused = false
+    try {
+      coordinator = await this.connect(from, tenant, `coordinator of "${from}"`)
+      const groups = await citusGroups(coordinator)
+      if (groups.length === 0) throw new BackendError(`"${from}" has no hash-distributed table: nothing to isolate`, '55000')
+      rec.tables = groups.reduce((n, g) => n + g.tables.length, 0)
+      if (to !== null) {
+        const why = await checkWorker(coordinator, to.host, to.port)
+        if (why !== null) throw new BackendError(why, '42704')
+      }
+      log.info({ groups: groups.map((g) => g.tables) }, 'tenant move (Citus): colocation groups read; pausing the tenant')
+
+      rec.state = 'pausing'
+      host.pause(tenant)
+      host.moving.add(tenant)
+      paused = true
+      rec.pausedAt = Date.now()
+      for (const s of host.sessions.values()) if (s.effectiveTenant === tenant && !s.bypass) s.leaveForMove()
+      await this.drained(tenant, config.placement.move_wait_ms ?? 30_000)
+
+      for (const g of groups) {
+        rec.table = g.table
+        let place = await tenantShard(coordinator, g, tenant)
+        if (!place.isolated) {
+          rec.state = 'isolating'
+          const shard = await isolateTenant(coordinator, g, tenant)
+          place = await tenantShard(coordinator, g, tenant)
+          log.info(
+            { table: g.table, cascade: g.tables, shard, on: `${place.host}:${place.port}` },
+            'tenant move (Citus): tenant isolated to a shard of its own',
+          )
+        } else log.info({ table: g.table, shard: place.shardId }, 'tenant move (Citus): tenant already isolated')
+        if (to !== null && (place.host !== to.host || place.port !== to.port)) {
+          rec.state = 'moving'
+          await moveShard(coordinator, place.shardId, place, to)
+          log.info(
+            { table: g.table, shard: place.shardId, from: `${place.host}:${place.port}`, to: `${to.host}:${to.port}` },
+            'tenant move (Citus): shard moved',
+          )
+        }
+        rec.rowsCopied += await tenantRows(coordinator, g, tenant)
+      }
+      rec.table = null
+      rec.state = 'switching'
+      const before = host.catalogs.citusLoadedAt.get(from) ?? 0
+      await host.catalogs.refreshCitus(from) // routing decisions are made again with the new shards
+      if ((host.catalogs.citusLoadedAt.get(from) ?? 0) === before)
+        log.warn('tenant move (Citus): the metadata refresh failed (see the log); the tenant is routed to the coordinator until the next refresh')
+      rec.state = 'done'
+      log.info({ rows: rec.rowsCopied }, 'tenant move (Citus): done')
+      return rec
+    } catch (err) {
+      rec.state = 'failed'
+      rec.error = (err as Error).message
+      log.warn({ err: rec.error, table: rec.table }, 'tenant move (Citus) failed: the tenant is resumed where Citus has it')
+      // What Citus did before the failure is kept (an isolated shard is an ordinary shard); the proxy reads it.
+      if (paused) await host.catalogs.refreshCitus(from)
+      throw err instanceof BackendError ? err : new BackendError((err as Error).message, (err as { sqlstate?: string }).sqlstate ?? 'XX000')
+    } finally {
+      coordinator?.close()
+      if (paused) {
+        host.moving.delete(tenant)
+        host.resume(tenant)
+        rec.pauseMs = Date.now() - (rec.pausedAt as number)
+        log.info({ pause_ms: rec.pauseMs }, 'tenant move (Citus): tenant resumed')
       }
       rec.finishedAt = Date.now()
       this.running.delete(tenant)

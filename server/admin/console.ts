@@ -15,7 +15,7 @@ import { TenantMoves } from '../tenant-move.js'
 type Rows = (string | number | boolean | null)[][]
 
 const COMMANDS =
-  "SHOW POOLS | CLIENTS | SERVERS | DATABASES | USERS | TENANTS | STATS | CONFIG | VERSION | HELP, EXPLAIN REWRITE [FOR TENANT 'x'] <statement>, RELOAD, PAUSE [TENANT 'x'], RESUME [TENANT 'x'], DISABLE <db>, ENABLE <db>, DISABLE TENANT 'x', ENABLE TENANT 'x', MOVE TENANT 'x' TO <db>, PURGE TENANT 'x' FROM <db>, SHOW MOVES, RECONNECT [db], WAIT_CLOSE [db], KILL CLIENT <id>, SHUTDOWN"
+  "SHOW POOLS | CLIENTS | SERVERS | DATABASES | USERS | TENANTS | STATS | CONFIG | VERSION | HELP, EXPLAIN REWRITE [FOR TENANT 'x'] <statement>, RELOAD, PAUSE [TENANT 'x'], RESUME [TENANT 'x'], DISABLE <db>, ENABLE <db>, DISABLE TENANT 'x', ENABLE TENANT 'x', MOVE TENANT 'x' TO <db>, MOVE TENANT 'x' ISOLATE | TO WORKER 'host:port', PURGE TENANT 'x' FROM <db>, SHOW MOVES, RECONNECT [db], WAIT_CLOSE [db], KILL CLIENT <id>, SHUTDOWN"
 
 const HELP: [string, string][] = [
   ['SHOW POOLS', 'server connection pools: active, idle, connecting, waiting clients, size'],
@@ -39,6 +39,10 @@ const HELP: [string, string][] = [
   ["DISABLE TENANT 'x'", "refuse the tenant's new transactions with 57P03 until ENABLE"],
   ["ENABLE TENANT 'x'", "undo DISABLE TENANT 'x'"],
   ["MOVE TENANT 'x' TO <db>", "copy the tenant's rows to another backend during a pause, verify them, switch its placement (answers when done)"],
+  [
+    "MOVE TENANT 'x' ISOLATE | TO WORKER 'host:port'",
+    "Citus: isolate the tenant's shard during a pause (and move it to that worker), refresh the routing metadata",
+  ],
   ["PURGE TENANT 'x' FROM <db>", 'delete the rows a move left on a backend the tenant is no longer placed on'],
   ['SHOW MOVES', 'tenant moves: from, to, state, table, rows copied, started, pause ms, error'],
   ['RECONNECT [db]', 'replace server connections (of a backend, or all): idle ones now, busy ones when released'],
@@ -120,6 +124,12 @@ export class AdminConsole {
       this.proxy.clusterLink?.broadcast(disable ? { op: 'disable', tenant } : { op: 'enable', tenant })
       this.proxy.log.warn({ tenant }, disable ? 'tenant disabled on the admin console' : 'tenant enabled on the admin console')
       return [be.commandComplete(disable ? 'DISABLE' : 'ENABLE')]
+    }
+    if ((m = /^move\s+tenant\s+('(?:[^']|'')*')\s+(?:isolate|to\s+worker\s+('(?:[^']|'')*'))$/i.exec(text))) {
+      // A tenant placed on a Citus backend: isolate its shard (and move it to the worker).
+      const tenant = unquote(m[1])
+      const worker = m[2] !== undefined ? unquote(m[2]) : null
+      return this.later(session, () => this.moves.moveCitus(tenant, worker).then((r) => [be.commandComplete(`MOVE ${r.rowsCopied}`)]))
     }
     if ((m = new RegExp(`^move\\s+tenant\\s+('(?:[^']|'')*')\\s+to\\s+${DB}$`, 'i').exec(text))) {
       const tenant = unquote(m[1])
