@@ -56,7 +56,7 @@ backends:
   broken: { url: "postgres://${auth}@127.0.0.1:${server.port}/broken", pool: 2 }
   strict: { url: "postgres://${auth}@127.0.0.1:${server.port}/strict", pool: 2 }
 placement: { default: shared, state_file: ${JSON.stringify(stateFile)}, move_wait_ms: 60000 }
-pool: { mode: transaction, wait_timeout_ms: 120000, max_server_connections: 60 }
+pool: { mode: transaction, wait_timeout_ms: 120000, max_server_connections: 60, login_timeout_ms: 60000 }
 `
 
 let proxy: RunningProxy = await startProxy(yaml)
@@ -157,14 +157,22 @@ t.test('MOVE TENANT acme TO dedicated while 20 clients write', async (t) => {
   const stop = { now: false }
   const writers: Writer[] = []
   const clients: pg.Client[] = []
-  for (let i = 0; i < 20; i++) {
-    const tenant = i < 10 ? 'acme' : `t${i}`
-    const c = await client(tenant)
-    clients.push(c)
-    writers.push(writer(c, tenant, `w${i}`, stop))
+  try {
+    for (let i = 0; i < 20; i++) {
+      const tenant = i < 10 ? 'acme' : `t${i}`
+      const c = await client(tenant)
+      clients.push(c)
+      writers.push(writer(c, tenant, `w${i}`, stop))
+    }
+    // Let every writer get some writes acknowledged on the source first.
+    await waitFor('every writer to have written', () => writers.every((w) => w.acked.length >= 3), 60_000)
+  } catch (err) {
+    // A client that could not log in (a loaded machine): stop the writers already running, or they keep the test alive.
+    stop.now = true
+    await Promise.all(writers.map((w) => w.done))
+    for (const c of clients) await c.end().catch(() => undefined)
+    throw err
   }
-  // Let every writer get some writes acknowledged on the source first.
-  await waitFor('every writer to have written', () => writers.every((w) => w.acked.length >= 3), 60_000)
   const a = await admin()
   const moving = a.query("MOVE TENANT 'acme' TO dedicated")
   let sawCopying = false
