@@ -72,6 +72,8 @@ export interface ProxyContext {
   acquireWithoutWaiting(session: ClientSession): Promise<{ conn: BackendConnection; pool: Pool }> | null
   /** Where the session's next statement is routed and the pool that serves it (a refusal is thrown, as by acquire). */
   routed(session: ClientSession): RouteMemo
+  /** Where the session's statements would be routed with `tenant` as its tenant (the session is not changed; a refusal is thrown). */
+  routeFor(session: ClientSession, tenant: string | null): Pick<RouteMemo, 'route' | 'pool'>
   /** An idle server connection for the session's next transaction right now, or null (then use acquire). */
   acquireNow(session: ClientSession): { conn: BackendConnection; pool: Pool } | null
   /** A server connection for the session's next transaction. */

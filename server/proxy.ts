@@ -416,6 +416,10 @@ export class Proxy implements ProxyContext {
     return this.router.routeAndPool(session)
   }
 
+  routeFor(session: ClientSession, tenant: string | null): Pick<RouteMemo, 'route' | 'pool'> {
+    return this.router.routeFor(session, tenant)
+  }
+
   private holdsTransactions(session: ClientSession): boolean {
     return this.isPaused(session) || this.shuttingDown || this.disabled.size > 0 || this.disabledDatabases.size > 0
   }

@@ -83,12 +83,22 @@ export class Router {
     return memo
   }
 
+  /**
+   * Where the session's statements would go if its tenant were `tenant`, and the pool that would serve
+   * them (nothing of the session changes, no memo): whether a tenant change inside a transaction stays
+   * on the transaction's server. A refusal is thrown.
+   */
+  routeFor(session: ClientSession, tenant: string | null): { route: Route; pool: Pool } {
+    const route = this.route(session, session.routeHint, tenant)
+    return { route, pool: this.poolFor(session, route) }
+  }
+
   /** Where this session's next transaction goes, or a refusal (thrown as an error with its SQLSTATE). */
-  route(session: ClientSession, hint: { touchesTenant: boolean; relations: readonly string[] }): Route {
+  route(session: ClientSession, hint: { touchesTenant: boolean; relations: readonly string[] }, tenant = session.effectiveTenant): Route {
     const { config, tenantPattern, catalogs, metrics } = this.host
     const decision = decideRoute({
       ...routingFor(config, sessionDatabase(session)), // the client's database (server/databases.ts)
-      tenant: session.effectiveTenant,
+      tenant,
       touchesTenant: hint.touchesTenant,
       bypass: session.bypass,
       tenantPattern,

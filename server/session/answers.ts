@@ -147,7 +147,7 @@ export abstract class SessionAnswers extends SessionCore {
       this.answerWarning(`${setting} changed: SQL-level prepared statements and cursors of the previous tenant were dropped`)
     }
     if (inTransaction && this.backend !== null && value !== this.effectiveTenant) {
-      const elsewhere = this.placedElsewhere(value, local)
+      const elsewhere = this.placedElsewhere(value)
       if (elsewhere) return elsewhere
     }
     this.st.setTenant(value, local)
@@ -164,27 +164,22 @@ export abstract class SessionAnswers extends SessionCore {
   /**
    * Whether the attached server connection serves the session's tenant: its statements route to
    * the connection's pool, or to any node of the same Citus backend (metadata is synced to every
-   * node: only the worker-direct shortcut is lost). Throws a routing refusal.
+   * node: only the worker-direct shortcut is lost). `tenant`: a tenant the session would change to
+   * (default: its tenant now). Throws a routing refusal.
    */
-  protected connectionServesTenant(): boolean {
-    const routed = this.ctx.routed(this.session)
+  protected connectionServesTenant(tenant?: string | null): boolean {
+    const routed = tenant === undefined ? this.ctx.routed(this.session) : this.ctx.routeFor(this.session, tenant)
     const citus = routed.route.kind === 'citus-worker' || routed.route.kind === 'citus-coordinator'
     return routed.pool === this.pool || (citus && routed.route.backend === this.backendName)
   }
 
   /** Inside a transaction the tenant may change only to one the transaction's server connection serves. */
-  private placedElsewhere(value: string | null, local: boolean): Refusal | null {
-    const { tenant, localTenant } = this.st
-    this.st.setTenant(value, local)
+  private placedElsewhere(value: string | null): Refusal | null {
     let serves: boolean
     try {
-      serves = this.connectionServesTenant()
+      serves = this.connectionServesTenant(value) // SET and SET LOCAL both make `value` the effective tenant
     } catch {
       serves = false
-    } finally {
-      this.st.tenant = tenant
-      this.st.localTenant = localTenant
-      this.st.invalidate()
     }
     if (serves) return null
     const setting = this.ctx.planner.setting
