@@ -5,7 +5,7 @@
 // the client, as a tenant change does); one inside a transaction is waited for and leaves when
 // it ends; after the resume each takes a connection at the new placement. Here: five
 // session-pooled clients of acme (one of them a user pinned to acme, whose connection is taken at
-// login) keep writing — autocommit inserts and transactions that stay open across round trips —
+// login) and one transaction-pooled client pinned to its connection by PREPARE keep writing — autocommit inserts and transactions that stay open across round trips —
 // with a client of another tenant, while acme moves from the shared database to its own. The
 // move succeeds, no client sees an error, every acknowledged write is on the target (or in the
 // copied snapshot), and the sessions' writes after the move land on the target.
@@ -38,6 +38,7 @@ const proxy = await startProxy(`
 listen: 127.0.0.1:$PROXY_PORT
 users:
   app: { password: app_pw }
+  tx: { password: tx_pw, pool_mode: transaction }
   svc: { password: svc_pw, tenant: acme }
   admin: { password: admin_pw, admin: true }
 tenant: { column: tenant_id }
@@ -66,7 +67,9 @@ async function writer(name: string, tenant: string, stop: { now: boolean }, user
   c.on('notice', (n) => w.notices.push(n.message ?? ''))
   c.on('error', (e) => w.errors.push(`client error: ${e.message}`))
   await c.connect()
-  if (user === 'app') await c.query(`SET app.tenant = '${tenant}'`)
+  if (user !== 'svc') await c.query(`SET app.tenant = '${tenant}'`)
+  // Transaction pooling, pinned to its server connection by a SQL-level prepared statement.
+  if (user === 'tx') await c.query('PREPARE pin AS SELECT 1')
   w.done = (async () => {
     for (let i = 0; !stop.now; i++) {
       const note = `${name}-${i}`
@@ -102,10 +105,11 @@ t.test('session-pooled clients of the moving tenant: the move succeeds, nothing 
   const writers: Writer[] = []
   for (let i = 0; i < 4; i++) writers.push(await writer(`s${i}`, 'acme', stop))
   writers.push(await writer('pinned', 'acme', stop, 'svc', 'svc_pw'))
+  writers.push(await writer('prepared', 'acme', stop, 'tx', 'tx_pw'))
   writers.push(await writer('beta', 'beta', stop))
   await waitFor('every writer to have written', () => writers.every((w) => w.acked.length >= 5), 60_000)
   const held = Number(q(`SELECT count(*) FROM pg_stat_activity WHERE datname = 'saas' AND backend_type = 'client backend'`, 'postgres'))
-  t.ok(held >= 6, `the session-pooled writers hold server connections (${held})`)
+  t.ok(held >= 7, `the session-pooled and pinned writers hold server connections (${held})`)
 
   const a = new pg.Client({ connectionString: proxy.url('admin', 'admin_pw', 'pgtenant') })
   await a.connect()
