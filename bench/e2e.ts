@@ -8,7 +8,8 @@
 // Options: --rounds N, --seconds S, --clients 1,10,50,200, --tenant-shapes 5x2,5x10,50x2,500x1 (tenants × clients
 // each; --tenant-clients 10,50 means 5 tenants), --rate R and --rate-clients N (the fixed-rate CPU cases, pgbench -R),
 // --pool N (server pool size of both proxies), --workers N (pgtenant processes), --idle N (idle clients for the memory test),
-// --only select,rate,tenant,storm,memory, --no-install (don't apt-get install pgbouncer),
+// --only select,rate,tenant,storm,memory, --no-install (don't apt-get install pgbouncer), --node-pipe onread (the Node pipe
+// reads with onread and writes with writev on the fd, pgtenant's I/O floor, instead of socket.pipe()),
 // --out FILE (default bench/RESULTS.md), --baseline DIST/server/cli.js (an older pgtenant build, e.g. a
 // `git worktree` of an earlier commit built with `npm run build`, run as a fifth target "pgtenant (baseline)"
 // with the same configuration: an A/B of two versions in the same interleaved run).
@@ -130,6 +131,8 @@ const opt = {
   install: !process.argv.includes('--no-install'),
   out: resolve(argValue('--out') ?? join(root, 'bench', 'RESULTS.md')),
   baseline: argValue('--baseline'),
+  /** the Node pipe reference: socket.pipe() (default) or onread + writev on the fd (pgtenant's own I/O floor) */
+  nodePipe: (argValue('--node-pipe') === 'onread' ? 'onread' : 'pipe') as 'pipe' | 'onread',
 }
 const USER = 'app'
 const PASSWORD = 'app_pw'
@@ -449,7 +452,7 @@ async function main(): Promise<void> {
       : `pgtenant unavailable: ${tenantTarget.reason}`,
   )
   if (tenantTarget.reason && tenantTarget.available) log(`pgtenant partly unavailable: ${tenantTarget.reason}`)
-  const pipe = await startNodePipe(join(here, 'e2e', 'node-pipe.js'), server.port)
+  const pipe = await startNodePipe(join(here, 'e2e', 'node-pipe.js'), server.port, opt.nodePipe)
   log(pipe.available ? `Node pipe (reference) on port ${pipe.port}` : `Node pipe unavailable: ${pipe.reason}`)
   // PgBouncer again, for the tenant workload isolated by row-level security instead (same process).
   const rls: Target = { ...bouncer, name: 'PgBouncer + RLS', stop: async () => {}, kill: () => {} }
@@ -597,7 +600,7 @@ async function main(): Promise<void> {
     '',
     `- ${opt.rounds} round(s) × ${opt.seconds} s per case and target, interleaved: each case runs on every target in turn, the target order rotated from case to case and round to round; TPS is the mean over rounds, "TPS spread" is (max − min) ÷ mean over rounds.`,
     `- Server pool size ${opt.pool} for both PgBouncer (\`default_pool_size\`) and pgtenant (\`backends.main.pool\`), transaction pooling, SCRAM-SHA-256 client authentication on every target (the proxies hold the role's SCRAM verifier).`,
-    `- Node pipe (pgbench -S only): a reference, not a pooler: \`bench/e2e/node-pipe.ts\`, a Node.js process that connects each client to PostgreSQL and copies bytes both ways with \`socket.pipe()\`, parsing nothing (one server connection per client). It shows what one Node.js thread costs per socket event before any proxy logic.`,
+    `- Node pipe (pgbench -S only): a reference, not a pooler: \`bench/e2e/node-pipe.ts\`, a Node.js process that connects each client to PostgreSQL and copies bytes both ways ${opt.nodePipe === 'pipe' ? 'with `socket.pipe()`' : "reading with `onread` into one reused buffer and writing with writev on the descriptor (`--node-pipe onread`: the floor of pgtenant's own I/O path)"}, parsing nothing (one server connection per client). It shows what one Node.js thread costs per socket event before any proxy logic.`,
     `- \`pgbench -S\`: pgbench_accounts at scale ${opt.scale}, \`-j 2\`. Latency average and p99 come from pgbench's per-transaction log (\`--log\`), all rounds merged. A warm-up run on each target precedes the measurements.`,
     `- Tenant workload: ${opt.tenants} tenants × ${opt.accountsPerTenant} accounts × ${opt.projectsPerAccount} projects, account and project ids overlapping between tenants. One pgbench process per tenant runs at once (\`-j 1\`; \`-M prepared\`: a thread per client), "N tenants × k" meaning N processes of k clients each, the tenants spread over the id range (5 tenants: ${tenantSet().join(', ')}). Through pgtenant: \`bench/tenant-workload.sql\` (no tenant filter) with \`PGOPTIONS='-c app.tenant=N'\`, pgtenant adds the filter. Direct and through PgBouncer: \`bench/tenant-workload-filtered.sql\`, the same statements with \`tenant_id = :tenant\` on every table (\`-D tenant=N\`). Through "PgBouncer + RLS" (the same PgBouncer): \`bench/e2e/tenant-workload-rls.sql\`, the unfiltered statements on a copy of the tables in schema \`rls\` with FORCE ROW LEVEL SECURITY and the policy \`tenant_id = current_setting('app.tenant')::int\`, the tenant set per transaction by \`SELECT set_config('app.tenant', :tenant::text, true)\` (SET LOCAL; one statement more per transaction). Each transaction: BEGIN, a two-table join with GROUP BY, an UPDATE, END.`,
     `- Fixed rate (\`pgbench -S -R ${opt.rate}\`, ${opt.rateClients} clients): every target gets the same transactions per second, so the proxy's CPU per transaction compares work, not how busy the machine was; saturated TPS of the same case comes from the \`pgbench -S\` rows.`,

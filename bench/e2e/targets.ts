@@ -262,13 +262,18 @@ export async function startPgtenant(o: PgtenantOptions): Promise<PgtenantInstanc
     `  max_server_connections: ${Math.max(200, o.poolSize)}`,
     '  wait_timeout_ms: 60000',
     '  login_timeout_ms: 60000',
+    // PGTENANT_BENCH_YAML: extra top-level configuration lines (e.g. `metrics: 127.0.0.1:0`), for profiling runs
+    ...(process.env.PGTENANT_BENCH_YAML ? [process.env.PGTENANT_BENCH_YAML] : []),
     '',
   ].join('\n')
   const cfg = join(dir, 'pgtenant.yaml')
   writeFileSync(cfg, yaml)
   const logPath = join(dir, 'pgtenant.log')
   const out = openSync(logPath, 'a')
-  const [file, args] = withRaisedNofile(process.execPath, [o.cli, '--config', cfg])
+  // PGTENANT_BENCH_NODE_ARGS: extra node options for the pgtenant processes, e.g. `--cpu-prof --cpu-prof-dir=DIR`
+  // (a profile is written when pgtenant exits on the bench's SIGTERM).
+  const nodeArgs = (process.env.PGTENANT_BENCH_NODE_ARGS ?? '').split(/\s+/).filter(Boolean)
+  const [file, args] = withRaisedNofile(process.execPath, [...nodeArgs, o.cli, '--config', cfg])
   const child: ChildProcess = spawn(file, args, { stdio: ['ignore', out, out] })
   closeSync(out)
   let exitInfo = ''
@@ -334,9 +339,9 @@ export function directTarget(pgPort: number, version: string): Target {
 // ---------------------------------------------------------------- Node pipe (reference)
 
 /** The bare Node.js pipe (bench/e2e/node-pipe.js) in front of PostgreSQL. */
-export async function startNodePipe(script: string, pgPort: number): Promise<Target> {
+export async function startNodePipe(script: string, pgPort: number, how: 'pipe' | 'onread' = 'pipe'): Promise<Target> {
   const port = await freePort()
-  const child: ChildProcess = spawn(process.execPath, [script, String(port), String(pgPort)], { stdio: ['ignore', 'ignore', 'pipe'] })
+  const child: ChildProcess = spawn(process.execPath, [script, String(port), String(pgPort), how], { stdio: ['ignore', 'ignore', 'pipe'] })
   let stderr = ''
   child.stderr?.on('data', (d) => (stderr += d))
   const stop = async (): Promise<void> => {
@@ -349,7 +354,7 @@ export async function startNodePipe(script: string, pgPort: number): Promise<Tar
     port,
     tenantPort: port,
     prepared: true,
-    version: `node ${process.version} socket.pipe()`,
+    version: `node ${process.version} ${how === 'pipe' ? 'socket.pipe()' : 'onread + writev on the fd'}`,
     stop,
     kill: () => killPid(child.pid, 'SIGKILL'),
   }
