@@ -60,7 +60,9 @@ export interface EntryOptions {
   onShape?: ((shape: string) => void) | null
 }
 
-export function entry(kind: EntryKind, o: EntryOptions = {}): Entry {
+const NO_OPTIONS: EntryOptions = {}
+
+export function entry(kind: EntryKind, o: EntryOptions = NO_OPTIONS): Entry {
   return {
     kind,
     serverName: o.serverName ?? null,
@@ -75,9 +77,38 @@ export function entry(kind: EntryKind, o: EntryOptions = {}): Entry {
   }
 }
 
-const EXTENDED = new Set<EntryKind>(['parse', 'bind', 'describe', 'close', 'execute'])
+// (switches, not Sets: these run for every message, and a Set of strings hashes the kind each time)
+function isExtended(kind: EntryKind): boolean {
+  switch (kind) {
+    case 'parse':
+    case 'bind':
+    case 'describe':
+    case 'close':
+    case 'execute':
+      return true
+    default:
+      return false
+  }
+}
+
 /** Requests the server answers with ReadyForQuery. */
-const ENDS_WITH_READY = new Set<EntryKind>(['query', 'internal', 'sync', 'function'])
+function endsWithReady(kind: EntryKind): boolean {
+  switch (kind) {
+    case 'query':
+    case 'internal':
+    case 'sync':
+    case 'function':
+      return true
+    default:
+      return false
+  }
+}
+
+/** What commandComplete returns: one object per queue, overwritten by the next call (read it at once). */
+export interface Completed {
+  entry: Entry | null
+  effect: SessionEffect | null
+}
 
 export class ReplyQueue {
   private readonly entries: Entry[] = []
@@ -87,6 +118,7 @@ export class ReplyQueue {
   private skippingToSync = false
   /** The server is in COPY FROM STDIN (its CopyInResponse came) and the client's CopyDone/CopyFail has not been sent. */
   private copying = false
+  private readonly completed: Completed = { entry: null, effect: null }
 
   /** `emit` receives the bytes of proxy-made answers when they reach the head of the queue. */
   constructor(public emit: (bytes: Buffer) => void) {}
@@ -135,7 +167,7 @@ export class ReplyQueue {
    * A message went to the server; returns its entry. While the server skips to Sync, anything
    * but a Sync is discarded by the server: no reply is expected (its onFail runs at once).
    */
-  expect(kind: Exclude<EntryKind, 'synthetic' | 'copyend'>, o: EntryOptions = {}): Entry {
+  expect(kind: Exclude<EntryKind, 'synthetic' | 'copyend'>, o: EntryOptions = NO_OPTIONS): Entry {
     const e = entry(kind, o)
     if (this.copying && kind === 'sync') return e // read and ignored by the server's COPY
     if (this.skippingToSync && kind !== 'sync') {
@@ -143,7 +175,7 @@ export class ReplyQueue {
       e.onFail?.()
       return e
     }
-    if (EXTENDED.has(kind)) this.unsyncedSent = true
+    if (isExtended(kind)) this.unsyncedSent = true
     else this.unsyncedSent = false // Sync, Query and FunctionCall each end the implicit transaction
     this.entries.push(e)
     return e
@@ -154,7 +186,7 @@ export class ReplyQueue {
    * replay, a deferred BEGIN): they never end a batch the client opened.
    */
   expectFirst(...es: Entry[]): void {
-    for (const e of es) if (EXTENDED.has(e.kind)) this.unsyncedSent = true
+    for (const e of es) if (isExtended(e.kind)) this.unsyncedSent = true
     this.entries.unshift(...es)
   }
 
@@ -236,22 +268,27 @@ export class ReplyQueue {
 
   /**
    * CommandComplete. Returns the entry it belongs to (still at the head for a query, which
-   * ends with ReadyForQuery) and the effect this statement's completion confirms.
+   * ends with ReadyForQuery) and the effect this statement's completion confirms, in an
+   * object the next call overwrites.
    */
-  commandComplete(tag: string): { entry: Entry | null; effect: SessionEffect | null } {
+  commandComplete(tag: string): Completed {
     const head = this.head
-    if (!head) return { entry: null, effect: null }
+    const out = this.completed
+    out.entry = head ?? null
+    out.effect = null
+    if (!head) return out
     if (head.kind === 'execute') {
       this.complete()
-      return { entry: head, effect: head.effects[0] ?? null }
+      out.effect = head.effects[0] ?? null
+      return out
     }
     if (head.kind === 'query' || head.kind === 'function') {
-      const effect = head.effects[head.completed] ?? null
+      out.effect = head.effects[head.completed] ?? null
       head.completed++
-      return { entry: head, effect }
+      return out
     }
     if (head.kind === 'internal') head.onTag?.(tag)
-    return { entry: head, effect: null }
+    return out
   }
 
   /**
@@ -264,7 +301,7 @@ export class ReplyQueue {
     const head = this.head
     if (!head) return null
     head.failed = true
-    if (ENDS_WITH_READY.has(head.kind)) return head // ReadyForQuery follows
+    if (endsWithReady(head.kind)) return head // ReadyForQuery follows
     this.skippingToSync = true
     while (this.entries.length > 0 && this.entries[0].kind !== 'sync') {
       const e = this.entries.shift() as Entry
@@ -289,7 +326,7 @@ export class ReplyQueue {
         for (const b of e.bytes) this.emit(b)
         continue
       }
-      if (ENDS_WITH_READY.has(e.kind)) {
+      if (endsWithReady(e.kind)) {
         // A Sync that ends a batch the server skipped after an error ends a rolled-back implicit transaction.
         if (e.kind === 'sync' && this.skippingToSync) e.failed = true
         answered = this.complete()
