@@ -9,11 +9,11 @@
 // the configured sizes), hung clients, proxy exits, and whether every acknowledged commit is
 // in the database at the end (a ledger of committed inserts, checked row by row).
 //
-//   npm run soak                         10 minutes, 5,000 client connections, 5 client processes
+//   npm run soak                         10 minutes (two cycles of 5), 5,000 client connections, 5 client processes
 //   node dist/bench/soak.js --quick      about 60 s, 500 clients, 2 processes (runs in npm test)
-//   options: --duration S, --clients N, --procs N, --json FILE (write the summary as JSON)
-import { fork, spawn, type ChildProcess } from 'node:child_process'
-import { mkdtempSync, writeFileSync, rmSync } from 'node:fs'
+//   options: see --help (USAGE below)
+import { fork, spawn, spawnSync, type ChildProcess } from 'node:child_process'
+import { mkdtempSync, writeFileSync, rmSync, readFileSync, readdirSync, readlinkSync } from 'node:fs'
 import { tmpdir, loadavg } from 'node:os'
 import { join, dirname, resolve } from 'node:path'
 import { fileURLToPath } from 'node:url'
@@ -41,7 +41,93 @@ import {
 
 export type { HangRecord } from './soak/common.js'
 
+/** One catalog read at the cap: a new table, named by a client while others waited for a server connection. */
+export interface CatalogProbe {
+  backend: string
+  table: string
+  /** pgtenant_pool_waiting_clients of that backend, and the server connections in pg_stat_activity, just before. */
+  waitingBefore: number
+  serverConnectionsBefore: number
+  ms: number
+  /** 'rows' (the new table was found and filtered to the tenant), or the error. */
+  outcome: string
+}
+
+/** The kernel's TcpExt ListenOverflows (connections dropped because an accept queue was full), machine-wide. */
+function listenOverflows(): number {
+  try {
+    const lines = readFileSync('/proc/net/netstat', 'utf8').split('\n')
+    const i = lines.findIndex((l) => l.startsWith('TcpExt:'))
+    const names = lines[i].split(/\s+/)
+    const values = lines[i + 1].split(/\s+/)
+    return Number(values[names.indexOf('ListenOverflows')])
+  } catch {
+    return -1
+  }
+}
+
+/** The proxy's open fds by kind: TCP sockets by state and local/peer role (from ss), the rest by link target. */
+function describeFds(pid: number): Record<string, number> {
+  const out: Record<string, number> = {}
+  const r = spawnSync('ss', ['-tanpH'], { encoding: 'utf8' })
+  for (const line of (r.stdout ?? '').split('\n')) {
+    if (!line.includes(`pid=${pid},`)) continue
+    const [state, , , local, peer] = line.trim().split(/\s+/)
+    const k = `tcp ${state} ${local.replace(/:\d+$/, '')}:${state === 'LISTEN' ? local.split(':').pop() : '*'} -> ${peer.replace(/:\d+$/, ':*')}`
+    out[k] = (out[k] ?? 0) + 1
+  }
+  // Socket inodes by protocol, from the process's network namespace tables.
+  const proto = new Map<string, string>()
+  for (const table of ['tcp', 'tcp6', 'udp', 'udp6', 'unix', 'netlink', 'raw']) {
+    try {
+      const lines = readFileSync(`/proc/${pid}/net/${table}`, 'utf8').trim().split('\n')
+      const cols = lines[0].trim().split(/\s+/)
+      // tcp/udp/raw: the header's "tx_queue rx_queue" and "tr tm->when" are one column each in the rows
+      const at = table === 'unix' || table === 'netlink' ? cols.indexOf('Inode') : cols.indexOf('inode') - 2
+      for (const l of lines.slice(1)) {
+        const f = l.trim().split(/\s+/)
+        if (f[at]) proto.set(f[at], table === 'unix' ? `unix ${f[7] ?? '(unnamed)'}` : table)
+      }
+    } catch {
+      /* no such table */
+    }
+  }
+  try {
+    for (const fd of readdirSync(`/proc/${pid}/fd`)) {
+      let target = '?'
+      try {
+        const link = readlinkSync(`/proc/${pid}/fd/${fd}`)
+        const inode = /^socket:\[(\d+)\]$/.exec(link)?.[1]
+        target = inode ? `socket ${proto.get(inode) ?? '?'}` : link.replace(/\[\d+\]$/, '').replace(/:$/, '')
+      } catch {
+        /* closed meanwhile */
+      }
+      const k = `fd ${target}`
+      out[k] = (out[k] ?? 0) + 1
+    }
+  } catch {
+    /* gone */
+  }
+  return out
+}
+
 // ------------------------------------------------------------------ parent
+
+const USAGE = `usage: node dist/bench/soak.js [options]
+  --quick             about 60 s: 500 clients, 2 processes, 50 s (runs in npm test)
+  --duration S        seconds of client traffic per cycle (300; quick 50)
+  --clients N         concurrent client connections (5000; quick 500)
+  --procs N           client processes (5; quick 2)
+  --ramp S            seconds over which the clients connect (60; quick 8)
+  --cycles N          run the clients N times against the same proxy (2; quick 1); after each cycle
+                      the proxy's memory is read once the clients left: RSS flat after settle means
+                      no cycle ends more than 5 % above the one before it (FLAT_RULE in soak/probe.ts)
+  --proxy-env K=V     environment for the proxy process (repeatable), e.g. MALLOC_ARENA_MAX=2
+  --malloc-trim       after the last cycle, call glibc malloc_trim(0) in the proxy (gdb) and read
+                      its memory again: what RSS is free memory the allocator kept (diagnostic)
+  --json FILE         write the summary as JSON
+  --heap-snapshot F   write a heap snapshot of the proxy after the clients left, count its objects
+`
 
 interface Options {
   quick: boolean
@@ -53,6 +139,9 @@ interface Options {
   heapSnapshot: string | null
   /** Run the clients this many times against the same proxy; between cycles the proxy's memory is read after the clients left (does RSS keep growing, or is it reused?). */
   cycles: number
+  rampMs: number
+  proxyEnv: Record<string, string>
+  mallocTrim: boolean
 }
 
 function parseArgs(argv: string[]): Options {
@@ -60,15 +149,30 @@ function parseArgs(argv: string[]): Options {
     const i = argv.indexOf(name)
     return i >= 0 ? argv[i + 1] : undefined
   }
+  if (argv.includes('--help') || argv.includes('-h')) {
+    process.stdout.write(USAGE)
+    process.exit(0)
+  }
   const quick = argv.includes('--quick')
+  const proxyEnv: Record<string, string> = {}
+  argv.forEach((a, i) => {
+    if (a !== '--proxy-env') return
+    const [k, ...v] = (argv[i + 1] ?? '').split('=')
+    if (!k || v.length === 0) throw new Error(`--proxy-env wants K=V, got ${argv[i + 1]}`)
+    proxyEnv[k] = v.join('=')
+  })
   return {
     quick,
-    durationMs: Number(val('--duration') ?? (quick ? 50 : 600)) * 1000,
+    // The full run: 10 minutes of traffic as two cycles of 5 (RSS flat after settle is judged between cycles).
+    durationMs: Number(val('--duration') ?? (quick ? 50 : 300)) * 1000,
     clients: Number(val('--clients') ?? (quick ? 500 : 5000)),
     procs: Number(val('--procs') ?? (quick ? 2 : 5)),
     json: val('--json') ?? null,
     heapSnapshot: val('--heap-snapshot') ?? null,
-    cycles: Number(val('--cycles') ?? 1),
+    cycles: Number(val('--cycles') ?? (quick ? 1 : 2)),
+    rampMs: Number(val('--ramp') ?? (quick ? 8 : 60)) * 1000,
+    proxyEnv,
+    mallocTrim: argv.includes('--malloc-trim'),
   }
 }
 
@@ -101,7 +205,20 @@ pool:
  * garbage collection first (--expose-gc) or writes a heap snapshot, so that the soak can tell
  * memory still referenced (a leak) from memory the V8 heap or the allocator has not given back.
  */
-import { PRELOAD, type ProxyMemory, proxyMemory, heapCounts, procStats, formatSummary } from './soak/probe.js'
+import {
+  PRELOAD,
+  type ProxyMemory,
+  type SmapsBreakdown,
+  type SettledPoint,
+  type FlatVerdict,
+  proxyMemory,
+  heapCounts,
+  procStats,
+  formatSummary,
+  smapsBreakdown,
+  fmtSmaps,
+  flatVerdict,
+} from './soak/probe.js'
 
 async function waitForPort(port: number, ms: number): Promise<void> {
   const until = Date.now() + ms
@@ -138,6 +255,22 @@ export interface SoakSummary {
   reloads: number
   proxyExits: number
   proxy: { ready: { rssMiB: number; fds: number }; load: { rssMiB: number; fds: number }; settled: { rssMiB: number; fds: number } }
+  /** RSS and fds flat after settle (FLAT_RULE), pass or fail, with the numbers it was decided on. */
+  flat: FlatVerdict
+  /** After each cycle (clients gone, full GC): RSS and where it is. */
+  afterCycles: SettledPoint[]
+  /** With --malloc-trim: the proxy's memory after glibc's malloc_trim(0), after the last cycle. */
+  mallocTrimmed: SmapsBreakdown | null
+  /** Environment given to the proxy (--proxy-env), e.g. allocator settings. */
+  proxyEnv: Record<string, string>
+  /** Seconds after the clients left (and the console closed) until the fds were back (at most 60). */
+  fdsSettleS: number
+  /** When the fds did not come back: the kinds of fds (TCP states and peers, link targets) the proxy had more of than at ready, and how many more. */
+  fdKinds?: Record<string, number>
+  /** The proxy's listen socket: its accept queue (max seen, backlog, samples at the backlog) and the kernel's ListenOverflows during the run (machine-wide). */
+  listen: { max: number; backlog: number; samplesFull: number; samples: number; overflows: number }
+  /** Catalog reads at the cap: a new tenant table named by a client while the pools are full and clients wait. */
+  catalogProbes: CatalogProbe[]
   serverConnections: { max: Record<string, number>; poolSizes: Record<string, number>; maxTotal: number; maxCatalog: number }
   ledger: { acknowledged: number; present: number; missing: number }
   /** Operations with no answer within the op timeout, each with whether an answer came later and the proxy's view of the client. */
@@ -206,7 +339,7 @@ async function main(): Promise<void> {
     const startProxyProcess = (): ChildProcess => {
       const child = spawn(process.execPath, ['--expose-gc', '--require', preload, cli, '--config', configPath], {
         stdio: ['ignore', 'ignore', 'pipe'],
-        env: { ...process.env, PGTENANT_SOAK_DIR: dir },
+        env: { ...process.env, ...opt.proxyEnv, PGTENANT_SOAK_DIR: dir },
       })
       let stderr = ''
       child.stderr?.on('data', (d) => (stderr = (stderr + d).slice(-4000)))
@@ -223,7 +356,7 @@ async function main(): Promise<void> {
     const proxyPid = (): number => (proxy as ChildProcess).pid as number
     const ready = procStats(proxyPid())
     const memory: SoakSummary['memory'] = { ready: await proxyMemory(dir, proxyPid(), 'peek'), load: null, settled: null }
-    log(`proxy ready: RSS ${ready.rssMiB} MiB, ${ready.fds} fds`)
+    log(`proxy ready: RSS ${fmtSmaps(smapsBreakdown(proxyPid()))} MiB, ${ready.fds} fds`)
 
     // The admin console: the proxy's own view of a client that got no answer (SHOW CLIENTS).
     const consoleUrl = `postgres://ops:ops_pw@127.0.0.1:${port}/pgtenant`
@@ -272,12 +405,39 @@ async function main(): Promise<void> {
     // The server's view, on a direct superuser connection over the Unix socket.
     const direct = new pg.Client({ host: server.socketDir, port: server.port, user: 'postgres', database: 'postgres' })
     await direct.connect()
+    /** The proxy's connections to the server right now (each is one fd of the proxy). */
+    const serverConnections = async (): Promise<number> =>
+      (await direct.query("SELECT count(*)::int AS n FROM pg_stat_activity WHERE usename = $1 AND backend_type = 'client backend'", [ROLES.scram.user])).rows[0]
+        .n as number
+    const serverAtReady = await serverConnections()
+    // The fds at ready for the flat check: counted with their kinds at the same moment, after the
+    // memory probe's first answer (its signal handling and file writes open what they need once).
+    const fdKindsReady = describeFds(proxyPid())
+    const readyFds = { fds: procStats(proxyPid()).fds }
+    // The proxy's listen socket (ss: Recv-Q = connections in the accept queue, Send-Q = its backlog) and
+    // the kernel's count of connections dropped because an accept queue was full (the whole machine's).
+    let running = true
+    const overflowsAtStart = listenOverflows()
+    const listenQueue = { max: 0, backlog: 0, samplesFull: 0, samples: 0 }
+    const listenSampler = (async () => {
+      while (running) {
+        const r = spawnSync('ss', ['-ltnH', `sport = :${port}`], { encoding: 'utf8' })
+        const m = /^\S+\s+(\d+)\s+(\d+)/.exec(r.stdout ?? '')
+        if (m) {
+          const [q, backlog] = [Number(m[1]), Number(m[2])]
+          listenQueue.max = Math.max(listenQueue.max, q)
+          listenQueue.backlog = backlog
+          listenQueue.samples++
+          if (q >= backlog) listenQueue.samplesFull++
+        }
+        await sleep(500)
+      }
+    })()
     const maxSeen: Record<string, number> = { soak: 0, soak_other: 0 }
     let maxTotal = 0
     let maxCatalog = 0
     let killed = 0
     let reloads = 0
-    let running = true
     const sampler = (async () => {
       while (running) {
         // Pool connections per database; the proxy's schema reads (application_name "pgtenant catalog") apart, and in the total (they count under the cap).
@@ -312,6 +472,59 @@ async function main(): Promise<void> {
         await sleep(rand(500, opt.quick ? 2000 : 3000))
       }
     })()
+    // Catalog reads at the cap with clients waiting (issue 15): a new tenant table appears in each
+    // database (created directly), and a client of a tenant placed there names it at once. The
+    // proxy must read the catalogs again (schema discovery, one connection under
+    // max_server_connections, ahead of the waiting clients) while every server connection is in use
+    // and clients wait; the sampler checks that the server never sees more than the cap.
+    const catalogProbes: CatalogProbe[] = []
+    const catalogProber = (async () => {
+      await sleep(opt.rampMs + (opt.quick ? 2000 : 10_000))
+      for (let k = 1; running; k++) {
+        for (const [db, tenant] of [
+          ['soak', `t${OTHER_TENANTS + k}`],
+          ['soak_other', `t${k % OTHER_TENANTS}`],
+        ] as const) {
+          if (!running) break
+          const table = `extra_${k}`
+          server.sql(
+            `CREATE TABLE ${table} (tenant_id text NOT NULL, n int); INSERT INTO ${table} VALUES ('${tenant}', 1), ('x', 2); GRANT ALL ON ${table} TO ${ROLES.scram.user};`,
+            db,
+          )
+          catalogProbes.push(await catalogProbe(db, tenant, table))
+        }
+        await sleep(opt.quick ? 8000 : 25_000)
+      }
+    })()
+    async function catalogProbe(db: string, tenant: string, table: string): Promise<CatalogProbe> {
+      const metrics = await fetch(`http://127.0.0.1:${metricsPort}/metrics`)
+        .then((r) => r.text())
+        .catch(() => '')
+      const backend = db === 'soak' ? 'main' : 'other'
+      const waiting = Number(new RegExp(`^pgtenant_pool_waiting_clients\\{backend="${backend}"\\} (\\d+)`, 'm').exec(metrics)?.[1] ?? -1)
+      const serverTotal = await serverConnections()
+      const c = new pg.Client({
+        connectionString: `postgres://app:app_pw@127.0.0.1:${port}/soak`,
+        options: `-c app.tenant=${tenant}`,
+        connectionTimeoutMillis: 90_000,
+      })
+      c.on('error', () => undefined)
+      const t0 = Date.now()
+      let outcome = 'rows'
+      let connected = false
+      try {
+        await c.connect()
+        connected = true
+        const r = await c.query(`SELECT count(*)::int AS n FROM ${table}`)
+        if (r.rows[0].n !== 1) outcome = `wrong count ${r.rows[0].n} (not only the tenant's row)`
+      } catch (err) {
+        const e = err as { code?: string; message: string }
+        outcome = `${connected ? '' : 'login: '}${e.code ?? '-'} ${e.message.slice(0, 80)}`
+      } finally {
+        await c.end().catch(() => undefined)
+      }
+      return { backend, table, waitingBefore: waiting, serverConnectionsBefore: serverTotal, ms: Date.now() - t0, outcome }
+    }
     const reloader = (async () => {
       while (running) {
         await sleep(opt.quick ? 10_000 : 30_000)
@@ -322,7 +535,7 @@ async function main(): Promise<void> {
     })()
 
     // Client processes.
-    const rampMs = opt.quick ? 8000 : 60_000
+    const rampMs = opt.rampMs
     const reports: WorkerReport[] = []
     let load = ready
     const loadTimer = setTimeout(() => {
@@ -339,12 +552,16 @@ async function main(): Promise<void> {
       return now
     }
     const betweenCycles: ProxyMemory[] = []
+    /** After each cycle, once the clients left and a full GC ran: RSS and where it is (smaps). */
+    const afterCycles: SettledPoint[] = []
     for (let cycle = 0; cycle < opt.cycles; cycle++) {
       if (cycle > 0) {
         await settleFds()
         const m = await proxyMemory(dir, proxyPid(), 'gc')
         if (m) betweenCycles.push(m)
-        log(`cycle ${cycle} done: proxy RSS ${m?.before.rssMiB} MiB, after a full GC ${m?.after?.rssMiB} MiB (heap used ${m?.after?.heapUsedMiB} MiB)`)
+        const point = { cycle, rssMiB: procStats(proxyPid()).rssMiB, heapUsedMiB: m?.after?.heapUsedMiB ?? -1, smaps: smapsBreakdown(proxyPid()) }
+        afterCycles.push(point)
+        log(`cycle ${cycle} done: proxy RSS ${m?.before.rssMiB} MiB, after a full GC ${fmtSmaps(point.smaps)} MiB (heap used ${m?.after?.heapUsedMiB} MiB)`)
       }
       await runClients(cycle)
     }
@@ -383,22 +600,51 @@ async function main(): Promise<void> {
     clearTimeout(loadTimer)
     const elapsedS = (Date.now() - started) / 1000
     running = false
-    await Promise.all([sampler, killer, reloader])
+    await Promise.all([sampler, killer, reloader, catalogProber, listenSampler])
     const loadAverage = loadavg()
     const cutoffs = await proxyCounters(metricsPort)
     log(`clients done after ${elapsedS.toFixed(0)} s; settling`)
 
     // Settle: every client is gone; the proxy's fds fall back (idle server connections stay until idle_timeout).
-    let settled = await settleFds()
-    await sleep(2000)
-    settled = procStats(proxyPid())
+    await settleFds()
     const left = await showClients()
     const sessionsLeft = left[0]?.error ? -1 : left.filter((r) => r.database !== 'pgtenant').length
     await (adminConsole as pg.Client | null)?.end().catch(() => undefined)
+    // fds flat: wait (up to 60 s) until the proxy's fds, less its server connections, are back where they were at ready.
+    let settled = procStats(proxyPid())
+    let serverAtSettle = await serverConnections()
+    const settleFrom = Date.now()
+    while (settled.fds - serverAtSettle > readyFds.fds - serverAtReady && Date.now() - settleFrom < 60_000) {
+      await sleep(500)
+      settled = procStats(proxyPid())
+      serverAtSettle = await serverConnections()
+    }
+    const fdsSettleS = Math.round((Date.now() - settleFrom) / 100) / 10
+    // When they did not come back: which kinds of fds there are more of than at ready.
+    let fdKinds: Record<string, number> | undefined
+    if (settled.fds - serverAtSettle > readyFds.fds - serverAtReady) {
+      fdKinds = {}
+      for (const [k, n] of Object.entries(describeFds(proxyPid()))) if (n > (fdKindsReady[k] ?? 0)) fdKinds[k] = n - (fdKindsReady[k] ?? 0)
+    }
     // Memory after the clients left, before and after two full GCs: what is still referenced (a leak) or only not given back.
     if (betweenCycles.length > 0) memory.betweenCycles = betweenCycles
     memory.settled = await proxyMemory(dir, proxyPid(), opt.heapSnapshot ? 'snapshot' : 'gc', opt.heapSnapshot ?? undefined)
     if (opt.heapSnapshot) memory.heap = heapCounts(opt.heapSnapshot)
+    afterCycles.push({
+      cycle: opt.cycles,
+      rssMiB: procStats(proxyPid()).rssMiB,
+      heapUsedMiB: memory.settled?.after?.heapUsedMiB ?? -1,
+      smaps: smapsBreakdown(proxyPid()),
+    })
+    log(`cycle ${opt.cycles} done: after a full GC ${fmtSmaps(afterCycles[afterCycles.length - 1].smaps)} MiB`)
+    let trimmed: SmapsBreakdown | null = null
+    if (opt.mallocTrim) {
+      // Diagnostic: memory glibc holds free is given back by malloc_trim; what stays is in use (ours, V8's or the WASM memory's).
+      const r = spawnSync('gdb', ['-p', String(proxyPid()), '-batch', '-ex', 'call (int)malloc_trim(0)'], { encoding: 'utf8', timeout: 60_000 })
+      trimmed = smapsBreakdown(proxyPid())
+      log(`after malloc_trim(0) (gdb ${r.status ?? r.error?.message}): ${fmtSmaps(trimmed)} MiB`)
+    }
+    const flat = flatVerdict(afterCycles, { ready: readyFds, readyServer: serverAtReady, settled, settledServer: serverAtSettle })
 
     // The ledger: every acknowledged commit must be there.
     const acknowledged = reports.flatMap((r) => r.committed)
@@ -439,6 +685,14 @@ async function main(): Promise<void> {
       reloads,
       proxyExits,
       proxy: { ready, load, settled },
+      flat,
+      afterCycles,
+      mallocTrimmed: trimmed,
+      proxyEnv: opt.proxyEnv,
+      fdsSettleS,
+      fdKinds,
+      listen: { ...listenQueue, overflows: listenOverflows() - overflowsAtStart },
+      catalogProbes,
       serverConnections: { max: { main: maxSeen.soak, other: maxSeen.soak_other }, poolSizes: { ...POOLS }, maxTotal, maxCatalog },
       ledger: { acknowledged: acknowledged.length, present, missing: acknowledged.length - present },
       hangs: reports.flatMap((r) => r.hangs.map((h, i) => ({ ...h, proxyState: hangStates.get(`${r.id}/${i}`) }))),

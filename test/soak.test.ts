@@ -39,4 +39,16 @@ t.test('quick soak: no proxy exit, no hung client, pools kept, every acknowledge
   t.equal(s.ledger.missing, 0, `every acknowledged commit is present (${s.ledger.present}/${s.ledger.acknowledged})`)
   t.ok(s.killed > 5 && s.hangups > 5 && s.reloads >= 3, `faults happened: ${s.killed} server connections killed, ${s.hangups} hang-ups, ${s.reloads} reloads`)
   t.ok(s.ops > 1000, `traffic flowed (${s.ops} operations)`)
+  // Catalog reads at the cap (issue 15): new tenant tables named while the pools are full; each is found
+  // (or its client waited like any other, 53300), and the server never sees more than the cap.
+  const cap = s.serverConnections.poolSizes.main + s.serverConnections.poolSizes.other
+  t.ok(s.catalogProbes.length >= 2, `catalog reads were triggered (${s.catalogProbes.length} new tables)`)
+  const failed = s.catalogProbes.filter((p) => p.outcome !== 'rows' && !p.outcome.startsWith('53300') && !p.outcome.startsWith('login:'))
+  t.same(failed, [], 'every new tenant table was found by the catalog read and filtered to the tenant')
+  t.ok(
+    s.catalogProbes.some((p) => p.outcome === 'rows'),
+    'at least one new table answered with rows',
+  )
+  t.ok(s.serverConnections.maxTotal <= cap, `the server never saw more than the cap, catalog reads included (${s.serverConnections.maxTotal}/${cap})`)
+  t.equal(s.flat.fds, 'pass', `fds back to where they were at ready, less the idle pool (${s.flat.fdsSettled} settled, ${s.flat.fdsReady} ready)`)
 })

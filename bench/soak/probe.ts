@@ -148,7 +148,11 @@ export function formatSummary(s: SoakSummary): string {
     `  event-loop delay max/p99: proxy ${s.loopDelay.proxyMaxMs}/${s.loopDelay.proxyP99Ms} ms, client processes (worst) ${s.loopDelay.clientsMaxMs}/${s.loopDelay.clientsP99Ms} ms; ` +
       `proxy CPU (cores) ramp ${s.memory.load?.cpuShare ?? '?'}, after it ${s.memory.settled?.cpuShare ?? '?'}; load average at the end ${s.loadAverage.map((n) => n.toFixed(1)).join(' ')}`,
     `  proxy RSS/fds: ready ${s.proxy.ready.rssMiB} MiB/${s.proxy.ready.fds}, under load ${s.proxy.load.rssMiB} MiB/${s.proxy.load.fds}, settled ${s.proxy.settled.rssMiB} MiB/${s.proxy.settled.fds}`,
+    ...fmtFlat(s),
     `  server connections (pg_stat_activity) max: main ${s.serverConnections.max.main}/${s.serverConnections.poolSizes.main}, other ${s.serverConnections.max.other}/${s.serverConnections.poolSizes.other}, catalog reads ${s.serverConnections.maxCatalog}, total with them ${s.serverConnections.maxTotal}/${s.serverConnections.poolSizes.main + s.serverConnections.poolSizes.other} (the cap)`,
+    ...fmtCatalog(s),
+    `  listen socket: accept queue at most ${s.listen.max} of backlog ${s.listen.backlog} (at the backlog in ${s.listen.samplesFull} of ${s.listen.samples} samples); ` +
+      `kernel ListenOverflows during the run ${s.listen.overflows} (machine-wide: connections dropped with an accept queue full)`,
     `  ledger: ${s.ledger.acknowledged} acknowledged commits, ${s.ledger.present} present, ${s.ledger.missing} missing`,
     `  client errors by kind:${errs ? '\n' + errs : ' none'}`,
     `  hung operations:${s.hangs.length === 0 ? ' none' : ''}`,
@@ -175,4 +179,171 @@ export function formatSummary(s: SoakSummary): string {
 
 export function fmtMem(m: MemoryUsageMiB | undefined): string {
   return m ? `${m.rssMiB}/${m.heapUsedMiB}/${m.heapTotalMiB}/${m.externalMiB}/${m.arrayBuffersMiB}` : '?'
+}
+
+/**
+ * Where the proxy's resident memory is, from /proc/PID/smaps (KiB summed per kind, in MiB):
+ * - `brk`: the [heap] mapping, glibc malloc's main arena (Buffers, OpenSSL, libuv, C++ objects of the main thread);
+ * - `arenas`: anonymous mappings inside 64 MiB-aligned reservations, glibc's per-thread arenas;
+ * - `wasm`: an anonymous mapping inside a reservation of GiBs (a WebAssembly memory between its guard regions: libpg-query);
+ * - `otherAnon`: the rest of the anonymous memory, mostly the V8 heap's pages;
+ * - `file`: the node binary and libraries mapped from files.
+ */
+export interface SmapsBreakdown {
+  rssMiB: number
+  brkMiB: number
+  arenasMiB: number
+  wasmMiB: number
+  otherAnonMiB: number
+  fileMiB: number
+}
+
+export function smapsBreakdown(pid: number): SmapsBreakdown | null {
+  let text: string
+  try {
+    text = readFileSync(`/proc/${pid}/smaps`, 'utf8')
+  } catch {
+    return null
+  }
+  const kib = { rss: 0, brk: 0, arenas: 0, wasm: 0, otherAnon: 0, file: 0 }
+  // A mapping's header line, then its fields; only Rss is used. Thread arenas are a 64 MiB-aligned
+  // reservation, its used part rw-p followed by its ---p rest: both start in the same 64 MiB block.
+  const arena = 64 * 1024 * 1024
+  const lines = text.split('\n')
+  const maps: { start: bigint; end: bigint; perms: string; name: string; rss: number }[] = []
+  for (const line of lines) {
+    const head = /^([0-9a-f]+)-([0-9a-f]+) (\S{4}) \S+ \S+ (\d+)\s*(.*)$/.exec(line)
+    if (head) {
+      maps.push({ start: BigInt('0x' + head[1]), end: BigInt('0x' + head[2]), perms: head[3], name: head[5].trim(), rss: 0 })
+      continue
+    }
+    const rss = /^Rss:\s+(\d+) kB/.exec(line)
+    if (rss && maps.length > 0) maps[maps.length - 1].rss = Number(rss[1])
+  }
+  // A WebAssembly memory is its accessible part inside a reservation of GiBs (guard regions, ---p) on either side.
+  const huge = (j: number): boolean => maps[j] !== undefined && maps[j].perms === '---p' && maps[j].end - maps[j].start >= 1n << 30n
+  const nextToReservation = (i: number): boolean =>
+    maps[i].perms === 'rw-p' && ((huge(i - 1) && maps[i - 1].end === maps[i].start) || (huge(i + 1) && maps[i + 1].start === maps[i].end))
+  for (let i = 0; i < maps.length; i++) {
+    const m = maps[i]
+    kib.rss += m.rss
+    if (m.name === '[heap]') kib.brk += m.rss
+    else if (m.name !== '' && !m.name.startsWith('[')) kib.file += m.rss
+    else if (m.name !== '')
+      kib.otherAnon += m.rss // [stack], [vvar], …
+    else if (m.end - m.start >= 1n << 30n || nextToReservation(i)) kib.wasm += m.rss
+    else {
+      const next = maps[i + 1]
+      const aligned = m.start % BigInt(arena) === 0n
+      const isArena =
+        aligned && m.perms === 'rw-p' && next !== undefined && next.perms === '---p' && next.start === m.end && next.end - m.start === BigInt(arena)
+      const whole = aligned && m.perms === 'rw-p' && m.end - m.start === BigInt(arena)
+      if (isArena || whole) kib.arenas += m.rss
+      else kib.otherAnon += m.rss
+    }
+  }
+  const f = (n: number): number => Math.round((n / 1024) * 10) / 10
+  return { rssMiB: f(kib.rss), brkMiB: f(kib.brk), arenasMiB: f(kib.arenas), wasmMiB: f(kib.wasm), otherAnonMiB: f(kib.otherAnon), fileMiB: f(kib.file) }
+}
+
+export function fmtSmaps(s: SmapsBreakdown | null | undefined): string {
+  return s ? `${s.rssMiB} (brk ${s.brkMiB}, arenas ${s.arenasMiB}, wasm ${s.wasmMiB}, other anon ${s.otherAnonMiB}, files ${s.fileMiB})` : '?'
+}
+
+/** The proxy's memory after one cycle of clients: they all left, fds settled, two full GCs ran. */
+export interface SettledPoint {
+  cycle: number
+  rssMiB: number
+  heapUsedMiB: number
+  smaps: SmapsBreakdown | null
+}
+
+/** How much RSS after a cycle may exceed RSS after the cycle before it and still count as flat. */
+export const FLAT_RSS_GROWTH = 0.05
+
+export const FLAT_RULE =
+  `RSS flat: with --cycles >= 2, RSS after each cycle (all clients gone, fds settled, full GC) at most ${FLAT_RSS_GROWTH * 100} % above ` +
+  'RSS after the cycle before it (memory reused, not accumulated); fds flat: the settled fds, less the server connections the pool ' +
+  'keeps idle until idle_timeout_ms (counted in pg_stat_activity), at most those at ready'
+
+export interface FlatVerdict {
+  pass: boolean
+  rss: 'pass' | 'fail' | 'not measured (one cycle)'
+  fds: 'pass' | 'fail'
+  /** RSS after each cycle, MiB. */
+  rssAfterCycles: number[]
+  /** The largest growth from one cycle to the next, in % (negative: it shrank). */
+  worstGrowthPct: number | null
+  fdsReady: number
+  fdsSettled: number
+  serverConnectionsReady: number
+  serverConnectionsSettled: number
+}
+
+export function flatVerdict(
+  points: SettledPoint[],
+  at: { ready: { fds: number }; readyServer: number; settled: { fds: number }; settledServer: number },
+): FlatVerdict {
+  const rss = points.map((p) => p.rssMiB)
+  let worst: number | null = null
+  for (let i = 1; i < rss.length; i++) {
+    const g = (rss[i] / rss[i - 1] - 1) * 100
+    worst = worst === null ? g : Math.max(worst, g)
+  }
+  const rssOk = worst === null ? 'not measured (one cycle)' : worst <= FLAT_RSS_GROWTH * 100 ? 'pass' : 'fail'
+  const fdsOk = at.settled.fds - at.settledServer <= at.ready.fds - at.readyServer ? 'pass' : 'fail'
+  return {
+    pass: rssOk !== 'fail' && fdsOk === 'pass',
+    rss: rssOk,
+    fds: fdsOk,
+    rssAfterCycles: rss,
+    worstGrowthPct: worst === null ? null : Math.round(worst * 10) / 10,
+    fdsReady: at.ready.fds,
+    fdsSettled: at.settled.fds,
+    serverConnectionsReady: at.readyServer,
+    serverConnectionsSettled: at.settledServer,
+  }
+}
+
+export function fmtFlat(s: SoakSummary): string[] {
+  const f = s.flat
+  return [
+    `  flat after settle: ${f.pass ? 'PASS' : 'FAIL'} (RSS ${f.rss}, fds ${f.fds}); RSS after each cycle ${f.rssAfterCycles.join(' → ')} MiB` +
+      `${f.worstGrowthPct === null ? '' : `, worst growth ${f.worstGrowthPct} %`}; fds ready ${f.fdsReady} (${f.serverConnectionsReady} server), settled ${f.fdsSettled} (${f.serverConnectionsSettled} server)`,
+    `    rule: ${FLAT_RULE}`,
+    ...s.afterCycles.map((p) => `    after cycle ${p.cycle}: RSS ${fmtSmaps(p.smaps)} MiB, heap used ${p.heapUsedMiB} MiB`),
+    ...(s.mallocTrimmed ? [`    after malloc_trim(0): ${fmtSmaps(s.mallocTrimmed)} MiB`] : []),
+    `    fds back ${s.fdsSettleS} s after the clients left${
+      s.fdKinds
+        ? `; more than at ready: ${Object.entries(s.fdKinds)
+            .map(([k, n]) => `${n} ${k}`)
+            .join(', ')}`
+        : ''
+    }`,
+    ...(Object.keys(s.proxyEnv).length > 0
+      ? [
+          `    proxy environment: ${Object.entries(s.proxyEnv)
+            .map(([k, v]) => `${k}=${v}`)
+            .join(' ')}`,
+        ]
+      : []),
+  ]
+}
+
+/** Catalog reads at the cap: pass when every probe found its new table (rows, only the tenant's) or, at worst, waited like any client (53300). */
+export function fmtCatalog(s: SoakSummary): string[] {
+  const p = s.catalogProbes
+  if (p.length === 0) return ['  catalog reads at the cap: none run']
+  const ok = p.filter((x) => x.outcome === 'rows').length
+  const waited = p.filter((x) => x.outcome.startsWith('53300') || x.outcome.startsWith('login:')).length
+  const bad = p.length - ok - waited
+  const atCap = p.filter((x) => x.waitingBefore > 0).length
+  const ms = p.map((x) => x.ms).sort((a, b) => a - b)
+  return [
+    `  catalog reads at the cap: ${bad === 0 && s.serverConnections.maxTotal <= s.serverConnections.poolSizes.main + s.serverConnections.poolSizes.other ? 'PASS' : 'FAIL'}: ` +
+      `${p.length} new tenant tables named by a client (${atCap} with clients waiting for that pool just before), ${ok} answered with the tenant's row, ` +
+      `${waited} waited like any client (53300 or a slow login), ${bad} failed otherwise; took ${ms[0]}–${ms[ms.length - 1]} ms (median ${ms[Math.floor(ms.length / 2)]}); ` +
+      `server total at most ${s.serverConnections.maxTotal}, catalog connections at most ${s.serverConnections.maxCatalog}`,
+    ...p.filter((x) => x.outcome !== 'rows').map((x) => `    ${x.backend} ${x.table}: ${x.outcome} (${x.waitingBefore} waiting before, ${x.ms} ms)`),
+  ]
 }

@@ -51,6 +51,7 @@ async function runWorker(o: WorkerOptions): Promise<WorkerReport> {
     lib: HangRecord['lib'],
     what: string | (() => string),
     localPort: () => number | null = () => null,
+    timeoutMs = o.opTimeoutMs,
   ): Promise<T> => {
     const t0 = Date.now()
     let timer: NodeJS.Timeout | null = null
@@ -58,7 +59,7 @@ async function runWorker(o: WorkerOptions): Promise<WorkerReport> {
       (value) => ({ value }),
       (error: unknown) => ({ error }),
     )
-    const watchdog = new Promise<null>((res) => (timer = setTimeout(() => res(null), o.opTimeoutMs)))
+    const watchdog = new Promise<null>((res) => (timer = setTimeout(() => res(null), timeoutMs)))
     try {
       const first = await Promise.race([settled, watchdog])
       if (first !== null) {
@@ -152,6 +153,11 @@ async function runWorker(o: WorkerOptions): Promise<WorkerReport> {
     }
   }
 
+  // A postgres.js client's first operation includes its connect (TCP, possibly a wait in the proxy's
+  // accept queue, and the login), which the library bounds by connect_timeout: that operation is hung
+  // only past connect_timeout plus the op timeout (node-postgres's connect has a watchdog of its own).
+  const firstTimeout = (first: boolean): number => (first ? CONNECT_TIMEOUT_MS + o.opTimeoutMs : o.opTimeoutMs)
+
   async function postgresJsClient(slot: number): Promise<void> {
     while (Date.now() < deadline) {
       const tenant = `t${Math.floor(Math.random() * TENANTS)}`
@@ -171,13 +177,22 @@ async function runWorker(o: WorkerOptions): Promise<WorkerReport> {
           const r = Math.random()
           const t0 = performance.now()
           if (r < 0.3)
-            await timed(sql.unsafe('SELECT count(*)::int AS n FROM items').simple(), drop, 'postgres.js', first ? 'connect + simple query' : 'simple query')
+            await timed(
+              sql.unsafe('SELECT count(*)::int AS n FROM items').simple(),
+              drop,
+              'postgres.js',
+              first ? 'connect + simple query' : 'simple query',
+              undefined,
+              firstTimeout(first),
+            )
           else if (r < 0.75)
             await timed(
               sql`SELECT count(*)::int AS n FROM items WHERE n >= ${slot % 4}`,
               drop,
               'postgres.js',
               first ? 'connect + prepared query' : 'prepared query',
+              undefined,
+              firstTimeout(first),
             )
           else {
             const id = ++nextId
@@ -188,6 +203,8 @@ async function runWorker(o: WorkerOptions): Promise<WorkerReport> {
               drop,
               'postgres.js',
               first ? 'connect + write transaction' : 'write transaction',
+              undefined,
+              firstTimeout(first),
             )
             report.committed.push(id)
           }
