@@ -210,4 +210,18 @@ pool: { mode: transaction, wait_timeout_ms: 60000 }
     t.match(metrics, /pgtenant_routing_decisions_total\{kind="citus-worker",backend="citus"\} [1-9]/, 'routing decisions to workers counted')
     await a.end()
   })
+
+  t.test(`MOVE TENANT '${OTHER}' ISOLATE: a shard of its own, on the worker it was on; again: nothing to do`, async (t) => {
+    const before = await placement(OTHER)
+    const a = await console_()
+    const res = await a.query(`MOVE TENANT '${OTHER}' ISOLATE`)
+    const after = await placement(OTHER)
+    t.equal(res.command, 'MOVE', `MOVE ${res.rowCount}`)
+    t.ok(after.isolated && after.shard !== before.shard, `isolated (${before.shard} -> ${after.shard})`)
+    t.equal(after.port, before.port, 'on the same worker')
+    t.match((await a.query('SHOW MOVES')).rows.at(-1), { tenant: String(OTHER), to: 'citus (isolated)', state: 'done' }, 'SHOW MOVES: done')
+    await a.query(`MOVE TENANT '${OTHER}' ISOLATE`)
+    t.equal((await placement(OTHER)).shard, after.shard, 'a second ISOLATE keeps the shard (already isolated)')
+    await a.end()
+  })
 }
