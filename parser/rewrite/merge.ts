@@ -44,7 +44,12 @@ interface SourceTenant {
   col: string
 }
 
-/** The source: a tenant table becomes a filtered derived table (its rows must not even be seen as unmatched). */
+/**
+ * The source: a tenant table becomes a filtered derived table (its rows must not even be seen as
+ * unmatched). Not nullable: the ON sees raw source rows (only the target is NULL-extended, for NOT
+ * MATCHED), so its guard is the strict restriction, as the verifier requires; `c IS NULL` there would
+ * admit rows of no tenant.
+ */
 function sourceRanges(cx: RewriteState, src: Node, scope: Scope | null): { ranges: RangeInfo[]; tenant: SourceTenant | null } {
   const srv = field(src, 'RangeVar')
   if (srv) {
@@ -52,7 +57,7 @@ function sourceRanges(cx: RewriteState, src: Node, scope: Scope | null): { range
     if (sr.kind !== 'tenant') return { ranges: [plainRange(rangeName(srv), sr.kind !== 'cte')], tenant: null }
     deriveTable(cx, srv, sr.col!)
     const tenant = srv.alias?.colnames ? null : { key: sr.key, name: rangeName(srv), col: sr.col! }
-    return { ranges: [tenantRange(cx, srv, sr, true)], tenant }
+    return { ranges: [tenantRange(cx, srv, sr, false)], tenant }
   }
   const pl = new Placement()
   fromItem(cx, src, scope, pl, null, true)

@@ -7,7 +7,7 @@
 import t from 'tap'
 import { writeFileSync } from 'node:fs'
 import { parseSync } from 'libpg-query'
-import { initParser } from '../../parser/index.js'
+import { initParser, rewriteQuery } from '../../parser/index.js'
 import { analyze } from '../../parser/analyze.js'
 import { normalizeLiterals } from '../../parser/scan.js'
 import { verifyRewrite, fillForVerify } from '../../parser/verify.js'
@@ -533,6 +533,13 @@ t.test('isLeakproofSafe', async (t) => {
   const shadowed = new Set(['now'])
   t.notOk(isLeakproofSafe(where('a < now()'), undefined, shadowed), 'now() when the database has a now() outside pg_catalog')
   t.ok(isLeakproofSafe(where('a < pg_catalog.now()'), undefined, shadowed), "pg_catalog.now() is pg_catalog's whatever the database has")
+  // the rewriter passes the database's shadowed names (schema discovery) to the same test
+  const sql = 'DELETE FROM clicks WHERE created_at < now()'
+  const plain = rewriteQuery(sql, goldenCtx()).sql ?? ''
+  t.notMatch(plain, /CASE WHEN/, 'now() stays unwrapped')
+  const facts = { ...goldenCtx().facts, functionPolicy: { user: 'allow' as const, allowed: new Set<string>(), shadowed } }
+  const wrapped = rewriteQuery(sql, goldenCtx({ facts })).sql ?? ''
+  t.match(wrapped, /CASE WHEN clicks\.company_id = 'acme' THEN \(created_at < now\(\)\) END/, 'a now() the database shadows is wrapped')
   t.notOk(
     isLeakproofSafe(where('s.a = 1'), (ref) => ref.fields[0].String.sval !== 's'),
     'the caller rules out a column',
