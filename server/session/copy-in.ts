@@ -31,8 +31,11 @@ export abstract class SessionCopyIn extends SessionBackendLink {
   /** An append-mode COPY was sent: the client's CopyInResponse names its own columns, not the tenant column the server counts. */
   private copyClientColumns = -1
   private copyBinary = false
-  /** Portals bound to a COPY … FROM STDIN into a tenant table: the plan their Execute starts. */
-  protected readonly copyPortals = new Map<string, CopyInPlan>()
+  /** Portals bound to a COPY … FROM STDIN into a tenant table: the plan their Execute starts. Made at first use (memory per idle client). */
+  private copyPortalsInstance: Map<string, CopyInPlan> | null = null
+  protected get copyPortals(): Map<string, CopyInPlan> {
+    return (this.copyPortalsInstance ??= new Map<string, CopyInPlan>())
+  }
 
   /** Before a simple Query goes to the server: the rows of its tenant COPY, null for none, undefined when refused (answered). */
   protected copyForQuery(plan: RewriteResult | null): CopyInRows | null | undefined {

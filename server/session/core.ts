@@ -49,8 +49,11 @@ export abstract class SessionCore {
 
   /** Tenant, settings and what waits for COMMIT (session/state.ts). */
   protected readonly st = new SessionState()
-  /** The client's statements and portals (session/statements.ts). */
-  protected readonly stmts = new StatementRegistry()
+  /** The client's statements and portals (session/statements.ts); made at first use: an idle client has none (issue 18, memory per client). */
+  private stmtsInstance: StatementRegistry | null = null
+  protected get stmts(): StatementRegistry {
+    return (this.stmtsInstance ??= new StatementRegistry())
+  }
   protected readonly reader: FrameReader
   protected readonly out: BatchedWriter
   protected readonly scanner: BackendScanner
@@ -73,8 +76,11 @@ export abstract class SessionCore {
   protected inputHeldForServer = false // client reads paused until the server connection drains
   /** A proxy-made error in an extended batch: the client's messages up to its Sync are dropped. */
   protected skipUntilSync = false
-  /** SQL-level prepared statements (PREPARE) live on one server connection: while any exist, the client keeps it. */
-  protected readonly sqlPrepared = new Set<string>()
+  /** SQL-level prepared statements (PREPARE) live on one server connection: while any exist, the client keeps it. Made at first use. */
+  private sqlPreparedInstance: Set<string> | null = null
+  protected get sqlPrepared(): Set<string> {
+    return (this.sqlPreparedInstance ??= new Set<string>())
+  }
   protected toBackend: Buffer[] = []
   protected loginTimer: NodeJS.Timeout | null = null
   protected idleTimer: NodeJS.Timeout | null = null
@@ -141,7 +147,14 @@ export abstract class SessionCore {
   }
 
   protected readonly onClientData = (chunk: Buffer): void => {
-    if (this.state === 'startup' && this.reader.buffered === 0) this.packetHead = Buffer.from(chunk.subarray(0, 8)) // what a new packet starts with (see processStartup)
+    // What a new packet starts with (see processStartup). Its own memory, not a slice of Node's shared 8 KiB
+    // allocation pool: a slice kept for the session's life would keep that whole pool chunk alive (issue 18:
+    // about 2 KB per idle client), and it is dropped once the startup phase is over.
+    if (this.state === 'startup' && this.reader.buffered === 0) {
+      const head = Buffer.allocUnsafeSlow(Math.min(8, chunk.length))
+      chunk.copy(head, 0, 0, head.length)
+      this.packetHead = head
+    } else if (this.packetHead !== null && this.state !== 'startup') this.packetHead = null
     this.reader.push(chunk)
     try {
       this.processInput()
