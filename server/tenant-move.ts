@@ -38,6 +38,7 @@ export interface MoveHost {
   readonly catalogs: {
     readonly facts: ReadonlyMap<string, SchemaFacts>
     factsFor(name: string, tenant: string | null): SchemaFacts | Promise<void> | undefined
+    refreshFor(name: string, tenant: string | null): Promise<boolean>
     readonly citusLoadedAt: ReadonlyMap<string, number>
     refreshCitus(backendName: string): Promise<void>
   }
@@ -374,6 +375,11 @@ export class TenantMoves {
     let facts = this.host.catalogs.facts.get(name)
     if (!facts) {
       await this.host.catalogs.factsFor(name, tenant)
+      facts = this.host.catalogs.facts.get(name)
+    }
+    if (!facts) {
+      // Discovery failed a moment ago (a loaded server: the connect timed out): one more try now, not in 5 s.
+      await this.host.catalogs.refreshFor(name, tenant)
       facts = this.host.catalogs.facts.get(name)
     }
     if (!facts) throw new BackendError(`the schema of "${name}" could not be read (see the log: schema discovery failed)`, '58000')
