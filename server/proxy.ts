@@ -579,7 +579,7 @@ export class Proxy implements ProxyContext {
     this.secureContext = config.tls ? tls.createSecureContext({ cert: config.tls.cert, key: config.tls.key }) : null
     this.tenantPattern = compileTenantPattern(config.tenant?.pattern)
     this.metrics.slowStatementMs = config.log?.slow_statement_ms ?? 0
-    this.catalogs.reset()
+    this.catalogs.reset(changed)
     void this.catalogs.loadAll()
     this.log.info('configuration reloaded')
   }

@@ -44,6 +44,8 @@ export class SchemaCatalogs {
   private readonly loading = new Map<string, Promise<void>>()
   /** What discovery found, before the Citus metadata is merged in (updateFacts). */
   private readonly discovered = new Map<string, SchemaFacts>()
+  /** The catalog rows discovery last read per backend, and the tenant column it looked for: a reload rebuilds the facts from them. */
+  private readonly discoveredRows = new Map<string, { column: string; rows: SchemaRow[] }>()
   private readonly failedAt = new Map<string, number>()
   private readonly refreshedAt = new Map<string, number>()
   private citusTimer: NodeJS.Timeout | null = null
@@ -71,10 +73,23 @@ export class SchemaCatalogs {
     }
   }
 
-  /** A reload: everything is read again (loadAll). */
-  reset(): void {
+  /**
+   * A reload (the new configuration is in place): the facts are rebuilt at once from the rows last
+   * discovered, under the new tenant section, for every backend whose URL did not change
+   * (`changedBackends`) and whose rows were read for the same tenant column; the others are
+   * forgotten. Then everything is read again (loadAll). Clearing every backend's facts instead left
+   * each statement refused with 42501 as naming an unknown relation until the new read finished,
+   * or for 5 s when it failed (the soak: reloads while server connections were being killed).
+   */
+  reset(changedBackends: readonly string[] = []): void {
     this.facts.clear()
     this.discovered.clear()
+    const tenant = this.host.config.tenant
+    for (const [name, found] of [...this.discoveredRows]) {
+      const backend = this.host.config.backends[name]
+      if (!tenant || !backend || changedBackends.includes(name) || found.column !== tenant.column) this.discoveredRows.delete(name)
+      else this.setDiscovered(name, found.rows)
+    }
   }
 
   stop(): void {
@@ -175,11 +190,8 @@ export class SchemaCatalogs {
     if (!tenant) return Promise.resolve()
     const job = this.withConnection(backendName, target, (conn) => queryRows(conn, schemaDiscoverySql(tenant.column)))
       .then((rows) => {
-        const facts = buildSchemaFacts(rows as unknown as SchemaRow[], tenant)
-        const backend = this.host.config.backends[backendName]
-        // In a database of its own, a tenant's tables without the tenant column are its own.
-        this.discovered.set(backendName, backend?.url.perTenant ? { ...facts, unknown: 'allow' } : facts)
-        this.updateFacts(backendName)
+        this.discoveredRows.set(backendName, { column: tenant.column, rows: rows as unknown as SchemaRow[] })
+        const facts = this.setDiscovered(backendName, rows as unknown as SchemaRow[])
         this.host.log.info({ backend: backendName, tenantTables: facts.tenantTables.size, relations: facts.knownRelations.size }, 'schema facts loaded')
       })
       .catch((err: Error) => {
@@ -189,6 +201,16 @@ export class SchemaCatalogs {
       .finally(() => this.loading.delete(backendName))
     this.loading.set(backendName, job)
     return job
+  }
+
+  /** The facts of a backend from discovered catalog rows, under the current tenant section. */
+  private setDiscovered(backendName: string, rows: SchemaRow[]): SchemaFacts {
+    const facts = buildSchemaFacts(rows, this.host.config.tenant!)
+    const backend = this.host.config.backends[backendName]
+    // In a database of its own, a tenant's tables without the tenant column are its own.
+    this.discovered.set(backendName, backend?.url.perTenant ? { ...facts, unknown: 'allow' } : facts)
+    this.updateFacts(backendName)
+    return facts
   }
 
   async refreshCitus(backendName: string): Promise<void> {
