@@ -102,27 +102,7 @@ export class TenantMoves {
           `MOVE TENANT ... TO <db> does not move a tenant into or out of a Citus backend ("${name}" is one); inside one: MOVE TENANT '${tenant}' ISOLATE, or MOVE TENANT '${tenant}' TO WORKER 'host:port'`,
           '0A000',
         )
-    if (this.running.has(tenant)) throw new BackendError(`a move of tenant "${tenant}" is already running`, '55006')
-    if (host.paused.has(tenant) || host.paused.has('*'))
-      throw new BackendError(`tenant "${tenant}" is paused (RESUME it first: a move pauses and resumes it itself)`, '55000')
-
-    const rec: MoveRecord = {
-      tenant,
-      from,
-      to,
-      state: 'checking',
-      table: null,
-      rowsCopied: 0,
-      tables: 0,
-      startedAt: Date.now(),
-      finishedAt: null,
-      pauseMs: null,
-      pausedAt: null,
-      error: null,
-    }
-    this.moves.push(rec)
-    if (this.moves.length > KEEP_MOVES) this.moves.splice(0, this.moves.length - KEEP_MOVES)
-    this.running.add(tenant)
+    const rec = this.start(tenant, from, to)
     const log = host.log.child({ move: tenant, from, to })
     log.info('tenant move: started')
     let source: Wire | null = null
@@ -137,14 +117,8 @@ export class TenantMoves {
       await checkTarget(tables, target, to, tenant, lit)
       log.info({ tables: tables.map((t) => t.name) }, 'tenant move: schemas checked; pausing the tenant')
 
-      rec.state = 'pausing'
-      host.pause(tenant)
-      host.moving.add(tenant)
       paused = true
-      rec.pausedAt = Date.now()
-      // Sessions that keep a server connection between transactions leave it now (those in a transaction when theirs ends).
-      for (const s of host.sessions.values()) if (s.effectiveTenant === tenant && !s.bypass) s.leaveForMove()
-      await this.drained(tenant, config.placement.move_wait_ms ?? 30_000)
+      await this.pauseAndDrain(rec)
 
       rec.state = 'copying'
       await source.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY')
@@ -180,14 +154,7 @@ export class TenantMoves {
     } finally {
       source?.close() // ends the read-only snapshot
       target?.close() // a target transaction not committed is rolled back by the server
-      if (paused) {
-        host.moving.delete(tenant)
-        host.resume(tenant)
-        rec.pauseMs = Date.now() - (rec.pausedAt as number)
-        log.info({ pause_ms: rec.pauseMs }, 'tenant move: tenant resumed')
-      }
-      rec.finishedAt = Date.now()
-      this.running.delete(tenant)
+      this.finish(rec, paused, log)
     }
   }
 
@@ -211,26 +178,7 @@ export class TenantMoves {
       )
     const to = worker === null ? null : parseWorker(worker)
     if (worker !== null && to === null) throw new BackendError(`"${worker}" is not host:port`, '22023')
-    if (this.running.has(tenant)) throw new BackendError(`a move of tenant "${tenant}" is already running`, '55006')
-    if (host.paused.has(tenant) || host.paused.has('*'))
-      throw new BackendError(`tenant "${tenant}" is paused (RESUME it first: a move pauses and resumes it itself)`, '55000')
-    const rec: MoveRecord = {
-      tenant,
-      from,
-      to: to === null ? `${from} (isolated)` : `${from} worker ${to.host}:${to.port}`,
-      state: 'checking',
-      table: null,
-      rowsCopied: 0,
-      tables: 0,
-      startedAt: Date.now(),
-      finishedAt: null,
-      pauseMs: null,
-      pausedAt: null,
-      error: null,
-    }
-    this.moves.push(rec)
-    if (this.moves.length > KEEP_MOVES) this.moves.splice(0, this.moves.length - KEEP_MOVES)
-    this.running.add(tenant)
+    const rec = this.start(tenant, from, to === null ? `${from} (isolated)` : `${from} worker ${to.host}:${to.port}`)
     const log = host.log.child({ move: tenant, from, to: rec.to })
     log.info('tenant move (Citus): started')
     let coordinator: Wire | null = null
@@ -246,13 +194,8 @@ export class TenantMoves {
       }
       log.info({ groups: groups.map((g) => g.tables) }, 'tenant move (Citus): colocation groups read; pausing the tenant')
 
-      rec.state = 'pausing'
-      host.pause(tenant)
-      host.moving.add(tenant)
       paused = true
-      rec.pausedAt = Date.now()
-      for (const s of host.sessions.values()) if (s.effectiveTenant === tenant && !s.bypass) s.leaveForMove()
-      await this.drained(tenant, config.placement.move_wait_ms ?? 30_000)
+      await this.pauseAndDrain(rec)
 
       for (const g of groups) {
         rec.table = g.table
@@ -294,15 +237,61 @@ export class TenantMoves {
       throw err instanceof BackendError ? err : new BackendError((err as Error).message, (err as { sqlstate?: string }).sqlstate ?? 'XX000')
     } finally {
       coordinator?.close()
-      if (paused) {
-        host.moving.delete(tenant)
-        host.resume(tenant)
-        rec.pauseMs = Date.now() - (rec.pausedAt as number)
-        log.info({ pause_ms: rec.pauseMs }, 'tenant move (Citus): tenant resumed')
-      }
-      rec.finishedAt = Date.now()
-      this.running.delete(tenant)
+      this.finish(rec, paused, log)
     }
+  }
+
+  /** A move of `tenant` begins: refused while one runs or the tenant is paused; its record, kept for SHOW MOVES. */
+  private start(tenant: string, from: string, to: string): MoveRecord {
+    const { host } = this
+    if (this.running.has(tenant)) throw new BackendError(`a move of tenant "${tenant}" is already running`, '55006')
+    if (host.paused.has(tenant) || host.paused.has('*'))
+      throw new BackendError(`tenant "${tenant}" is paused (RESUME it first: a move pauses and resumes it itself)`, '55000')
+    const rec: MoveRecord = {
+      tenant,
+      from,
+      to,
+      state: 'checking',
+      table: null,
+      rowsCopied: 0,
+      tables: 0,
+      startedAt: Date.now(),
+      finishedAt: null,
+      pauseMs: null,
+      pausedAt: null,
+      error: null,
+    }
+    this.moves.push(rec)
+    if (this.moves.length > KEEP_MOVES) this.moves.splice(0, this.moves.length - KEEP_MOVES)
+    this.running.add(tenant)
+    return rec
+  }
+
+  /**
+   * Hold the tenant's new transactions and wait (placement.move_wait_ms) for its running ones. Sessions
+   * that keep a server connection between transactions leave it now (those in a transaction when theirs ends).
+   */
+  private async pauseAndDrain(rec: MoveRecord): Promise<void> {
+    const { host } = this
+    const tenant = rec.tenant
+    rec.state = 'pausing'
+    host.pause(tenant)
+    host.moving.add(tenant)
+    rec.pausedAt = Date.now()
+    for (const s of host.sessions.values()) if (s.effectiveTenant === tenant && !s.bypass) s.leaveForMove()
+    await this.drained(tenant, host.config.placement.move_wait_ms ?? 30_000)
+  }
+
+  /** The move ended (done or failed): the tenant resumed if it was paused, the record closed. */
+  private finish(rec: MoveRecord, paused: boolean, log: Logger): void {
+    if (paused) {
+      this.host.moving.delete(rec.tenant)
+      this.host.resume(rec.tenant)
+      rec.pauseMs = Date.now() - (rec.pausedAt as number)
+      log.info({ pause_ms: rec.pauseMs }, 'tenant move: tenant resumed')
+    }
+    rec.finishedAt = Date.now()
+    this.running.delete(rec.tenant)
   }
 
   /** PURGE TENANT 'x' FROM <db>: delete the tenant's rows from every tenant table there; the number deleted. */
