@@ -32,12 +32,8 @@ const COMPARISON = new Set(['=', '<>', '!=', '<', '>', '<=', '>='])
 
 /** The operator of an A_Expr if it is one of the accepted comparison operators, else null. */
 function comparisonOp(name: N): string | null {
-  if (!Array.isArray(name) || name.length === 0 || name.length > 2) return null
-  const parts = name.map((x: N) => x?.String?.sval)
-  if (parts.some((p: unknown) => typeof p !== 'string')) return null
-  if (parts.length === 2 && parts[0] !== 'pg_catalog') return null
-  const op = parts[parts.length - 1]
-  return COMPARISON.has(op) ? op : null
+  const op = catalogName(name)
+  return op !== null && COMPARISON.has(op) ? op : null
 }
 
 function onlyKey(n: N): string | null {
@@ -56,7 +52,8 @@ const ROW_INDEPENDENT_FUNCTIONS = new Set(['current_setting', 'now', 'statement_
 /** + and - between row-independent operands (timestamps and intervals, numbers). */
 const ROW_INDEPENDENT_OPERATORS = new Set(['+', '-'])
 
-function funcName(names: N): string | null {
+/** The last part of an operator's or function's name, unqualified or pg_catalog-qualified; else null. */
+function catalogName(names: N): string | null {
   if (!Array.isArray(names) || names.length === 0 || names.length > 2) return null
   const parts = names.map((x: N) => x?.String?.sval)
   if (parts.some((p: unknown) => typeof p !== 'string')) return null
@@ -77,7 +74,7 @@ export function rowIndependent(n: N, shadowed?: ReadonlySet<string>, depth = 0):
   const v = n[k!]
   if (k === 'TypeCast') return rowIndependent(v.arg, shadowed, depth + 1)
   if (k === 'FuncCall') {
-    const name = funcName(v.funcname)
+    const name = catalogName(v.funcname)
     if (name === null || !ROW_INDEPENDENT_FUNCTIONS.has(name)) return false
     if (v.funcname.length === 1 && shadowed?.has(name)) return false
     if (v.agg_star || v.agg_distinct || v.agg_order || v.agg_filter || v.over || v.func_variadic || v.agg_within_group) return false
@@ -85,7 +82,7 @@ export function rowIndependent(n: N, shadowed?: ReadonlySet<string>, depth = 0):
     return args.every((a) => rowIndependent(a, shadowed, depth + 1))
   }
   if (k === 'A_Expr' && v.kind === 'AEXPR_OP' && v.lexpr !== undefined && v.rexpr !== undefined) {
-    const op = funcName(v.name)
+    const op = catalogName(v.name)
     return op !== null && ROW_INDEPENDENT_OPERATORS.has(op) && rowIndependent(v.lexpr, shadowed, depth + 1) && rowIndependent(v.rexpr, shadowed, depth + 1)
   }
   return false

@@ -12,7 +12,7 @@ import { Placement, deriveTable, fromItem } from './placement.js'
 import { atLevel, guardConjuncts, guarding, plainRange, targetRange, tenantRange } from './order-guard.js'
 import { mergeOnExtent } from './clauses.js'
 import { setTargets, tenantValue } from './tenant-value.js'
-import { field, rangeName, type MergeStmt, type MergeWhenClause, type Node, type RangeVar } from './nodes.js'
+import { columnRefNames, field, rangeName, type MergeStmt, type MergeWhenClause, type Node, type RangeVar } from './nodes.js'
 
 function whenClauses(m: MergeStmt): MergeWhenClause[] {
   return (m.mergeWhenClauses ?? []).map((wc) => field(wc, 'MergeWhenClause')!)
@@ -114,6 +114,6 @@ function mergeInsert(cx: RewriteState, w: MergeWhenClause, key: string, col: str
 
 /** `<source>.<its tenant column>`: the tenant's own value, no guard needed. */
 function isSourceTenantColumn(v: Node, src: SourceTenant): boolean {
-  const names = field(v, 'ColumnRef')?.fields?.map((f) => field(f, 'String')?.sval)
-  return names?.length === 2 && names[0] === src.name && names[1] === src.col
+  const names = columnRefNames(v)
+  return names.length === 2 && names[0] === src.name && names[1] === src.col
 }

@@ -39,6 +39,11 @@ export function field<K extends NodeKind>(n: Node | undefined | null, k: K): Nod
   return n ? (n as unknown as Partial<Record<K, NodeOf<K>>>)[k] : undefined
 }
 
+/** The name parts of a column reference (`q.col` → ['q', 'col']; a `*` part is undefined); empty when `n` is not one. */
+export function columnRefNames(n: Node | undefined): (string | undefined)[] {
+  return (field(n, 'ColumnRef')?.fields ?? []).map((f) => field(f, 'String')?.sval)
+}
+
 /** A node's kind (its one key). */
 export function nodeKind(n: Node): NodeKind {
   for (const k in n) return k as NodeKind

@@ -6,7 +6,7 @@ import { quoteLiteral } from '../quote.js'
 import { Refuse, unsupported } from './refuse.js'
 import type { RewriteState } from './state.js'
 import { TENANT, type Part } from './template.js'
-import { constValue, field, nodeKind, type Node } from './nodes.js'
+import { columnRefNames, constValue, field, nodeKind, type Node } from './nodes.js'
 
 /** Marker in the guard's error text (the ELSE branch below); server/ reports such an error as a tenant violation. */
 const GUARD_MARKER = ' pgtenant: '
@@ -147,8 +147,7 @@ export type OwnValue = 'excluded' | 'column' | null
 
 export function isOwnValue(node: Node | undefined, col: string, own: OwnValue): boolean {
   if (!own) return false
-  const ref = field(node, 'ColumnRef')
-  const names = (ref?.fields ?? []).map((f) => field(f, 'String')?.sval)
+  const names = columnRefNames(node)
   if (own === 'column') return names.length === 1 && names[0] === col
   return names.length === 2 && names[0] === 'excluded' && names[1] === col
 }
