@@ -218,11 +218,10 @@ interface Pending {
 
 function makeMetrics(registry: client.Registry, source: MetricsSource, flushPending: () => void) {
   const m = METRICS
-  const counter = <L extends string>(d: { name: string; help: string; labels: readonly L[] }) =>
-    new client.Counter<L>({ name: d.name, help: d.help, labelNames: d.labels, registers: [registry] })
+  const counter = <L extends string>(d: { name: string; help: string; labels: readonly L[] }, collect?: () => void) =>
+    new client.Counter<L>({ name: d.name, help: d.help, labelNames: d.labels, registers: [registry], collect })
   /** A counter updated from PendingCounts: whichever of them is collected first adds every pending count. */
-  const pendingCounter = <L extends string>(d: { name: string; help: string; labels: readonly L[] }) =>
-    new client.Counter<L>({ name: d.name, help: d.help, labelNames: d.labels, registers: [registry], collect: flushPending })
+  const pendingCounter = <L extends string>(d: { name: string; help: string; labels: readonly L[] }) => counter(d, flushPending)
   const histogram = <L extends string>(d: { name: string; help: string; labels: readonly L[] }, buckets: number[]) =>
     new client.Histogram<L>({ name: d.name, help: d.help, labelNames: d.labels, buckets, registers: [registry] })
   new client.Gauge({
